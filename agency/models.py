@@ -1,0 +1,70 @@
+"""The audit log: who did what to which object of which client, append-only."""
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditLogQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("the audit log is append-only")
+
+    def delete(self):
+        raise PermissionError("the audit log is append-only")
+
+
+class AuditLogEntry(models.Model):
+    class Source(models.TextChoices):
+        ADMIN = "admin", "админка"
+        API = "api", "API"
+        WEBHOOK = "webhook", "вебхук"
+        CLI = "cli", "командная строка"
+        PORTAL = "portal", "портал"
+        SYSTEM = "system", "система"
+
+    at = models.DateTimeField("время", auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        # The log outlives users and clients: no cascade, no SET NULL (that would be an UPDATE).
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="пользователь",
+    )
+    actor_label = models.CharField("кто", max_length=200, blank=True)
+    client = models.ForeignKey(
+        "clients.Client",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="клиент",
+    )
+    source = models.CharField("источник", max_length=20, choices=Source.choices)
+    action = models.CharField("действие", max_length=60)
+    object_type = models.CharField("тип объекта", max_length=100, blank=True)
+    object_id = models.CharField("id объекта", max_length=64, blank=True)
+    object_repr = models.CharField("объект", max_length=300, blank=True)
+    details = models.JSONField("подробности", default=dict, blank=True)
+    ip = models.GenericIPAddressField("IP", null=True, blank=True)
+
+    objects = AuditLogQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "запись журнала аудита"
+        verbose_name_plural = "журнал аудита"
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["client", "-at"], name="audit_client_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_repr}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("the audit log is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("the audit log is append-only")

@@ -1,0 +1,103 @@
+"""API authentication by per-client keys, and the one answer to "which client is this request"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from django.utils.translation import gettext_lazy as _
+from rest_framework import authentication, exceptions
+from rest_framework.throttling import SimpleRateThrottle
+
+from agency.roles import user_clients
+
+from .models import ApiKey, Client
+from .selectors import api_key_find_active
+
+API_KEY_KEYWORD = "Api-Key"
+
+
+class ApiKeyPrincipal:
+    """The "user" of a request authenticated by an API key: the key itself, not a person."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+
+    def __str__(self) -> str:
+        return f"api-key:{self.api_key.prefix}"
+
+    def get_username(self) -> str:
+        return str(self)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Api-Key <key>``; a key reaches exactly one client."""
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        keyword, _sep, raw_key = header.partition(" ")
+        if keyword.lower() != API_KEY_KEYWORD.lower():
+            return None
+        raw_key = raw_key.strip()
+        if not raw_key:
+            raise exceptions.AuthenticationFailed(_("Пустой API-ключ."))
+        api_key = api_key_find_active(raw_key=raw_key)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed(_("Неверный или отозванный API-ключ."))
+        return ApiKeyPrincipal(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return API_KEY_KEYWORD
+
+
+def request_client(request: Any) -> Client:
+    """The client a request acts for. API key: its client. Session: ``X-Client`` header or
+    ``?client=`` slug among the user's clients, or the only one they have. Unknown and foreign
+    slugs give the same 404."""
+    cached = getattr(request, "_cvm_client", None)
+    if cached is not None:
+        return cached
+    auth = getattr(request, "auth", None)
+    if isinstance(auth, ApiKey):
+        client = auth.client
+        if not client.is_active:
+            raise exceptions.PermissionDenied(_("Клиент отключён."))
+    else:
+        clients = user_clients(request.user)
+        slug = request.headers.get("X-Client") or request.GET.get("client")
+        if slug:
+            client = clients.filter(slug=slug).first()
+            if client is None:
+                raise Http404("client not found")
+        else:
+            found = list(clients[:2])
+            if len(found) != 1:
+                raise exceptions.ValidationError(
+                    {"client": [_("Укажите клиента заголовком X-Client или параметром ?client=.")]}
+                )
+            client = found[0]
+    request._cvm_client = client
+    return client
+
+
+class ApiKeyRateThrottle(SimpleRateThrottle):
+    """Per-key (or per-user) request rate."""
+
+    scope = "api_key"
+
+    def get_cache_key(self, request, view):
+        if isinstance(getattr(request, "auth", None), ApiKey):
+            ident = f"key:{request.auth.pk}"
+        elif request.user and request.user.is_authenticated:
+            ident = f"user:{request.user.pk}"
+        else:
+            ident = self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}

@@ -1,0 +1,401 @@
+"""The tenant (Client), its tier and people, and the client's customer base."""
+
+from __future__ import annotations
+
+import zoneinfo
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from agency.tenancy import TenantModel
+
+from .validators import validate_inn
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"Неизвестный часовой пояс: {value}")
+
+
+class Tier(models.Model):
+    """A service tier from the agency's offer; its limits are data, enforced in services."""
+
+    code = models.SlugField("код", max_length=30, unique=True)
+    name = models.CharField("название", max_length=100)
+    position = models.PositiveSmallIntegerField("порядок", default=0)
+    ad_spend_min = models.DecimalField("рекламный бюджет от, ₽/мес", max_digits=14, decimal_places=2)
+    ad_spend_max = models.DecimalField(
+        "рекламный бюджет до, ₽/мес", max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    setup_fee_min = models.DecimalField("внедрение от, ₽", max_digits=14, decimal_places=2)
+    setup_fee_max = models.DecimalField("внедрение до, ₽", max_digits=14, decimal_places=2)
+    monthly_fee_min = models.DecimalField("абонплата от, ₽/мес", max_digits=14, decimal_places=2)
+    monthly_fee_max = models.DecimalField("абонплата до, ₽/мес", max_digits=14, decimal_places=2)
+    max_segments = models.PositiveIntegerField(
+        "максимум сегментов", null=True, blank=True, help_text="Пусто — без ограничения."
+    )
+    max_trigger_chains = models.PositiveIntegerField(
+        "максимум триггерных цепочек", null=True, blank=True, help_text="Пусто — без ограничения."
+    )
+    predictive = models.BooleanField("предиктивные сегменты (отток, CLV)", default=False)
+    omnichannel = models.BooleanField("омниканальные триггеры", default=False)
+    value_bidding = models.BooleanField("ставки по ценности клиента", default=False)
+    cohorts = models.BooleanField("когортный анализ", default=False)
+    incrementality = models.BooleanField("тесты инкрементальности", default=False)
+    programmatic = models.BooleanField("programmatic / DMP-экспорт", default=False)
+
+    FEATURES = ("predictive", "omnichannel", "value_bidding", "cohorts", "incrementality", "programmatic")
+
+    class Meta:
+        verbose_name = "тариф"
+        verbose_name_plural = "тарифы"
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def has_feature(self, feature: str) -> bool:
+        if feature not in self.FEATURES:
+            raise ValueError(f"unknown tier feature {feature!r}")
+        return bool(getattr(self, feature))
+
+
+class ClientQuerySet(models.QuerySet):
+    def active(self) -> ClientQuerySet:
+        return self.filter(is_active=True)
+
+
+class Client(models.Model):
+    """The tenant: a company the agency serves."""
+
+    name = models.CharField("название", max_length=200)
+    slug = models.SlugField("код", max_length=60, unique=True)
+    legal_name = models.CharField("юридическое наименование", max_length=300, blank=True)
+    inn = models.CharField("ИНН", max_length=12, blank=True, validators=[validate_inn])
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="clients", verbose_name="тариф")
+    monthly_ad_spend = models.DecimalField(
+        "рекламный бюджет, ₽/мес",
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+    )
+    time_zone = models.CharField(
+        "часовой пояс", max_length=64, default="Europe/Moscow", validators=[validate_time_zone]
+    )
+    pd_operator_registry_number = models.CharField(
+        "рег. номер оператора ПДн (РКН)",
+        max_length=40,
+        blank=True,
+        help_text="Номер в реестре операторов персональных данных Роскомнадзора.",
+    )
+    account_managers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="managed_clients",
+        verbose_name="аккаунт-менеджеры",
+    )
+    webhook_secret = models.CharField(
+        "секрет вебхуков CRM",
+        max_length=64,
+        blank=True,
+        help_text="Токен, которым CRM подписывает вебхуки (Битрикс24: application_token; amoCRM: "
+        "параметр secret в URL).",
+    )
+    is_active = models.BooleanField("активен", default=True)
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+
+    objects = ClientQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "клиент"
+        verbose_name_plural = "клиенты"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class ClientMembership(models.Model):
+    """A portal user's access to one client."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "владелец"
+        ANALYST = "analyst", "аналитик"
+        VIEWER = "viewer", "наблюдатель"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="client_memberships",
+        verbose_name="пользователь",
+    )
+    client = models.ForeignKey(
+        Client, on_delete=models.CASCADE, related_name="memberships", verbose_name="клиент"
+    )
+    role = models.CharField("роль", max_length=20, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField("добавлен", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "доступ к порталу"
+        verbose_name_plural = "доступы к порталу"
+        constraints = [
+            models.UniqueConstraint(fields=["client", "user"], name="membership_client_user_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.client} ({self.get_role_display()})"
+
+
+class ApiKey(models.Model):
+    """A per-client API key; only a hash of the secret is kept, the key is shown once."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "чтение"
+        WRITE = "write", "запись"
+
+    client = models.ForeignKey(
+        Client, on_delete=models.CASCADE, related_name="api_keys", verbose_name="клиент"
+    )
+    name = models.CharField("название", max_length=100, blank=True)
+    prefix = models.CharField("префикс", max_length=16, unique=True, editable=False)
+    hashed_secret = models.CharField("хеш секрета", max_length=64, editable=False)
+    scopes = models.JSONField("права", default=list)
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="кем создан",
+    )
+    revoked_at = models.DateTimeField("отозван", null=True, blank=True)
+    last_used_at = models.DateTimeField("последнее использование", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API-ключ"
+        verbose_name_plural = "API-ключи"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.client} · {self.prefix}…"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or [])
+
+
+class TimestampedTenantModel(TenantModel):
+    created_at = models.DateTimeField("создан", default=timezone.now, editable=False)
+    updated_at = models.DateTimeField("изменён", default=timezone.now, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        self.updated_at = timezone.now()
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "updated_at"}
+        super().save(*args, **kwargs)
+
+
+class Customer(TimestampedTenantModel):
+    external_id = models.CharField("внешний id", max_length=100)
+    email = models.CharField("email", max_length=254, blank=True)
+    phone = models.CharField("телефон (E.164)", max_length=16, blank=True)
+    first_name = models.CharField("имя", max_length=100, blank=True)
+    last_name = models.CharField("фамилия", max_length=100, blank=True)
+    city = models.CharField("город", max_length=100, blank=True)
+    attributes = models.JSONField("атрибуты", default=dict, blank=True)
+    first_seen = models.DateTimeField("впервые замечен", default=timezone.now)
+    source = models.CharField("источник", max_length=50, blank=True)
+
+    class Meta:
+        verbose_name = "покупатель"
+        verbose_name_plural = "покупатели"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "external_id"], name="customer_client_external_id_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["client", "email"], name="customer_client_email"),
+            models.Index(fields=["client", "phone"], name="customer_client_phone"),
+            models.Index(fields=["client", "updated_at", "id"], name="customer_client_updated"),
+        ]
+
+    def __str__(self) -> str:
+        name = " ".join(p for p in (self.first_name, self.last_name) if p)
+        return name or self.email or self.phone or self.external_id
+
+
+class Order(TimestampedTenantModel):
+    class Status(models.TextChoices):
+        PAID = "paid", "оплачен"
+        REFUNDED = "refunded", "возврат"
+        CANCELLED = "cancelled", "отменён"
+
+    external_id = models.CharField("внешний id", max_length=100)
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.CASCADE,
+        related_name="orders",
+        verbose_name="покупатель",
+        db_index=False,  # served by the (client, customer, ...) index
+    )
+    placed_at = models.DateTimeField("оформлен")
+    amount = models.DecimalField("сумма, ₽", max_digits=14, decimal_places=2)
+    status = models.CharField("статус", max_length=20, choices=Status.choices, default=Status.PAID)
+    channel = models.CharField("канал", max_length=50, blank=True)
+    items = models.JSONField("позиции", default=list, blank=True)
+
+    class Meta:
+        verbose_name = "заказ"
+        verbose_name_plural = "заказы"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "external_id"], name="order_client_external_id_unique"
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="order_amount_gte_0"),
+        ]
+        indexes = [
+            models.Index(fields=["client", "customer", "placed_at"], name="order_client_customer"),
+            models.Index(fields=["client", "placed_at"], name="order_client_placed"),
+            models.Index(fields=["client", "updated_at", "id"], name="order_client_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"№{self.external_id}"
+
+
+EVENT_TYPE_RE = r"^[a-z][a-z0-9_]{0,49}$"
+
+
+class Event(TimestampedTenantModel):
+    class Type(models.TextChoices):
+        REGISTRATION = "registration", "регистрация"
+        VISIT = "visit", "визит"
+        CART = "cart", "корзина"
+        PURCHASE = "purchase", "покупка"
+        EMAIL_OPEN = "email_open", "открытие письма"
+        EMAIL_CLICK = "email_click", "клик в письме"
+        SMS_CLICK = "sms_click", "клик в SMS"
+        PUSH_OPEN = "push_open", "открытие push"
+        APP_OPEN = "app_open", "открытие приложения"
+        PRODUCT_VIEW = "product_view", "просмотр товара"
+
+    external_id = models.CharField(
+        "внешний id",
+        max_length=100,
+        help_text="Если источник не дал id, он выводится из содержания события, чтобы повторная "
+        "отправка не создавала дубль.",
+    )
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.CASCADE,
+        related_name="events",
+        verbose_name="покупатель",
+        db_index=False,  # served by the (client, customer, ...) index
+    )
+    type = models.CharField(
+        "тип", max_length=50, validators=[RegexValidator(EVENT_TYPE_RE)], help_text="Напр. visit, cart."
+    )
+    occurred_at = models.DateTimeField("произошло")
+    properties = models.JSONField("свойства", default=dict, blank=True)
+    utm_source = models.CharField("utm_source", max_length=100, blank=True)
+    utm_medium = models.CharField("utm_medium", max_length=100, blank=True)
+    utm_campaign = models.CharField("utm_campaign", max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = "событие"
+        verbose_name_plural = "события"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "external_id"], name="event_client_external_id_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["client", "customer", "occurred_at"], name="event_client_customer"),
+            models.Index(fields=["client", "type", "occurred_at"], name="event_client_type"),
+            models.Index(fields=["client", "updated_at", "id"], name="event_client_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+def import_upload_path(instance: ImportJob, filename: str) -> str:
+    return f"imports/{instance.client_id}/{timezone.now():%Y/%m/%d}/{filename}"
+
+
+class ImportJob(TenantModel):
+    class Kind(models.TextChoices):
+        CUSTOMERS = "customers", "покупатели"
+        ORDERS = "orders", "заказы"
+        EVENTS = "events", "события"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "в очереди"
+        RUNNING = "running", "выполняется"
+        SUCCEEDED = "succeeded", "выполнен"
+        REJECTED = "rejected", "отклонён (ошибки в строках)"
+        FAILED = "failed", "сбой"
+
+    kind = models.CharField("что загружаем", max_length=20, choices=Kind.choices)
+    file = models.FileField("файл CSV", upload_to=import_upload_path)
+    delimiter = models.CharField("разделитель", max_length=1, default=",")
+    encoding = models.CharField("кодировка", max_length=20, default="utf-8")
+    partial = models.BooleanField(
+        "принять корректные строки",
+        default=False,
+        help_text="Без отметки файл загружается целиком или не загружается вовсе.",
+    )
+    status = models.CharField("статус", max_length=20, choices=Status.choices, default=Status.PENDING)
+    rows_total = models.PositiveBigIntegerField("строк всего", default=0)
+    rows_processed = models.PositiveBigIntegerField("строк обработано", default=0)
+    rows_ok = models.PositiveBigIntegerField("строк принято", default=0)
+    rows_rejected = models.PositiveBigIntegerField("строк отклонено", default=0)
+    rows_created = models.PositiveBigIntegerField("создано", default=0)
+    rows_updated = models.PositiveBigIntegerField("обновлено", default=0)
+    error_report = models.FileField("отчёт об ошибках (CSV)", upload_to=import_upload_path, blank=True)
+    error_message = models.TextField("ошибка", blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="кем загружен",
+    )
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+    started_at = models.DateTimeField("начат", null=True, blank=True)
+    finished_at = models.DateTimeField("завершён", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "импорт CSV"
+        verbose_name_plural = "импорты CSV"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["client", "-created_at"], name="importjob_client_created")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} · {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status in (self.Status.SUCCEEDED, self.Status.REJECTED):
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(100, int(100 * self.rows_processed / self.rows_total))

@@ -1,0 +1,53 @@
+"""Identity normalisation: the one place where emails and phones are made canonical.
+
+Values are either fully normalised or rejected with a reason; nothing is stored half-done.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import phonenumbers
+
+DEFAULT_PHONE_REGION = "RU"
+
+# Pragmatic RFC 5322 subset: what mail providers accept in practice.
+_EMAIL_RE = re.compile(
+    r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([a-z0-9\u0400-\u04ff]([a-z0-9\u0400-\u04ff-]{0,61}[a-z0-9\u0400-\u04ff])?\.)+"
+    r"[a-z\u0400-\u04ff]{2,63}$"
+)
+
+
+class NormalizationError(ValueError):
+    """A value that cannot be normalised; the message is the reason shown to the user."""
+
+
+def normalize_email(value: str) -> str:
+    """Trim and lowercase; reject what is not an address."""
+    email = (value or "").strip().lower()
+    if not email:
+        raise NormalizationError("пустой email")
+    if len(email) > 254:
+        raise NormalizationError("email длиннее 254 символов")
+    if not _EMAIL_RE.match(email):
+        raise NormalizationError(f"некорректный email: {value!r}")
+    return email
+
+
+@lru_cache(maxsize=65536)
+def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
+    """E.164, reading national formats of ``region`` ("8 (916) 123-45-67" -> "+79161234567")."""
+    raw = (value or "").strip()
+    if not raw:
+        raise NormalizationError("пустой телефон")
+    if len(raw) > 40:
+        raise NormalizationError("телефон длиннее 40 символов")
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise NormalizationError(f"не телефон: {value!r}") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise NormalizationError(f"несуществующий номер телефона: {value!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

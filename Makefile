@@ -1,0 +1,85 @@
+# Agency CVM platform: developer entry points.
+#   make run    first run on the embedded defaults (SQLite + filesystem broker)
+#   make test   full test suite against a throwaway PostgreSQL and Redis
+SHELL := /bin/bash
+
+PYTHON      ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+PYTEST_ARGS ?=
+BENCH_ARGS  ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv install run test test-services lint format bench clean distclean
+
+help:
+	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
+	@echo "make test       run pytest against a throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make format     ruff format and ruff check --fix"
+	@echo "make bench      run bench/ingest.py against a throwaway PostgreSQL and Redis"
+	@echo "make venv       create $(VENV) and install the project with dev extras"
+	@echo "make clean      remove caches and build artefacts (distclean: also $(VENV) and var/)"
+
+venv install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes. On Debian, `python3 -m venv` needs the
+# python3-venv package; install it when running as root and it is missing.
+$(STAMP): pyproject.toml
+	@if [ ! -x "$(PY)" ]; then \
+	  if ! $(PYTHON) -m venv $(VENV); then \
+	    rm -rf $(VENV); \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      DEBIAN_FRONTEND=noninteractive apt-get update && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv && \
+	      $(PYTHON) -m venv $(VENV); \
+	    else \
+	      echo "cannot create $(VENV): install python3-venv (sudo apt-get install python3-venv)" >&2; \
+	      exit 1; \
+	    fi; \
+	  fi; \
+	fi
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+run: $(STAMP)
+	scripts/run_embedded.sh
+
+# PostgreSQL and Redis servers for the throwaway test services: installed from Debian
+# packages only when missing, and only when running as root.
+test-services:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    || ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing postgresql and redis-server (apt-get)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	      postgresql redis-server; \
+	  else \
+	    echo "PostgreSQL and redis-server are needed: sudo apt-get install postgresql redis-server" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: $(STAMP) test-services
+	scripts/with_test_services.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP) test-services
+	DJANGO_SETTINGS_MODULE=agency.settings \
+	  scripts/with_test_services.sh $(PY) bench/ingest.py $(BENCH_ARGS)
+
+clean:
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -type f -name '*.py[co]' -exec rm -f {} +
+	rm -rf .pytest_cache .ruff_cache .hypothesis *.egg-info build dist
+
+distclean: clean
+	rm -rf $(VENV) var

@@ -1,6 +1,19 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from clients.api import CustomerViewSet, EventViewSet, OrderViewSet
+
+router = DefaultRouter()
+router.register("customers", CustomerViewSet, basename="customer")
+router.register("orders", OrderViewSet, basename="order")
+router.register("events", EventViewSet, basename="event")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include(router.urls)),
+    path("api/v1/webhooks/", include("clients.webhooks")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -598,7 +598,9 @@ class _Writer:
             if fs.name == "customer_external_id":
                 continue
             insert_columns.append(fs.target)
-            if fs in columns:
+            if fs in columns and fs.required:
+                select_values.append(self._value_sql(fs, f"s.{fs.name}"))
+            elif fs in columns:
                 value = self._value_sql(fs, f"s.{fs.name}")
                 default = self._value_sql(fs, fs.insert_default) if fs.insert_default != ":now" else "%s"
                 select_values.append(f"COALESCE({value}, {default})")

@@ -18,7 +18,7 @@ def api_key_hash(secret: str) -> str:
 
 
 def api_key_split(raw_key: str) -> tuple[str, str] | None:
-    parts = raw_key.split("_")
+    parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
         return None
     return parts[1], parts[2]

@@ -1,0 +1,338 @@
+"""The customer-base API: customers, orders and events (read, filter, bulk upsert)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agency.api import ApiError, ClientScopedViewSetMixin
+from agency.audit import audit_log, request_ip
+from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, staff_role
+
+from .auth import request_client
+from .ingest import BatchError, IngestResult, ingest_records
+from .models import ApiKey, ClientMembership, Customer, Event, Order
+from .normalize import NormalizationError, normalize_email, normalize_phone
+
+
+class ClientAccessPermission(permissions.BasePermission):
+    """Keys need the ``read``/``write`` scope; people need a role that allows writing."""
+
+    message = "Недостаточно прав для этого действия."
+
+    def has_permission(self, request: Request, view) -> bool:
+        writing = request.method not in permissions.SAFE_METHODS
+        if isinstance(request.auth, ApiKey):
+            return request.auth.has_scope("write" if writing else "read")
+        if not (request.user and request.user.is_authenticated):
+            return False
+        if not writing:
+            return True
+        client = request_client(request)
+        if staff_role(request.user) in (AGENCY_ADMIN, ACCOUNT_MANAGER):
+            return True
+        return ClientMembership.objects.filter(
+            client=client,
+            user=request.user,
+            role__in=[ClientMembership.Role.OWNER, ClientMembership.Role.ANALYST],
+        ).exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Serializers (output, and the documented shape of bulk input)
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = [
+            "id",
+            "external_id",
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "city",
+            "attributes",
+            "first_seen",
+            "source",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    customer_external_id = serializers.CharField(source="customer.external_id", read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "external_id",
+            "customer_external_id",
+            "placed_at",
+            "amount",
+            "status",
+            "channel",
+            "items",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class EventSerializer(serializers.ModelSerializer):
+    customer_external_id = serializers.CharField(source="customer.external_id", read_only=True)
+
+    class Meta:
+        model = Event
+        fields = [
+            "id",
+            "external_id",
+            "customer_external_id",
+            "type",
+            "occurred_at",
+            "properties",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class CustomerInputSerializer(serializers.Serializer):
+    """Documentation of one bulk record; validation runs in clients.ingest, vectorised."""
+
+    external_id = serializers.CharField(max_length=100)
+    email = serializers.CharField(required=False, allow_blank=True)
+    phone = serializers.CharField(required=False, allow_blank=True, help_text="Любой формат; → E.164")
+    first_name = serializers.CharField(required=False, allow_blank=True)
+    last_name = serializers.CharField(required=False, allow_blank=True)
+    city = serializers.CharField(required=False, allow_blank=True)
+    attributes = serializers.DictField(required=False)
+    first_seen = serializers.DateTimeField(required=False)
+    source = serializers.CharField(required=False, allow_blank=True)
+
+
+class OrderItemSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    name = serializers.CharField(required=False)
+    qty = serializers.IntegerField(min_value=1)
+    price = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
+
+
+class OrderInputSerializer(serializers.Serializer):
+    external_id = serializers.CharField(max_length=100)
+    customer_external_id = serializers.CharField(max_length=100)
+    placed_at = serializers.DateTimeField(help_text="ISO 8601; без смещения — часовой пояс клиента")
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
+    status = serializers.ChoiceField(choices=Order.Status.choices, required=False)
+    channel = serializers.CharField(required=False, allow_blank=True)
+    items = OrderItemSerializer(many=True, required=False)
+
+
+class EventInputSerializer(serializers.Serializer):
+    external_id = serializers.CharField(
+        max_length=100, required=False, help_text="Без id он выводится из содержания события"
+    )
+    customer_external_id = serializers.CharField(max_length=100)
+    type = serializers.CharField(max_length=50)
+    occurred_at = serializers.DateTimeField()
+    properties = serializers.DictField(required=False)
+    utm_source = serializers.CharField(required=False, allow_blank=True)
+    utm_medium = serializers.CharField(required=False, allow_blank=True)
+    utm_campaign = serializers.CharField(required=False, allow_blank=True)
+
+
+BULK_RESULT = inline_serializer(
+    "BulkResult",
+    fields={
+        "committed": serializers.BooleanField(),
+        "total": serializers.IntegerField(),
+        "created": serializers.IntegerField(),
+        "updated": serializers.IntegerField(),
+        "rejected": serializers.IntegerField(),
+        "errors": inline_serializer(
+            "BulkRowError",
+            fields={
+                "index": serializers.IntegerField(),
+                "field": serializers.CharField(),
+                "reason": serializers.CharField(),
+                "value": serializers.CharField(),
+            },
+            many=True,
+        ),
+    },
+)
+
+
+def bulk_result_body(result: IngestResult) -> dict:
+    return {
+        "committed": result.committed,
+        "total": result.total,
+        "created": result.created if result.committed else 0,
+        "updated": result.updated if result.committed else 0,
+        "rejected": result.rejected,
+        "errors": [e.as_dict("index") for e in result.errors],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Viewsets
+
+COMMON_FILTERS = [
+    OpenApiParameter("updated_since", OpenApiTypes.DATETIME, description="Изменённые с момента"),
+    OpenApiParameter("external_id", OpenApiTypes.STR),
+]
+
+
+class BaseDataViewSet(
+    ClientScopedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """List (cursor pagination), retrieve, and ``POST bulk/`` for one kind of the client's data."""
+
+    permission_classes = [ClientAccessPermission]
+    kind: str
+
+    def safely_get_queryset(self, queryset):
+        params = self.request.query_params
+        if since := params.get("updated_since"):
+            parsed = parse_datetime(since)
+            if parsed is None:
+                raise ApiError("invalid_filter", "updated_since: ожидается дата-время ISO 8601")
+            queryset = queryset.filter(updated_at__gte=parsed)
+        if external_id := params.get("external_id"):
+            queryset = queryset.filter(external_id=external_id)
+        return self.filter_by_kind(queryset, params)
+
+    def filter_by_kind(self, queryset, params):
+        return queryset
+
+    def bulk(self, request: Request) -> Response:
+        records = request.data
+        if not isinstance(records, list):
+            raise ApiError("invalid_body", "Тело запроса — JSON-массив записей.")
+        if len(records) > settings.BULK_MAX_RECORDS:
+            raise ApiError(
+                "too_many_records",
+                f"Не больше {settings.BULK_MAX_RECORDS} записей за запрос, получено {len(records)}.",
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
+        client = self.client
+        try:
+            result = ingest_records(client=client, kind=self.kind, records=records, partial=partial)
+        except BatchError as exc:
+            raise ApiError(exc.code, str(exc)) from exc
+        audit_log(
+            action=f"bulk_upsert_{self.kind}",
+            source="api",
+            actor=request.user,
+            actor_label=str(request.user),
+            client=client,
+            details={
+                "partial": partial,
+                "committed": result.committed,
+                "total": result.total,
+                "created": result.created,
+                "updated": result.updated,
+                "rejected": result.rejected,
+            },
+            ip=request_ip(request),
+        )
+        body = bulk_result_body(result)
+        if not result.committed:
+            body = {
+                "code": "invalid_rows",
+                "message": f"Отклонено строк: {result.rejected}; ничего не записано. "
+                "Исправьте их или отправьте с ?partial=true.",
+                **body,
+            }
+            return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return Response(body, status=status.HTTP_200_OK)
+
+
+def _bulk_schema(input_serializer):
+    return extend_schema(
+        request=input_serializer(many=True),
+        parameters=[
+            OpenApiParameter(
+                "partial",
+                OpenApiTypes.BOOL,
+                description="true — принять корректные строки; по умолчанию всё или ничего",
+            )
+        ],
+        responses={200: BULK_RESULT, 422: BULK_RESULT, 413: OpenApiResponse(description="Слишком много")},
+    )
+
+
+@extend_schema(
+    parameters=[
+        *COMMON_FILTERS,
+        OpenApiParameter("email", OpenApiTypes.STR),
+        OpenApiParameter("phone", OpenApiTypes.STR, description="Любой формат"),
+    ]
+)
+class CustomerViewSet(BaseDataViewSet):
+    model = Customer
+    kind = "customers"
+    serializer_class = CustomerSerializer
+
+    def filter_by_kind(self, queryset, params):
+        try:
+            if email := params.get("email"):
+                queryset = queryset.filter(email=normalize_email(email))
+            if phone := params.get("phone"):
+                queryset = queryset.filter(phone=normalize_phone(phone))
+        except NormalizationError as exc:
+            raise ApiError("invalid_filter", str(exc)) from exc
+        return queryset
+
+    @_bulk_schema(CustomerInputSerializer)
+    @action(detail=False, methods=["post"], url_path="bulk")
+    def bulk_upsert(self, request: Request) -> Response:
+        return self.bulk(request)
+
+
+class _CustomerLinkedViewSet(BaseDataViewSet):
+    def filter_by_kind(self, queryset, params):
+        if customer_external_id := params.get("customer_external_id"):
+            queryset = queryset.filter(customer__external_id=customer_external_id)
+        return queryset.select_related("customer")
+
+
+@extend_schema(
+    parameters=[*COMMON_FILTERS, OpenApiParameter("customer_external_id", OpenApiTypes.STR)]
+)
+class OrderViewSet(_CustomerLinkedViewSet):
+    model = Order
+    kind = "orders"
+    serializer_class = OrderSerializer
+
+    @_bulk_schema(OrderInputSerializer)
+    @action(detail=False, methods=["post"], url_path="bulk")
+    def bulk_upsert(self, request: Request) -> Response:
+        return self.bulk(request)
+
+
+@extend_schema(
+    parameters=[*COMMON_FILTERS, OpenApiParameter("customer_external_id", OpenApiTypes.STR)]
+)
+class EventViewSet(_CustomerLinkedViewSet):
+    model = Event
+    kind = "events"
+    serializer_class = EventSerializer
+
+    @_bulk_schema(EventInputSerializer)
+    @action(detail=False, methods=["post"], url_path="bulk")
+    def bulk_upsert(self, request: Request) -> Response:
+        return self.bulk(request)

@@ -1,0 +1,63 @@
+"""Property tests for identity normalisation."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clients.normalize import NormalizationError, normalize_email, normalize_phone
+from clients.validators import inn_is_valid
+
+local_part = st.from_regex(r"[a-z0-9]([a-z0-9._+-]{0,20}[a-z0-9])?", fullmatch=True).filter(
+    lambda s: ".." not in s
+)
+domain = st.from_regex(r"[a-z0-9]{1,12}\.(ru|com|рф|org)", fullmatch=True)
+
+
+@given(local=local_part, host=domain, pad_left=st.text(" \t", max_size=3), pad_right=st.text(" ", max_size=3))
+def test_email_is_trimmed_lowercased_and_idempotent(local, host, pad_left, pad_right):
+    raw = pad_left + (local + "@" + host).upper() + pad_right
+    normalised = normalize_email(raw)
+    assert normalised == f"{local}@{host}".lower()
+    assert normalize_email(normalised) == normalised
+
+
+@given(st.text(max_size=30).filter(lambda s: "@" not in s))
+def test_text_without_at_is_never_an_email(text):
+    with pytest.raises(NormalizationError):
+        normalize_email(text)
+
+
+@given(
+    operator=st.sampled_from(["916", "903", "926", "999", "985"]),
+    number=st.integers(min_value=0, max_value=9_999_999),
+    style=st.sampled_from(["8 ({op}) {a}-{b}-{c}", "+7{op}{a}{b}{c}", "8{op}{a}{b}{c}", "+7 ({op}) {a} {b} {c}"]),
+)
+def test_russian_mobile_numbers_normalise_to_one_e164(operator, number, style):
+    digits = f"{number:07d}"
+    raw = style.format(op=operator, a=digits[:3], b=digits[3:5], c=digits[5:])
+    normalised = normalize_phone(raw)
+    assert normalised == f"+7{operator}{digits}"
+    assert normalize_phone(normalised) == normalised
+    assert phonenumbers.is_valid_number(phonenumbers.parse(normalised))
+
+
+@given(st.text(alphabet="0123456789-() ", max_size=6))
+def test_short_digit_strings_are_rejected_not_half_normalised(text):
+    with pytest.raises(NormalizationError):
+        normalize_phone(text)
+
+
+def test_documented_example():
+    assert normalize_phone("8 (916) 123-45-67") == "+79161234567"
+    assert normalize_phone("+44 20 7946 0958") == "+442079460958"
+
+
+@given(st.integers(min_value=10**8, max_value=10**9 - 1))
+def test_inn10_checksum(prefix):
+    digits = [int(c) for c in f"{prefix:09d}"]
+    check = sum(d * w for d, w in zip(digits, (2, 4, 10, 3, 5, 9, 4, 6, 8))) % 11 % 10
+    assert inn_is_valid(f"{prefix:09d}{check}")
+    assert not inn_is_valid(f"{prefix:09d}{(check + 1) % 10}")

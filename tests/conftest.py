@@ -1,0 +1,87 @@
+"""Shared fixtures: clients on each tier, users in each role, API keys, an API client."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
+from clients.models import ClientMembership
+from clients.services import api_key_create, client_create
+
+
+@pytest.fixture
+def client_a(db):
+    return client_create(name="Альфа Маркет", tier_code="foundation", inn="7707083893")
+
+
+@pytest.fixture
+def client_b(db):
+    return client_create(name="Бета Стор", tier_code="advanced")
+
+
+@pytest.fixture
+def api_key_a(client_a):
+    _key, raw = api_key_create(client=client_a, name="test")
+    return raw
+
+
+@pytest.fixture
+def api_key_b(client_b):
+    _key, raw = api_key_create(client=client_b, name="test")
+    return raw
+
+
+def _api(raw_key: str) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    return api
+
+
+@pytest.fixture
+def api_a(api_key_a) -> APIClient:
+    return _api(api_key_a)
+
+
+@pytest.fixture
+def api_b(api_key_b) -> APIClient:
+    return _api(api_key_b)
+
+
+@pytest.fixture
+def make_api():
+    return _api
+
+
+def _staff(django_user_model, username: str, group: str | None, superuser: bool = False):
+    user = django_user_model.objects.create_user(
+        username=username, password="pass-12345", is_staff=True, is_superuser=superuser
+    )
+    if group:
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
+    return user
+
+
+@pytest.fixture
+def agency_admin(django_user_model):
+    return _staff(django_user_model, "boss", AGENCY_ADMIN)
+
+
+@pytest.fixture
+def account_manager(django_user_model, client_a):
+    user = _staff(django_user_model, "manager", ACCOUNT_MANAGER)
+    client_a.account_managers.add(user)
+    return user
+
+
+@pytest.fixture
+def analyst(django_user_model):
+    return _staff(django_user_model, "analyst", ANALYST)
+
+
+@pytest.fixture
+def portal_owner_a(django_user_model, client_a):
+    user = django_user_model.objects.create_user(username="owner-a", password="pass-12345")
+    ClientMembership.objects.create(user=user, client=client_a, role=ClientMembership.Role.OWNER)
+    return user

@@ -13,16 +13,21 @@ empty string clears a text field. Within one batch the last row for an external_
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import json
+import sys
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -260,8 +265,7 @@ def _validate_datetime(spec: FieldSpec, values: Series, ctx: dict) -> tuple[Seri
     reasons[future] = "дата в будущем"
     ancient = present & (parsed < pd.Timestamp("1990-01-01", tz="UTC"))
     reasons[ancient] = "дата раньше 1990 года"
-    clean = parsed.astype(object).where(present & reasons.isna(), None)
-    return clean, reasons
+    return parsed.where(present & reasons.isna()), reasons
 
 
 _DECIMAL_RE = r"-?\d{1,12}(?:\.\d{1,2})?"
@@ -403,7 +407,7 @@ def validate_frame(
             ):
                 errors.append(RowError(int(row), fs.name, str(reason), value[:200]))
             good &= ~bad
-        clean_columns[fs.name] = clean.where(provided, None)
+        clean_columns[fs.name] = clean.where(provided)
     clean_frame = pd.DataFrame(clean_columns, index=frame.index)[good]
     if kind == "events":
         clean_frame = _fill_event_ids(clean_frame)
@@ -423,7 +427,7 @@ def _fill_event_ids(frame: pd.DataFrame) -> pd.DataFrame:
         derived = [
             "auto:"
             + hashlib.sha1(  # noqa: S324 (an identifier, not a security hash)
-                f"{c}|{t}|{o.isoformat()}|{p or ''}".encode()
+                f"{c}|{t}|{o.isoformat()}|{p if isinstance(p, str) else ''}".encode()
             ).hexdigest()[:40]
             for c, t, o, p in zip(
                 subset["customer_external_id"], subset["type"], subset["occurred_at"], props, strict=True
@@ -438,17 +442,20 @@ def _fill_event_ids(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 class _Writer:
-    """Stages clean rows in a temporary table and merges them into the target table."""
+    """Stages one chunk of clean rows in a temporary table and merges it into the target.
 
-    def __init__(self, spec: KindSpec, client: Client, present: list[str]):
+    Chunks are merged one after another in the caller's transaction, so a later row for the same
+    external_id updates what an earlier chunk inserted (last row wins) and a rollback undoes all.
+    """
+
+    def __init__(self, spec: KindSpec, client: Client, present: list[str], vendor: str):
         self.spec = spec
         self.client = client
         self.present = [f for f in spec.fields if f.name in present or f.name == "external_id"]
-        self.vendor = connection.vendor
+        self.vendor = vendor
         self.table = spec.model._meta.db_table
         self.customer_table = Customer._meta.db_table
         self.now = timezone.now()
-        self.staged = 0
 
     # SQL dialect differences, kept here and nowhere else.
     def _stage_type(self, fs: FieldSpec) -> str:
@@ -461,45 +468,63 @@ class _Writer:
             return f"({expr})::jsonb"
         return expr
 
-    def _db_datetime(self, value) -> str | None:
-        if value is None or pd.isna(value):
-            return None
-        if self.vendor == "postgresql":
-            return value.isoformat()
-        return value.tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")
-
     def _distinct(self, left: str, right: str) -> str:
         op = "IS DISTINCT FROM" if self.vendor == "postgresql" else "IS NOT"
         return f"{left} {op} {right}"
 
     def _now_param(self):
-        return self.now if self.vendor == "postgresql" else self._db_datetime(pd.Timestamp(self.now))
+        if self.vendor == "postgresql":
+            return self.now
+        return self.now.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
-    def create_stage(self, cursor) -> None:
+    def start(self, cursor) -> None:
+        """Create the staging table; on PostgreSQL also serialise writers of this client+kind."""
         columns = ", ".join(f"{f.name} {self._stage_type(f)}" for f in self.present)
         cursor.execute("DROP TABLE IF EXISTS ingest_stage")
         cursor.execute(f"CREATE TEMP TABLE ingest_stage (row_no bigint, {columns})")
-
-    def stage(self, cursor, frame: pd.DataFrame) -> None:
-        if frame.empty:
-            return
-        names = [f.name for f in self.present]
-        data = pd.DataFrame({"row_no": frame.index.astype("int64")})
-        for fs in self.present:
-            col = frame[fs.name] if fs.name in frame.columns else pd.Series(None, index=frame.index)
-            if fs.type == "datetime":
-                col = col.map(self._db_datetime)
-            data[fs.name] = col.to_numpy()
         if self.vendor == "postgresql":
-            buffer = io.StringIO()
-            # NULL is written as \N so that it differs from an empty string.
-            data.to_csv(buffer, header=False, index=False, na_rep="\\N")
-            column_list = ", ".join(["row_no", *names])
-            with cursor.copy(
-                f"COPY ingest_stage ({column_list}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
-            ) as copy:
-                copy.write(buffer.getvalue())
+            # Two imports of one client's orders at once would race between "does it exist"
+            # and INSERT; the lock makes them take turns (released at commit).
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [self.client.pk, KINDS.index(self.spec.kind)]
+            )
+            # Hash joins of a 500k-row chunk against the target stay in memory.
+            cursor.execute("SET LOCAL work_mem = '256MB'")
         else:
+            cursor.execute("CREATE INDEX ingest_stage_ext ON ingest_stage (external_id)")
+
+    def _stage_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        data = pd.DataFrame({"row_no": frame.index.astype("int64")}, index=frame.index)
+        for fs in self.present:
+            if fs.name in frame.columns:
+                col = frame[fs.name]
+            else:
+                col = pd.Series(None, index=frame.index, dtype=object)
+            if fs.type == "datetime" and self.vendor != "postgresql":
+                col = col.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+            data[fs.name] = col
+        return data
+
+    def load(self, cursor, frame: pd.DataFrame) -> None:
+        """Replace the staging table's contents with this chunk."""
+        names = [f.name for f in self.present]
+        data = self._stage_frame(frame)
+        if self.vendor == "postgresql":
+            cursor.execute("TRUNCATE ingest_stage")
+            buffer = pa.BufferOutputStream()
+            # Every value quoted and NULL left unquoted-empty: COPY's CSV mode then tells NULL
+            # (keep the stored value) from "" (clear it).
+            pa_csv.write_csv(
+                pa.Table.from_pandas(data, preserve_index=False),
+                buffer,
+                pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
+            )
+            column_list = ", ".join(["row_no", *names])
+            with cursor.copy(f"COPY ingest_stage ({column_list}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(buffer.getvalue().to_pybytes())
+            cursor.execute("ANALYZE ingest_stage")
+        else:
+            cursor.execute("DELETE FROM ingest_stage")
             placeholders = ", ".join(["%s"] * (len(names) + 1))
             rows = [
                 (int(r[0]), *(None if (v is None or v is pd.NA or v != v) else v for v in r[1:]))
@@ -509,15 +534,8 @@ class _Writer:
                 f"INSERT INTO ingest_stage (row_no, {', '.join(names)}) VALUES ({placeholders})",
                 rows,
             )
-        self.staged += len(frame)
 
-    def prepare(self, cursor) -> None:
-        if self.vendor == "postgresql":
-            cursor.execute("ANALYZE ingest_stage")
-        else:
-            cursor.execute("CREATE INDEX ingest_stage_ext ON ingest_stage (external_id)")
-
-    def unknown_customers(self, cursor) -> Iterator[tuple[int, str]]:
+    def unknown_customers(self, cursor) -> list[tuple[int, str]]:
         cursor.execute(
             f"""SELECT s.row_no, s.customer_external_id FROM ingest_stage s
                 WHERE NOT EXISTS (SELECT 1 FROM {self.customer_table} c
@@ -525,11 +543,7 @@ class _Writer:
                 ORDER BY s.row_no""",
             [self.client.pk],
         )
-        while True:
-            rows = cursor.fetchmany(10_000)
-            if not rows:
-                return
-            yield from rows
+        return cursor.fetchall()
 
     def drop_rows_with_unknown_customers(self, cursor) -> None:
         cursor.execute(
@@ -556,15 +570,12 @@ class _Writer:
             )
         return "ingest_stage s", []
 
-    def _target_columns(self) -> list[FieldSpec]:
-        return [f for f in self.present if f.name not in ("customer_external_id",)]
-
     def merge(self, cursor) -> int:
         """Update existing rows (only those that change), insert new ones; returns how many
         were created."""
         source, source_params = self._source_sql()
         client_id = self.client.pk
-        columns = self._target_columns()
+        columns = [f for f in self.present if f.name != "customer_external_id"]
         assignments, changes = [], []
         for fs in columns:
             if fs.name == "external_id":
@@ -612,21 +623,30 @@ class _Writer:
         if self.spec.references_customer:
             insert_columns.append("customer_id")
             select_values.append("c.id")
+        # Sorted by external_id: the unique index then grows mostly at its right edge.
         cursor.execute(
             f"""INSERT INTO {self.table} ({", ".join(insert_columns)})
                 SELECT {", ".join(select_values)} FROM {source}
                 WHERE NOT EXISTS (SELECT 1 FROM {self.table} t
                                   WHERE t.client_id = %s AND t.external_id = s.external_id)
-                ON CONFLICT (client_id, external_id) DO NOTHING""",
+                ORDER BY s.external_id""",
             [*params, *source_params, client_id],
         )
         return max(cursor.rowcount, 0)
 
 
+@dataclass
+class _ChunkOutcome:
+    errors: list[RowError]
+    created: int
+
+
 class IngestBatch:
     """One all-or-nothing (or partial) ingestion: feed frames, then ``finish``.
 
-    Use as a context manager; the database work happens inside one transaction.
+    Use as a context manager; the database work happens inside one transaction. On PostgreSQL
+    each chunk is written by a helper thread while the next one is validated, so Python and the
+    database work at the same time; chunks are still written strictly in order.
     """
 
     def __init__(
@@ -648,22 +668,40 @@ class IngestBatch:
         self.tz = client.tzinfo
         self.now = timezone.now()
         self.result = IngestResult(kind=kind)
-        self._writer = _Writer(self.spec, client, list(columns))
+        self._writer = _Writer(self.spec, client, list(columns), connection.vendor)
         self._atomic = transaction.atomic()
         self._cursor = None
+        self._pending: Future | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> IngestBatch:
         self._atomic.__enter__()
-        self._cursor = connection.cursor().__enter__()
-        self._writer.create_stage(self._cursor)
+        connection.ensure_connection()
+        if connection.vendor == "postgresql":
+            # The raw psycopg connection may be used from the helper thread; the Django wrapper
+            # may not. Only one thread uses it at a time (see _submit).
+            self._cursor = connection.connection.cursor()
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+        else:
+            self._cursor = connection.cursor()
+        self._writer.start(self._cursor)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self._wait()
+        except Exception:
+            if exc_type is None:
+                exc_type = sys.exc_info()[0]
+                exc = sys.exc_info()[1]
+                tb = sys.exc_info()[2]
         suppress = exc_type is _Rollback
         if suppress:
             transaction.set_rollback(True)
         try:
-            self._cursor.__exit__(None, None, None)
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+            self._cursor.close()
         finally:
             self._atomic.__exit__(None if suppress else exc_type, None if suppress else exc, tb)
         return suppress
@@ -674,47 +712,75 @@ class IngestBatch:
         if self.on_error:
             self.on_error(error)
 
-    def add(self, frame: pd.DataFrame) -> None:
-        """Validate and stage one frame of strings; its index gives the row numbers."""
-        clean, errors, good = validate_frame(self.kind, frame, tz=self.tz, now=self.now)
-        self.result.total += len(frame)
-        rejected_rows = set()
-        for error in errors:
-            rejected_rows.add(error.row)
+    @property
+    def _failed(self) -> bool:
+        return bool(self.result.rejected) and not self.partial
+
+    def _write_chunk(self, clean: pd.DataFrame, merge: bool) -> _ChunkOutcome:
+        cursor, writer = self._cursor, self._writer
+        writer.load(cursor, clean)
+        errors = []
+        if self.spec.references_customer:
+            unknown = writer.unknown_customers(cursor)
+            errors = [
+                RowError(
+                    int(row_no),
+                    "customer_external_id",
+                    "нет покупателя с таким external_id у этого клиента",
+                    ext_id,
+                )
+                for row_no, ext_id in unknown
+            ]
+            if errors:
+                writer.drop_rows_with_unknown_customers(cursor)
+        if not merge or (errors and not self.partial):
+            return _ChunkOutcome(errors, 0)  # the batch will be rolled back: skip the work
+        writer.collapse_duplicates(cursor)
+        return _ChunkOutcome(errors, writer.merge(cursor))
+
+    def _wait(self) -> None:
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        self._collect(pending.result())
+
+    def _collect(self, outcome: _ChunkOutcome) -> None:
+        for error in outcome.errors:
             self._reject(error)
-        self.result.rejected += len(rejected_rows)
-        self._writer.stage(self._cursor, clean)
+        self.result.rejected += len({e.row for e in outcome.errors})
+        self.result.created += outcome.created
+
+    def _submit(self, clean: pd.DataFrame) -> None:
+        self._wait()
+        merge = not self._failed
+        if clean.empty:
+            return
+        if self._executor is None:
+            self._collect(self._write_chunk(clean, merge))
+        else:
+            self._pending = self._executor.submit(self._write_chunk, clean, merge)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Validate one frame of strings (its index gives the row numbers) and write it."""
+        clean, errors, _good = validate_frame(self.kind, frame, tz=self.tz, now=self.now)
+        self.result.total += len(frame)
+        for error in errors:
+            self._reject(error)
+        self.result.rejected += len({e.row for e in errors})
+        self._submit(clean)
 
     def finish(self) -> IngestResult:
-        """Resolve customers, decide, write. Raises nothing for row errors: see ``result``."""
-        cursor = self._cursor
-        writer = self._writer
-        writer.prepare(cursor)
-        if self.spec.references_customer:
-            unknown = 0
-            for row_no, ext_id in writer.unknown_customers(cursor):
-                unknown += 1
-                self._reject(
-                    RowError(
-                        int(row_no),
-                        "customer_external_id",
-                        "нет покупателя с таким external_id у этого клиента",
-                        ext_id,
-                    )
-                )
-            if unknown:
-                self.result.rejected += unknown
-                writer.drop_rows_with_unknown_customers(cursor)
+        """Wait for the last chunk and decide: commit, or roll back when rows were rejected in
+        all-or-nothing mode. Row errors are reported in ``result``, never raised."""
+        self._wait()
         self.result.errors.sort(key=lambda e: e.row)
-        if self.result.rejected and not self.partial:
+        if self._failed:
             self.result.committed = False
+            self.result.created = 0
             raise _Rollback
-        writer.collapse_duplicates(cursor)
-        created = writer.merge(cursor)
         # Every accepted row that did not create a record updated one (or repeated one in the
         # same batch, or matched a record unchanged).
-        self.result.created = created
-        self.result.updated = self.result.ok - created
+        self.result.updated = self.result.ok - self.result.created
         self.result.committed = True
         return self.result
 
@@ -802,7 +868,7 @@ def ingest_records(
 
 
 def read_csv_frames(
-    file: Any, *, kind: str, delimiter: str = ",", encoding: str = "utf-8", chunk_rows: int = 200_000
+    file: Any, *, kind: str, delimiter: str = ",", encoding: str = "utf-8", chunk_rows: int = 500_000
 ) -> tuple[list[str], Iterator[pd.DataFrame]]:
     """Stream a CSV file as frames of strings indexed by spreadsheet row number (header = 1)."""
     try:

@@ -36,6 +36,13 @@ def normalize_email(value: str) -> str:
     return email
 
 
+# Russian mobile numbers (+7 9xx ...), the bulk of every client's base, in their usual spellings.
+# libphonenumber's RU mobile pattern is 9\d{9}, so this fast path gives exactly its answer (a
+# property test checks that) at a fraction of the cost of a full parse.
+_RU_MOBILE_RE = re.compile(r"^(?:\+7|8|7)?(9\d{9})$")
+_PHONE_PUNCTUATION = str.maketrans("", "", " -()\u00a0\t.")
+
+
 @lru_cache(maxsize=65536)
 def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """E.164, reading national formats of ``region`` ("8 (916) 123-45-67" -> "+79161234567")."""
@@ -44,10 +51,16 @@ def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
         raise NormalizationError("пустой телефон")
     if len(raw) > 40:
         raise NormalizationError("телефон длиннее 40 символов")
+    if region == "RU" and (mobile := _RU_MOBILE_RE.match(raw.translate(_PHONE_PUNCTUATION))):
+        return "+7" + mobile.group(1)
+    return _normalize_phone_full(raw, region)
+
+
+def _normalize_phone_full(raw: str, region: str) -> str:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
-        raise NormalizationError(f"не телефон: {value!r}") from exc
+        raise NormalizationError(f"не телефон: {raw!r}") from exc
     if not phonenumbers.is_valid_number(number):
-        raise NormalizationError(f"несуществующий номер телефона: {value!r}")
+        raise NormalizationError(f"несуществующий номер телефона: {raw!r}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

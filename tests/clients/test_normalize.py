@@ -61,3 +61,24 @@ def test_inn10_checksum(prefix):
     check = sum(d * w for d, w in zip(digits, (2, 4, 10, 3, 5, 9, 4, 6, 8))) % 11 % 10
     assert inn_is_valid(f"{prefix:09d}{check}")
     assert not inn_is_valid(f"{prefix:09d}{(check + 1) % 10}")
+
+
+@given(
+    digits=st.text(alphabet="0123456789", min_size=9, max_size=12),
+    prefix=st.sampled_from(["", "+7", "8", "7", "+8", "+79"]),
+    separators=st.sampled_from(["", " ", "-", "()"]),
+)
+def test_fast_russian_mobile_path_agrees_with_libphonenumber(digits, prefix, separators):
+    """The regex fast path must answer exactly what a full libphonenumber parse answers."""
+    from clients.normalize import _normalize_phone_full
+
+    raw = prefix + separators.join([digits[:3], digits[3:6], digits[6:]])
+    try:
+        expected = _normalize_phone_full(raw.strip(), "RU")
+    except NormalizationError:
+        expected = None
+    try:
+        got = normalize_phone(raw)
+    except NormalizationError:
+        got = None
+    assert got == expected, raw

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -11,7 +12,10 @@ router.register("orders", OrderViewSet, basename="order")
 router.register("events", EventViewSet, basename="event")
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="portal:home", permanent=False)),
     path("admin/", admin.site.urls),
+    path("portal/", include("clients.portal")),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include(router.urls)),
     path("api/v1/webhooks/", include("clients.webhooks")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
+from decimal import Decimal
 
 from django.utils import timezone
 
@@ -42,3 +44,43 @@ def api_key_find_active(*, raw_key: str) -> ApiKey | None:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
+
+
+def client_base_summary(*, client) -> dict:
+    """Headline numbers of a client's base for the portal dashboard."""
+    from django.db.models import Count, Sum
+
+    from .models import Customer, Order
+
+    orders = Order.objects.for_client(client)
+    paid = orders.filter(status=Order.Status.PAID).aggregate(revenue=Sum("amount"), n=Count("id"))
+    revenue = paid["revenue"] or Decimal("0")
+    return {
+        "customers": Customer.objects.for_client(client).count(),
+        "orders": orders.count(),
+        "paid_orders": paid["n"],
+        "revenue": revenue,
+        "average_order": (revenue / paid["n"]).quantize(Decimal("0.01")) if paid["n"] else None,
+    }
+
+
+def revenue_by_month(*, client, months: int = 12) -> list[dict]:
+    """Paid revenue and buyers per calendar month (client's time zone), oldest first."""
+    from django.db.models import Count, Sum
+    from django.db.models.functions import TruncMonth
+
+    from .models import Order
+
+    since = (timezone.now() - timedelta(days=31 * months)).replace(day=1)
+    rows = (
+        Order.objects.for_client(client)
+        .filter(status=Order.Status.PAID, placed_at__gte=since)
+        .annotate(month=TruncMonth("placed_at", tzinfo=client.tzinfo))
+        .values("month")
+        .annotate(revenue=Sum("amount"), buyers=Count("customer_id", distinct=True))
+        .order_by("month")
+    )
+    return [
+        {"month": r["month"].strftime("%Y-%m"), "revenue": r["revenue"], "buyers": r["buyers"]}
+        for r in rows
+    ]

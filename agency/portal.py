@@ -1,0 +1,39 @@
+"""The portal's one tenancy rule: every portal view acts for the client named in its URL, and
+only for a signed-in user who may see that client; anyone else gets the same 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.db import models
+from django.http import Http404
+
+from .roles import user_clients
+from .tenancy import get_scoped_object_or_404
+
+
+class ClientPortalMixin(LoginRequiredMixin):
+    """Resolves ``self.client`` from the ``client_slug`` URL argument among the user's clients."""
+
+    login_url = "portal:login"
+
+    def dispatch(self, request, *args: Any, **kwargs: Any):
+        if request.user.is_authenticated:
+            client = user_clients(request.user).filter(slug=kwargs.get("client_slug")).first()
+            if client is None:
+                raise Http404("client not found")
+            self.client = client
+        return super().dispatch(request, *args, **kwargs)
+
+    def scoped(self, model: type[models.Model]) -> models.QuerySet:
+        return model.objects.for_client(self.client)
+
+    def get_scoped_object_or_404(self, model: type[models.Model], **lookup: Any) -> models.Model:
+        return get_scoped_object_or_404(model, self.client, **lookup)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["client"] = self.client
+        context["user_clients"] = user_clients(self.request.user)
+        return context

@@ -1,0 +1,128 @@
+"""Portal pages: a member sees their client, anyone else gets the same 404."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.urls import reverse
+
+from clients.ingest import ingest_records
+from clients.models import ClientMembership, Customer, ImportJob
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def base_a(client_a):
+    ingest_records(
+        client=client_a,
+        kind="customers",
+        records=[
+            {"external_id": "c1", "email": "anna@example.ru", "phone": "+79161234567", "first_name": "Анна"},
+            {"external_id": "c2", "email": "boris@example.ru"},
+        ],
+    )
+    ingest_records(
+        client=client_a,
+        kind="orders",
+        records=[
+            {"external_id": "o1", "customer_external_id": "c1", "placed_at": "2026-10-05T10:00:00+03:00", "amount": "8000"},
+            {"external_id": "o2", "customer_external_id": "c1", "placed_at": "2026-11-05T10:00:00+03:00", "amount": "2000"},
+            {"external_id": "o3", "customer_external_id": "c2", "placed_at": "2026-11-06T10:00:00+03:00", "amount": "500", "status": "refunded"},
+        ],
+    )
+    job = ImportJob.objects.create(client=client_a, kind="customers", status="rejected")
+    job.error_report.save("e.csv", ContentFile(b"row,field,reason,value\n2,email,bad,x\n"))
+    return {"customer": Customer.objects.for_client(client_a).get(external_id="c1"), "job": job}
+
+
+@pytest.fixture
+def owner_b(client_b):
+    user = get_user_model().objects.create_user(username="owner-b", password="pass-12345")
+    ClientMembership.objects.create(user=user, client=client_b, role="owner")
+    return user
+
+
+def test_dashboard_shows_the_clients_numbers_and_chart(client, portal_owner_a, client_a, base_a):
+    client.force_login(portal_owner_a)
+    response = client.get(reverse("portal:dashboard", args=[client_a.slug]))
+    assert response.status_code == 200
+    summary = response.context["summary"]
+    assert summary["customers"] == 2
+    assert summary["orders"] == 3
+    assert str(summary["revenue"]) == "10000.00"  # the refund is not revenue
+    chart = response.context["chart"]
+    assert chart["labels"] == ["2026-10", "2026-11"]
+    assert chart["revenue"] == [8000.0, 2000.0]
+    assert b"vendor/chartjs/chart.umd.min.js" in response.content
+
+
+def test_single_client_user_lands_on_dashboard(client, portal_owner_a, client_a):
+    client.force_login(portal_owner_a)
+    response = client.get(reverse("portal:home"))
+    assert response.status_code == 302
+    assert response.url == reverse("portal:dashboard", args=[client_a.slug])
+
+
+def test_anonymous_is_sent_to_login(client, client_a):
+    response = client.get(reverse("portal:dashboard", args=[client_a.slug]))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("portal:login"))
+
+
+def test_customer_search_by_phone_in_any_spelling(client, portal_owner_a, client_a, base_a):
+    client.force_login(portal_owner_a)
+    url = reverse("portal:customers", args=[client_a.slug])
+    found = client.get(url, {"q": "8 (916) 123-45-67"}).context["customers"]
+    assert [c.external_id for c in found] == ["c1"]
+    by_email = client.get(url, {"q": "BORIS@example.ru"}).context["customers"]
+    assert [c.external_id for c in by_email] == ["c2"]
+
+
+def _portal_urls_for(slug: str, data) -> list[str]:
+    urls = []
+    for name in ("dashboard", "customers", "customer", "imports", "import_errors"):
+        args = [slug]
+        if name == "customer":
+            args.append(data["customer"].pk)
+        if name == "import_errors":
+            args.append(data["job"].pk)
+        urls.append(reverse(f"portal:{name}", args=args))
+    return urls
+
+
+def test_every_client_page_is_404_for_another_clients_user(client, owner_b, client_a, client_b, base_a):
+    client.force_login(owner_b)
+    urls = _portal_urls_for(client_a.slug, base_a)
+    assert len(urls) == 5
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 404, url
+    # Through their own slug, client A's objects are not reachable either.
+    own = client.get(reverse("portal:customer", args=[client_b.slug, base_a["customer"].pk]))
+    assert own.status_code == 404
+    errors = client.get(reverse("portal:import_errors", args=[client_b.slug, base_a["job"].pk]))
+    assert errors.status_code == 404
+
+
+def test_unknown_slug_and_foreign_slug_answer_alike(client, owner_b, client_a):
+    client.force_login(owner_b)
+    foreign = client.get(reverse("portal:dashboard", args=[client_a.slug]))
+    missing = client.get(reverse("portal:dashboard", args=["no-such-client"]))
+    assert foreign.status_code == missing.status_code == 404
+
+
+def test_error_report_download(client, portal_owner_a, client_a, base_a):
+    client.force_login(portal_owner_a)
+    response = client.get(reverse("portal:import_errors", args=[client_a.slug, base_a["job"].pk]))
+    assert response.status_code == 200
+    assert b"2,email,bad,x" in b"".join(response.streaming_content)
+
+
+def test_portal_is_russian_by_default_and_english_on_request(client, portal_owner_a, client_a):
+    client.force_login(portal_owner_a)
+    url = reverse("portal:customers", args=[client_a.slug])
+    assert "Покупатели".encode() in client.get(url).content
+    client.post(reverse("set_language"), {"language": "en", "next": url})
+    assert b"Customers" in client.get(url).content

@@ -108,8 +108,6 @@ class ClientScopedViewSetMixin:
     def get_object(self) -> models.Model:
         lookup_url_kwarg = self.lookup_url_kwarg or self.lookup_field
         queryset = self.filter_queryset(self.get_queryset())
-        obj = get_from_scoped_or_404(
-            queryset, **{self.lookup_field: self.kwargs[lookup_url_kwarg]}
-        )
+        obj = get_from_scoped_or_404(queryset, **{self.lookup_field: self.kwargs[lookup_url_kwarg]})
         self.check_object_permissions(self.request, obj)
         return obj

@@ -20,7 +20,9 @@ def audit_log(
     details: dict | None = None,
     ip: str | None = None,
 ) -> AuditLogEntry:
-    user = actor if getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None) else None
+    user = (
+        actor if getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None) else None
+    )
     label = actor_label or (user.get_username() if user else "")
     return AuditLogEntry.objects.create(
         action=action,

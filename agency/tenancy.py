@@ -96,7 +96,8 @@ class TenantManager(models.Manager.from_queryset(TenantQuerySet)):
 
 
 class TenantModel(models.Model):
-    """Base of every model holding a client's data: its own ``client`` key, a fail-closed manager."""
+    """Base of every model holding a client's data: its own ``client`` key and a fail-closed
+    manager."""
 
     client = models.ForeignKey(
         "clients.Client",

@@ -44,7 +44,9 @@ def machine() -> str:
     cpu = "unknown cpu"
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
     except StopIteration:
         pass
     with connection.cursor() as cur:
@@ -94,7 +96,9 @@ def write_orders_csv(path: Path, rows: int, customers: int, rng: np.random.Gener
     channels = rng.choice(["web", "app", "offline"], size=rows)
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["external_id", "customer_external_id", "placed_at", "amount", "status", "channel"])
+        writer.writerow(
+            ["external_id", "customer_external_id", "placed_at", "amount", "status", "channel"]
+        )
         for i in range(rows):
             writer.writerow(
                 [
@@ -182,7 +186,9 @@ def bench_api(total_rows: int, batch: int) -> tuple:
         env=env,
     )
     session = requests.Session()
-    session.headers.update({"Authorization": f"Api-Key {raw_key}", "Content-Type": "application/json"})
+    session.headers.update(
+        {"Authorization": f"Api-Key {raw_key}", "Content-Type": "application/json"}
+    )
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(100):
@@ -233,8 +239,12 @@ def bench_api(total_rows: int, batch: int) -> tuple:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", default="10000,100000,1000000", help="CSV sizes, comma separated")
-    parser.add_argument("--customers", type=int, default=100_000, help="customers the orders reference")
+    parser.add_argument(
+        "--orders", default="10000,100000,1000000", help="CSV sizes, comma separated"
+    )
+    parser.add_argument(
+        "--customers", type=int, default=100_000, help="customers the orders reference"
+    )
     parser.add_argument("--api-rows", type=int, default=200_000)
     parser.add_argument("--api-batch", type=int, default=10_000)
     args = parser.parse_args()
@@ -242,7 +252,9 @@ def main() -> None:
         sys.exit("bench/ingest.py measures PostgreSQL: run it via scripts/with_test_services.sh")
     call_command("migrate", verbosity=0)
     print(machine(), flush=True)
-    print(f"peak RSS of the process so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"peak RSS of the process so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
     bench_csv([int(s) for s in args.orders.split(",") if s], args.customers)
     if args.api_rows:
         bench_api(args.api_rows, args.api_batch)

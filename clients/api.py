@@ -5,7 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -114,7 +119,9 @@ class CustomerInputSerializer(serializers.Serializer):
 
     external_id = serializers.CharField(max_length=100)
     email = serializers.CharField(required=False, allow_blank=True)
-    phone = serializers.CharField(required=False, allow_blank=True, help_text="Любой формат; → E.164")
+    phone = serializers.CharField(
+        required=False, allow_blank=True, help_text="Любой формат; → E.164"
+    )
     first_name = serializers.CharField(required=False, allow_blank=True)
     last_name = serializers.CharField(required=False, allow_blank=True)
     city = serializers.CharField(required=False, allow_blank=True)
@@ -196,7 +203,10 @@ COMMON_FILTERS = [
 
 
 class BaseDataViewSet(
-    ClientScopedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    ClientScopedViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
 ):
     """List (cursor pagination), retrieve, and ``POST bulk/`` for one kind of the client's data."""
 
@@ -224,7 +234,8 @@ class BaseDataViewSet(
         if len(records) > settings.BULK_MAX_RECORDS:
             raise ApiError(
                 "too_many_records",
-                f"Не больше {settings.BULK_MAX_RECORDS} записей за запрос, получено {len(records)}.",
+                f"Не больше {settings.BULK_MAX_RECORDS} записей за запрос, "
+                f"получено {len(records)}.",
                 status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
         partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
@@ -271,7 +282,11 @@ def _bulk_schema(input_serializer):
                 description="true — принять корректные строки; по умолчанию всё или ничего",
             )
         ],
-        responses={200: BULK_RESULT, 422: BULK_RESULT, 413: OpenApiResponse(description="Слишком много")},
+        responses={
+            200: BULK_RESULT,
+            422: BULK_RESULT,
+            413: OpenApiResponse(description="Слишком много"),
+        },
     )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import io
 import json
 import sys
 import zoneinfo
@@ -276,7 +275,9 @@ def _validate_decimal(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Seri
     present = text != ""
     reasons = pd.Series(None, index=values.index, dtype=object)
     well_formed = text.str.fullmatch(_DECIMAL_RE)
-    reasons[present & ~well_formed] = "не сумма: ожидается число с не более чем 2 знаками после запятой"
+    reasons[present & ~well_formed] = (
+        "не сумма: ожидается число с не более чем 2 знаками после запятой"
+    )
     reasons[present & well_formed & text.str.startswith("-")] = "отрицательная сумма"
     clean = text.where(present & reasons.isna(), None)
     return clean, reasons
@@ -344,7 +345,9 @@ def _json_validator(expected: type, check: Callable[[Any], str | None] | None):
             clean.append(None if problem else json.dumps(parsed, ensure_ascii=False))
             reasons.append(problem)
         index = values.index
-        return pd.Series(clean, index=index, dtype=object), pd.Series(reasons, index=index, dtype=object)
+        return pd.Series(clean, index=index, dtype=object), pd.Series(
+            reasons, index=index, dtype=object
+        )
 
     return validate
 
@@ -423,14 +426,20 @@ def _fill_event_ids(frame: pd.DataFrame) -> pd.DataFrame:
     missing = frame["external_id"].isna() | (frame["external_id"] == "")
     if missing.any():
         subset = frame[missing]
-        props = subset["properties"] if "properties" in subset else pd.Series(None, index=subset.index)
+        props = (
+            subset["properties"] if "properties" in subset else pd.Series(None, index=subset.index)
+        )
         derived = [
             "auto:"
             + hashlib.sha1(  # noqa: S324 (an identifier, not a security hash)
                 f"{c}|{t}|{o.isoformat()}|{p if isinstance(p, str) else ''}".encode()
             ).hexdigest()[:40]
             for c, t, o, p in zip(
-                subset["customer_external_id"], subset["type"], subset["occurred_at"], props, strict=True
+                subset["customer_external_id"],
+                subset["type"],
+                subset["occurred_at"],
+                props,
+                strict=True,
             )
         ]
         frame.loc[missing, "external_id"] = derived
@@ -486,7 +495,8 @@ class _Writer:
             # Two imports of one client's orders at once would race between "does it exist"
             # and INSERT; the lock makes them take turns (released at commit).
             cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [self.client.pk, KINDS.index(self.spec.kind)]
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                [self.client.pk, KINDS.index(self.spec.kind)],
             )
             # Hash joins of a 500k-row chunk against the target stay in memory.
             cursor.execute("SET LOCAL work_mem = '256MB'")
@@ -520,7 +530,9 @@ class _Writer:
                 pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
             )
             column_list = ", ".join(["row_no", *names])
-            with cursor.copy(f"COPY ingest_stage ({column_list}) FROM STDIN WITH (FORMAT csv)") as copy:
+            with cursor.copy(
+                f"COPY ingest_stage ({column_list}) FROM STDIN WITH (FORMAT csv)"
+            ) as copy:
                 copy.write(buffer.getvalue().to_pybytes())
             cursor.execute("ANALYZE ingest_stage")
         else:
@@ -549,7 +561,8 @@ class _Writer:
         cursor.execute(
             f"""DELETE FROM ingest_stage WHERE NOT EXISTS (
                     SELECT 1 FROM {self.customer_table} c
-                    WHERE c.client_id = %s AND c.external_id = ingest_stage.customer_external_id)""",
+                    WHERE c.client_id = %s
+                      AND c.external_id = ingest_stage.customer_external_id)""",
             [self.client.pk],
         )
 
@@ -557,7 +570,8 @@ class _Writer:
         cursor.execute(
             """DELETE FROM ingest_stage WHERE EXISTS (
                    SELECT 1 FROM ingest_stage s2
-                   WHERE s2.external_id = ingest_stage.external_id AND s2.row_no > ingest_stage.row_no)"""
+                   WHERE s2.external_id = ingest_stage.external_id
+                     AND s2.row_no > ingest_stage.row_no)"""
         )
 
     def _source_sql(self) -> tuple[str, list]:
@@ -613,7 +627,9 @@ class _Writer:
                 select_values.append(self._value_sql(fs, f"s.{fs.name}"))
             elif fs in columns:
                 value = self._value_sql(fs, f"s.{fs.name}")
-                default = self._value_sql(fs, fs.insert_default) if fs.insert_default != ":now" else "%s"
+                default = (
+                    self._value_sql(fs, fs.insert_default) if fs.insert_default != ":now" else "%s"
+                )
                 select_values.append(f"COALESCE({value}, {default})")
             else:
                 default = fs.insert_default
@@ -797,7 +813,9 @@ def ingest_frames(
 ) -> IngestResult:
     """Validate and write frames of one kind in one transaction."""
     check_columns(kind, columns)
-    batch = IngestBatch(client=client, kind=kind, columns=columns, partial=partial, on_error=on_error)
+    batch = IngestBatch(
+        client=client, kind=kind, columns=columns, partial=partial, on_error=on_error
+    )
     with batch:
         for frame in frames:
             batch.add(frame)
@@ -868,7 +886,12 @@ def ingest_records(
 
 
 def read_csv_frames(
-    file: Any, *, kind: str, delimiter: str = ",", encoding: str = "utf-8", chunk_rows: int = 500_000
+    file: Any,
+    *,
+    kind: str,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    chunk_rows: int = 500_000,
 ) -> tuple[list[str], Iterator[pd.DataFrame]]:
     """Stream a CSV file as frames of strings indexed by spreadsheet row number (header = 1)."""
     try:
@@ -912,6 +935,8 @@ def read_csv_frames(
                     f"строка ~{offset}: файл не в кодировке {encoding}; укажите --encoding",
                 ) from exc
             except pd.errors.ParserError as exc:
-                raise BatchError("bad_csv", f"CSV не читается около строки {offset}: {exc}") from exc
+                raise BatchError(
+                    "bad_csv", f"CSV не читается около строки {offset}: {exc}"
+                ) from exc
 
     return columns, frames()

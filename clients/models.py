@@ -27,7 +27,9 @@ class Tier(models.Model):
     code = models.SlugField("код", max_length=30, unique=True)
     name = models.CharField("название", max_length=100)
     position = models.PositiveSmallIntegerField("порядок", default=0)
-    ad_spend_min = models.DecimalField("рекламный бюджет от, ₽/мес", max_digits=14, decimal_places=2)
+    ad_spend_min = models.DecimalField(
+        "рекламный бюджет от, ₽/мес", max_digits=14, decimal_places=2
+    )
     ad_spend_max = models.DecimalField(
         "рекламный бюджет до, ₽/мес", max_digits=14, decimal_places=2, null=True, blank=True
     )
@@ -48,7 +50,14 @@ class Tier(models.Model):
     incrementality = models.BooleanField("тесты инкрементальности", default=False)
     programmatic = models.BooleanField("programmatic / DMP-экспорт", default=False)
 
-    FEATURES = ("predictive", "omnichannel", "value_bidding", "cohorts", "incrementality", "programmatic")
+    FEATURES = (
+        "predictive",
+        "omnichannel",
+        "value_bidding",
+        "cohorts",
+        "incrementality",
+        "programmatic",
+    )
 
     class Meta:
         verbose_name = "тариф"
@@ -76,7 +85,9 @@ class Client(models.Model):
     slug = models.SlugField("код", max_length=60, unique=True)
     legal_name = models.CharField("юридическое наименование", max_length=300, blank=True)
     inn = models.CharField("ИНН", max_length=12, blank=True, validators=[validate_inn])
-    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="clients", verbose_name="тариф")
+    tier = models.ForeignKey(
+        Tier, on_delete=models.PROTECT, related_name="clients", verbose_name="тариф"
+    )
     monthly_ad_spend = models.DecimalField(
         "рекламный бюджет, ₽/мес",
         max_digits=14,
@@ -326,7 +337,10 @@ class Event(TimestampedTenantModel):
         db_constraint=False,  # see TimestampedTenantModel
     )
     type = models.CharField(
-        "тип", max_length=50, validators=[RegexValidator(EVENT_TYPE_RE)], help_text="Напр. visit, cart."
+        "тип",
+        max_length=50,
+        validators=[RegexValidator(EVENT_TYPE_RE)],
+        help_text="Напр. visit, cart.",
     )
     occurred_at = models.DateTimeField("произошло")
     properties = models.JSONField("свойства", default=dict, blank=True)
@@ -343,7 +357,9 @@ class Event(TimestampedTenantModel):
             )
         ]
         indexes = [
-            models.Index(fields=["client", "customer", "occurred_at"], name="event_client_customer"),
+            models.Index(
+                fields=["client", "customer", "occurred_at"], name="event_client_customer"
+            ),
             models.Index(fields=["client", "type", "occurred_at"], name="event_client_type"),
             models.Index(fields=["client", "updated_at", "id"], name="event_client_updated"),
         ]
@@ -378,14 +394,18 @@ class ImportJob(TenantModel):
         default=False,
         help_text="Без отметки файл загружается целиком или не загружается вовсе.",
     )
-    status = models.CharField("статус", max_length=20, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(
+        "статус", max_length=20, choices=Status.choices, default=Status.PENDING
+    )
     rows_total = models.PositiveBigIntegerField("строк всего", default=0)
     rows_processed = models.PositiveBigIntegerField("строк обработано", default=0)
     rows_ok = models.PositiveBigIntegerField("строк принято", default=0)
     rows_rejected = models.PositiveBigIntegerField("строк отклонено", default=0)
     rows_created = models.PositiveBigIntegerField("создано", default=0)
     rows_updated = models.PositiveBigIntegerField("обновлено", default=0)
-    error_report = models.FileField("отчёт об ошибках (CSV)", upload_to=import_upload_path, blank=True)
+    error_report = models.FileField(
+        "отчёт об ошибках (CSV)", upload_to=import_upload_path, blank=True
+    )
     error_message = models.TextField("ошибка", blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

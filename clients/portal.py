@@ -94,7 +94,9 @@ class CustomerDetailView(ClientPortalMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["orders"] = self.scoped(Order).filter(customer=self.object).order_by("-placed_at")[:100]
+        context["orders"] = (
+            self.scoped(Order).filter(customer=self.object).order_by("-placed_at")[:100]
+        )
         return context
 
 
@@ -109,7 +111,8 @@ class ImportJobListView(ClientPortalMixin, ListView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["running"] = any(
-            j.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING) for j in context["jobs"]
+            j.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING)
+            for j in context["jobs"]
         )
         return context
 
@@ -134,7 +137,9 @@ urlpatterns = [
     path("", PortalHomeView.as_view(), name="home"),
     path(
         "login/",
-        auth_views.LoginView.as_view(template_name="portal/login.html", redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            template_name="portal/login.html", redirect_authenticated_user=True
+        ),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(next_page="portal:login"), name="logout"),

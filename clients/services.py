@@ -166,9 +166,11 @@ def count_csv_rows(handle: Any) -> int:
 
 def import_job_run(*, job: ImportJob, progress_every: int = 50_000) -> ImportJob:
     """Run an uploaded ImportJob, keeping its progress and error report up to date."""
-    claimed = ImportJob.objects.for_client(job.client_id).filter(
-        pk=job.pk, status=ImportJob.Status.PENDING
-    ).update(status=ImportJob.Status.RUNNING, started_at=timezone.now())
+    claimed = (
+        ImportJob.objects.for_client(job.client_id)
+        .filter(pk=job.pk, status=ImportJob.Status.PENDING)
+        .update(status=ImportJob.Status.RUNNING, started_at=timezone.now())
+    )
     if not claimed:
         job.refresh_from_db()
         return job  # already run, or running elsewhere: a second delivery does nothing
@@ -218,11 +220,15 @@ def import_job_run(*, job: ImportJob, progress_every: int = 50_000) -> ImportJob
                 "или включите «принять корректные строки»."
             )
     finally:
-        job.rows_processed = ImportJob.objects.for_client(job.client_id).get(pk=job.pk).rows_processed
+        job.rows_processed = (
+            ImportJob.objects.for_client(job.client_id).get(pk=job.pk).rows_processed
+        )
         job.rows_processed += pending
         job.finished_at = timezone.now()
         if report.count:
-            job.error_report.save(f"import-{job.pk}-errors.csv", ContentFile(report.content()), save=False)
+            job.error_report.save(
+                f"import-{job.pk}-errors.csv", ContentFile(report.content()), save=False
+            )
         job.save(
             update_fields=[
                 "status",

@@ -26,6 +26,8 @@ def inn_is_valid(value: str) -> bool:
 
 def validate_inn(value: str) -> None:
     if not value.isdigit() or len(value) not in (10, 12):
-        raise ValidationError("ИНН состоит из 10 (организация) или 12 (ИП) цифр.", code="inn_format")
+        raise ValidationError(
+            "ИНН состоит из 10 (организация) или 12 (ИП) цифр.", code="inn_format"
+        )
     if not inn_is_valid(value):
         raise ValidationError("Неверная контрольная сумма ИНН.", code="inn_checksum")

@@ -19,8 +19,18 @@ def post_bulk(api, kind: str, records, partial: bool = False):
 
 
 CUSTOMERS = [
-    {"external_id": "c1", "email": " Ivan@Mail.RU ", "phone": "8 (916) 123-45-67", "first_name": "Иван"},
-    {"external_id": "c2", "email": "olga@example.ru", "phone": "+7 903 000-11-22", "city": "Казань"},
+    {
+        "external_id": "c1",
+        "email": " Ivan@Mail.RU ",
+        "phone": "8 (916) 123-45-67",
+        "first_name": "Иван",
+    },
+    {
+        "external_id": "c2",
+        "email": "olga@example.ru",
+        "phone": "+7 903 000-11-22",
+        "city": "Казань",
+    },
     {"external_id": "c3", "phone": "89161112233", "attributes": {"loyalty": "gold"}},
 ]
 
@@ -47,9 +57,7 @@ def test_bulk_customers_creates_normalised_rows(api_a, client_a):
 
 def test_bulk_replay_is_idempotent(api_a, client_a):
     assert post_bulk(api_a, "customers", CUSTOMERS).json()["created"] == 3
-    before = {
-        c.external_id: c.updated_at for c in Customer.objects.for_client(client_a).all()
-    }
+    before = {c.external_id: c.updated_at for c in Customer.objects.for_client(client_a).all()}
     replay = post_bulk(api_a, "customers", CUSTOMERS).json()
     assert (replay["created"], replay["updated"], replay["rejected"]) == (0, 3, 0)
     after = {c.external_id: c.updated_at for c in Customer.objects.for_client(client_a).all()}
@@ -116,10 +124,25 @@ def test_orders_bulk_links_customers_and_rejects_bad_values(api_a, client_a):
             "amount": "8 000,50",
             "items": [{"sku": "A1", "name": "Кофе", "qty": 2, "price": 4000.25}],
         },
-        {"external_id": "o2", "customer_external_id": "c2", "placed_at": "2025-03-02", "amount": 1200},
-        {"external_id": "o3", "customer_external_id": "ghost", "placed_at": "2025-03-02", "amount": 1},
+        {
+            "external_id": "o2",
+            "customer_external_id": "c2",
+            "placed_at": "2025-03-02",
+            "amount": 1200,
+        },
+        {
+            "external_id": "o3",
+            "customer_external_id": "ghost",
+            "placed_at": "2025-03-02",
+            "amount": 1,
+        },
         {"external_id": "o4", "customer_external_id": "c1", "placed_at": "31.02.2025", "amount": 5},
-        {"external_id": "o5", "customer_external_id": "c1", "placed_at": "2025-03-02", "amount": "-1"},
+        {
+            "external_id": "o5",
+            "customer_external_id": "c1",
+            "placed_at": "2025-03-02",
+            "amount": "-1",
+        },
         {
             "external_id": "o6",
             "customer_external_id": "c1",
@@ -158,7 +181,12 @@ def test_events_without_id_are_idempotent_on_replay(api_a, client_a):
             "utm_source": "yandex",
             "utm_medium": "cpc",
         },
-        {"external_id": "e2", "customer_external_id": "c2", "type": "cart", "occurred_at": "2025-03-01"},
+        {
+            "external_id": "e2",
+            "customer_external_id": "c2",
+            "type": "cart",
+            "occurred_at": "2025-03-01",
+        },
     ]
     first = post_bulk(api_a, "events", events).json()
     second = post_bulk(api_a, "events", events).json()
@@ -192,7 +220,9 @@ def test_malformed_json_is_a_json_error(api_a):
 
 def test_body_must_be_an_array(api_a):
     response = api_a.post(
-        "/api/v1/customers/bulk/", data=json.dumps({"external_id": "1"}), content_type="application/json"
+        "/api/v1/customers/bulk/",
+        data=json.dumps({"external_id": "1"}),
+        content_type="application/json",
     )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_body"
@@ -225,7 +255,14 @@ def test_retrieve_and_order_customer_filter(api_a, client_a):
     post_bulk(
         api_a,
         "orders",
-        [{"external_id": "o1", "customer_external_id": "c2", "placed_at": "2025-01-01", "amount": 10}],
+        [
+            {
+                "external_id": "o1",
+                "customer_external_id": "c2",
+                "placed_at": "2025-01-01",
+                "amount": 10,
+            }
+        ],
     )
     order = Order.objects.for_client(client_a).get(external_id="o1")
     body = api_a.get(f"/api/v1/orders/{order.pk}/").json()

@@ -16,7 +16,12 @@ local_part = st.from_regex(r"[a-z0-9]([a-z0-9._+-]{0,20}[a-z0-9])?", fullmatch=T
 domain = st.from_regex(r"[a-z0-9]{1,12}\.(ru|com|рф|org)", fullmatch=True)
 
 
-@given(local=local_part, host=domain, pad_left=st.text(" \t", max_size=3), pad_right=st.text(" ", max_size=3))
+@given(
+    local=local_part,
+    host=domain,
+    pad_left=st.text(" \t", max_size=3),
+    pad_right=st.text(" ", max_size=3),
+)
 def test_email_is_trimmed_lowercased_and_idempotent(local, host, pad_left, pad_right):
     raw = pad_left + (local + "@" + host).upper() + pad_right
     normalised = normalize_email(raw)
@@ -33,7 +38,9 @@ def test_text_without_at_is_never_an_email(text):
 @given(
     operator=st.sampled_from(["916", "903", "926", "999", "985"]),
     number=st.integers(min_value=0, max_value=9_999_999),
-    style=st.sampled_from(["8 ({op}) {a}-{b}-{c}", "+7{op}{a}{b}{c}", "8{op}{a}{b}{c}", "+7 ({op}) {a} {b} {c}"]),
+    style=st.sampled_from(
+        ["8 ({op}) {a}-{b}-{c}", "+7{op}{a}{b}{c}", "8{op}{a}{b}{c}", "+7 ({op}) {a} {b} {c}"]
+    ),
 )
 def test_russian_mobile_numbers_normalise_to_one_e164(operator, number, style):
     digits = f"{number:07d}"
@@ -58,7 +65,7 @@ def test_documented_example():
 @given(st.integers(min_value=10**8, max_value=10**9 - 1))
 def test_inn10_checksum(prefix):
     digits = [int(c) for c in f"{prefix:09d}"]
-    check = sum(d * w for d, w in zip(digits, (2, 4, 10, 3, 5, 9, 4, 6, 8))) % 11 % 10
+    check = sum(d * w for d, w in zip(digits, (2, 4, 10, 3, 5, 9, 4, 6, 8), strict=True)) % 11 % 10
     assert inn_is_valid(f"{prefix:09d}{check}")
     assert not inn_is_valid(f"{prefix:09d}{(check + 1) % 10}")
 

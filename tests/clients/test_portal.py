@@ -19,7 +19,12 @@ def base_a(client_a):
         client=client_a,
         kind="customers",
         records=[
-            {"external_id": "c1", "email": "anna@example.ru", "phone": "+79161234567", "first_name": "Анна"},
+            {
+                "external_id": "c1",
+                "email": "anna@example.ru",
+                "phone": "+79161234567",
+                "first_name": "Анна",
+            },
             {"external_id": "c2", "email": "boris@example.ru"},
         ],
     )
@@ -27,9 +32,25 @@ def base_a(client_a):
         client=client_a,
         kind="orders",
         records=[
-            {"external_id": "o1", "customer_external_id": "c1", "placed_at": "2026-10-05T10:00:00+03:00", "amount": "8000"},
-            {"external_id": "o2", "customer_external_id": "c1", "placed_at": "2026-11-05T10:00:00+03:00", "amount": "2000"},
-            {"external_id": "o3", "customer_external_id": "c2", "placed_at": "2026-11-06T10:00:00+03:00", "amount": "500", "status": "refunded"},
+            {
+                "external_id": "o1",
+                "customer_external_id": "c1",
+                "placed_at": "2026-10-05T10:00:00+03:00",
+                "amount": "8000",
+            },
+            {
+                "external_id": "o2",
+                "customer_external_id": "c1",
+                "placed_at": "2026-11-05T10:00:00+03:00",
+                "amount": "2000",
+            },
+            {
+                "external_id": "o3",
+                "customer_external_id": "c2",
+                "placed_at": "2026-11-06T10:00:00+03:00",
+                "amount": "500",
+                "status": "refunded",
+            },
         ],
     )
     job = ImportJob.objects.create(client=client_a, kind="customers", status="rejected")
@@ -92,7 +113,9 @@ def _portal_urls_for(slug: str, data) -> list[str]:
     return urls
 
 
-def test_every_client_page_is_404_for_another_clients_user(client, owner_b, client_a, client_b, base_a):
+def test_every_client_page_is_404_for_another_clients_user(
+    client, owner_b, client_a, client_b, base_a
+):
     client.force_login(owner_b)
     urls = _portal_urls_for(client_a.slug, base_a)
     assert len(urls) == 5

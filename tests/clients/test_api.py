@@ -329,3 +329,20 @@ def test_bulk_writes_an_audit_entry(api_a, client_a):
     assert entry.source == "api"
     assert entry.actor_label.startswith("api-key:")
     assert entry.details["created"] == 3
+
+
+def test_throttling_is_per_key_and_json(api_a, api_b, monkeypatch):
+    from django.core.cache import cache
+
+    from clients.auth import ApiKeyRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {"api_key": "3/minute"})
+    statuses = [api_a.get("/api/v1/customers/").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    throttled = api_a.get("/api/v1/customers/")
+    assert throttled.json()["code"] == "throttled"
+    assert "Retry-After" in throttled.headers
+    # Another key has its own budget.
+    assert api_b.get("/api/v1/customers/").status_code == 200
+    cache.clear()

@@ -194,7 +194,9 @@ def import_job_run(*, job: ImportJob, progress_every: int = 50_000) -> ImportJob
             result = csv_import(
                 client=job.client,
                 kind=job.kind,
-                file=handle,
+                # The underlying binary file: pandas reads Django's File wrapper as UTF-8 text
+                # whatever the encoding.
+                file=getattr(handle, "file", handle),
                 delimiter=job.delimiter,
                 encoding=job.encoding,
                 partial=job.partial,

@@ -1,0 +1,82 @@
+"""Seed the demo agency: staff, three clients on the three tiers, portal owners, API keys and a
+simulated customer base written through the ingestion pipeline."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from clients.demo import DEMO_STEPS, DemoSeedError, demo_seed
+from clients.models import Client
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Создать демо-данные: администратора агентства (admin/admin), аккаунт-менеджера "
+        "(manager/manager), аналитика (analyst/analyst), трёх клиентов на трёх тарифах, "
+        "владельцев в портале (owner-<код>/owner-<код>), по API-ключу на клиента и клиентскую "
+        "базу (покупатели, заказы, события) через обычный конвейер загрузки. Повторный запуск "
+        "не создаёт дублей."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--customers",
+            type=positive_int,
+            default=2000,
+            help="Покупателей на клиента (по умолчанию 2000).",
+        )
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="Ничего не делать, если в базе уже есть хотя бы один клиент.",
+        )
+        parser.add_argument("--seed", type=int, default=42, help="Зерно генератора (42).")
+        parser.add_argument(
+            "--base-url",
+            default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}",
+            help="Адрес сайта для ссылки на админку.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["if_empty"] and Client.objects.exists():
+            self.stdout.write("Клиенты уже есть: демо-данные не создаются (--if-empty).")
+            return
+        with tqdm(total=DEMO_STEPS, file=sys.stderr, desc="демо-данные") as bar:
+
+            def on_step(label: str) -> None:
+                bar.set_postfix_str(label)
+                bar.update(1)
+
+            try:
+                result = demo_seed(
+                    customers=options["customers"], seed=options["seed"], on_step=on_step
+                )
+            except DemoSeedError as exc:
+                raise CommandError(str(exc)) from exc
+
+        self.stdout.write("Клиенты:")
+        for entry in result.clients:
+            client = entry.client
+            self.stdout.write(
+                f"  {client.slug:<24} {client.name} ({client.tier.name}): покупателей "
+                f"{entry.customers}, заказов {entry.orders}, событий {entry.events}"
+            )
+        self.stdout.write("API-ключи (показываются один раз; Authorization: Api-Key <ключ>):")
+        for entry in result.clients:
+            self.stdout.write(f"  {entry.client.slug:<24} {entry.api_key}")
+        self.stdout.write(f"Админка: {options['base_url'].rstrip('/')}/admin/")
+        self.stdout.write("Входы (логин / пароль):")
+        for who, username, password in result.logins:
+            self.stdout.write(f"  {who:<26} {username} / {password}")

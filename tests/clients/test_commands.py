@@ -1,0 +1,236 @@
+"""Management commands: create_client, create_api_key, import_csv, seed_demo."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.test import RequestFactory
+
+from agency.models import AuditLogEntry
+from clients.auth import ApiKeyAuthentication
+from clients.models import ApiKey, Client, ClientMembership, Customer, Event, Order
+from clients.validators import inn_is_valid
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> list[str]:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue().splitlines()
+
+
+# --------------------------------------------------------------------------------------------
+# create_client / create_api_key
+
+
+def test_create_client_prints_slug_on_last_line():
+    lines = run(
+        "create_client", "Гамма Трейд", "--tier", "advanced", "--inn", "7707083893",
+        "--ad-spend", "300000",
+    )  # fmt: skip
+
+    client = Client.objects.get(slug=lines[-1])
+    assert client.name == "Гамма Трейд"
+    assert client.tier.code == "advanced"
+    assert client.inn == "7707083893"
+    assert client.monthly_ad_spend == 300000
+    assert lines[-1] == "gamma-treid"
+
+
+def test_create_client_refuses_bad_inn():
+    with pytest.raises(CommandError, match="ИНН|inn"):
+        run("create_client", "Дельта", "--tier", "foundation", "--inn", "7707083890")
+
+    assert not Client.objects.filter(name="Дельта").exists()
+
+
+def test_create_api_key_prints_a_key_that_authenticates(client_a):
+    lines = run("create_api_key", client_a.slug, "--name", "amoCRM", "--scopes", "read")
+
+    raw_key = lines[-1]
+    request = RequestFactory().get("/api/v1/", HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    principal, api_key = ApiKeyAuthentication().authenticate(request)
+    assert api_key.client == client_a
+    assert api_key.name == "amoCRM"
+    assert api_key.scopes == ["read"]
+    assert raw_key not in api_key.hashed_secret
+
+
+def test_create_api_key_unknown_client_or_scope(client_a):
+    with pytest.raises(CommandError, match="нет клиента"):
+        run("create_api_key", "nope")
+    with pytest.raises(CommandError, match="admin"):
+        run("create_api_key", client_a.slug, "--scopes", "read,admin")
+    assert not ApiKey.objects.filter(client=client_a).exists()
+
+
+# --------------------------------------------------------------------------------------------
+# import_csv
+
+
+def write_csv(path, rows: list[list[str]], *, delimiter=",", encoding="utf-8"):
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    path.write_bytes(buffer.getvalue().encode(encoding))
+    return path
+
+
+CUSTOMERS = [
+    ["external_id", "email", "phone", "first_name", "last_name", "city"],
+    ["C-1", "Anna@Mail.ru", "8 (916) 123-45-67", "Анна", "Иванова", "Москва"],
+    ["C-2", "boris@yandex.ru", "+7 903 765-43-21", "Борис", "Петров", "Казань"],
+]
+
+
+def test_import_csv_cp1251_semicolon_happy_path(client_a, tmp_path):
+    path = write_csv(tmp_path / "base.csv", CUSTOMERS, delimiter=";", encoding="cp1251")
+
+    lines = run(
+        "import_csv", client_a.slug, "customers", str(path),
+        "--delimiter", ";", "--encoding", "cp1251",
+    )  # fmt: skip
+
+    summary = lines[0]
+    assert "всего строк 2" in summary
+    assert "создано 2" in summary
+    assert "отклонено 0" in summary
+    assert "записано: да" in summary
+    anna = Customer.objects.for_client(client_a).get(external_id="C-1")
+    assert (anna.first_name, anna.email, anna.phone) == ("Анна", "anna@mail.ru", "+79161234567")
+    assert not (tmp_path / "base.csv.errors.csv").exists()
+    assert AuditLogEntry.objects.filter(source="cli", action="csv_import", client=client_a).exists()
+
+
+def test_import_csv_wrong_header_names_the_columns(client_a, tmp_path):
+    path = write_csv(tmp_path / "bad.csv", [["id", "emale"], ["C-1", "a@mail.ru"]])
+
+    with pytest.raises(CommandError) as excinfo:
+        run("import_csv", client_a.slug, "customers", str(path))
+
+    message = str(excinfo.value)
+    assert "external_id" in message  # missing
+    assert "emale" in message  # unknown
+    assert not Customer.objects.for_client(client_a).exists()
+
+
+def test_import_csv_one_bad_row_rejects_the_whole_file(client_a, tmp_path):
+    rows = [*CUSTOMERS, ["C-3", "not-an-email", "", "Ирина", "", ""]]
+    path = write_csv(tmp_path / "base.csv", rows)
+
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="отклонён"):
+        call_command(
+            "import_csv", client_a.slug, "customers", str(path), stdout=out, stderr=io.StringIO()
+        )
+
+    assert not Customer.objects.for_client(client_a).exists()
+    assert "строка 4, поле email" in out.getvalue()
+    report = (tmp_path / "base.csv.errors.csv").read_text(encoding="utf-8-sig")
+    assert list(csv.reader(io.StringIO(report)))[1][:2] == ["4", "email"]
+
+
+def test_import_csv_partial_writes_good_rows_and_reports_bad(client_a, tmp_path):
+    rows = [
+        CUSTOMERS[0],
+        CUSTOMERS[1],
+        ["C-2", "boris@yandex.ru", "12345", "Борис", "", ""],
+        CUSTOMERS[2],
+    ]
+    path = write_csv(tmp_path / "base.csv", rows)
+    errors_out = tmp_path / "rejected.csv"
+
+    lines = run(
+        "import_csv", client_a.slug, "customers", str(path), "--partial",
+        "--errors-out", str(errors_out),
+    )  # fmt: skip
+
+    assert "создано 2" in lines[0]
+    assert "отклонено 1" in lines[0]
+    assert set(Customer.objects.for_client(client_a).values_list("external_id", flat=True)) == {
+        "C-1",
+        "C-2",
+    }
+    report = list(csv.reader(io.StringIO(errors_out.read_text(encoding="utf-8-sig"))))
+    assert report[0] == ["row", "field", "reason", "value"]
+    assert report[1][:2] == ["3", "phone"]
+    assert report[1][3] == "12345"
+
+
+def test_import_csv_orders_reference_known_customers(client_a, tmp_path):
+    run("import_csv", client_a.slug, "customers", str(write_csv(tmp_path / "c.csv", CUSTOMERS)))
+    orders = write_csv(
+        tmp_path / "o.csv",
+        [
+            ["external_id", "customer_external_id", "placed_at", "amount"],
+            ["O-1", "C-1", "31.05.2025 14:30", "7 990,50"],
+        ],
+    )
+
+    lines = run("import_csv", client_a.slug, "orders", str(orders))
+
+    assert "создано 1" in lines[0]
+    order = Order.objects.for_client(client_a).get(external_id="O-1")
+    assert str(order.amount) == "7990.50"
+
+
+# --------------------------------------------------------------------------------------------
+# seed_demo
+
+
+@pytest.fixture
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def test_seed_demo_creates_clients_on_three_tiers_with_orders(fast_passwords):
+    lines = run("seed_demo", "--customers", "50")
+
+    clients = list(Client.objects.select_related("tier").order_by("tier__position"))
+    assert [c.tier.code for c in clients] == ["foundation", "advanced", "enterprise"]
+    for client in clients:
+        assert inn_is_valid(client.inn)
+        assert Customer.objects.for_client(client).count() == 50
+        assert Order.objects.for_client(client).count() > 50  # repeat purchases
+        assert Event.objects.for_client(client).filter(type="purchase").exists()
+        assert ClientMembership.objects.filter(
+            client=client, user__username=f"owner-{client.slug}", role="owner"
+        ).exists()
+        assert ApiKey.objects.filter(client=client, revoked_at__isnull=True).count() == 1
+    user_model = get_user_model()
+    assert user_model.objects.get(username="admin").is_superuser
+    manager = user_model.objects.get(username="manager")
+    assert manager.managed_clients.count() == 2
+    assert user_model.objects.get(username="analyst").groups.filter(name="analyst").exists()
+    output = "\n".join(lines)
+    assert "/admin/" in output
+    for login in ("admin / admin", "manager / manager", "analyst / analyst"):
+        assert login in output
+    for client in clients:
+        assert f"owner-{client.slug} / owner-{client.slug}" in output
+
+
+def test_seed_demo_is_idempotent(fast_passwords):
+    run("seed_demo", "--customers", "30")
+    counts = (
+        Client.objects.count(),
+        Customer.objects.unscoped().count(),
+        Order.objects.unscoped().count(),
+    )
+
+    skipped = run("seed_demo", "--customers", "30", "--if-empty")
+    run("seed_demo", "--customers", "30")
+
+    assert "--if-empty" in skipped[-1]
+    assert (
+        Client.objects.count(),
+        Customer.objects.unscoped().count(),
+        Order.objects.unscoped().count(),
+    ) == counts
+    assert get_user_model().objects.filter(username="admin").count() == 1
+    for client in Client.objects.all():
+        assert ApiKey.objects.filter(client=client, revoked_at__isnull=True).count() == 1

@@ -6,8 +6,10 @@ import csv
 import io
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
@@ -258,3 +260,20 @@ def import_job_run(*, job: ImportJob, progress_every: int = 50_000) -> ImportJob
             },
         )
     return job
+
+
+def import_jobs_recover(*, now=None, lost_after: timedelta = timedelta(minutes=10)) -> list[int]:
+    """Jobs to send to a worker again: pending ones whose message was lost (a broker restart)
+    and running ones whose worker died (older than the task time limit; their transaction was
+    rolled back, so a rerun starts clean). Returns the ids, now pending again."""
+    now = now or timezone.now()
+    jobs = ImportJob.objects.unscoped()
+    dead_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) - timedelta(minutes=1)
+    jobs.filter(status=ImportJob.Status.RUNNING, started_at__lt=dead_before).update(
+        status=ImportJob.Status.PENDING, started_at=None, rows_processed=0
+    )
+    return list(
+        jobs.filter(status=ImportJob.Status.PENDING, created_at__lt=now - lost_after)
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 
 from .models import ImportJob
-from .services import import_job_run
+from .services import import_job_run, import_jobs_recover
 
 logger = logging.getLogger(__name__)
 
@@ -22,3 +22,12 @@ def import_job_run_task(job_id: int) -> str | None:
         logger.warning("import job %s no longer exists; nothing to run", job_id)
         return None
     return import_job_run(job=job).status
+
+
+@shared_task(acks_late=True)
+def import_jobs_recover_task() -> list[int]:
+    """Periodic: re-send import jobs whose message was lost or whose worker died."""
+    job_ids = import_jobs_recover()
+    for job_id in job_ids:
+        import_job_run_task.delay(job_id)
+    return job_ids

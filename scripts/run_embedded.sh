@@ -41,6 +41,7 @@ fi
 if [[ -n "${MEDIA_ROOT:-}" ]]; then mkdir -p "$MEDIA_ROOT"; fi
 
 "$PY" manage.py migrate --noinput
+"$PY" manage.py setup_periodic_tasks
 "$PY" manage.py seed_demo --if-empty
 
 PIDS=()

@@ -1,1 +1,438 @@
-"""Models of this app arrive with their issue."""
+"""152-FZ: consent purposes and texts, the append-only consent ledger, subject requests,
+recipients of personal data and cross-border notices, incidents."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from agency.tenancy import TenantModel, TenantQuerySet
+
+
+class ConsentPurpose(models.Model):
+    """What a consent is for; the same list for every client (seeded by a data migration)."""
+
+    code = models.SlugField("код", max_length=40, unique=True)
+    name = models.CharField("название", max_length=200)
+    description = models.TextField("описание", blank=True)
+    channel = models.CharField(
+        "канал",
+        max_length=20,
+        blank=True,
+        help_text="Канал сообщений, который закрывает отписка: email, sms, push, messenger.",
+    )
+    is_cookie = models.BooleanField("категория cookie", default=False)
+    position = models.PositiveSmallIntegerField("порядок", default=0)
+
+    class Meta:
+        verbose_name = "цель обработки"
+        verbose_name_plural = "цели обработки"
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConsentText(TenantModel):
+    """A versioned consent text of one client for one purpose; immutable once published."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "черновик"
+        PUBLISHED = "published", "опубликован"
+
+    purpose = models.ForeignKey(
+        ConsentPurpose, on_delete=models.PROTECT, related_name="texts", verbose_name="цель"
+    )
+    version = models.PositiveIntegerField("версия", editable=False)
+    status = models.CharField(
+        "статус", max_length=20, choices=Status.choices, default=Status.DRAFT, editable=False
+    )
+    title = models.CharField("заголовок", max_length=300)
+    operator_name = models.CharField("оператор: наименование", max_length=300, blank=True)
+    operator_address = models.CharField("оператор: адрес", max_length=500, blank=True)
+    purpose_text = models.TextField("цель обработки", blank=True)
+    data_list = models.TextField("перечень данных", blank=True)
+    processors = models.TextField(
+        "кому поручена обработка / передаются данные",
+        blank=True,
+        help_text="Агентство; для ad_audiences — рекламные платформы (Яндекс, VK, myTarget).",
+    )
+    actions = models.TextField("действия и способы обработки", blank=True)
+    term = models.CharField("срок действия согласия", max_length=300, blank=True)
+    withdrawal = models.TextField("как отозвать", blank=True)
+    body = models.TextField(
+        "полный текст", blank=True, help_text="Показывается субъекту; части выше обязательны."
+    )
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+    published_at = models.DateTimeField("опубликован", null=True, blank=True, editable=False)
+
+    REQUIRED_PARTS = (
+        "operator_name",
+        "operator_address",
+        "purpose_text",
+        "data_list",
+        "processors",
+        "actions",
+        "term",
+        "withdrawal",
+    )
+
+    class Meta:
+        verbose_name = "текст согласия"
+        verbose_name_plural = "тексты согласий"
+        ordering = ["purpose__position", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "purpose", "version"], name="consenttext_client_purpose_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose.code} v{self.version}"
+
+    @property
+    def is_published(self) -> bool:
+        return self.status == self.Status.PUBLISHED
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and (
+            ConsentText.objects.unscoped().filter(pk=self.pk, status=self.Status.PUBLISHED).exists()
+        ):
+            raise PermissionError("a published consent text is immutable: create a new version")
+        super().save(*args, **kwargs)
+
+
+class ConsentSubjectLink(TenantModel):
+    """An anonymous cookie subject later recognised as a customer (append-only)."""
+
+    subject_id = models.CharField("id cookie-субъекта", max_length=64)
+    customer = models.ForeignKey(
+        "clients.Customer",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name="покупатель",
+        db_index=False,
+    )
+    linked_at = models.DateTimeField("связан", default=timezone.now)
+    source = models.CharField("источник", max_length=30, blank=True)
+
+    class Meta:
+        verbose_name = "связь cookie-субъекта с покупателем"
+        verbose_name_plural = "связи cookie-субъектов с покупателями"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "subject_id", "customer"], name="subjectlink_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["client", "customer"], name="subjectlink_client_customer")]
+
+
+class ConsentRecordQuerySet(TenantQuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("the consent ledger is append-only")
+
+    update.alters_data = True
+
+    def delete(self):
+        raise PermissionError("the consent ledger is append-only")
+
+    delete.alters_data = True
+
+
+class ConsentRecord(TenantModel):
+    """One line of the append-only consent ledger: a grant, a withdrawal, or an erasure note.
+
+    Each record carries a SHA-256 over its content and the previous record's hash for the same
+    client, so any edit breaks the chain (``verify_consent_log``). Only the erasure service may
+    blank the personal fields (IP, user agent, identifiers); the hash stays as it was.
+    """
+
+    class Action(models.TextChoices):
+        GRANTED = "granted", "дано"
+        WITHDRAWN = "withdrawn", "отозвано"
+        ERASURE = "erasure", "запись об удалении данных"
+
+    class Source(models.TextChoices):
+        WEB_FORM = "web_form", "веб-форма"
+        COOKIE_BANNER = "cookie_banner", "cookie-баннер"
+        API = "api", "API"
+        CRM_IMPORT = "crm_import", "импорт из CRM"
+        UNSUBSCRIBE_LINK = "unsubscribe_link", "ссылка отписки"
+        PORTAL = "portal", "портал"
+        SUBJECT_REQUEST = "subject_request", "запрос субъекта"
+        ADMIN = "admin", "админка"
+
+    customer = models.ForeignKey(
+        "clients.Customer",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="покупатель",
+        db_index=False,
+    )
+    subject_id = models.CharField("id cookie-субъекта", max_length=64, blank=True)
+    purpose = models.ForeignKey(
+        ConsentPurpose,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="цель",
+    )
+    text = models.ForeignKey(
+        ConsentText,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="версия текста",
+    )
+    action = models.CharField("действие", max_length=20, choices=Action.choices)
+    at = models.DateTimeField("время")
+    source = models.CharField("источник", max_length=30, choices=Source.choices)
+    ip = models.GenericIPAddressField("IP", null=True, blank=True)
+    user_agent = models.CharField("User-Agent", max_length=500, blank=True)
+    url = models.CharField("страница", max_length=1000, blank=True)
+    form_id = models.CharField("форма", max_length=200, blank=True)
+    details = models.JSONField("подробности", default=dict, blank=True)
+    prev_hash = models.CharField("хеш предыдущей записи", max_length=64, blank=True)
+    hash = models.CharField("хеш записи", max_length=64)
+    erased_at = models.DateTimeField("персональные поля удалены", null=True, blank=True)
+    recorded_at = models.DateTimeField("записано", default=timezone.now)
+
+    objects = ConsentRecordQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "запись журнала согласий"
+        verbose_name_plural = "журнал согласий"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["client", "customer", "purpose", "at"], name="consent_client_customer"
+            ),
+            models.Index(
+                fields=["client", "subject_id", "purpose", "at"], name="consent_client_subject"
+            ),
+            models.Index(fields=["client", "id"], name="consent_client_chain"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.customer_id or self.subject_id or "—"
+        code = self.purpose.code if self.purpose_id else ""
+        return f"#{self.pk} {self.get_action_display()} {code} ({who})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("the consent ledger is append-only: write a new record")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("the consent ledger is append-only")
+
+
+def _new_site_key() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class ConsentSite(TenantModel):
+    """A client's website that shows the cookie banner; its key is public, its origins checked."""
+
+    name = models.CharField("сайт", max_length=200)
+    site_key = models.CharField("ключ сайта", max_length=40, unique=True, default=_new_site_key)
+    allowed_origins = models.JSONField(
+        "разрешённые origin",
+        default=list,
+        help_text='Напр. ["https://shop.example.ru"]: откуда баннер может записывать выбор.',
+    )
+    is_active = models.BooleanField("активен", default=True)
+
+    class Meta:
+        verbose_name = "сайт с cookie-баннером"
+        verbose_name_plural = "сайты с cookie-баннером"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DataSubjectRequest(TenantModel):
+    """A person's request under 152-FZ, with a due date in Russian working days."""
+
+    class Kind(models.TextChoices):
+        ACCESS = "access", "доступ к данным"
+        RECTIFICATION = "rectification", "уточнение"
+        ERASURE = "erasure", "удаление"
+        WITHDRAWAL = "withdrawal", "отзыв согласия"
+        STOP_PROCESSING = "stop_processing", "прекращение обработки"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "получен"
+        IN_PROGRESS = "in_progress", "в работе"
+        COMPLETED = "completed", "исполнен"
+        REJECTED = "rejected", "отказано (с обоснованием)"
+
+    kind = models.CharField("вид", max_length=20, choices=Kind.choices)
+    customer = models.ForeignKey(
+        "clients.Customer",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="субъект (покупатель)",
+        db_index=False,
+    )
+    subject_contact = models.CharField(
+        "контакт субъекта", max_length=300, blank=True, help_text="Как ответить субъекту."
+    )
+    details = models.TextField("содержание запроса", blank=True)
+    received_at = models.DateTimeField("получен", default=timezone.now)
+    due_date = models.DateField("срок исполнения", editable=False)
+    status = models.CharField(
+        "статус", max_length=20, choices=Status.choices, default=Status.RECEIVED
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="исполнитель",
+    )
+    completed_at = models.DateTimeField("исполнен", null=True, blank=True)
+    resolution = models.TextField("результат / обоснование", blank=True)
+    archive = models.FileField("архив для субъекта", upload_to="dsr/", blank=True)
+
+    class Meta:
+        verbose_name = "запрос субъекта ПДн"
+        verbose_name_plural = "запросы субъектов ПДн"
+        ordering = ["due_date", "received_at"]
+        indexes = [models.Index(fields=["client", "status", "due_date"], name="dsr_client_due")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} · до {self.due_date:%d.%m.%Y}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (self.Status.RECEIVED, self.Status.IN_PROGRESS)
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.is_open and timezone.localdate() > self.due_date
+
+
+class DataRecipient(TenantModel):
+    """Whoever receives a client's personal data from the platform: an ad platform, an SMS,
+    push or email provider. Its country decides whether a transfer is cross-border."""
+
+    class Kind(models.TextChoices):
+        AD_PLATFORM = "ad_platform", "рекламная платформа"
+        SMS = "sms", "SMS-провайдер"
+        PUSH = "push", "push-провайдер"
+        EMAIL = "email", "email-провайдер"
+        OTHER = "other", "другое"
+
+    name = models.CharField("получатель", max_length=200)
+    legal_name = models.CharField("юридическое лицо", max_length=300, blank=True)
+    kind = models.CharField("вид", max_length=20, choices=Kind.choices)
+    country = models.CharField(
+        "страна (ISO 3166-1)",
+        max_length=2,
+        default="RU",
+        validators=[RegexValidator(r"^[A-Z]{2}$", "Двухбуквенный код страны, напр. RU.")],
+    )
+
+    class Meta:
+        verbose_name = "получатель персональных данных"
+        verbose_name_plural = "получатели персональных данных"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.country})"
+
+
+class CrossBorderTransferNotice(TenantModel):
+    """The operator's notice to Roskomnadzor of a cross-border transfer (152-FZ art. 12)."""
+
+    country = models.CharField(
+        "страна (ISO 3166-1)", max_length=2, validators=[RegexValidator(r"^[A-Z]{2}$")]
+    )
+    recipient = models.CharField("получатель", max_length=300)
+    notified_at = models.DateField("дата уведомления РКН")
+    reference = models.CharField("номер / ссылка", max_length=200, blank=True)
+    created_at = models.DateTimeField("внесено", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "уведомление о трансграничной передаче"
+        verbose_name_plural = "уведомления о трансграничной передаче"
+
+    def __str__(self) -> str:
+        return f"{self.country} · {self.recipient} · {self.notified_at:%d.%m.%Y}"
+
+
+class TransferRefusal(TenantModel):
+    """A refused export of personal data to a recipient abroad: logged and shown."""
+
+    recipient = models.ForeignKey(
+        DataRecipient, on_delete=models.CASCADE, related_name="+", verbose_name="получатель"
+    )
+    at = models.DateTimeField("время", default=timezone.now)
+    operation = models.CharField("операция", max_length=200)
+    reason = models.CharField("причина", max_length=500)
+
+    class Meta:
+        verbose_name = "отказ в трансграничной передаче"
+        verbose_name_plural = "отказы в трансграничной передаче"
+        ordering = ["-at"]
+
+
+class Incident(TenantModel):
+    """A personal-data breach (152-FZ art. 21 part 3.1): notify in 24 h, report in 72 h."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "открыт"
+        NOTIFIED = "notified", "РКН уведомлён (24 ч)"
+        INVESTIGATED = "investigated", "результаты направлены (72 ч)"
+        CLOSED = "closed", "закрыт"
+
+    detected_at = models.DateTimeField("обнаружен")
+    description = models.TextField("что произошло")
+    affected_subjects = models.PositiveIntegerField("затронуто субъектов", null=True, blank=True)
+    status = models.CharField("статус", max_length=20, choices=Status.choices, default=Status.OPEN)
+    notified_at = models.DateTimeField("уведомление РКН направлено", null=True, blank=True)
+    investigation_reported_at = models.DateTimeField(
+        "результаты расследования направлены", null=True, blank=True
+    )
+    created_at = models.DateTimeField("внесён", auto_now_add=True)
+
+    NOTIFY_WITHIN = timedelta(hours=24)
+    INVESTIGATE_WITHIN = timedelta(hours=72)
+
+    class Meta:
+        verbose_name = "инцидент с ПДн"
+        verbose_name_plural = "инциденты с ПДн"
+        ordering = ["-detected_at"]
+
+    def __str__(self) -> str:
+        return f"Инцидент {self.detected_at:%d.%m.%Y %H:%M}"
+
+    @property
+    def notify_deadline(self):
+        return self.detected_at + self.NOTIFY_WITHIN
+
+    @property
+    def investigation_deadline(self):
+        return self.detected_at + self.INVESTIGATE_WITHIN
+
+    @property
+    def notification_overdue(self) -> bool:
+        done = self.notified_at or timezone.now()
+        return done > self.notify_deadline
+
+    @property
+    def investigation_overdue(self) -> bool:
+        done = self.investigation_reported_at or timezone.now()
+        return done > self.investigation_deadline

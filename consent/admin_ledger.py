@@ -1,0 +1,1 @@
+"""Admin of purposes, texts, the ledger, sites, recipients, notices, incidents."""

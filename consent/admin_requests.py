@@ -1,0 +1,1 @@
+"""Admin of data-subject requests: the queue by due date."""

@@ -1,0 +1,3 @@
+"""Consent API (DRF): routes added with the views."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Routes filled in by this module's views."""
+
+urlpatterns: list = []

@@ -3,16 +3,14 @@
 from django.conf import settings
 from django.db import models
 
-
-class AuditLogQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise PermissionError("the audit log is append-only")
-
-    def delete(self):
-        raise PermissionError("the audit log is append-only")
+from .append_only import AppendOnlyModelMixin, AppendOnlyQuerySetMixin
 
 
-class AuditLogEntry(models.Model):
+class AuditLogQuerySet(AppendOnlyQuerySetMixin, models.QuerySet):
+    pass
+
+
+class AuditLogEntry(AppendOnlyModelMixin, models.Model):
     class Source(models.TextChoices):
         ADMIN = "admin", "админка"
         API = "api", "API"
@@ -60,11 +58,3 @@ class AuditLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_repr}"
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise PermissionError("the audit log is append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("the audit log is append-only")

@@ -11,6 +11,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from agency.append_only import AppendOnlyModelMixin, AppendOnlyQuerySetMixin
 from agency.tenancy import TenantModel, TenantQuerySet
 
 
@@ -132,19 +133,11 @@ class ConsentSubjectLink(TenantModel):
         indexes = [models.Index(fields=["client", "customer"], name="subjectlink_client_customer")]
 
 
-class ConsentRecordQuerySet(TenantQuerySet):
-    def update(self, **kwargs):
-        raise PermissionError("the consent ledger is append-only")
-
-    update.alters_data = True
-
-    def delete(self):
-        raise PermissionError("the consent ledger is append-only")
-
-    delete.alters_data = True
+class ConsentRecordQuerySet(AppendOnlyQuerySetMixin, TenantQuerySet):
+    pass
 
 
-class ConsentRecord(TenantModel):
+class ConsentRecord(AppendOnlyModelMixin, TenantModel):
     """One line of the append-only consent ledger: a grant, a withdrawal, or an erasure note.
 
     Each record carries a SHA-256 over its content and the previous record's hash for the same
@@ -226,14 +219,6 @@ class ConsentRecord(TenantModel):
         who = self.customer_id or self.subject_id or "—"
         code = self.purpose.code if self.purpose_id else ""
         return f"#{self.pk} {self.get_action_display()} {code} ({who})"
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise PermissionError("the consent ledger is append-only: write a new record")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("the consent ledger is append-only")
 
 
 def _new_site_key() -> str:
@@ -325,6 +310,9 @@ class DataSubjectRequest(TenantModel):
         return self.is_open and timezone.localdate() > self.due_date
 
 
+COUNTRY_CODE = RegexValidator(r"^[A-Z]{2}$", "Двухбуквенный код страны, напр. RU.")
+
+
 class DataRecipient(TenantModel):
     """Whoever receives a client's personal data from the platform: an ad platform, an SMS,
     push or email provider. Its country decides whether a transfer is cross-border."""
@@ -340,10 +328,7 @@ class DataRecipient(TenantModel):
     legal_name = models.CharField("юридическое лицо", max_length=300, blank=True)
     kind = models.CharField("вид", max_length=20, choices=Kind.choices)
     country = models.CharField(
-        "страна (ISO 3166-1)",
-        max_length=2,
-        default="RU",
-        validators=[RegexValidator(r"^[A-Z]{2}$", "Двухбуквенный код страны, напр. RU.")],
+        "страна (ISO 3166-1)", max_length=2, default="RU", validators=[COUNTRY_CODE]
     )
 
     class Meta:
@@ -357,9 +342,7 @@ class DataRecipient(TenantModel):
 class CrossBorderTransferNotice(TenantModel):
     """The operator's notice to Roskomnadzor of a cross-border transfer (152-FZ art. 12)."""
 
-    country = models.CharField(
-        "страна (ISO 3166-1)", max_length=2, validators=[RegexValidator(r"^[A-Z]{2}$")]
-    )
+    country = models.CharField("страна (ISO 3166-1)", max_length=2, validators=[COUNTRY_CODE])
     recipient = models.CharField("получатель", max_length=300)
     notified_at = models.DateField("дата уведомления РКН")
     reference = models.CharField("номер / ссылка", max_length=200, blank=True)

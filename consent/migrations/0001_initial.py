@@ -109,7 +109,7 @@ class Migration(migrations.Migration):
             name='CrossBorderTransferNotice',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('country', models.CharField(max_length=2, validators=[django.core.validators.RegexValidator('^[A-Z]{2}$')], verbose_name='страна (ISO 3166-1)')),
+                ('country', models.CharField(max_length=2, validators=[django.core.validators.RegexValidator('^[A-Z]{2}$', 'Двухбуквенный код страны, напр. RU.')], verbose_name='страна (ISO 3166-1)')),
                 ('recipient', models.CharField(max_length=300, verbose_name='получатель')),
                 ('notified_at', models.DateField(verbose_name='дата уведомления РКН')),
                 ('reference', models.CharField(blank=True, max_length=200, verbose_name='номер / ссылка')),

@@ -31,7 +31,17 @@ from agency.admin_base import (
 )
 from agency.roles import STAFF_GROUPS
 
-from .models import ApiKey, Client, ClientMembership, Customer, Event, ImportJob, Order, Tier
+from .models import (
+    ApiKey,
+    Client,
+    ClientMembership,
+    CrmDeal,
+    Customer,
+    Event,
+    ImportJob,
+    Order,
+    Tier,
+)
 from .normalize import NormalizationError, normalize_email, normalize_phone
 from .services import api_key_create, api_key_revoke, client_create
 from .tasks import import_job_run_task
@@ -437,6 +447,56 @@ class EventAdmin(CustomerRefSearchMixin, CustomerBaseAdmin):
     list_filter = (ClientListFilter, EventTypeFilter)
     list_select_related = ("client", "customer")
     raw_id_fields = ("customer",)
+
+
+# --------------------------------------------------------------------------------------------
+# CRM deals seen in webhooks (written only by clients.services.crm_webhook_ingest)
+
+
+@admin.register(CrmDeal)
+class CrmDealAdmin(LargeTableAdminMixin, TenantScopedAdmin):
+    """Read-only: what the client's CRM hooks said about each deal, and why a deal is not an order
+    yet (a won amoCRM lead waiting for its contact, an open deal...). Rows change only through
+    the webhooks."""
+
+    add_roles = ()
+    change_roles = ()
+    delete_roles = ()
+    actions = None
+
+    list_display = (
+        "deal_id",
+        "crm",
+        "client",
+        "status",
+        "stage",
+        "amount",
+        "contact_id",
+        "order_external_id",
+        "skipped_reason",
+        "last_payload_at",
+    )
+    list_filter = (ClientListFilter, "crm", "status")
+    list_select_related = ("client",)
+    search_fields = ("=deal_id", "=contact_id", "=order_external_id")
+    search_help_text = "Точное совпадение: id сделки или контакта в CRM, внешний id заказа."
+    ordering = ("-last_payload_at", "-id")
+    fields = (
+        "client",
+        "crm",
+        "deal_id",
+        "contact_id",
+        "status",
+        "stage",
+        "amount",
+        "currency",
+        "created_at",
+        "closed_at",
+        "order_external_id",
+        "skipped_reason",
+        "last_payload_at",
+    )
+    readonly_fields = fields
 
 
 # --------------------------------------------------------------------------------------------

@@ -247,6 +247,7 @@ class Customer(TimestampedTenantModel):
     attributes = models.JSONField("атрибуты", default=dict, blank=True)
     first_seen = models.DateTimeField("впервые замечен", default=timezone.now)
     source = models.CharField("источник", max_length=50, blank=True)
+    erased_at = models.DateTimeField("данные удалены", null=True, blank=True)
 
     class Meta:
         verbose_name = "покупатель"
@@ -435,3 +436,93 @@ class ImportJob(TenantModel):
         if not self.rows_total:
             return 0
         return min(100, int(100 * self.rows_processed / self.rows_total))
+
+
+class CrmDeal(TenantModel):
+    """A CRM deal (Bitrix24) or lead (amoCRM) as the client's webhooks described it.
+
+    The CRMs describe a deal and its contact in separate hooks: amoCRM's lead hooks never carry
+    the contact (the link comes only with contact hooks, ``linked_leads_id``), and a Bitrix24
+    deal may name a contact not sent yet. Each hook adds what it knows to this row, so that a
+    won deal becomes an order once its contact is known as a customer, whichever hook came first
+    (``clients.services.crm_webhook_ingest``). ``skipped_reason`` says why it is not one yet.
+    """
+
+    class Crm(models.TextChoices):
+        BITRIX24 = "bitrix24", "Битрикс24"
+        AMOCRM = "amocrm", "amoCRM"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "в работе"
+        WON = "won", "выиграна"
+        LOST = "lost", "проиграна"
+
+    # Prefix of the customer and order external ids written for this CRM's contacts and deals.
+    EXTERNAL_ID_PREFIXES = {Crm.BITRIX24: "b24-", Crm.AMOCRM: "amo-"}
+    ID_MAX_LENGTH = 64  # with the prefix it fits Customer/Order.external_id (100)
+
+    crm = models.CharField("CRM", max_length=20, choices=Crm.choices)
+    deal_id = models.CharField("id сделки в CRM", max_length=ID_MAX_LENGTH)
+    contact_id = models.CharField(
+        "id контакта в CRM",
+        max_length=ID_MAX_LENGTH,
+        null=True,
+        blank=True,
+        help_text="Пусто, пока CRM не сообщила контакт сделки.",
+    )
+    stage = models.CharField(
+        "стадия в CRM",
+        max_length=100,
+        blank=True,
+        help_text="STAGE_ID Битрикс24, status_id amoCRM.",
+    )
+    status = models.CharField("статус", max_length=10, choices=Status.choices, default=Status.OPEN)
+    amount = models.DecimalField("сумма", max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField("валюта", max_length=16, blank=True)
+    closed_at = models.DateTimeField("закрыта в CRM", null=True, blank=True)
+    created_at = models.DateTimeField("создана в CRM", null=True, blank=True)
+    last_payload_at = models.DateTimeField("последний вебхук", default=timezone.now)
+    order_external_id = models.CharField(
+        "внешний id заказа",
+        max_length=100,
+        null=True,
+        blank=True,
+        help_text="Пусто, пока по сделке не записан заказ.",
+    )
+    skipped_reason = models.CharField("почему не заказ", max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = "сделка CRM"
+        verbose_name_plural = "сделки CRM"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "crm", "deal_id"], name="crmdeal_client_crm_deal_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["client", "crm", "contact_id"], name="crmdeal_client_contact"),
+            # Won deals with a contact still waiting for their order: on every webhook of the
+            # client, those whose customer now exists become orders.
+            models.Index(
+                fields=["client"],
+                condition=models.Q(
+                    status="won", order_external_id__isnull=True, contact_id__isnull=False
+                ),
+                name="crmdeal_client_won_waiting",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_crm_display()} №{self.deal_id}"
+
+    @property
+    def external_id(self) -> str:
+        """The external id of the order this deal becomes."""
+        return self.EXTERNAL_ID_PREFIXES[self.crm] + self.deal_id
+
+    @property
+    def customer_external_id(self) -> str | None:
+        """The external id of the deal's customer, once the contact is known."""
+        if not self.contact_id:
+            return None
+        return self.EXTERNAL_ID_PREFIXES[self.crm] + self.contact_id

@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
-from collections.abc import Callable
-from datetime import timedelta
+import zoneinfo
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import Case, CharField, Exists, F, OuterRef, Value, When
+from django.db.models.functions import Concat
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import slugify
 
 from agency.audit import audit_log
 
-from .ingest import BatchError, IngestResult, RowError, ingest_frames, read_csv_frames
-from .models import ApiKey, Client, ImportJob, Tier
+from .ingest import (
+    BatchError,
+    IngestResult,
+    RowError,
+    ingest_frames,
+    ingest_records,
+    read_csv_frames,
+)
+from .models import ApiKey, Client, CrmDeal, Customer, ImportJob, Order, Tier
 from .selectors import API_KEY_PREFIX, api_key_hash
 
 _TRANSLIT = str.maketrans(
@@ -277,3 +290,398 @@ def import_jobs_recover(*, now=None, lost_after: timedelta = timedelta(minutes=1
         .order_by("created_at")
         .values_list("pk", flat=True)
     )
+
+
+# --------------------------------------------------------------------------------------------
+# CRM webhooks: customers, and deals remembered until they can become orders
+
+# pg_advisory_xact_lock(client id, this): one client's CRM hooks take turns, so that a contact
+# hook and a deal hook arriving together cannot each miss the half the other is writing.
+# (clients.ingest locks (client id, 0..2) for its kinds.)
+CRM_WEBHOOK_LOCK_KEY = 1000
+_DEAL_ENTITY = {CrmDeal.Crm.BITRIX24: "deal", CrmDeal.Crm.AMOCRM: "lead"}
+_STAGE_LABEL = {CrmDeal.Crm.BITRIX24: "стадия", CrmDeal.Crm.AMOCRM: "status_id"}
+_WAITING_FOR_CONTACT = {
+    CrmDeal.Crm.BITRIX24: "ждём контакт сделки: у сделки нет контакта (CONTACT_ID); заказ "
+    "появится, когда сделка придёт с контактом",
+    CrmDeal.Crm.AMOCRM: "ждём контакт сделки: нет связанного контакта (amoCRM не передаёт его в "
+    "событии сделки); заказ появится с событием контакта, связанного со сделкой — включите в "
+    "вебхуке события контактов",
+}
+_AMOUNT_RE = re.compile(r"\d{1,12}(?:\.\d{1,2})?")
+
+
+def _ingest_reply(result: IngestResult | None, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts and row errors of one kind, each error named by the record's external id."""
+    if result is None:
+        return {"created": 0, "updated": 0, "rejected": 0, "errors": []}
+    errors = []
+    for error in result.errors:
+        record = records[error.row] if 0 <= error.row < len(records) else {}
+        errors.append(
+            {
+                "external_id": record.get("external_id", ""),
+                "field": error.field,
+                "reason": error.reason,
+                "value": error.value,
+            }
+        )
+    return {
+        "created": result.created,
+        "updated": result.updated,
+        "rejected": result.rejected,
+        "errors": errors,
+    }
+
+
+def _crm_id(value: Any) -> str | None:
+    """A CRM's id as text; empty, "0" (Bitrix24's "none") or longer than the model allows: None."""
+    text = str(value).strip() if value is not None else ""
+    if text in ("", "0") or len(text) > CrmDeal.ID_MAX_LENGTH:
+        return None
+    return text
+
+
+def _crm_amount(value: Any) -> Decimal | None:
+    text = re.sub(r"[\s\u00a0]", "", str(value)).replace(",", ".")
+    return Decimal(text) if _AMOUNT_RE.fullmatch(text) else None
+
+
+def _crm_datetime(value: Any, tz: zoneinfo.ZoneInfo) -> datetime | None:
+    """ISO 8601 (a date alone is its midnight); a time without offset is in the client's zone."""
+    text = str(value).strip()
+    try:
+        moment = parse_datetime(text)
+        if moment is None:
+            day = parse_date(text)
+            moment = datetime.combine(day, datetime.min.time()) if day else None
+    except ValueError:  # well formed but impossible, e.g. month 13
+        return None
+    if moment is None or not 1900 <= moment.year <= 2200:  # garbage, not a deal's date
+        return None
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, tz)
+    return moment
+
+
+def _crm_deal_fields(fact: dict[str, Any], tz: zoneinfo.ZoneInfo) -> dict[str, Any]:
+    """A mapped deal (text values, absent = not sent) -> model fields to set."""
+    fields: dict[str, Any] = {}
+    if fact.get("status") in CrmDeal.Status.values:
+        fields["status"] = fact["status"]
+    if "stage" in fact:
+        fields["stage"] = str(fact["stage"])[:100]
+    contact_id = _crm_id(fact.get("contact_id"))
+    if contact_id:  # the deal's own contact field: it replaces a contact known from a link
+        fields["contact_id"] = contact_id
+    if "amount" in fact:
+        fields["amount"] = _crm_amount(fact["amount"])
+    if "currency" in fact:
+        fields["currency"] = str(fact["currency"]).upper()[:16]
+    for name in ("closed_at", "created_at"):
+        if name in fact:
+            fields[name] = _crm_datetime(fact[name], tz)
+    return fields
+
+
+def crm_deals_record(
+    *, client: Client, crm: str, deals: list[dict[str, Any]], now: datetime
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Upsert the deals a deal/lead hook described: status, stage, amount, dates, and the contact
+    when the deal names it. Fields the hook did not send keep their stored values.
+
+    Returns the ids of the deals recorded (in order) and skip entries for unusable ids.
+    """
+    recorded: list[str] = []
+    skipped: list[dict[str, str]] = []
+    deals_of_client = CrmDeal.objects.for_client(client)
+    for fact in deals:
+        deal_id = _crm_id(fact.get("deal_id"))
+        if deal_id is None:
+            skipped.append(
+                {
+                    "entity": _DEAL_ENTITY[crm],
+                    "id": str(fact.get("deal_id", ""))[:100],
+                    "reason": f"нет id сделки или он длиннее {CrmDeal.ID_MAX_LENGTH} символов",
+                }
+            )
+            continue
+        deals_of_client.update_or_create(
+            client=client,
+            crm=crm,
+            deal_id=deal_id,
+            defaults={**_crm_deal_fields(fact, client.tzinfo), "last_payload_at": now},
+        )
+        if deal_id not in recorded:
+            recorded.append(deal_id)
+    return recorded, skipped
+
+
+def crm_deal_links_record(
+    *, client: Client, crm: str, links: list[dict[str, Any]], now: datetime
+) -> list[str]:
+    """Remember deal -> contact links a contact hook carried (amoCRM ``linked_leads_id``).
+
+    A deal not seen yet is recorded as open with its contact. The first contact linked to a
+    deal stays: a lead with several contacts must not move between customers with every contact
+    hook; the deal's own contact field (``main_contact_id``, ``CONTACT_ID``) still replaces it.
+    Returns the ids of the deals linked (in order).
+    """
+    linked: list[str] = []
+    deals_of_client = CrmDeal.objects.for_client(client)
+    for link in links:
+        deal_id, contact_id = _crm_id(link.get("deal_id")), _crm_id(link.get("contact_id"))
+        if deal_id is None or contact_id is None:
+            continue
+        deal, created = deals_of_client.get_or_create(
+            client=client,
+            crm=crm,
+            deal_id=deal_id,
+            defaults={"contact_id": contact_id, "last_payload_at": now},
+        )
+        if not created:
+            update_fields = ["last_payload_at"]
+            deal.last_payload_at = now
+            if deal.contact_id is None:
+                deal.contact_id = contact_id
+                update_fields.append("contact_id")
+            deal.save(update_fields=update_fields)
+        if deal_id not in linked:
+            linked.append(deal_id)
+    return linked
+
+
+def _crm_deal_order(deal: CrmDeal) -> dict[str, Any]:
+    placed_at = deal.closed_at or deal.created_at
+    return {
+        "external_id": deal.external_id,
+        "customer_external_id": deal.customer_external_id,
+        "placed_at": placed_at.isoformat(),
+        "amount": str(deal.amount),
+        "status": Order.Status.PAID,
+        "channel": deal.crm,
+    }
+
+
+def _crm_deal_cancellation(deal: CrmDeal, paid: dict[str, Any]) -> dict[str, Any]:
+    """The paid order of a lost deal, cancelled: same customer and date."""
+    return {
+        "external_id": deal.external_id,
+        "customer_external_id": paid["customer__external_id"],
+        "placed_at": paid["placed_at"].isoformat(),
+        "amount": str(deal.amount if deal.amount is not None else paid["amount"]),
+        "status": Order.Status.CANCELLED,
+        "channel": deal.crm,
+    }
+
+
+def _crm_won_deal_problem(deal: CrmDeal, customers: set[str]) -> str:
+    """Why a won deal cannot be an order now ("" when it can)."""
+    if deal.currency not in ("", "RUB"):
+        return f"валюта {deal.currency}: суммы заказов хранятся в рублях"
+    if deal.customer_external_id is None:
+        return _WAITING_FOR_CONTACT[deal.crm]
+    if deal.customer_external_id not in customers:
+        return (
+            f"ждём контакт сделки: контакта {deal.contact_id} ещё нет среди покупателей "
+            f"({deal.customer_external_id}); заказ появится с событием этого контакта"
+        )
+    if deal.amount is None:
+        return "нет суммы сделки (или она не читается)"
+    if deal.closed_at is None and deal.created_at is None:
+        return "нет даты сделки: ни даты закрытия, ни даты создания (или они не читаются)"
+    return ""
+
+
+def _crm_waiting_won_deals(client: Client) -> list[CrmDeal]:
+    """Won deals without an order whose contact is now a customer: one query over the partial
+    index of waiting deals (normally a handful), each looked up in the customers' unique index."""
+    customer_external_id = Case(
+        *(
+            When(crm=crm, then=Concat(Value(prefix), F("contact_id")))
+            for crm, prefix in CrmDeal.EXTERNAL_ID_PREFIXES.items()
+        ),
+        output_field=CharField(),
+    )
+    customers = Customer.objects.for_client(client).filter(
+        external_id=OuterRef("customer_external_id")
+    )
+    return list(
+        CrmDeal.objects.for_client(client)
+        .filter(status=CrmDeal.Status.WON, order_external_id__isnull=True, contact_id__isnull=False)
+        .alias(customer_external_id=customer_external_id)
+        .filter(Exists(customers))
+    )
+
+
+@dataclass
+class CrmDealsConversion:
+    """What :func:`crm_deals_convert` wrote, and the hook's deals that are not orders."""
+
+    orders: list[dict[str, Any]]  # the order records written (or rejected)
+    result: IngestResult | None
+    skipped: list[dict[str, str]]  # the hook's deals that are not orders, with the reason
+
+
+def crm_deals_convert(
+    *, client: Client, crm: str, hooked: Sequence[str] = (), linked: Sequence[str] = ()
+) -> CrmDealsConversion:
+    """Orders from CRM deals, through the one ingestion pipeline.
+
+    - Any won deal of the client without an order whose contact is a customer becomes a paid
+      order (``amo-<lead id>`` / ``b24-<ID>``), whichever of its hooks came first.
+    - A won deal this hook described is written again, so that the order follows the CRM's
+      amount and date (an upsert: a replay creates nothing).
+    - A lost deal this hook described cancels its order if a paid one exists; a deal lost
+      without ever being paid is no order at all.
+
+    ``hooked``: ids of ``crm`` deals a deal hook described; ``linked``: ids a contact hook
+    linked. Their reasons are stored on the deals and returned for the reply.
+    """
+    mentioned = list(dict.fromkeys([*hooked, *linked]))
+    hooked_ids = set(hooked)
+    deals = {
+        deal.pk: deal
+        for deal in CrmDeal.objects.for_client(client).filter(crm=crm, deal_id__in=mentioned)
+    }
+    for deal in _crm_waiting_won_deals(client):
+        deals.setdefault(deal.pk, deal)
+    wanted_customers = {d.customer_external_id for d in deals.values() if d.contact_id}
+    customers = set(
+        Customer.objects.for_client(client)
+        .filter(external_id__in=wanted_customers)
+        .values_list("external_id", flat=True)
+    )
+    existing_orders = {
+        row["external_id"]: row
+        for row in Order.objects.for_client(client)
+        .filter(external_id__in=[d.external_id for d in deals.values()])
+        .values("external_id", "status", "placed_at", "amount", "customer__external_id")
+    }
+
+    orders: list[dict[str, Any]] = []
+    order_deals: list[CrmDeal] = []
+    reasons: dict[int, str] = {}
+    for deal in deals.values():
+        existing = existing_orders.get(deal.external_id)
+        is_hooked = deal.crm == crm and deal.deal_id in hooked_ids
+        reason = ""
+        if deal.status == CrmDeal.Status.WON:
+            reason = _crm_won_deal_problem(deal, customers)
+            if not reason and (existing is None or is_hooked):
+                orders.append(_crm_deal_order(deal))
+                order_deals.append(deal)
+        elif deal.status == CrmDeal.Status.LOST:
+            if existing is None:
+                stage = f"{_STAGE_LABEL[deal.crm]} {deal.stage or '—'}"
+                reason = f"сделка проиграна ({stage}) и не была оплачена: не заказ"
+            elif existing["status"] == Order.Status.PAID and is_hooked:
+                orders.append(_crm_deal_cancellation(deal, existing))
+                order_deals.append(deal)
+        elif deal.stage:
+            reason = f"сделка не закрыта ({_STAGE_LABEL[deal.crm]} {deal.stage}): ещё не заказ"
+        else:
+            reason = (
+                "ждём событие сделки: её статус ещё неизвестен, известна только связь с контактом"
+            )
+        reasons[deal.pk] = reason[:500]
+
+    result = None
+    have_orders = set(existing_orders)
+    if orders:
+        result = ingest_records(client=client, kind="orders", records=orders, partial=True)
+        rejected: dict[int, str] = {}
+        for error in result.errors:
+            rejected.setdefault(error.row, f"заказ не принят: {error.field}: {error.reason}")
+        for row, deal in enumerate(order_deals):
+            if row in rejected:
+                reasons[deal.pk] = rejected[row][:500]
+            else:
+                have_orders.add(deal.external_id)
+
+    for deal in deals.values():
+        update_fields = []
+        if deal.order_external_id is None and deal.external_id in have_orders:
+            deal.order_external_id = deal.external_id
+            update_fields.append("order_external_id")
+        if deal.skipped_reason != reasons[deal.pk]:
+            deal.skipped_reason = reasons[deal.pk]
+            update_fields.append("skipped_reason")
+        if update_fields:
+            deal.save(update_fields=update_fields)
+
+    by_id = {deal.deal_id: deal for deal in deals.values() if deal.crm == crm}
+    skipped = [
+        {"entity": _DEAL_ENTITY[crm], "id": deal_id, "reason": by_id[deal_id].skipped_reason}
+        for deal_id in mentioned
+        if deal_id in by_id and by_id[deal_id].skipped_reason
+    ]
+    return CrmDealsConversion(orders=orders, result=result, skipped=skipped)
+
+
+def crm_webhook_ingest(
+    *,
+    client: Client,
+    crm: str,
+    records: dict[str, list[dict[str, Any]]],
+    event: str = "",
+    ip: str | None = None,
+) -> dict[str, Any]:
+    """Write one CRM webhook and audit it; the reply lists what did not become data and why.
+
+    ``records`` is what ``clients.webhooks`` mapped: ``customers`` (ingestion records),
+    ``deals`` (deal fields as text: deal_id, status open|won|lost, stage, contact_id, amount,
+    currency, closed_at, created_at; absent = not sent), ``links`` (deal_id, contact_id) and
+    ``skipped`` (entries the mapping already refused). Customers are written first, then the
+    deals and links are remembered, then every deal that now can be becomes an order
+    (:func:`crm_deals_convert`).
+
+    One transaction: the reply, the audit entry and the data agree, and a failure leaves
+    nothing half-written for the CRM's retry (which is idempotent: upserts by external id).
+    """
+    if crm not in CrmDeal.Crm.values:
+        raise ValueError(f"unknown CRM {crm!r}")
+    customers = records.get("customers", [])
+    skipped = list(records.get("skipped", []))
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [client.pk, CRM_WEBHOOK_LOCK_KEY]
+                )
+        customers_result = None
+        if customers:
+            customers_result = ingest_records(
+                client=client, kind="customers", records=customers, partial=True
+            )
+        now = timezone.now()
+        hooked, bad_deals = crm_deals_record(
+            client=client, crm=crm, deals=records.get("deals", []), now=now
+        )
+        linked = crm_deal_links_record(
+            client=client, crm=crm, links=records.get("links", []), now=now
+        )
+        conversion = crm_deals_convert(client=client, crm=crm, hooked=hooked, linked=linked)
+        skipped += bad_deals + conversion.skipped
+        reply = {
+            "customers": _ingest_reply(customers_result, customers),
+            "orders": _ingest_reply(conversion.result, conversion.orders),
+            "skipped": skipped,
+        }
+        audit_log(
+            action="crm_webhook",
+            source="webhook",
+            actor_label=crm,
+            client=client,
+            details={
+                "event": event,
+                **{
+                    kind: {k: reply[kind][k] for k in ("created", "updated", "rejected")}
+                    for kind in ("customers", "orders")
+                },
+                "deals": len(dict.fromkeys([*hooked, *linked])),
+                "skipped": len(skipped),
+            },
+            ip=ip,
+        )
+    return reply

@@ -3,9 +3,14 @@
 Both CRMs post ``application/x-www-form-urlencoded`` with PHP-style nested keys
 (``data[FIELDS][ID]=1``, ``contacts[add][0][name]=...``); a JSON body of the same nested shape is
 accepted too. The body is turned into nested dicts and lists (:func:`parse_php_form`), mapped to
-records by pure functions (:func:`bitrix24_to_records`, :func:`amocrm_to_records`) and written
-through the one ingestion pipeline (``ingest_records``, partial: a CRM cannot fix a batch, so good
-rows land and bad ones are listed in the reply). Customers are written before orders.
+records by pure functions (:func:`bitrix24_to_records`, :func:`amocrm_to_records`) and written by
+``clients.services.crm_webhook_ingest``: contacts become customers through the one ingestion
+pipeline (``ingest_records``, partial: a CRM cannot fix a batch, so good rows land and bad ones
+are listed in the reply); deals and the deal -> contact links are remembered
+(``clients.models.CrmDeal``), because the CRMs send the two halves in different hooks (amoCRM's
+lead hooks never name the contact). A won deal becomes an order, through the same pipeline, as
+soon as its contact is known as a customer, whichever hook came first; the reply's ``skipped``
+says why the others are not orders yet.
 
 External ids are prefixed with the CRM so they cannot collide with ids from a shop backend or a
 CSV import: Bitrix24 contact and deal ``ID`` 17 become ``b24-17``; amoCRM contact and lead ``id``
@@ -32,7 +37,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from django.conf import settings
-from django.db import transaction
 from django.urls import path
 from django.utils.datastructures import MultiValueDict
 from drf_spectacular.types import OpenApiTypes
@@ -47,17 +51,18 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from agency.api import ApiError
-from agency.audit import audit_log, request_ip
+from agency.audit import request_ip
 
-from .ingest import BatchError, IngestResult, ingest_records
-from .models import Client, Order
+from .ingest import BatchError
+from .models import Client, CrmDeal
+from .services import crm_webhook_ingest
 
 logger = logging.getLogger(__name__)
 
-BITRIX24 = "bitrix24"
-AMOCRM = "amocrm"
-BITRIX24_PREFIX = "b24-"
-AMOCRM_PREFIX = "amo-"
+BITRIX24 = CrmDeal.Crm.BITRIX24.value
+AMOCRM = CrmDeal.Crm.AMOCRM.value
+BITRIX24_PREFIX = CrmDeal.EXTERNAL_ID_PREFIXES[CrmDeal.Crm.BITRIX24]
+AMOCRM_PREFIX = CrmDeal.EXTERNAL_ID_PREFIXES[CrmDeal.Crm.AMOCRM]
 
 # --------------------------------------------------------------------------------------------
 # PHP-style form parsing
@@ -166,7 +171,10 @@ def _unix_to_iso(value: Any) -> str | None:
         return None
     if not text.isdigit():
         return text
-    return datetime.fromtimestamp(int(text), tz=UTC).isoformat()
+    try:
+        return datetime.fromtimestamp(int(text), tz=UTC).isoformat()
+    except (OverflowError, OSError, ValueError):  # beyond the years datetime can hold
+        return text
 
 
 def _skip(entity: str, entity_id: Any, reason: str) -> dict[str, str]:
@@ -198,16 +206,16 @@ def _b24_first_multifield(value: Any) -> str | None:
     return None
 
 
-def _b24_deal_status(fields: Mapping[str, Any]) -> str | None:
-    """WON is paid, LOSE/APOLOGY cancelled (also in other pipelines: ``C1:WON``); custom final
-    stages are told by STAGE_SEMANTIC_ID (S success, F failure). None: not closed yet."""
+def _b24_deal_status(fields: Mapping[str, Any]) -> str:
+    """WON is won, LOSE/APOLOGY lost (also in other pipelines: ``C1:WON``); custom final stages
+    are told by STAGE_SEMANTIC_ID (S success, F failure). Anything else is still open."""
     stage = _B24_CATEGORY_PREFIX.sub("", _text(fields.get("STAGE_ID")).upper())
     semantic = _text(fields.get("STAGE_SEMANTIC_ID")).upper()
     if stage == "WON" or semantic == "S":
-        return Order.Status.PAID
+        return CrmDeal.Status.WON
     if stage in ("LOSE", "APOLOGY") or semantic == "F":
-        return Order.Status.CANCELLED
-    return None
+        return CrmDeal.Status.LOST
+    return CrmDeal.Status.OPEN
 
 
 def _b24_contact(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,43 +233,42 @@ def _b24_contact(fields: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def _b24_deal(fields: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """An order record, or None and the reason it is not an order (yet)."""
-    if not _text(fields.get("STAGE_ID")):
-        return None, "в событии только ID сделки, нет полей (STAGE_ID, OPPORTUNITY, CONTACT_ID)"
-    order_status = _b24_deal_status(fields)
-    if order_status is None:
-        return None, f"сделка не закрыта (стадия {_text(fields.get('STAGE_ID'))}): ещё не заказ"
-    currency = _text(fields.get("CURRENCY_ID")).upper()
-    if currency and currency != "RUB":
-        return None, f"валюта {currency}: суммы заказов хранятся в рублях"
+def _b24_deal(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What a deal event says about the deal (see ``crm_webhook_ingest``); absent = not sent."""
     contact_id = _text(fields.get("CONTACT_ID"))
     if contact_id in ("", "0"):
         contact_id = next((_text(c) for c in _items(fields.get("CONTACT_IDS")) if _text(c)), "")
-    if contact_id in ("", "0"):
-        return None, "у сделки нет контакта (CONTACT_ID)"
-    record = {
-        "external_id": BITRIX24_PREFIX + _text(fields.get("ID")),
-        "customer_external_id": BITRIX24_PREFIX + contact_id,
-        # The close date for a closed deal; the creation date when the CRM did not send it.
-        "placed_at": _text(fields.get("CLOSEDATE")) or _text(fields.get("DATE_CREATE")) or None,
-        "amount": _text(fields.get("OPPORTUNITY")) or None,
-        "status": order_status,
-        "channel": BITRIX24,
-    }
-    # placed_at and amount stay even when empty: the pipeline rejects the row with its reason.
-    return {k: v for k, v in record.items() if v != ""}, ""
+    return _drop_none(
+        {
+            "deal_id": _text(fields.get("ID")),
+            "stage": _text(fields.get("STAGE_ID")),
+            "status": _b24_deal_status(fields),
+            "contact_id": "" if contact_id == "0" else contact_id,
+            "amount": _text(fields.get("OPPORTUNITY")),
+            "currency": _text(fields.get("CURRENCY_ID")).upper(),
+            # CLOSEDATE of a closed deal is its close date; the order falls back to DATE_CREATE.
+            "closed_at": _text(fields.get("CLOSEDATE")),
+            "created_at": _text(fields.get("DATE_CREATE")),
+        }
+    )
+
+
+def _records() -> dict[str, list[dict[str, Any]]]:
+    return {"customers": [], "deals": [], "links": [], "skipped": []}
 
 
 def bitrix24_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """One Bitrix24 outbound event -> ``{"customers": [...], "orders": [...], "skipped": [...]}``.
+    """One Bitrix24 outbound event -> ``{"customers", "deals", "links", "skipped"}``.
 
     Bitrix24 itself sends only ``data[FIELDS][ID]`` (its integrations then call crm.contact.get);
     the entity's fields, when the sender includes them under ``data[FIELDS]`` in the shape
-    crm.contact.get / crm.deal.get return, are mapped. An event without them is skipped with the
-    reason, as are deletions (erasure goes through a data-subject request) and other events.
+    crm.contact.get / crm.deal.get return, are mapped: a contact to a customer record, a deal to
+    what it says about the deal (stage, status, CONTACT_ID, OPPORTUNITY...). Whether a deal is an
+    order is decided when it is written, against what earlier hooks said (its contact may come
+    later). An event without fields is skipped with the reason, as are deletions (erasure goes
+    through a data-subject request) and other events. Bitrix24 contacts carry no deal links.
     """
-    result: dict[str, list[dict[str, Any]]] = {"customers": [], "orders": [], "skipped": []}
+    result = _records()
     event = _text(payload.get("event")).upper()
     data = payload.get("data")
     fields = data.get("FIELDS") if isinstance(data, dict) else None
@@ -281,11 +288,16 @@ def bitrix24_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, 
         else:
             result["customers"].append(_b24_contact(fields))
     elif event in B24_DEAL_EVENTS:
-        order, reason = _b24_deal(fields)
-        if order is None:
-            result["skipped"].append(_skip("deal", entity_id, reason))
+        if not _text(fields.get("STAGE_ID")):
+            result["skipped"].append(
+                _skip(
+                    "deal",
+                    entity_id,
+                    "в событии только ID сделки, нет полей (STAGE_ID, OPPORTUNITY, CONTACT_ID)",
+                )
+            )
         else:
-            result["orders"].append(order)
+            result["deals"].append(_b24_deal(fields))
     elif event in B24_DELETE_EVENTS:
         result["skipped"].append(
             _skip(
@@ -349,22 +361,41 @@ def _amo_linked_lead_ids(contact: Mapping[str, Any]) -> list[str]:
     return [i for i in ids if i]
 
 
-def amocrm_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """One amoCRM webhook -> ``{"customers": [...], "orders": [...], "skipped": [...]}``.
+def _amo_lead(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """What a lead hook says about the lead; absent = not sent. Its contact only when the sender
+    adds ``main_contact_id``: amoCRM's own lead hooks do not carry it."""
+    status_id = _text(lead.get("status_id"))
+    status = None
+    if status_id:
+        status = {AMO_WON: CrmDeal.Status.WON, AMO_LOST: CrmDeal.Status.LOST}.get(
+            status_id, CrmDeal.Status.OPEN
+        )
+    return _drop_none(
+        {
+            "deal_id": _text(lead.get("id")),
+            "stage": status_id,
+            "status": status,
+            "contact_id": _text(lead.get("main_contact_id")),
+            "amount": _text(lead.get("price")),
+            "closed_at": _unix_to_iso(lead.get("closed_at")),
+            "created_at": _unix_to_iso(lead.get("date_create") or lead.get("created_at")),
+        }
+    )
 
-    Contacts added or updated become customers (companies, ``type=company``, are skipped). Leads
-    (add, update, status) in status 142 become paid orders, in 143 cancelled ones, amount =
-    ``price``; other statuses are not orders yet. A lead's customer is the contact linked to it
-    in the same webhook (``contacts[...][linked_leads_id][<lead id>]``), or the lead's
-    ``main_contact_id`` when the sender includes it; amoCRM's lead hook carries neither, so such
-    a lead is skipped with the reason. ``placed_at`` is the lead's ``closed_at`` when sent, else
-    its creation time (``date_create``): stable, so a later edit of a closed lead does not move
-    the purchase date.
+
+def amocrm_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """One amoCRM webhook -> ``{"customers", "deals", "links", "skipped"}``.
+
+    Contacts added or updated become customers (companies, ``type=company``, are skipped), and
+    each lead a contact lists in ``linked_leads_id`` becomes a link lead -> contact. Leads (add,
+    update, status) are mapped to what they say about the lead: status 142 won, 143 lost, any
+    other open; amount = ``price``; ``closed_at`` and the creation time (``date_create``). A won
+    lead becomes an order when it is written, once a link to a known contact exists, from this
+    hook or an earlier or later one: amoCRM's lead hooks never carry the contact.
     """
-    result: dict[str, list[dict[str, Any]]] = {"customers": [], "orders": [], "skipped": []}
+    result = _records()
     contacts = payload.get("contacts")
     contacts = contacts if isinstance(contacts, dict) else {}
-    contact_of_lead: dict[str, str] = {}
     for action, entities in contacts.items():
         for contact in _items(entities):
             if not isinstance(contact, dict) or not _text(contact.get("id")):
@@ -379,8 +410,10 @@ def amocrm_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, An
                 result["skipped"].append(_skip("company", contact_id, "компания, а не покупатель"))
                 continue
             result["customers"].append(_amo_contact(contact))
-            for lead_id in _amo_linked_lead_ids(contact):
-                contact_of_lead.setdefault(lead_id, contact_id)
+            result["links"].extend(
+                {"deal_id": lead_id, "contact_id": contact_id}
+                for lead_id in _amo_linked_lead_ids(contact)
+            )
 
     leads = payload.get("leads")
     leads = leads if isinstance(leads, dict) else {}
@@ -388,120 +421,13 @@ def amocrm_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, An
         for lead in _items(entities):
             if not isinstance(lead, dict) or not _text(lead.get("id")):
                 continue
-            lead_id = _text(lead.get("id"))
             if action not in AMO_LEAD_ACTIONS:
                 result["skipped"].append(
-                    _skip("lead", lead_id, f"действие {action} со сделкой не обрабатывается")
+                    _skip("lead", lead.get("id"), f"действие {action} со сделкой не обрабатывается")
                 )
                 continue
-            status_id = _text(lead.get("status_id"))
-            if status_id == AMO_WON:
-                order_status = Order.Status.PAID
-            elif status_id == AMO_LOST:
-                order_status = Order.Status.CANCELLED
-            else:
-                result["skipped"].append(
-                    _skip(
-                        "lead",
-                        lead_id,
-                        f"сделка не закрыта (status_id {status_id or '—'}): ещё не заказ",
-                    )
-                )
-                continue
-            contact_id = contact_of_lead.get(lead_id) or _text(lead.get("main_contact_id"))
-            if not contact_id:
-                result["skipped"].append(
-                    _skip(
-                        "lead",
-                        lead_id,
-                        "нет связанного контакта: amoCRM не передаёт его в событии сделки; "
-                        "включите в вебхуке события контактов или передайте main_contact_id",
-                    )
-                )
-                continue
-            placed_at = lead.get("closed_at") or lead.get("date_create") or lead.get("created_at")
-            result["orders"].append(
-                {
-                    "external_id": AMOCRM_PREFIX + lead_id,
-                    "customer_external_id": AMOCRM_PREFIX + contact_id,
-                    "placed_at": _unix_to_iso(placed_at),
-                    "amount": _text(lead.get("price")) or None,
-                    "status": order_status,
-                    "channel": AMOCRM,
-                }
-            )
+            result["deals"].append(_amo_lead(lead))
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-
-
-def _kind_reply(result: IngestResult | None, records: list[dict[str, Any]]) -> dict[str, Any]:
-    if result is None:
-        return {"created": 0, "updated": 0, "rejected": 0, "errors": []}
-    errors = []
-    for error in result.errors:
-        record = records[error.row] if 0 <= error.row < len(records) else {}
-        errors.append(
-            {
-                "external_id": record.get("external_id", ""),
-                "field": error.field,
-                "reason": error.reason,
-                "value": error.value,
-            }
-        )
-    return {
-        "created": result.created,
-        "updated": result.updated,
-        "rejected": result.rejected,
-        "errors": errors,
-    }
-
-
-def webhook_ingest(
-    *,
-    client: Client,
-    crm: str,
-    records: dict[str, list[dict[str, Any]]],
-    event: str = "",
-    ip: str | None = None,
-) -> dict[str, Any]:
-    """Write one webhook's records (customers first, so its orders find them) and audit it.
-
-    One transaction: the reply, the audit entry and the data agree, and a failure leaves
-    nothing half-written for the CRM's retry (which is idempotent: upserts by external id).
-    """
-    customers, orders = records.get("customers", []), records.get("orders", [])
-    skipped = records.get("skipped", [])
-    with transaction.atomic():
-        results: dict[str, IngestResult | None] = {"customers": None, "orders": None}
-        for kind, kind_records in (("customers", customers), ("orders", orders)):
-            if kind_records:
-                results[kind] = ingest_records(
-                    client=client, kind=kind, records=kind_records, partial=True
-                )
-        reply = {
-            "customers": _kind_reply(results["customers"], customers),
-            "orders": _kind_reply(results["orders"], orders),
-            "skipped": skipped,
-        }
-        audit_log(
-            action="crm_webhook",
-            source="webhook",
-            actor_label=crm,
-            client=client,
-            details={
-                "event": event,
-                **{
-                    kind: {k: reply[kind][k] for k in ("created", "updated", "rejected")}
-                    for kind in ("customers", "orders")
-                },
-                "skipped": len(skipped),
-            },
-            ip=ip,
-        )
-    return reply
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,7 +484,8 @@ REFUSED_MESSAGE = "Неверный секрет вебхука или неиз�
 
 WEBHOOK_RESULT = OpenApiResponse(
     description="Итог: customers и orders — {created, updated, rejected, errors: [{external_id, "
-    "field, reason, value}]}; skipped — [{entity, id, reason}]: события, не ставшие записями.",
+    "field, reason, value}]}; skipped — [{entity, id, reason}]: события и сделки, не ставшие "
+    "записями, с причиной (например, выигранная сделка ждёт свой контакт).",
 )
 
 
@@ -610,7 +537,7 @@ class _CrmWebhookView(APIView):
         self.check_throttles(request)
         records = self.to_records(payload)
         try:
-            reply = webhook_ingest(
+            reply = crm_webhook_ingest(
                 client=client,
                 crm=self.crm,
                 records=records,

@@ -8,11 +8,12 @@ from urllib.parse import urlencode
 
 import pytest
 from django.core.cache import cache
+from django.urls import reverse
 from django.utils.datastructures import MultiValueDict
 from rest_framework.test import APIClient
 
 from agency.models import AuditLogEntry
-from clients.models import Customer, Order
+from clients.models import CrmDeal, Customer, Order
 from clients.webhooks import (
     MAX_KEY_DEPTH,
     FormParseError,
@@ -152,51 +153,80 @@ def test_parse_php_form_refuses_absurd_nesting():
 @pytest.mark.parametrize(
     ("fields", "expected_status"),
     [
-        ({"STAGE_ID": "WON"}, "paid"),
-        ({"STAGE_ID": "C3:WON"}, "paid"),
-        ({"STAGE_ID": "LOSE"}, "cancelled"),
-        ({"STAGE_ID": "C3:APOLOGY"}, "cancelled"),
-        ({"STAGE_ID": "C3:7", "STAGE_SEMANTIC_ID": "S"}, "paid"),
-        ({"STAGE_ID": "C3:8", "STAGE_SEMANTIC_ID": "F"}, "cancelled"),
+        ({"STAGE_ID": "WON"}, "won"),
+        ({"STAGE_ID": "C3:WON"}, "won"),
+        ({"STAGE_ID": "LOSE"}, "lost"),
+        ({"STAGE_ID": "C3:APOLOGY"}, "lost"),
+        ({"STAGE_ID": "C3:7", "STAGE_SEMANTIC_ID": "S"}, "won"),
+        ({"STAGE_ID": "C3:8", "STAGE_SEMANTIC_ID": "F"}, "lost"),
+        ({"STAGE_ID": "PREPARATION"}, "open"),
     ],
 )
-def test_bitrix24_closed_stages_map_to_order_status(fields, expected_status):
+def test_bitrix24_deal_stages_map_to_deal_status(fields, expected_status):
     payload = {
         "event": "ONCRMDEALUPDATE",
         "data": {"FIELDS": {"ID": "9", "CONTACT_ID": "4", "OPPORTUNITY": "10", **fields}},
     }
     records = bitrix24_to_records(payload)
-    assert [o["status"] for o in records["orders"]] == [expected_status]
-    assert records["orders"][0]["customer_external_id"] == "b24-4"
+    assert [d["status"] for d in records["deals"]] == [expected_status]
+    assert records["deals"][0]["contact_id"] == "4"
+    assert records["deals"][0]["stage"] == fields["STAGE_ID"]
+    assert records["customers"] == records["links"] == records["skipped"] == []
 
 
-@pytest.mark.parametrize(
-    ("fields", "reason_part"),
-    [
-        ({"STAGE_ID": "PREPARATION"}, "не закрыта"),
-        ({"STAGE_ID": "WON", "CURRENCY_ID": "USD"}, "USD"),
-        ({"STAGE_ID": "WON", "CONTACT_ID": "0"}, "нет контакта"),
-        ({}, "только ID"),
-    ],
-)
-def test_bitrix24_deals_that_are_not_orders_are_skipped_with_reason(fields, reason_part):
-    base = {"ID": "9", "CONTACT_ID": "4", "OPPORTUNITY": "10"}
-    records = bitrix24_to_records({"event": "ONCRMDEALADD", "data": {"FIELDS": {**base, **fields}}})
-    assert records["orders"] == []
-    assert len(records["skipped"]) == 1
-    assert records["skipped"][0]["id"] == "9"
-    assert reason_part in records["skipped"][0]["reason"]
+def test_bitrix24_deal_event_with_only_an_id_is_skipped_not_guessed():
+    payload = {"event": "ONCRMDEALADD", "data": {"FIELDS": {"ID": "9", "OPPORTUNITY": "10"}}}
+    records = bitrix24_to_records(payload)
+    assert records["deals"] == []
+    assert [(s["entity"], s["id"]) for s in records["skipped"]] == [("deal", "9")]
+    assert "только ID" in records["skipped"][0]["reason"]
 
 
-def test_amocrm_company_is_not_a_customer_and_open_lead_is_not_an_order():
+def test_amocrm_company_is_not_a_customer_and_lead_is_mapped_as_open_deal():
     payload = {
-        "contacts": {"add": [{"id": "1", "name": "ООО Ромашка", "type": "company"}]},
+        "contacts": {
+            "add": [
+                {
+                    "id": "1",
+                    "name": "ООО Ромашка",
+                    "type": "company",
+                    "linked_leads_id": {"2": {"ID": "2"}},
+                }
+            ]
+        },
         "leads": {"status": [{"id": "2", "status_id": "31771723", "price": "100"}]},
     }
     records = amocrm_to_records(payload)
     assert records["customers"] == []
-    assert records["orders"] == []
-    assert [(s["entity"], s["id"]) for s in records["skipped"]] == [("company", "1"), ("lead", "2")]
+    assert records["links"] == []  # a company's leads are not linked to a customer
+    assert records["deals"] == [
+        {"deal_id": "2", "stage": "31771723", "status": "open", "amount": "100"}
+    ]
+    assert [(s["entity"], s["id"]) for s in records["skipped"]] == [("company", "1")]
+
+
+def test_amocrm_contact_links_and_lead_fields_are_mapped():
+    payload = {
+        "contacts": {
+            "update": [{"id": "501", "name": "Иван", "linked_leads_id": {"9001": {"ID": "9001"}}}]
+        },
+        "leads": {
+            "status": [
+                {"id": "9001", "status_id": "142", "price": "25000", "date_create": "1717000000"}
+            ]
+        },
+    }
+    records = amocrm_to_records(payload)
+    assert records["links"] == [{"deal_id": "9001", "contact_id": "501"}]
+    assert records["deals"] == [
+        {
+            "deal_id": "9001",
+            "stage": "142",
+            "status": "won",
+            "amount": "25000",
+            "created_at": "2024-05-29T16:26:40+00:00",
+        }
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,6 +291,38 @@ def test_bitrix24_deal_still_open_is_skipped_and_writes_no_order(api, client_a):
         }
     ]
     assert not Order.objects.for_client(client_a).exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"CURRENCY_ID": "USD"}, "валюта USD: суммы заказов хранятся в рублях"),
+        (
+            {"CONTACT_ID": "0"},
+            "ждём контакт сделки: у сделки нет контакта (CONTACT_ID); заказ появится, когда "
+            "сделка придёт с контактом",
+        ),
+        ({"OPPORTUNITY": "много"}, "нет суммы сделки (или она не читается)"),
+    ],
+)
+def test_bitrix24_won_deal_that_cannot_be_an_order_is_remembered_with_reason(
+    api, client_a, fields, reason
+):
+    url = f"{B24_URL}?client={client_a.slug}"
+    post_form(api, url, b24_contact_form(client_a.webhook_secret))
+    body = b24_deal_json(client_a.webhook_secret)
+    body["data"]["FIELDS"].update(fields)
+
+    response = api.post(url, data=body, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["skipped"] == [{"entity": "deal", "id": "555", "reason": reason}]
+    assert response.json()["orders"]["created"] == 0
+    assert not Order.objects.for_client(client_a).exists()
+    deal = CrmDeal.objects.for_client(client_a).get()
+    assert (deal.crm, deal.deal_id, deal.status) == ("bitrix24", "555", "won")
+    assert deal.skipped_reason == reason
+    assert deal.order_external_id is None
 
 
 def test_bitrix24_replay_of_same_payload_is_idempotent(api, client_a):
@@ -449,29 +511,53 @@ def test_amocrm_replay_is_idempotent(api, client_a):
     assert Order.objects.for_client(client_a).count() == 1
 
 
-def test_amocrm_lead_143_json_body_with_main_contact_becomes_cancelled_order(api, client_a):
-    post_form(api, amo_url(client_a), AMO_CONTACT_AND_WON_LEAD)
-    body = {
-        "leads": {
-            "status": [
-                {
-                    "id": "9002",
-                    "status_id": "143",
-                    "price": "990",
-                    "date_create": "1717000000",
-                    "main_contact_id": "501",
-                }
-            ]
-        },
-        "account": {"subdomain": "shop"},
-    }
+def amo_lead_json(lead_id: str, status_id: str, **fields: str) -> dict:
+    lead = {"id": lead_id, "status_id": status_id, "price": "990", "date_create": "1717000000"}
+    return {"leads": {"status": [{**lead, **fields}]}, "account": {"subdomain": "shop"}}
 
-    response = api.post(amo_url(client_a), data=body, format="json")
+
+def test_amocrm_lead_143_cancels_its_paid_order(api, client_a):
+    post_form(api, amo_url(client_a), AMO_CONTACT_AND_WON_LEAD)
+    won = api.post(
+        amo_url(client_a), data=amo_lead_json("9002", "142", main_contact_id="501"), format="json"
+    )
+    assert won.json()["orders"]["created"] == 1
+    paid = Order.objects.for_client(client_a).get(external_id="amo-9002")
+
+    response = api.post(
+        amo_url(client_a), data=amo_lead_json("9002", "143", price="1200"), format="json"
+    )
 
     assert response.status_code == 200, response.json()
+    assert response.json()["orders"]["updated"] == 1
+    assert response.json()["skipped"] == []
     order = Order.objects.for_client(client_a).get(external_id="amo-9002")
     assert order.status == Order.Status.CANCELLED
     assert order.customer.external_id == "amo-501"
+    assert order.placed_at == paid.placed_at
+    assert order.amount == Decimal("1200")
+    deal = CrmDeal.objects.for_client(client_a).get(deal_id="9002")
+    assert (deal.status, deal.order_external_id, deal.skipped_reason) == ("lost", "amo-9002", "")
+
+
+def test_amocrm_lead_143_never_paid_is_no_order(api, client_a):
+    post_form(api, amo_url(client_a), AMO_CONTACT_AND_WON_LEAD)
+
+    response = api.post(
+        amo_url(client_a), data=amo_lead_json("9002", "143", main_contact_id="501"), format="json"
+    )
+    replay = api.post(
+        amo_url(client_a), data=amo_lead_json("9002", "143", main_contact_id="501"), format="json"
+    )
+
+    reason = "сделка проиграна (status_id 143) и не была оплачена: не заказ"
+    for reply in (response, replay):
+        assert reply.status_code == 200, reply.json()
+        assert reply.json()["orders"] == {"created": 0, "updated": 0, "rejected": 0, "errors": []}
+        assert reply.json()["skipped"] == [{"entity": "lead", "id": "9002", "reason": reason}]
+    assert not Order.objects.for_client(client_a).filter(external_id="amo-9002").exists()
+    deal = CrmDeal.objects.for_client(client_a).get(deal_id="9002")
+    assert (deal.status, deal.contact_id, deal.skipped_reason) == ("lost", "501", reason)
 
 
 def test_amocrm_won_lead_without_linked_contact_is_skipped(api, client_a):
@@ -528,3 +614,258 @@ def test_webhook_refuses_a_body_that_is_not_an_object(api, client_a):
 
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_body"
+
+
+# --------------------------------------------------------------------------------------------
+# Deals whose contact comes in another hook
+
+AMO_WON_LEAD_ALONE = [(k, v) for k, v in AMO_CONTACT_AND_WON_LEAD if not k.startswith("contacts")]
+AMO_CONTACT_LINKING_LEAD = [
+    (k.replace("contacts[add]", "contacts[update]"), v)
+    for k, v in AMO_CONTACT_AND_WON_LEAD
+    if not k.startswith("leads")
+]
+AMO_LEAD_DATE = datetime(2024, 5, 29, 16, 26, 40, tzinfo=UTC)  # date_create 1717000000
+
+
+def test_amocrm_won_lead_alone_waits_then_contact_hook_makes_the_order(api, client_a):
+    lead = post_form(api, amo_url(client_a), AMO_WON_LEAD_ALONE)
+
+    assert lead.status_code == 200, lead.json()
+    assert lead.json()["orders"]["created"] == 0
+    [skip] = lead.json()["skipped"]
+    assert (skip["entity"], skip["id"]) == ("lead", "9001")
+    assert skip["reason"].startswith("ждём контакт сделки")
+    assert not Order.objects.for_client(client_a).exists()
+    deal = CrmDeal.objects.for_client(client_a).get()
+    assert (deal.crm, deal.deal_id, deal.status, deal.stage) == ("amocrm", "9001", "won", "142")
+    assert (deal.amount, deal.created_at, deal.contact_id) == (
+        Decimal("25000"),
+        AMO_LEAD_DATE,
+        None,
+    )
+    assert deal.order_external_id is None
+    assert deal.skipped_reason == skip["reason"]
+
+    contact = post_form(api, amo_url(client_a), AMO_CONTACT_LINKING_LEAD)
+
+    assert contact.status_code == 200, contact.json()
+    assert contact.json()["customers"]["created"] == 1
+    assert contact.json()["orders"]["created"] == 1
+    assert contact.json()["skipped"] == []
+    order = Order.objects.for_client(client_a).select_related("customer").get()
+    assert order.external_id == "amo-9001"
+    assert order.customer.external_id == "amo-501"
+    assert (order.status, order.amount, order.placed_at) == (
+        "paid",
+        Decimal("25000"),
+        AMO_LEAD_DATE,
+    )
+    assert order.channel == "amocrm"
+    deal.refresh_from_db()
+    assert (deal.contact_id, deal.order_external_id, deal.skipped_reason) == ("501", "amo-9001", "")
+    assert webhook_audit_entries().filter(client_id=client_a.pk).count() == 2
+
+
+def test_amocrm_contact_hook_first_then_won_lead_makes_the_order(api, client_a):
+    contact = post_form(api, amo_url(client_a), AMO_CONTACT_LINKING_LEAD)
+
+    assert contact.json()["customers"]["created"] == 1
+    assert contact.json()["orders"]["created"] == 0
+    assert [(s["entity"], s["id"]) for s in contact.json()["skipped"]] == [("lead", "9001")]
+    assert contact.json()["skipped"][0]["reason"].startswith("ждём событие сделки")
+    deal = CrmDeal.objects.for_client(client_a).get()
+    assert (deal.deal_id, deal.contact_id, deal.status, deal.amount) == (
+        "9001",
+        "501",
+        "open",
+        None,
+    )
+
+    lead = post_form(api, amo_url(client_a), AMO_WON_LEAD_ALONE)
+
+    assert lead.status_code == 200, lead.json()
+    assert lead.json()["orders"]["created"] == 1
+    assert lead.json()["skipped"] == []
+    order = Order.objects.for_client(client_a).select_related("customer").get()
+    assert (order.external_id, order.customer.external_id) == ("amo-9001", "amo-501")
+    assert (order.status, order.amount, order.placed_at) == (
+        "paid",
+        Decimal("25000"),
+        AMO_LEAD_DATE,
+    )
+    deal.refresh_from_db()
+    assert (deal.status, deal.order_external_id, deal.skipped_reason) == ("won", "amo-9001", "")
+
+
+def test_amocrm_replays_in_either_order_create_nothing_new(api, client_a):
+    hooks = [AMO_WON_LEAD_ALONE, AMO_CONTACT_LINKING_LEAD]
+    for pairs in hooks:
+        post_form(api, amo_url(client_a), pairs)
+    first_deal = CrmDeal.objects.for_client(client_a).values().get()
+    first_order = Order.objects.for_client(client_a).values().get()
+
+    replies = [post_form(api, amo_url(client_a), pairs).json() for pairs in hooks + hooks[::-1]]
+
+    for reply in replies:
+        assert reply["customers"]["created"] == reply["orders"]["created"] == 0
+        assert reply["skipped"] == []
+    assert Customer.objects.for_client(client_a).count() == 1
+    assert Order.objects.for_client(client_a).values().get() == first_order  # not even touched
+    deal = CrmDeal.objects.for_client(client_a).values().get()
+    assert deal.pop("last_payload_at") > first_deal.pop("last_payload_at")
+    assert deal == first_deal
+
+
+def test_amocrm_won_lead_follows_the_crm_price_once_it_is_an_order(api, client_a):
+    post_form(api, amo_url(client_a), AMO_CONTACT_AND_WON_LEAD)
+    repriced = [
+        (k, "27500" if k == "leads[status][0][price]" else v) for k, v in AMO_WON_LEAD_ALONE
+    ]
+
+    response = post_form(api, amo_url(client_a), repriced)
+
+    assert response.json()["orders"] == {"created": 0, "updated": 1, "rejected": 0, "errors": []}
+    order = Order.objects.for_client(client_a).get()
+    assert (order.amount, order.customer.external_id) == (Decimal("27500"), "amo-501")
+
+
+def test_amocrm_other_clients_hooks_never_link_to_this_clients_deals(api, client_a, client_b):
+    # A's won lead waits for its contact; B's CRM happens to use the same lead and contact ids.
+    post_form(api, amo_url(client_a), AMO_WON_LEAD_ALONE)
+    b_contact = post_form(api, amo_url(client_b), AMO_CONTACT_LINKING_LEAD)
+    # And the other way round: B's won lead 9002 waits, A's contact links lead 9002.
+    b_lead = api.post(amo_url(client_b), data=amo_lead_json("9002", "142"), format="json")
+    a_contact = post_form(
+        api,
+        amo_url(client_a),
+        [
+            ("contacts[update][0][id]", "777"),
+            ("contacts[update][0][name]", "Мария"),
+            ("contacts[update][0][linked_leads_id][9002][ID]", "9002"),
+        ],
+    )
+
+    for response in (b_contact, b_lead, a_contact):
+        assert response.status_code == 200, response.json()
+        assert response.json()["orders"]["created"] == 0
+    assert not Order.objects.for_client(client_a).exists()
+    assert not Order.objects.for_client(client_b).exists()
+    a_deals = CrmDeal.objects.for_client(client_a).order_by("deal_id")
+    assert [(d.deal_id, d.status, d.contact_id) for d in a_deals] == [
+        ("9001", "won", None),
+        ("9002", "open", "777"),
+    ]
+    b_deals = CrmDeal.objects.for_client(client_b).order_by("deal_id")
+    assert [(d.deal_id, d.status, d.contact_id) for d in b_deals] == [
+        ("9001", "open", "501"),
+        ("9002", "won", None),
+    ]
+
+
+def test_bitrix24_won_deal_waits_for_its_contact_then_becomes_the_order(api, client_a):
+    url = f"{B24_URL}?client={client_a.slug}"
+    token = client_a.webhook_secret
+
+    deal_reply = api.post(url, data=b24_deal_json(token), format="json")
+
+    assert deal_reply.status_code == 200, deal_reply.json()
+    assert deal_reply.json()["orders"]["created"] == 0
+    assert deal_reply.json()["skipped"] == [
+        {
+            "entity": "deal",
+            "id": "555",
+            "reason": "ждём контакт сделки: контакта 101 ещё нет среди покупателей (b24-101); "
+            "заказ появится с событием этого контакта",
+        }
+    ]
+    assert not Order.objects.for_client(client_a).exists()
+    deal = CrmDeal.objects.for_client(client_a).get()
+    assert (deal.crm, deal.deal_id, deal.contact_id, deal.status) == (
+        "bitrix24",
+        "555",
+        "101",
+        "won",
+    )
+    assert (deal.amount, deal.currency) == (Decimal("15000.50"), "RUB")
+    assert deal.closed_at == datetime(2024, 5, 30, 21, 0, tzinfo=UTC)
+
+    contact_reply = post_form(api, url, b24_contact_form(token))
+
+    assert contact_reply.json()["customers"]["created"] == 1
+    assert contact_reply.json()["orders"]["created"] == 1
+    assert contact_reply.json()["skipped"] == []
+    order = Order.objects.for_client(client_a).select_related("customer").get()
+    assert (order.external_id, order.customer.external_id) == ("b24-555", "b24-101")
+    assert (order.status, order.amount) == ("paid", Decimal("15000.50"))
+    assert order.placed_at == datetime(2024, 5, 30, 21, 0, tzinfo=UTC)  # CLOSEDATE
+    deal.refresh_from_db()
+    assert (deal.order_external_id, deal.skipped_reason) == ("b24-555", "")
+
+    replay = post_form(api, url, b24_contact_form(token))
+
+    assert replay.json()["orders"]["created"] == 0
+    assert Order.objects.for_client(client_a).count() == 1
+    assert CrmDeal.objects.for_client(client_a).count() == 1
+
+
+def test_waiting_deal_becomes_order_when_its_customer_came_another_way(api, api_a, client_a):
+    url = f"{B24_URL}?client={client_a.slug}"
+    api.post(url, data=b24_deal_json(client_a.webhook_secret), format="json")
+    api_a.post(
+        "/api/v1/customers/bulk/",
+        data=[{"external_id": "b24-101", "email": "anna@example.ru"}],
+        format="json",
+    )
+    assert not Order.objects.for_client(client_a).exists()
+
+    # The next hook of this client, about anything, finds the deal ready.
+    response = post_form(api, url, b24_contact_form(client_a.webhook_secret, contact_id="202"))
+
+    assert response.json()["orders"]["created"] == 1
+    assert response.json()["skipped"] == []
+    order = Order.objects.for_client(client_a).select_related("customer").get()
+    assert (order.external_id, order.customer.external_id) == ("b24-555", "b24-101")
+
+
+# --------------------------------------------------------------------------------------------
+# The staff admin of CRM deals: read-only, scoped to the manager's clients
+
+
+def test_crm_deal_admin_is_read_only_and_scoped_to_own_clients(
+    api, client, account_manager, client_a, client_b
+):
+    post_form(api, amo_url(client_a), AMO_WON_LEAD_ALONE)
+    api.post(amo_url(client_b), data=amo_lead_json("7777", "142"), format="json")
+    deal_a = CrmDeal.objects.for_client(client_a).get()
+    deal_b = CrmDeal.objects.for_client(client_b).get()
+    client.force_login(account_manager)
+
+    listing = client.get(reverse("admin:clients_crmdeal_changelist"))
+    page_a = client.get(reverse("admin:clients_crmdeal_change", args=[deal_a.pk]))
+    page_b = client.get(reverse("admin:clients_crmdeal_change", args=[deal_b.pk]))
+    add = client.get(reverse("admin:clients_crmdeal_add"))
+
+    assert listing.status_code == 200
+    content = listing.content.decode()
+    assert "9001" in content
+    assert "ждём контакт сделки" in content
+    assert "7777" not in content
+    assert page_a.status_code == 200
+    assert 'name="status"' not in page_a.content.decode()  # shown, not editable
+    assert page_b.status_code == 302  # the same as a missing object
+    assert add.status_code == 403
+
+
+def test_a_failed_webhook_leaves_nothing_half_written(api, client_a, monkeypatch):
+    def broken_audit(**kwargs):
+        raise RuntimeError("audit log unavailable")
+
+    monkeypatch.setattr("clients.services.audit_log", broken_audit)
+
+    with pytest.raises(RuntimeError):
+        post_form(api, amo_url(client_a), AMO_CONTACT_AND_WON_LEAD)
+
+    assert not Customer.objects.for_client(client_a).exists()
+    assert not CrmDeal.objects.for_client(client_a).exists()
+    assert not Order.objects.for_client(client_a).exists()

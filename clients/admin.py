@@ -404,6 +404,13 @@ class CustomerAdmin(CustomerBaseAdmin):
     def search_q(self, request: HttpRequest, queryset: QuerySet, term: str) -> Q | None:
         return customer_identity_q(term)
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        fields = [*super().get_readonly_fields(request, obj), "erased_at"]
+        if obj is not None and obj.erased_at is not None:
+            # Erased through a data-subject request: nothing may be filled in again by hand.
+            return [f.name for f in Customer._meta.fields if f.name != "id"]
+        return fields
+
 
 class CustomerRefSearchMixin:
     """Orders and events: by their own external id, or by their customer's identity (resolved

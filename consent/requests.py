@@ -47,7 +47,7 @@ from .models import (
     ConsentText,
     DataSubjectRequest,
 )
-from .selectors import consent_current_state, consent_history
+from .selectors import consent_current_state, consent_history, customers_not_erased
 from .services import ConsentError, consent_record_append, consent_records_erase
 
 Kind = DataSubjectRequest.Kind
@@ -118,12 +118,6 @@ def dsr_due_date(*, client: Client, kind: str, received_at: datetime) -> date:
 
 # --------------------------------------------------------------------------------------------
 # Selectors
-
-
-def customers_not_erased(queryset: QuerySet) -> QuerySet:
-    """Narrow a customer queryset to people whose data was not erased. Every consumer that
-    exports or messages people applies it together with ``customers_consented_for``."""
-    return queryset.filter(erased_at__isnull=True)
 
 
 def dsr_open(queryset: QuerySet) -> QuerySet:

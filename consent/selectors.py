@@ -2,7 +2,8 @@
 whole queryset. Every consumer (audience export, messages, exports) calls these and nothing else.
 
 Rule: among the person's records for the purpose (their own, and those of cookie subjects linked
-to them), the latest by time wins (ties: the later record); no record means no.
+to them), the latest by time wins (ties: the later record); no record means no; an erased person
+never.
 """
 
 from __future__ import annotations
@@ -30,8 +31,15 @@ def _records_of(customer) -> QuerySet:
     )
 
 
+def customers_not_erased(queryset: QuerySet) -> QuerySet:
+    """People whose data was not erased (an erased person is never exported or messaged)."""
+    return queryset.filter(erased_at__isnull=True)
+
+
 def consent_is_granted(*, customer, purpose_code: str, at: datetime | None = None) -> bool:
     """May purpose ``purpose_code`` be used for ``customer`` at ``at`` (now by default)?"""
+    if customer.erased_at is not None:
+        return False
     latest = (
         _records_of(customer)
         .filter(purpose__code=purpose_code, at__lte=at or timezone.now())
@@ -58,8 +66,10 @@ def customers_consented_for(queryset: QuerySet, purpose_code: str) -> QuerySet:
         .order_by("-at", "-id")
         .values("action")[:1]
     )
-    return queryset.annotate(_consent_action=Subquery(latest_action)).filter(
-        _consent_action=ConsentRecord.Action.GRANTED
+    return (
+        customers_not_erased(queryset)
+        .annotate(_consent_action=Subquery(latest_action))
+        .filter(_consent_action=ConsentRecord.Action.GRANTED)
     )
 
 

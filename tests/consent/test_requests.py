@@ -682,3 +682,30 @@ def test_admin_pages_render_and_staff_can_name_the_person_later(
     # A closed request is read-only evidence.
     closed = client.get(change_url).content.decode()
     assert 'name="resolution"' not in closed
+
+
+def test_erased_person_is_never_consented_and_read_only_in_admin(
+    client, agency_admin, client_a, texts_a, customers_a
+):
+    from consent.selectors import consent_is_granted, customers_consented_for
+    from consent.services import consent_record_append
+
+    person = customers_a[0]
+    consent_record_append(
+        client=client_a,
+        customer=person,
+        purpose_code="ad_audiences",
+        action="granted",
+        source="api",
+    )
+    assert consent_is_granted(customer=person, purpose_code="ad_audiences")
+    customer_erase(customer=person)
+    person.refresh_from_db()
+    assert not consent_is_granted(customer=person, purpose_code="ad_audiences")
+    consented = customers_consented_for(Customer.objects.for_client(client_a), "ad_audiences")
+    assert person.pk not in set(consented.values_list("pk", flat=True))
+
+    client.force_login(agency_admin)
+    page = client.get(reverse("admin:clients_customer_change", args=[person.pk]))
+    assert page.status_code == 200
+    assert b'name="email"' not in page.content

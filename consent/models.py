@@ -360,7 +360,7 @@ class TransferRefusal(TenantModel):
     """A refused export of personal data to a recipient abroad: logged and shown."""
 
     recipient = models.ForeignKey(
-        DataRecipient, on_delete=models.CASCADE, related_name="+", verbose_name="получатель"
+        DataRecipient, on_delete=models.PROTECT, related_name="+", verbose_name="получатель"
     )
     at = models.DateTimeField("время", default=timezone.now)
     operation = models.CharField("операция", max_length=200)
@@ -400,7 +400,7 @@ class Incident(TenantModel):
         ordering = ["-detected_at"]
 
     def __str__(self) -> str:
-        return f"Инцидент {self.detected_at:%d.%m.%Y %H:%M}"
+        return f"Инцидент {timezone.localtime(self.detected_at):%d.%m.%Y %H:%M}"
 
     @property
     def notify_deadline(self):

@@ -186,7 +186,7 @@ class Migration(migrations.Migration):
                 ('operation', models.CharField(max_length=200, verbose_name='операция')),
                 ('reason', models.CharField(max_length=500, verbose_name='причина')),
                 ('client', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='clients.client', verbose_name='клиент')),
-                ('recipient', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='consent.datarecipient', verbose_name='получатель')),
+                ('recipient', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='consent.datarecipient', verbose_name='получатель')),
             ],
             options={
                 'verbose_name': 'отказ в трансграничной передаче',

@@ -1,0 +1,212 @@
+"""The 152-FZ checklist of one client: what a lawyer asks first, answered from the data.
+
+Each item is computed from the current rows (nothing stored), so it flips as soon as the data
+changes: a registry number entered, a text published, a request completed, an incident reported,
+a transfer notice recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import (
+    ConsentPurpose,
+    ConsentRecord,
+    ConsentText,
+    DataRecipient,
+    DataSubjectRequest,
+    Incident,
+)
+from .transfers import transfer_decision
+
+# Recipients that imply a purpose is in use even before the first consent is recorded.
+PURPOSE_OF_RECIPIENT_KIND = {
+    DataRecipient.Kind.AD_PLATFORM: "ad_audiences",
+    DataRecipient.Kind.EMAIL: "email_marketing",
+    DataRecipient.Kind.SMS: "sms_marketing",
+    DataRecipient.Kind.PUSH: "push_marketing",
+}
+
+OPEN_REQUEST_STATUSES = (DataSubjectRequest.Status.RECEIVED, DataSubjectRequest.Status.IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    name: str
+    ok: bool
+    detail: str
+    code: str = ""
+
+
+def _dates(items, limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" и ещё {len(items) - limit}" if len(items) > limit else "")
+
+
+def _local(value: datetime) -> str:
+    return timezone.localtime(value).strftime("%d.%m.%Y %H:%M")
+
+
+def check_database_location() -> CheckItem:
+    country = (getattr(settings, "PD_DATABASE_COUNTRY", "") or "").strip().upper()
+    return CheckItem(
+        "База данных с ПДн находится в России",
+        country == "RU",
+        f"PD_DATABASE_COUNTRY={country or '(пусто)'}"
+        + ("" if country == "RU" else ": 152-ФЗ ст. 18 ч. 5 требует RU."),
+        "database_location",
+    )
+
+
+def check_registry_number(client) -> CheckItem:
+    number = (client.pd_operator_registry_number or "").strip()
+    return CheckItem(
+        "Регистрационный номер оператора ПДн",
+        bool(number),
+        f"№ {number}"
+        if number
+        else "Не указан: уведомите Роскомнадзор о начале обработки (152-ФЗ ст. 22) и внесите "
+        "номер из реестра операторов в карточку клиента.",
+        "registry_number",
+    )
+
+
+def purposes_in_use(client) -> list[ConsentPurpose]:
+    """Purposes with any consent record of the client, plus those implied by its recipients."""
+    recorded = (
+        ConsentRecord.objects.for_client(client)
+        .filter(purpose__isnull=False)
+        .values("purpose_id")
+        .distinct()
+    )
+    kinds = set(DataRecipient.objects.for_client(client).values_list("kind", flat=True))
+    implied = [PURPOSE_OF_RECIPIENT_KIND[k] for k in kinds if k in PURPOSE_OF_RECIPIENT_KIND]
+    return list(
+        ConsentPurpose.objects.filter(Q(pk__in=recorded) | Q(code__in=implied)).order_by("position")
+    )
+
+
+def check_published_texts(client) -> CheckItem:
+    in_use = purposes_in_use(client)
+    published = set(
+        ConsentText.objects.for_client(client)
+        .filter(status=ConsentText.Status.PUBLISHED)
+        .values_list("purpose_id", flat=True)
+    )
+    missing = [p for p in in_use if p.pk not in published]
+    if not in_use:
+        detail = "Цели пока не используются: нет записей согласий и получателей данных."
+    elif missing:
+        detail = "Нет опубликованного текста для: " + "; ".join(
+            f"{p.name} ({p.code})" for p in missing
+        )
+    else:
+        detail = f"Опубликованы тексты для всех используемых целей ({len(in_use)})."
+    return CheckItem(
+        "Опубликованный текст согласия для каждой используемой цели",
+        not missing,
+        detail,
+        "published_texts",
+    )
+
+
+def check_subject_requests(client, today: date) -> CheckItem:
+    overdue = list(
+        DataSubjectRequest.objects.for_client(client)
+        .filter(status__in=OPEN_REQUEST_STATUSES, due_date__lt=today)
+        .order_by("due_date")
+    )
+    return CheckItem(
+        "Нет просроченных запросов субъектов ПДн",
+        not overdue,
+        f"Просрочено: {len(overdue)} ("
+        + _dates([f"{r.get_kind_display()} до {r.due_date:%d.%m.%Y}" for r in overdue])
+        + ")."
+        if overdue
+        else "Все открытые запросы в срок.",
+        "subject_requests",
+    )
+
+
+def overdue_incidents(client, now: datetime):
+    """Incidents not closed whose 24-hour notice or 72-hour report is due and not yet sent."""
+    return (
+        Incident.objects.for_client(client)
+        .exclude(status=Incident.Status.CLOSED)
+        .filter(
+            Q(notified_at__isnull=True, detected_at__lt=now - Incident.NOTIFY_WITHIN)
+            | Q(
+                investigation_reported_at__isnull=True,
+                detected_at__lt=now - Incident.INVESTIGATE_WITHIN,
+            )
+        )
+        .order_by("detected_at")
+    )
+
+
+def check_incidents(client, now: datetime) -> CheckItem:
+    overdue = list(overdue_incidents(client, now))
+    parts = []
+    for incident in overdue:
+        missing = []
+        if incident.notified_at is None:
+            missing.append(
+                f"не направлено уведомление РКН (срок {_local(incident.notify_deadline)})"
+            )
+        if incident.investigation_reported_at is None and incident.investigation_deadline < now:
+            missing.append(
+                "не направлены результаты расследования "
+                f"(срок {_local(incident.investigation_deadline)})"
+            )
+        parts.append(f"Инцидент {_local(incident.detected_at)}: " + " и ".join(missing))
+    return CheckItem(
+        "Нет инцидентов с истёкшим сроком уведомления (24 ч / 72 ч)",
+        not overdue,
+        "; ".join(parts) if overdue else "Все сроки по инцидентам соблюдены.",
+        "incidents",
+    )
+
+
+def check_cross_border(client, today: date) -> CheckItem:
+    foreign = DataRecipient.objects.for_client(client).exclude(country="RU").order_by("name")
+    blocked = []
+    for recipient in foreign:
+        decision = transfer_decision(recipient=recipient, today=today)
+        if not decision.allowed:
+            when = (
+                f"ожидание до {decision.allowed_from:%d.%m.%Y}"
+                if decision.allowed_from
+                else "нет уведомления"
+            )
+            blocked.append(f"{recipient.name} ({recipient.country}): {when}")
+    if blocked:
+        detail = "Передача запрещена: " + "; ".join(blocked) + "."
+    elif foreign:
+        detail = f"Уведомления действуют для всех зарубежных получателей ({len(foreign)})."
+    else:
+        detail = "Зарубежных получателей нет."
+    return CheckItem(
+        "У каждого зарубежного получателя есть действующее уведомление РКН",
+        not blocked,
+        detail,
+        "cross_border",
+    )
+
+
+def client_compliance_checklist(*, client, now: datetime | None = None) -> list[CheckItem]:
+    """The checklist of one client, in the order a lawyer reads it."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    return [
+        check_database_location(),
+        check_registry_number(client),
+        check_published_texts(client),
+        check_subject_requests(client, today),
+        check_incidents(client, now),
+        check_cross_border(client, today),
+    ]

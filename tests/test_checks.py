@@ -1,0 +1,62 @@
+"""System checks: the platform refuses to run on a personal-data database outside Russia."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.checks import Error, run_checks
+
+
+def _ids(messages) -> set[str]:
+    return {m.id for m in messages}
+
+
+def test_database_outside_russia_stops_the_boot(settings):
+    settings.PD_DATABASE_COUNTRY = "DE"
+
+    messages = run_checks()
+
+    errors = [m for m in messages if m.id == "agency.E001"]
+    assert len(errors) == 1
+    assert isinstance(errors[0], Error)
+    assert errors[0].is_serious()  # ERROR level: manage.py runserver/migrate refuse to start
+    assert "DE" in errors[0].msg
+    assert "PD_DATABASE_COUNTRY=RU" in errors[0].hint
+
+
+def test_database_in_russia_passes(settings):
+    settings.PD_DATABASE_COUNTRY = "RU"
+
+    assert "agency.E001" not in _ids(run_checks())
+
+
+@pytest.mark.parametrize("value", ["ru", " RU ", "Ru"])
+def test_country_is_compared_case_and_space_insensitively(settings, value):
+    settings.PD_DATABASE_COUNTRY = value
+
+    assert "agency.E001" not in _ids(run_checks(tags=["compliance"]))
+
+
+@pytest.mark.parametrize("value", ["", None, "KZ", "RUS"])
+def test_missing_or_other_country_is_an_error(settings, value):
+    settings.PD_DATABASE_COUNTRY = value
+
+    assert "agency.E001" in _ids(run_checks(tags=["compliance"]))
+
+
+def test_undeclared_setting_is_an_error(settings):
+    del settings.PD_DATABASE_COUNTRY
+
+    messages = run_checks(tags=["compliance"])
+
+    assert [m.id for m in messages] == ["agency.E001"]
+    assert "nowhere" in messages[0].msg
+
+
+def test_debug_in_a_deployment_check_is_an_error(settings):
+    settings.DEBUG = True
+
+    assert "agency.E002" in _ids(run_checks(include_deployment_checks=True))
+    assert "agency.E002" not in _ids(run_checks())
+
+    settings.DEBUG = False
+    assert "agency.E002" not in _ids(run_checks(include_deployment_checks=True))

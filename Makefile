@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test test-services lint format bench clean distclean
+.PHONY: help venv install run test test-services test-browser lint format bench clean distclean
 
 help:
 	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
@@ -63,7 +63,21 @@ test-services:
 	  fi; \
 	fi
 
-test: $(STAMP) test-services
+# Debian's chromium for the cookie-banner browser tests (tests/e2e, driven by Playwright from the
+# dev extras; `playwright install` is never needed): installed only when missing and only when
+# running as root, as CI does. Otherwise those tests skip and say why.
+test-browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get) for the browser tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-dejavu-core; \
+	  else \
+	    echo "note: /usr/bin/chromium is missing, tests/e2e will be skipped (sudo apt-get install chromium)" >&2; \
+	  fi; \
+	fi
+
+test: $(STAMP) test-services test-browser
 	scripts/with_test_services.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -1,8 +1,9 @@
 """Consent API: record grants and withdrawals (one or a batch), read a customer's consents.
 
-Every record goes through :func:`consent.services.consent_record_append`; this module checks the
-shape of the input with a light per-row function, resolves the key's client's customers and text
-versions in bulk, and decides what a batch commits (all or nothing, or ``?partial=true``).
+Every record is checked and chained by consent.services (consent_record_build, then one
+consent_records_save for the batch); this module checks the shape of the input with a light
+per-row function, resolves the key's client's customers and text versions in bulk, and decides
+what a batch commits (all or nothing, or ``?partial=true``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ from clients.models import Client, Customer
 
 from .models import ConsentPurpose, ConsentRecord, ConsentText
 from .selectors import consent_current_state, consent_history
-from .services import ConsentError, Evidence, consent_record_append
+from .services import (
+    ConsentError,
+    Evidence,
+    consent_record_build,
+    consent_records_save,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Serializers: the documented input shape and the output
@@ -552,12 +558,12 @@ def consent_batch_record(*, client: Client, items: list[Any], partial: bool) -> 
         errors.extend(row_errors)
     if errors and not partial:
         return BatchResult(len(items), False, [], errors)
-    written: list[tuple[int, ConsentRecord]] = []
+    built: list[tuple[int, ConsentRecord]] = []
     try:
         with transaction.atomic():
             for row in rows:
                 try:
-                    record = consent_record_append(
+                    record = consent_record_build(
                         client=client,
                         purpose_code=row.purpose_code,
                         action=row.action,
@@ -572,12 +578,13 @@ def consent_batch_record(*, client: Client, items: list[Any], partial: bool) -> 
                     field = SERVICE_ERROR_FIELDS.get(exc.code, "")
                     errors.append(RowError(row.index, field, exc.code, str(exc)))
                     continue
-                written.append((row.index, record))
+                built.append((row.index, record))
             if errors and not partial:
                 raise _Rollback
+            consent_records_save([record for _index, record in built])
     except _Rollback:
         return BatchResult(len(items), False, [], sorted(errors, key=lambda e: e.index))
-    return BatchResult(len(items), True, written, sorted(errors, key=lambda e: e.index))
+    return BatchResult(len(items), True, built, sorted(errors, key=lambda e: e.index))
 
 
 # ---------------------------------------------------------------------------------------------

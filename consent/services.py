@@ -22,6 +22,9 @@ from .models import ConsentPurpose, ConsentRecord, ConsentSubjectLink, ConsentTe
 CHAIN_LOCK_NAMESPACE = 152  # pg_advisory_xact_lock(152, client_id): one chain writer per client
 
 
+_PURPOSES: dict[str, ConsentPurpose] = {}
+
+
 class ConsentError(ValueError):
     """A consent operation refused by a rule; the message says which."""
 
@@ -83,8 +86,13 @@ def consent_text_publish(
 
 
 def consent_purpose_get(code: str) -> ConsentPurpose:
+    """A purpose by code; purposes are seeded reference data, cached per process."""
+    cached = _PURPOSES.get(code)
+    if cached is not None:
+        return cached
     try:
-        return ConsentPurpose.objects.get(code=code)
+        _PURPOSES[code] = purpose = ConsentPurpose.objects.get(code=code)
+        return purpose
     except ConsentPurpose.DoesNotExist as exc:
         codes = ", ".join(ConsentPurpose.objects.values_list("code", flat=True))
         raise ConsentError("unknown_purpose", f"Неизвестная цель {code!r}; есть: {codes}.") from exc
@@ -142,15 +150,29 @@ def _lock_chain(client_id: int) -> None:
 
 def _append(record: ConsentRecord) -> ConsentRecord:
     """Chain and save one record (the caller holds a transaction)."""
-    _lock_chain(record.client_id)
-    # Stored exactly as the database will return it, so the hash recomputes.
-    record.ip = ConsentRecord._meta.get_field("ip").get_prep_value(record.ip) or None
-    last = ConsentRecord.objects.for_client(record.client_id).order_by("-id").values("hash").first()
-    record.prev_hash = last["hash"] if last else ""
-    record.recorded_at = timezone.now()
-    record.hash = consent_record_hash(record, record.prev_hash)
-    record.save()
-    return record
+    return _append_many([record])[0]
+
+
+def _append_many(records: list[ConsentRecord]) -> list[ConsentRecord]:
+    """Chain and save records of one client in order: one lock, one read of the chain's end,
+    one INSERT (the caller holds a transaction)."""
+    if not records:
+        return records
+    client_id = records[0].client_id
+    if any(r.client_id != client_id for r in records):
+        raise ValueError("one client's records at a time")
+    _lock_chain(client_id)
+    last = ConsentRecord.objects.for_client(client_id).order_by("-id").values("hash").first()
+    prev_hash = last["hash"] if last else ""
+    now = timezone.now()
+    ip_field = ConsentRecord._meta.get_field("ip")
+    for record in records:
+        # Stored exactly as the database will return it, so the hash recomputes.
+        record.ip = ip_field.get_prep_value(record.ip) or None
+        record.prev_hash = prev_hash
+        record.recorded_at = now
+        record.hash = prev_hash = consent_record_hash(record, prev_hash)
+    return ConsentRecord.objects.bulk_create(records)
 
 
 @dataclass(frozen=True)
@@ -173,7 +195,23 @@ class Evidence:
         )
 
 
-def consent_record_append(
+def consent_record_append(**fields: Any) -> ConsentRecord:
+    """Record a grant or a withdrawal for one subject and purpose (see consent_record_build)."""
+    return consent_records_save([consent_record_build(**fields)])[0]
+
+
+def consent_records_save(records: list[ConsentRecord]) -> list[ConsentRecord]:
+    """Append records built by :func:`consent_record_build` (one client) in one transaction;
+    withdrawals take effect at once."""
+    with transaction.atomic():
+        saved = _append_many(records)
+        for record in saved:
+            if record.action == ConsentRecord.Action.WITHDRAWN and record.customer_id:
+                _on_withdrawal(customer=record.customer, purpose=record.purpose)
+    return saved
+
+
+def consent_record_build(
     *,
     client,
     purpose_code: str,
@@ -186,7 +224,7 @@ def consent_record_append(
     evidence: Evidence | None = None,
     details: dict | None = None,
 ) -> ConsentRecord:
-    """Record a grant or a withdrawal for one subject and purpose.
+    """Check and build (not save) a grant or withdrawal for one subject and purpose.
 
     A grant must point at a published text of this client for this purpose (the latest one when
     none is given): a consent whose wording cannot be shown is no proof.
@@ -213,7 +251,7 @@ def consent_record_append(
     if at is not None and at > now + timedelta(minutes=5):
         raise ConsentError("future_time", "Время согласия в будущем.")
     evidence = evidence or Evidence()
-    record = ConsentRecord(
+    return ConsentRecord(
         client=client,
         customer=customer,
         subject_id=subject_id[:64],
@@ -228,11 +266,6 @@ def consent_record_append(
         form_id=(evidence.form_id or "")[:200],
         details=details or {},
     )
-    with transaction.atomic():
-        _append(record)
-        if action == ConsentRecord.Action.WITHDRAWN and customer is not None:
-            _on_withdrawal(customer=customer, purpose=purpose)
-    return record
 
 
 def _on_withdrawal(*, customer, purpose: ConsentPurpose) -> None:

@@ -116,6 +116,8 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 BULK_MAX_RECORDS = 10_000
+# Cookie-banner choices accepted per visitor IP and site (mobile carriers put many behind one IP).
+CONSENT_BANNER_RATE = env.str("CONSENT_BANNER_RATE", default="60/minute")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -34,6 +35,21 @@ class ApiKeyPrincipal:
 
     def get_username(self) -> str:
         return str(self)
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Documents the key header in the OpenAPI schema."""
+
+    target_class = "clients.auth.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>`: one key reaches exactly one client.",
+        }
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

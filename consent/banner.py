@@ -43,7 +43,6 @@ from .services import ConsentError, Evidence, consent_record_append, latest_publ
 BANNER_COOKIE = "cvm_consent"
 BANNER_COOKIE_DAYS = 180
 BANNER_MAX_BODY_BYTES = 8 * 1024
-BANNER_DEFAULT_RATE = "60/minute"  # per IP and site; settings.CONSENT_BANNER_RATE overrides
 SUBJECT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -208,7 +207,7 @@ class BannerRateThrottle(SimpleRateThrottle):
     scope = "consent_banner"
 
     def get_rate(self) -> str:
-        return getattr(settings, "CONSENT_BANNER_RATE", BANNER_DEFAULT_RATE)
+        return settings.CONSENT_BANNER_RATE
 
     def allow_request(self, request, view) -> bool:
         if request.method != "POST":

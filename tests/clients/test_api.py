@@ -311,7 +311,9 @@ def test_portal_session_user_reads_own_client(client_a, portal_owner_a, api_a):
 def test_schema_and_docs_are_served(api_a):
     schema = api_a.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
-    paths = json.loads(schema.content)["paths"]
+    document = json.loads(schema.content)
+    paths = document["paths"]
+    assert document["components"]["securitySchemes"]["ApiKeyAuth"]["name"] == "Authorization"
     assert "/api/v1/customers/bulk/" in paths
     assert "/api/v1/orders/{id}/" in paths
     docs = api_a.get("/api/docs/")

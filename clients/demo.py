@@ -496,6 +496,7 @@ class DemoClientResult:
     customers: int = 0
     orders: int = 0
     events: int = 0
+    consents: int = 0
 
 
 @dataclass

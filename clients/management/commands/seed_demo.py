@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from clients.demo import DEMO_STEPS, DemoSeedError, demo_seed
 from clients.models import Client
+from consent.demo import demo_consents
 
 
 def positive_int(value: str) -> int:
@@ -66,12 +67,16 @@ class Command(BaseCommand):
             except DemoSeedError as exc:
                 raise CommandError(str(exc)) from exc
 
+        for entry in result.clients:
+            entry.consents = demo_consents(client=entry.client, seed=options["seed"])
+
         self.stdout.write("Клиенты:")
         for entry in result.clients:
             client = entry.client
             self.stdout.write(
                 f"  {client.slug:<24} {client.name} ({client.tier.name}): покупателей "
-                f"{entry.customers}, заказов {entry.orders}, событий {entry.events}"
+                f"{entry.customers}, заказов {entry.orders}, событий {entry.events}, "
+                f"записей о согласиях {entry.consents}"
             )
         self.stdout.write("API-ключи (показываются один раз; Authorization: Api-Key <ключ>):")
         for entry in result.clients:

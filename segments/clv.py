@@ -456,7 +456,16 @@ def _decay(params: BGNBDParams, t, x, T) -> np.ndarray:
     """
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     z = t / (alpha + T + t)
-    return np.power(1.0 - z, a - 1.0) * special.hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        euler = np.power(1.0 - z, a - 1.0) * special.hyp2f1(
+            a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z
+        )
+        if np.all(np.isfinite(euler)):
+            return euler
+        # With a and b very large (small data with no visible dropout: the fit runs to the
+        # boundary) the transformed form is 0 * inf; the direct form is then well behaved.
+        direct = np.power(1.0 - z, r + x) * special.hyp2f1(r + x, b + x, a + b + x - 1.0, z)
+    return np.where(np.isfinite(euler), euler, direct)
 
 
 def expected_purchases(params: BGNBDParams, t, frequency, recency, T) -> np.ndarray:

@@ -1,1 +1,163 @@
-"""Models of this app arrive with their issue."""
+"""Scores of a client's customers, the runs that compute them, per-client scoring settings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from agency.tenancy import TenantManager, TenantModel
+
+
+class ScoringSettings(TenantModel):
+    """Per-client thresholds and money assumptions of the scoring pipeline."""
+
+    onboarding_days = models.PositiveSmallIntegerField(
+        "онбординг, дней после первой покупки", default=30
+    )
+    at_risk_after_days = models.PositiveSmallIntegerField("в зоне риска после, дней", default=30)
+    win_back_after_days = models.PositiveSmallIntegerField(
+        "возврат (win-back) после, дней", default=60
+    )
+    clv_months = models.PositiveSmallIntegerField(
+        "горизонт CLV, месяцев",
+        default=12,
+        validators=[MinValueValidator(1), MaxValueValidator(60)],
+    )
+    monthly_discount_rate = models.DecimalField(
+        "ставка дисконтирования в месяц", max_digits=5, decimal_places=4, default=Decimal("0.0100")
+    )
+    gross_margin = models.DecimalField(
+        "валовая маржа",
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.3500"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+    )
+    holdout_days = models.PositiveSmallIntegerField(
+        "контрольный период проверки модели, дней", default=90
+    )
+
+    class Meta:
+        verbose_name = "настройки скоринга"
+        verbose_name_plural = "настройки скоринга"
+        constraints = [models.UniqueConstraint(fields=["client"], name="scoringsettings_client")]
+
+    def __str__(self) -> str:
+        return f"Скоринг: {self.client}"
+
+
+class ScoringRun(TenantModel):
+    """One computation of every score of a client: when, how long, what the models said."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "в очереди"
+        RUNNING = "running", "выполняется"
+        SUCCEEDED = "succeeded", "выполнен"
+        FAILED = "failed", "сбой"
+
+    status = models.CharField(
+        "статус", max_length=20, choices=Status.choices, default=Status.PENDING
+    )
+    as_of = models.DateField("на дату", null=True, blank=True)
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+    started_at = models.DateTimeField("начат", null=True, blank=True)
+    finished_at = models.DateTimeField("завершён", null=True, blank=True)
+    duration_seconds = models.FloatField("длительность, с", null=True, blank=True)
+    progress = models.PositiveSmallIntegerField("ход, %", default=0)
+    stage = models.CharField("этап", max_length=100, blank=True)
+    customers = models.PositiveIntegerField("покупателей оценено", default=0)
+    orders = models.PositiveBigIntegerField("заказов учтено", default=0)
+    parameters = models.JSONField("параметры моделей", default=dict, blank=True)
+    holdout = models.JSONField("проверка на контрольном периоде", default=dict, blank=True)
+    stage_seconds = models.JSONField("время этапов, с", default=dict, blank=True)
+    rfm_transitions = models.JSONField(
+        "переходы между RFM-сегментами",
+        default=dict,
+        blank=True,
+        help_text="{сегмент прошлого запуска: {сегмент этого запуска: покупателей}}.",
+    )
+    error = models.TextField("ошибка", blank=True)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="запущен",
+    )
+    source = models.CharField("источник", max_length=20, default="beat")
+
+    class Meta:
+        verbose_name = "запуск скоринга"
+        verbose_name_plural = "запуски скоринга"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["client", "-created_at"], name="scoringrun_client_created")]
+
+    def __str__(self) -> str:
+        return f"Скоринг {self.created_at:%d.%m.%Y %H:%M} · {self.get_status_display()}"
+
+
+class CustomerScore(models.Model):
+    """The latest scores of one customer (replaced as a whole by each successful run).
+
+    The customer is the primary key: one index only, so that a run can rewrite a million rows
+    quickly; the client is kept on the row for scoping.
+    """
+
+    customer = models.OneToOneField(
+        "clients.Customer",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="score",
+        verbose_name="покупатель",
+        db_constraint=False,
+    )
+    client = models.ForeignKey(
+        "clients.Client",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name="клиент",
+        db_index=False,
+        db_constraint=False,
+    )
+    run = models.ForeignKey(
+        ScoringRun,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name="запуск",
+        db_index=False,
+        db_constraint=False,
+    )
+    recency_days = models.IntegerField("давность, дней", null=True)
+    frequency = models.IntegerField("заказов", default=0)
+    monetary = models.DecimalField("сумма, ₽", max_digits=14, decimal_places=2, default=0)
+    r_score = models.PositiveSmallIntegerField("R", null=True)
+    f_score = models.PositiveSmallIntegerField("F", null=True)
+    m_score = models.PositiveSmallIntegerField("M", null=True)
+    rfm_segment = models.CharField("RFM-сегмент", max_length=30, blank=True)
+    lifecycle_stage = models.CharField("стадия жизненного цикла", max_length=20, blank=True)
+    at_risk = models.BooleanField("в зоне риска", default=False)
+    p_alive = models.FloatField("P(активен)", null=True)
+    churn_probability = models.FloatField("вероятность оттока", null=True)
+    expected_purchases_90d = models.FloatField("ожидаемых покупок за 90 дней", null=True)
+    expected_order_value = models.DecimalField(
+        "ожидаемый средний чек, ₽", max_digits=14, decimal_places=2, null=True
+    )
+    predicted_clv = models.DecimalField(
+        "прогноз CLV, ₽", max_digits=14, decimal_places=2, null=True
+    )
+    clv_percentile = models.PositiveSmallIntegerField("перцентиль CLV", null=True)
+    computed_at = models.DateTimeField("рассчитано")
+
+    objects = TenantManager()
+
+    class Meta:
+        verbose_name = "оценка покупателя"
+        verbose_name_plural = "оценки покупателей"
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.rfm_segment}"

@@ -285,3 +285,24 @@ def test_pure_modules_import_no_django():
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
+
+
+def test_clv_stays_finite_when_the_dropout_fit_runs_to_the_boundary():
+    """Small data with no visible dropout drives a and b to huge values; the decay must use the
+    form that stays finite there, and agree with the usual form where both are finite."""
+    from segments.clv import BGNBDParams, _decay
+
+    x = np.array([0.0, 1.0, 4.0, 30.0])
+    T = np.array([100.0, 200.0, 300.0, 400.0])
+    huge = BGNBDParams(r=0.99, alpha=78.8, a=3.3e6, b=5.7e6)
+    decay = _decay(huge, 365.0, x, T)
+    assert np.all(np.isfinite(decay))
+    assert np.all((decay > 0) & (decay <= 1))
+    moderate = BGNBDParams(r=0.24, alpha=4.4, a=0.79, b=2.43)
+    from scipy import special
+
+    z = 39.0 / (moderate.alpha + T + 39.0)
+    direct = np.power(1 - z, moderate.r + x) * special.hyp2f1(
+        moderate.r + x, moderate.b + x, moderate.a + moderate.b + x - 1, z
+    )
+    np.testing.assert_allclose(_decay(moderate, 39.0, x, T), direct, rtol=1e-10)

@@ -1,0 +1,176 @@
+"""Every score of every customer from plain frames: RFM, lifecycle, BG/NBD + Gamma-Gamma.
+
+Pure computation (no Django), so the whole pipeline's arithmetic is testable and benchmarkable
+without a database. ``segments.services`` feeds it from PostgreSQL and writes what it returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import clv, lifecycle, model_check, rfm
+
+DAYS_PER_MONTH = 365.25 / 12
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    thresholds: lifecycle.LifecycleThresholds = field(default_factory=lifecycle.LifecycleThresholds)
+    clv_months: int = 12
+    monthly_discount_rate: float = 0.01
+    gross_margin: float = 0.35
+    holdout_days: int = 90
+
+
+@dataclass
+class ScoringResult:
+    scores: pd.DataFrame  # indexed by customer_id
+    parameters: dict[str, Any]
+    holdout: dict[str, Any]
+    stage_seconds: dict[str, float]
+
+
+SCORE_COLUMNS = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+    "lifecycle_stage",
+    "at_risk",
+    "p_alive",
+    "churn_probability",
+    "expected_purchases_90d",
+    "expected_order_value",
+    "predicted_clv",
+    "clv_percentile",
+)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 3)
+        self._last = now
+
+
+def _holdout_check(days: pd.DataFrame, as_of: np.datetime64, holdout_days: int) -> dict[str, Any]:
+    """Fit on everything before the last ``holdout_days`` and compare with what happened."""
+    calibration_end = as_of - np.timedelta64(holdout_days, "D")
+    summary = clv.summary_from_purchase_days(days, calibration_end=calibration_end, time_unit="day")
+    summary = summary[summary["T"] > 0]
+    if len(summary) < 50 or (summary["frequency"] > 0).sum() < 10:
+        return {"skipped": "мало данных для проверки на контрольном периоде"}
+    params = clv.bgnbd_fit(summary["frequency"], summary["recency"], summary["T"])
+    report = model_check.holdout_report(params, summary, duration=float(holdout_days))
+    report["calibration_end"] = str(calibration_end)
+    report["holdout_days"] = holdout_days
+    return report
+
+
+def compute_scores(
+    *,
+    orders: pd.DataFrame,
+    customers: np.ndarray,
+    as_of: dt.date,
+    events: pd.DataFrame | None = None,
+    config: ScoringConfig | None = None,
+) -> ScoringResult:
+    """Scores for ``customers`` (every id of the client) as of the end of ``as_of``.
+
+    orders: paid orders with customer_id, placed_at (local calendar day or time), amount.
+    events: customer_id, occurred_at, type (for lifecycle intent). Customers without paid orders
+    get lifecycle stages only.
+    """
+    config = config or ScoringConfig()
+    clock = _Clock()
+    index = pd.Index(np.asarray(customers), name="customer_id")
+    as_of_day = np.datetime64(as_of, "D")
+    orders = orders[orders["placed_at"] < pd.Timestamp(as_of_day + 1)]
+
+    rfm_frame = rfm.rfm_table(orders, as_of=as_of)
+    clock.lap("rfm")
+    stages = lifecycle.lifecycle_stages(
+        orders=orders, events=events, customers=index, as_of=as_of, thresholds=config.thresholds
+    )
+    clock.lap("lifecycle")
+
+    days = clv.purchase_days(orders)
+    summary = clv.summary_from_purchase_days(days, calibration_end=as_of_day, time_unit="day")
+    parameters: dict[str, Any] = {}
+    scores = pd.DataFrame(index=index)
+    if len(summary) >= 20 and (summary["frequency"] > 0).sum() >= 5:
+        bgnbd = clv.bgnbd_fit(summary["frequency"], summary["recency"], summary["T"])
+        parameters["bgnbd"] = {**bgnbd.as_dict(), "customers": bgnbd.customers}
+        repeat = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
+        gamma = clv.gamma_gamma_fit(repeat["frequency"], repeat["monetary_value"])
+        parameters["gamma_gamma"] = {**gamma.as_dict(), "customers": gamma.customers}
+        clock.lap("fit")
+        x = summary["frequency"].to_numpy(dtype=float)
+        t_x = summary["recency"].to_numpy(dtype=float)
+        big_t = summary["T"].to_numpy(dtype=float)
+        m = summary["monetary_value"].to_numpy(dtype=float)
+        alive = clv.p_alive(bgnbd, x, t_x, big_t)
+        predicted = pd.DataFrame(
+            {
+                "p_alive": alive,
+                "churn_probability": 1.0 - alive,
+                "expected_purchases_90d": clv.expected_purchases(bgnbd, 90.0, x, t_x, big_t),
+                "expected_order_value": clv.expected_order_value(gamma, x, m),
+                "predicted_clv": clv.customer_lifetime_value(
+                    bgnbd,
+                    gamma,
+                    x,
+                    t_x,
+                    big_t,
+                    m,
+                    months=config.clv_months,
+                    monthly_discount_rate=config.monthly_discount_rate,
+                    gross_margin=config.gross_margin,
+                    units_per_month=DAYS_PER_MONTH,
+                ),
+            },
+            index=summary.index,
+        )
+        # A degenerate spend model (e.g. no variation of order values) can give no finite value:
+        # such customers get no CLV rather than an invented one.
+        predicted = predicted.replace([np.inf, -np.inf], np.nan)
+        clv_rank = predicted["predicted_clv"].rank(method="first", pct=True)
+        predicted["clv_percentile"] = np.ceil(clv_rank * 100).astype("Int16")
+        scores = scores.join(predicted)
+        clock.lap("clv")
+        holdout = _holdout_check(days, as_of_day, config.holdout_days)
+        clock.lap("holdout")
+    else:
+        holdout = {"skipped": "мало повторных покупок для модели CLV"}
+
+    scores = scores.join(
+        rfm_frame[["recency_days", "frequency", "monetary", "r_score", "f_score", "m_score"]]
+    )
+    scores["rfm_segment"] = rfm_frame["segment"].astype(str).reindex(index)
+    scores = scores.join(stages[["stage", "at_risk"]].rename(columns={"stage": "lifecycle_stage"}))
+    scores["frequency"] = scores["frequency"].fillna(0).astype("int64")
+    scores["monetary"] = scores["monetary"].fillna(0.0)
+    scores["at_risk"] = scores["at_risk"].fillna(False).astype(bool)
+    for column in SCORE_COLUMNS:
+        if column not in scores.columns:
+            scores[column] = np.nan
+    clock.lap("assemble")
+    return ScoringResult(
+        scores=scores[list(SCORE_COLUMNS)],
+        parameters=parameters,
+        holdout=holdout,
+        stage_seconds=clock.seconds,
+    )

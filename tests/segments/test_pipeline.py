@@ -58,7 +58,8 @@ def test_run_writes_every_customer_and_records_the_models(base):
         run=run, as_of=dt.date(2026, 7, 1), on_progress=lambda p, s: seen.append(p)
     )
     assert run.status == ScoringRun.Status.SUCCEEDED
-    assert seen[-1] == 100 and seen == sorted(seen)
+    assert seen[-1] == 100
+    assert seen == sorted(seen)
     assert (run.customers, run.orders) == (40, sum(i % 5 + 1 for i in range(40)))
     assert set(run.parameters) == {"bgnbd", "gamma_gamma"}
     assert {"extract", "rfm", "fit", "write"} <= set(run.stage_seconds)
@@ -66,11 +67,13 @@ def test_run_writes_every_customer_and_records_the_models(base):
     assert scores.count() == Customer.objects.for_client(base).count() == 40
     heavy = scores.get(customer__external_id="c39")  # 5 orders, the biggest amounts
     light = scores.get(customer__external_id="c0")  # 1 order
-    assert heavy.frequency == 5 and light.frequency == 1
-    assert heavy.m_score == 5 and heavy.predicted_clv > light.predicted_clv
+    assert (heavy.frequency, light.frequency) == (5, 1)
+    assert heavy.m_score == 5
+    assert heavy.predicted_clv > light.predicted_clv
     assert heavy.clv_percentile > light.clv_percentile
     assert 0 <= heavy.churn_probability <= 1
-    assert heavy.rfm_segment and heavy.lifecycle_stage
+    assert heavy.rfm_segment
+    assert heavy.lifecycle_stage
 
 
 def test_second_run_replaces_rows_and_records_transitions(base):

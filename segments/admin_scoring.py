@@ -1,0 +1,1 @@
+"""Admin of scoring runs and settings: progress, recompute now, charts."""

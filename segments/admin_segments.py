@@ -1,0 +1,1 @@
+"""Admin of segments and memberships: sizes, trends, members export, the rule form."""

@@ -1,0 +1,3 @@
+"""Segment API routes (DRF), added with the views."""
+
+urlpatterns: list = []

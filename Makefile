@@ -9,16 +9,18 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
+SCORING_BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test test-services test-browser lint format bench clean distclean
+.PHONY: help venv install run test test-services test-browser lint format bench bench-ingest bench-scoring clean distclean
 
 help:
 	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
 	@echo "make test       run pytest against a throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make format     ruff format and ruff check --fix"
-	@echo "make bench      run bench/ingest.py against a throwaway PostgreSQL and Redis"
+	@echo "make bench      run bench/ingest.py and bench/scoring.py against a throwaway PostgreSQL and Redis"
+	@echo "make bench-scoring  only the scoring pipeline bench (SCORING_BENCH_ARGS=--sizes 10000,...)"
 	@echo "make venv       create $(VENV) and install the project with dev extras"
 	@echo "make clean      remove caches and build artefacts (distclean: also $(VENV) and var/)"
 
@@ -86,9 +88,16 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP) test-services
+bench: bench-ingest bench-scoring
+
+bench-ingest: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=agency.settings \
 	  scripts/with_test_services.sh $(PY) bench/ingest.py $(BENCH_ARGS)
+
+# Builds var/bench-venv (lifetimes, bench only) on first use; see bench/scoring.py.
+bench-scoring: $(STAMP) test-services
+	DJANGO_SETTINGS_MODULE=agency.settings \
+	  scripts/with_test_services.sh $(PY) bench/scoring.py $(SCORING_BENCH_ARGS)
 
 clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

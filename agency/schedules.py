@@ -1,7 +1,14 @@
 """Every periodic task of the platform, declared here and nowhere else.
 
 ``python manage.py setup_periodic_tasks`` writes them into django-celery-beat (where staff can
-pause them or change the interval in the admin); it is idempotent and keeps edited intervals.
+pause them or change the schedule in the admin); it is idempotent and keeps edited schedules.
+
+Each entry has a ``name`` (unique, shown in the admin), a ``task`` (its dotted name) and one
+schedule:
+
+- ``every_seconds``: an interval;
+- ``crontab``: ``{"minute", "hour", "day_of_week", "day_of_month", "month_of_year"}`` (each
+  optional, default ``"*"``) plus ``timezone`` (default: the ``TIME_ZONE`` setting).
 """
 
 PERIODIC_TASKS: list[dict] = [
@@ -9,5 +16,12 @@ PERIODIC_TASKS: list[dict] = [
         "name": "Повторная отправка зависших импортов CSV",
         "task": "clients.tasks.import_jobs_recover_task",
         "every_seconds": 300,
+    },
+    {
+        # One scoring run per active client (segments.tasks fans out one task per client).
+        "name": "Ежедневный пересчёт скоринга клиентов",
+        "task": "segments.tasks.scoring_daily_task",
+        "crontab": {"minute": "0", "hour": "3"},
+        "timezone": "Europe/Moscow",
     },
 ]

@@ -1,1 +1,616 @@
-"""Admin of scoring runs and settings: progress, recompute now, charts."""
+"""Admin of scoring runs and settings: progress, recompute now, schedule, charts.
+
+- Scoring runs: a read-only record of every run (status in colour, progress, stage, duration;
+  failed runs in red with their error). A run's page shows the fitted parameters, the holdout
+  check, stage timings and the RFM transitions matrix, and refreshes itself while the run is
+  pending or running.
+- "Пересчитать сейчас" (``scoringrun/recompute/``): every client of the signed-in person with
+  its last run and the next run of the daily schedule; agency admins and account managers start
+  a run (``scoring_run_create`` + ``scoring_run_task`` after commit), analysts only look.
+- "Аналитика" (``scoringrun/analytics/<client>/``): the RFM grid as a heatmap (customer counts
+  per R × FM cell, from the client's CustomerScore rows) and the cohort retention triangle
+  (``cohort_table`` over the paid orders of ``load_paid_orders``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django_celery_beat.models import PeriodicTask
+
+from agency.admin_base import (
+    ACCOUNT_MANAGER,
+    AGENCY_ADMIN,
+    ClientListFilter,
+    TenantAdminForm,
+    TenantScopedAdmin,
+    request_staff_role,
+)
+from agency.roles import staff_clients
+from clients.models import Client
+
+from . import lifecycle, rfm
+from .cohorts import cohort_table, cohort_triangle
+from .models import CustomerScore, ScoringRun, ScoringSettings
+from .services import load_paid_orders, scoring_run_create
+from .tasks import scoring_run_task
+
+DAILY_TASK = "segments.tasks.scoring_daily_task"
+ACTIVE_STATUSES = (ScoringRun.Status.PENDING, ScoringRun.Status.RUNNING)
+RECOMPUTE_ROLES = (AGENCY_ADMIN, ACCOUNT_MANAGER)
+STATUS_COLOURS = {
+    ScoringRun.Status.PENDING: "#666666",
+    ScoringRun.Status.RUNNING: "#205493",
+    ScoringRun.Status.SUCCEEDED: "#2e7d32",
+    ScoringRun.Status.FAILED: "#ba2121",
+}
+COHORT_METRICS = {
+    "retention_pct": "удержание, % покупателей когорты",
+    "cumulative_revenue_per_customer": "накопленная выручка на покупателя, ₽ (CLV когорты)",
+}
+COHORTS_SHOWN = 24  # the latest cohorts in the triangle; older ones are summed up in a note
+
+
+def can_recompute(request: HttpRequest) -> bool:
+    return request_staff_role(request) in RECOMPUTE_ROLES
+
+
+def _run_url(site: str, run_id: int) -> str:
+    return reverse(f"{site}:segments_scoringrun_change", args=[run_id])
+
+
+def _is_stale(run: ScoringRun, now: dt.datetime) -> bool:
+    """A pending/running run older than the hard task time limit: its worker is gone."""
+    return run.created_at < now - dt.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+
+
+# --------------------------------------------------------------------------------------------
+# Reads for the pages (no writes here)
+
+
+def rfm_grid(client: Client) -> dict[str, Any]:
+    """Customers per (R, FM) cell of the client's current scores, with the cell's segment.
+
+    FM is round-half-up((F + M) / 2), the grid of ``segments.rfm``. Rows R 5..1 (best first),
+    columns FM 1..5; ``intensity`` is the cell's count over the largest cell's.
+    """
+    counts: dict[tuple[int, int], int] = {}
+    rows = (
+        CustomerScore.objects.for_client(client)
+        .filter(r_score__isnull=False)
+        .values("r_score", "f_score", "m_score")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in rows:
+        fm = (row["f_score"] + row["m_score"] + 1) // 2
+        key = (row["r_score"], fm)
+        counts[key] = counts.get(key, 0) + row["n"]
+    scored = sum(counts.values())
+    largest = max(counts.values(), default=0)
+    grid = []
+    for r in range(5, 0, -1):
+        cells = []
+        for fm in range(1, 6):
+            n = counts.get((r, fm), 0)
+            intensity = n / largest if largest else 0.0
+            cells.append(
+                {
+                    "r": r,
+                    "fm": fm,
+                    "count": n,
+                    "share": 100.0 * n / scored if scored else 0.0,
+                    "segment": rfm.SEGMENT_GRID[r - 1][fm - 1],
+                    "background": f"rgba(32, 84, 147, {0.06 + 0.84 * intensity:.3f})",
+                    "dark": intensity > 0.5,
+                }
+            )
+        grid.append({"r": r, "cells": cells})
+    by_segment = {name: 0 for name in rfm.SEGMENTS}
+    for (r, fm), n in counts.items():
+        by_segment[rfm.SEGMENT_GRID[r - 1][fm - 1]] += n
+    total = CustomerScore.objects.for_client(client).count()
+    return {
+        "grid": grid,
+        "scored": scored,
+        "without_orders": total - scored,
+        "segments": [{"name": name, "count": n} for name, n in by_segment.items()],
+    }
+
+
+def cohort_view(client: Client, *, as_of: dt.date, metric: str) -> dict[str, Any]:
+    """The cohort triangle of ``metric`` from the client's paid orders up to ``as_of``."""
+    table = cohort_table(load_paid_orders(client), as_of=as_of)
+    if table.empty:
+        return {"months": [], "rows": [], "hidden": 0}
+    values = cohort_triangle(table, metric)
+    sizes = table.groupby("cohort")["customers"].first()
+    hidden = max(len(values) - COHORTS_SHOWN, 0)
+    values = values.iloc[-COHORTS_SHOWN:]
+    months = [int(m) for m in values.columns]
+    # Colour scale: month 0 is 100 % retention by definition, so scale on the later months.
+    later = values[[m for m in values.columns if m > 0]] if metric == "retention_pct" else values
+    top = float(later.max().max()) if later.size and later.notna().any().any() else 0.0
+    rows = []
+    for cohort, series in values.iterrows():
+        cells = []
+        for month in months:
+            value = series.get(month)
+            if value is None or value != value:  # NaN: past the end of the data
+                cells.append(None)
+                continue
+            intensity = min(float(value) / top, 1.0) if top > 0 else 0.0
+            cells.append(
+                {
+                    "month": month,
+                    "value": float(value),
+                    "background": f"rgba(46, 125, 50, {0.06 + 0.84 * intensity:.3f})",
+                    "dark": intensity > 0.5,
+                }
+            )
+        rows.append({"cohort": cohort, "customers": int(sizes[cohort]), "cells": cells})
+    return {"months": months, "rows": rows, "hidden": hidden}
+
+
+def _next_tick(schedule: Any, after: dt.datetime) -> dt.datetime:
+    """The first time the beat schedule fires after ``after`` (crontab or interval)."""
+    if hasattr(schedule, "remaining_delta"):  # crontab
+        start, ends_in, _now = schedule.remaining_delta(after)
+        return start + ends_in
+    if hasattr(schedule, "run_every"):  # interval
+        return after + schedule.run_every
+    return timezone.now() + schedule.remaining_estimate(after)
+
+
+def daily_schedule(now: dt.datetime) -> tuple[PeriodicTask | None, dt.datetime | None]:
+    """The daily fan-out's periodic task and its next firing after ``now`` (None if paused)."""
+    task = (
+        PeriodicTask.objects.filter(task=DAILY_TASK)
+        .select_related("crontab", "interval")
+        .order_by("pk")
+        .first()
+    )
+    if task is None or not task.enabled:
+        return task, None
+    return task, _next_tick(task.schedule, now)
+
+
+def scoring_overview(clients: QuerySet, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Per client: the last run, the last successful run and the next scheduled run.
+
+    The daily fan-out skips a client that already has a run that (client-local) day, and
+    inactive clients: the next run shown accounts for both.
+    """
+    now = now or timezone.now()
+    latest = ScoringRun.objects.filter(client=OuterRef("pk")).order_by("-created_at", "-pk")
+    clients = clients.annotate(
+        last_run_id=Subquery(latest.values("pk")[:1]),
+        last_success_id=Subquery(
+            latest.filter(status=ScoringRun.Status.SUCCEEDED).values("pk")[:1]
+        ),
+    ).order_by("name")
+    clients = list(clients)
+    run_ids = {c.last_run_id for c in clients} | {c.last_success_id for c in clients}
+    runs = ScoringRun.objects.unscoped().in_bulk([pk for pk in run_ids if pk])
+    task, first_tick = daily_schedule(now)
+    out = []
+    for client in clients:
+        last = runs.get(client.last_run_id)
+        next_run, note = None, ""
+        if task is None:
+            note = "расписание не создано: manage.py setup_periodic_tasks"
+        elif first_tick is None:
+            note = "ежедневный пересчёт приостановлен"
+        elif not client.is_active:
+            note = "клиент неактивен: по расписанию не пересчитывается"
+        else:
+            next_run = first_tick
+            today = timezone.localtime(now, client.tzinfo).date()
+            if (
+                last is not None
+                and timezone.localtime(last.created_at, client.tzinfo).date() == today
+                and timezone.localtime(next_run, client.tzinfo).date() == today
+            ):
+                # Already run today: the fan-out of today will skip this client.
+                next_run = _next_tick(task.schedule, next_run)
+        out.append(
+            {
+                "client": client,
+                "last": last,
+                "last_success": runs.get(client.last_success_id),
+                "active": last is not None and last.status in ACTIVE_STATUSES,
+                "next_run": next_run,
+                "note": note,
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+
+
+class ScoringSettingsForm(TenantAdminForm):
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        try:
+            lifecycle.LifecycleThresholds(
+                onboarding_days=cleaned.get("onboarding_days") or 0,
+                at_risk_after_days=cleaned.get("at_risk_after_days") or 0,
+                winback_after_days=cleaned.get("win_back_after_days") or 0,
+            )
+        except ValueError as exc:
+            raise forms.ValidationError(
+                "Порог возврата (win-back) не может быть меньше порога зоны риска."
+            ) from exc
+        return cleaned
+
+
+@admin.register(ScoringSettings)
+class ScoringSettingsAdmin(TenantScopedAdmin):
+    """One row per client (a unique constraint); a client without one uses the defaults."""
+
+    form = ScoringSettingsForm
+    list_display = (
+        "client",
+        "onboarding_days",
+        "at_risk_after_days",
+        "win_back_after_days",
+        "clv_months",
+        "monthly_discount_rate",
+        "gross_margin",
+        "holdout_days",
+    )
+    list_filter = (ClientListFilter,)
+    list_select_related = ("client",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        return ("client",) if obj is not None else ()
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 60:
+        return f"{value:.1f} с"
+    minutes, seconds = divmod(int(round(value)), 60)
+    return f"{minutes} мин {seconds:02d} с"
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}".replace(",", " ")
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[Any]], css: str = "") -> SafeString:
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows),
+    )
+    return format_html(
+        '<table class="scoring-table {}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+        css,
+        head,
+        body,
+    )
+
+
+@admin.register(ScoringRun)
+class ScoringRunAdmin(TenantScopedAdmin):
+    """Runs are created by "Пересчитать сейчас", the daily schedule, the API or the CLI, and
+    are a record: nobody adds, edits or deletes them here."""
+
+    add_roles = ()
+    change_roles = ()
+    delete_roles = ()
+    actions = None
+    auto_refresh_seconds = 3
+
+    list_display = (
+        "created_at",
+        "client",
+        "status_badge",
+        "progress_bar",
+        "stage",
+        "duration",
+        "customers",
+        "source",
+        "error_excerpt",
+    )
+    list_display_links = ("created_at",)
+    list_filter = (ClientListFilter, "status", "source")
+    list_select_related = ("client", "triggered_by")
+    date_hierarchy = None
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "client",
+                    "status_badge",
+                    "progress_bar",
+                    "stage",
+                    "error",
+                    "source",
+                    "triggered_by",
+                    "as_of",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "duration",
+                    "customers",
+                    "orders",
+                )
+            },
+        ),
+        ("Модели", {"fields": ("parameters_table", "holdout_table")}),
+        ("Этапы", {"fields": ("stage_table",)}),
+        ("Переходы между RFM-сегментами", {"fields": ("transitions_table",)}),
+    )
+    readonly_fields = tuple(f for _name, fs in fieldsets for f in fs["fields"])
+
+    # -- list columns ------------------------------------------------------------------------
+
+    @admin.display(description="статус", ordering="status")
+    def status_badge(self, obj: ScoringRun) -> str:
+        return format_html(
+            '<strong class="scoring-status scoring-status-{}" style="color: {}">{}</strong>',
+            obj.status,
+            STATUS_COLOURS.get(obj.status, "inherit"),
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="ход")
+    def progress_bar(self, obj: ScoringRun) -> str:
+        return format_html(
+            '<progress value="{}" max="100" style="width: 10em">{}%</progress> {}%',
+            obj.progress,
+            obj.progress,
+            obj.progress,
+        )
+
+    @admin.display(description="длительность", ordering="duration_seconds")
+    def duration(self, obj: ScoringRun) -> str:
+        if obj.duration_seconds is not None:
+            return _seconds(obj.duration_seconds)
+        if obj.status == ScoringRun.Status.RUNNING and obj.started_at:
+            return _seconds((timezone.now() - obj.started_at).total_seconds()) + " …"
+        return "—"
+
+    @admin.display(description="ошибка")
+    def error_excerpt(self, obj: ScoringRun) -> str:
+        if not obj.error:
+            return ""
+        text = obj.error if len(obj.error) <= 160 else obj.error[:157] + "…"
+        return format_html('<span class="scoring-error" style="color: #ba2121">{}</span>', text)
+
+    # -- run page ----------------------------------------------------------------------------
+
+    @admin.display(description="параметры моделей")
+    def parameters_table(self, obj: ScoringRun) -> str:
+        params = obj.parameters or {}
+        if not params:
+            return "—"
+        rows = []
+        names = {"bgnbd": "BG/NBD (покупки, дни)", "gamma_gamma": "Gamma-Gamma (чек)"}
+        for model, values in params.items():
+            for name, value in values.items():
+                rows.append([names.get(model, model), name, _number(value, 6)])
+        return _table(["модель", "параметр", "значение"], rows, "scoring-parameters")
+
+    @admin.display(description="проверка на контрольном периоде")
+    def holdout_table(self, obj: ScoringRun) -> str:
+        holdout = obj.holdout or {}
+        if not holdout:
+            return "—"
+        if "skipped" in holdout:
+            return f"Не проводилась: {holdout['skipped']}"
+        summary = format_html(
+            "<p>Калибровка до {} включительно, контрольный период {} дн., покупателей {}. "
+            "Повторных покупок: прогноз {}, факт {}. <strong>MAE {}</strong> на покупателя.</p>",
+            holdout.get("calibration_end", "—"),
+            holdout.get("holdout_days", _number(holdout.get("duration"), 0)),
+            holdout.get("customers", "—"),
+            _number(holdout.get("predicted"), 1),
+            _number(holdout.get("actual"), 1),
+            _number(holdout.get("mae"), 4),
+        )
+        rows = [
+            [
+                bucket["frequency"],
+                bucket["customers"],
+                _number(bucket["predicted_mean"], 3),
+                _number(bucket["actual_mean"], 3),
+                _number(bucket["mae"], 3),
+            ]
+            for bucket in holdout.get("by_frequency", [])
+        ]
+        table = _table(
+            ["повторных покупок в калибровке", "покупателей", "прогноз (среднее)", "факт", "MAE"],
+            rows,
+            "scoring-holdout",
+        )
+        return format_html("{}{}", summary, table)
+
+    @admin.display(description="время этапов")
+    def stage_table(self, obj: ScoringRun) -> str:
+        seconds = obj.stage_seconds or {}
+        if not seconds:
+            return "—"
+        rows = [[stage, f"{value:.3f}"] for stage, value in seconds.items()]
+        rows.append([format_html("<strong>{}</strong>", "всего"), _number(obj.duration_seconds, 3)])
+        return _table(["этап", "секунд"], rows, "scoring-stages")
+
+    @admin.display(description="матрица переходов")
+    def transitions_table(self, obj: ScoringRun) -> str:
+        moves = obj.rfm_transitions or {}
+        if not moves:
+            return "Нет предыдущего запуска для сравнения."
+        sources = [s for s in rfm.SEGMENTS if s in moves] + sorted(set(moves) - set(rfm.SEGMENTS))
+        present = {dst for row in moves.values() for dst in row}
+        targets = [s for s in rfm.SEGMENTS if s in present] + sorted(present - set(rfm.SEGMENTS))
+        rows = []
+        for src in sources:
+            row = moves[src]
+            cells = [
+                format_html("<strong>{}</strong>", n) if dst == src and n else (n or "")
+                for dst, n in ((dst, row.get(dst, 0)) for dst in targets)
+            ]
+            rows.append([format_html("<strong>{}</strong>", src), *cells, sum(row.values())])
+        return _table(["было \\ стало", *targets, "всего"], rows, "scoring-transitions")
+
+    # -- pages -------------------------------------------------------------------------------
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        extra_context = extra_context or {}
+        extra_context["recompute_url"] = reverse(
+            f"{self.admin_site.name}:segments_scoringrun_recompute"
+        )
+        extra_context["can_recompute"] = can_recompute(request)
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            visible = context["cl"].result_list
+            if any(run.status in ACTIVE_STATUSES for run in visible):
+                context["auto_refresh_seconds"] = self.auto_refresh_seconds * 2
+        return response
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict,
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            if obj.status in ACTIVE_STATUSES and not _is_stale(obj, timezone.now()):
+                context["auto_refresh_seconds"] = self.auto_refresh_seconds
+            context["analytics_url"] = reverse(
+                f"{self.admin_site.name}:segments_scoringrun_analytics", args=[obj.client_id]
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_urls(self):
+        return [
+            path(
+                "recompute/",
+                self.admin_site.admin_view(self.recompute_view),
+                name="segments_scoringrun_recompute",
+            ),
+            path(
+                "analytics/<int:client_id>/",
+                self.admin_site.admin_view(self.analytics_view),
+                name="segments_scoringrun_analytics",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _client_or_404(self, request: HttpRequest, client_id: Any) -> Client:
+        """One of the user's clients: the same 404 for a missing and a foreign client."""
+        if request_staff_role(request) is None:
+            raise Http404("клиент не найден")
+        try:
+            client = staff_clients(request.user).filter(pk=int(client_id)).first()
+        except (TypeError, ValueError):
+            client = None
+        if client is None:
+            raise Http404("клиент не найден")
+        return client
+
+    def recompute_view(self, request: HttpRequest) -> HttpResponse:
+        """GET: the user's clients with last and next runs. POST client=<id>: start a run."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        site = self.admin_site.name
+        if request.method == "POST":
+            if not can_recompute(request):
+                raise PermissionDenied
+            client = self._client_or_404(request, request.POST.get("client"))
+            now = timezone.now()
+            running = (
+                ScoringRun.objects.for_client(client)
+                .filter(status__in=ACTIVE_STATUSES)
+                .order_by("-created_at")
+                .first()
+            )
+            if running is not None and not _is_stale(running, now):
+                messages.info(request, f"Пересчёт клиента «{client}» уже идёт.")
+                return HttpResponseRedirect(_run_url(site, running.pk))
+            with transaction.atomic():
+                run = scoring_run_create(client=client, actor=request.user, source="admin")
+                run_id = run.pk
+                transaction.on_commit(lambda: scoring_run_task.delay(run_id))
+            messages.success(request, f"Пересчёт клиента «{client}» запущен.")
+            return HttpResponseRedirect(_run_url(site, run_id))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Пересчёт скоринга",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "rows": scoring_overview(staff_clients(request.user)),
+            "can_recompute": can_recompute(request),
+            "now": timezone.now(),
+        }
+        request.current_app = site
+        return TemplateResponse(request, "admin/segments/scoring_overview.html", context)
+
+    def analytics_view(self, request: HttpRequest, client_id: int) -> HttpResponse:
+        """Every staff role sees the charts of a client it works with; others get a 404."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        client = self._client_or_404(request, client_id)
+        metric = request.GET.get("metric", "retention_pct")
+        if metric not in COHORT_METRICS:
+            metric = "retention_pct"
+        as_of = timezone.localtime(timezone.now(), client.tzinfo).date()
+        grid = rfm_grid(client)
+        last_success = (
+            ScoringRun.objects.for_client(client)
+            .filter(status=ScoringRun.Status.SUCCEEDED)
+            .order_by("-created_at")
+            .first()
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Аналитика: {client.name}",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "client": client,
+            "rfm": grid,
+            "segment_chart": {
+                "labels": [s["name"] for s in grid["segments"]],
+                "counts": [s["count"] for s in grid["segments"]],
+            },
+            "last_success": last_success,
+            "cohorts": cohort_view(client, as_of=as_of, metric=metric),
+            "metric": metric,
+            "metrics": COHORT_METRICS,
+            "as_of": as_of,
+            "cohorts_shown": COHORTS_SHOWN,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/segments/analytics.html", context)

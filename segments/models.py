@@ -161,3 +161,168 @@ class CustomerScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.rfm_segment}"
+
+
+# --------------------------------------------------------------------------------------------
+# Segments and memberships
+
+
+class Segment(TenantModel):
+    """A named group of a client's customers, defined by ``kind`` and ``definition``.
+
+    Definition shapes (checked by ``segments.segmentation.segment_definition_validate``):
+
+    - rfm: ``{"names": ["Champions", ...]}`` (names of ``segments.rfm.SEGMENTS``);
+    - lifecycle: ``{"stages": ["Onboarding", ...]}`` (``segments.lifecycle.STAGES``);
+    - predictive: ``{"churn_at_least": 0.7}`` | ``{"clv_top_percent": 10}`` |
+      ``{"clv_decile": 10}``;
+    - rule: a rule tree of ``segments.rules``;
+    - lookalike_seed: ``{"top_percent": 20, "by": "predicted_clv" | "monetary"}``;
+    - suppression: ``{"type": "recent_purchasers", "days": 30}`` |
+      ``{"type": "existing_customers"}`` | ``{"type": "opted_out", "purpose": "ad_audiences"}``.
+
+    Who is in it is kept in :class:`SegmentMembership`; ``size`` and ``warnings`` are what the
+    last refresh found.
+    """
+
+    class Kind(models.TextChoices):
+        RFM = "rfm", "RFM"
+        LIFECYCLE = "lifecycle", "жизненный цикл"
+        PREDICTIVE = "predictive", "предиктивный (отток, CLV)"
+        RULE = "rule", "по правилу"
+        LOOKALIKE_SEED = "lookalike_seed", "основа для look-alike"
+        SUPPRESSION = "suppression", "исключения"
+
+    name = models.CharField("название", max_length=200)
+    kind = models.CharField("вид", max_length=20, choices=Kind.choices)
+    definition = models.JSONField("определение", default=dict, blank=True)
+    is_active = models.BooleanField(
+        "активен", default=True, help_text="Неактивный сегмент не обновляется и не в лимите."
+    )
+    size = models.PositiveIntegerField("участников", default=0, editable=False)
+    warnings = models.JSONField("предупреждения", default=list, blank=True, editable=False)
+    refreshed_at = models.DateTimeField("обновлён", null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="кем создан",
+        editable=False,
+    )
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+    updated_at = models.DateTimeField("изменён", auto_now=True)
+
+    class Meta:
+        verbose_name = "сегмент"
+        verbose_name_plural = "сегменты"
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "name"], name="segment_client_name_unique")
+        ]
+        indexes = [
+            models.Index(fields=["client", "is_active"], name="segment_client_active"),
+            models.Index(fields=["client", "updated_at", "id"], name="segment_client_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMembership(TenantModel):
+    """One stay of a customer in a segment: open (``left_at`` null) while they are a member.
+
+    Written only by ``segments.segmentation.segment_refresh``, set-based (INSERT ... SELECT from
+    the client's customers, UPDATE ... WHERE NOT EXISTS), so the customer key carries no
+    database constraint (a per-row FK trigger would slow a million-row refresh, see
+    ``clients.models.TimestampedTenantModel``).
+    """
+
+    client = models.ForeignKey(
+        "clients.Client",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name="клиент",
+        db_index=False,
+        db_constraint=False,
+    )
+    segment = models.ForeignKey(
+        Segment,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name="сегмент",
+        db_index=False,  # served by the (client, segment, ...) indexes
+        db_constraint=False,
+    )
+    customer = models.ForeignKey(
+        "clients.Customer",
+        on_delete=models.CASCADE,
+        related_name="segment_memberships",
+        verbose_name="покупатель",
+        db_index=False,  # served by the (client, customer) index
+        db_constraint=False,
+    )
+    entered_at = models.DateTimeField("вошёл")
+    left_at = models.DateTimeField("вышел", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "участие в сегменте"
+        verbose_name_plural = "участие в сегментах"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "segment", "customer"],
+                condition=models.Q(left_at__isnull=True),
+                name="segmentmember_current_unique",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["client", "segment", "entered_at"], name="segmentmember_client_segment"
+            ),
+            models.Index(fields=["client", "customer"], name="segmentmember_client_customer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} ∈ {self.segment_id}"
+
+
+class SegmentSizeSnapshot(TenantModel):
+    """What one refresh changed: the size after it and how many entered and left.
+
+    Written when a refresh changed something (and once for a segment's first refresh), so a
+    repeated refresh of an unchanged segment writes nothing; the size between two snapshots is
+    the earlier one's.
+    """
+
+    segment = models.ForeignKey(
+        Segment,
+        on_delete=models.CASCADE,
+        related_name="snapshots",
+        verbose_name="сегмент",
+        db_index=False,  # served by the (client, segment, at) index
+    )
+    run = models.ForeignKey(
+        ScoringRun,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="после запуска скоринга",
+        db_index=False,
+    )
+    at = models.DateTimeField("когда")
+    size = models.PositiveIntegerField("участников")
+    entered = models.PositiveIntegerField("вошли")
+    left = models.PositiveIntegerField("вышли")
+
+    class Meta:
+        verbose_name = "размер сегмента"
+        verbose_name_plural = "размеры сегментов"
+        ordering = ["at", "id"]
+        indexes = [
+            models.Index(fields=["client", "segment", "at"], name="segmentsnapshot_client_at")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} · {self.at:%Y-%m-%d %H:%M}: {self.size}"

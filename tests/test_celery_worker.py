@@ -91,3 +91,65 @@ def test_worker_runs_an_import_job(worker, client_a):
     import_job_run_task.delay(job.pk)
     time.sleep(2)
     assert Customer.objects.for_client(client_a).count() == 1
+
+
+@pytest.fixture
+def seeded_client(db):
+    """A client on a seeded tier. Tiers come from a data migration, which an earlier
+    transactional test's flush removes (serialized_rollback clashes with the content types
+    that flush re-creates), so they are seeded again when missing."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from clients.models import Tier
+    from clients.services import client_create
+
+    if not Tier.objects.exists():
+        import_module("clients.migrations.0002_seed_tiers").seed_tiers(apps, None)
+    return client_create(name="Скоринг Воркер", tier_code="foundation")
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_worker_runs_a_scoring_run(worker, seeded_client):
+    client_a = seeded_client
+    from clients.ingest import ingest_records
+    from segments.models import CustomerScore, ScoringRun
+    from segments.services import scoring_run_create
+    from segments.tasks import scoring_run_task
+
+    ingest_records(
+        client=client_a,
+        kind="customers",
+        records=[{"external_id": f"c{i}"} for i in range(30)],
+    )
+    ingest_records(
+        client=client_a,
+        kind="orders",
+        records=[
+            {
+                "external_id": f"o{i}-{k}",
+                "customer_external_id": f"c{i}",
+                "placed_at": f"2026-0{1 + k}-{10 + i % 15}T12:00:00+03:00",
+                "amount": str(900 + 50 * i + 37 * k),
+            }
+            for i in range(30)
+            for k in range(i % 4 + 1)
+        ],
+    )
+    run = scoring_run_create(client=client_a, source="admin")
+
+    scoring_run_task.delay(run.pk)
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status not in (ScoringRun.Status.PENDING, ScoringRun.Status.RUNNING):
+            break
+        assert worker.poll() is None, "the worker died"
+        time.sleep(0.3)
+    assert run.status == ScoringRun.Status.SUCCEEDED, run.error
+    assert (run.progress, run.customers) == (100, 30)
+    assert {"extract", "fit", "write"} <= set(run.stage_seconds)
+    assert CustomerScore.objects.for_client(client_a).count() == 30

@@ -10,6 +10,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from agency.tenancy import TenantScopeError
 from clients.models import Customer, Event, Order
+from segments.rfm import SEGMENTS
+from segments.segmentation import segment_create
+from segments.services import scoring_run_create
 
 pytestmark = pytest.mark.django_db
 
@@ -64,10 +67,15 @@ def data_a(api_a, client_a):
         ),
         content_type="application/json",
     )
+    segment = segment_create(
+        client=client_a, name="Все RFM", kind="rfm", definition={"names": list(SEGMENTS)}
+    )
     return {
         "customer": Customer.objects.for_client(client_a).get(),
         "order": Order.objects.for_client(client_a).get(),
         "event": Event.objects.for_client(client_a).get(),
+        "segment": segment,
+        "run": scoring_run_create(client=client_a, source="api"),
     }
 
 
@@ -75,7 +83,7 @@ def _concrete(route: str, data) -> str:
     """A URL for the route, with client A's object id where the route takes one."""
     url = "/" + route.replace("^", "")
     for name, obj in data.items():
-        if f"/{name}s/" in url:
+        if f"/{name}s/" in url or (name == "run" and "/scoring/runs/" in url):
             # Regex groups (?P<pk>...) and path converters <int:pk> alike.
             url = re.sub(r"\(\?P<\w+>[^)]*\)|<(?:\w+:)?\w+>", str(obj.pk), url)
     return url.replace("$", "")

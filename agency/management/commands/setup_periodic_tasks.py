@@ -1,28 +1,53 @@
 """Write the platform's periodic tasks (agency.schedules) into django-celery-beat."""
 
-from django.core.management.base import BaseCommand
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from agency.schedules import PERIODIC_TASKS
+
+CRONTAB_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+
+
+def schedule_for(spec: dict) -> dict[str, Any]:
+    """The django-celery-beat schedule of one entry, as PeriodicTask keyword arguments."""
+    if "every_seconds" in spec and "crontab" not in spec:
+        interval, _ = IntervalSchedule.objects.get_or_create(
+            every=spec["every_seconds"], period=IntervalSchedule.SECONDS
+        )
+        return {"interval": interval}
+    if "crontab" in spec and "every_seconds" not in spec:
+        fields = {name: str(spec["crontab"].get(name, "*")) for name in CRONTAB_FIELDS}
+        unknown = set(spec["crontab"]) - set(CRONTAB_FIELDS)
+        if unknown:
+            raise CommandError(f"{spec['name']}: unknown crontab fields {sorted(unknown)}")
+        crontab, _ = CrontabSchedule.objects.get_or_create(
+            **fields, timezone=spec.get("timezone", settings.TIME_ZONE)
+        )
+        return {"crontab": crontab}
+    raise CommandError(f"{spec['name']}: give exactly one of every_seconds or crontab")
 
 
 class Command(BaseCommand):
     help = (
         "Создаёт или обновляет периодические задачи платформы в django-celery-beat "
-        "(agency/schedules.py). Интервалы, изменённые в админке, сохраняются."
+        "(agency/schedules.py). Расписания, изменённые в админке, сохраняются."
     )
 
     def handle(self, *args, **options):
         for spec in PERIODIC_TASKS:
-            interval, _ = IntervalSchedule.objects.get_or_create(
-                every=spec["every_seconds"], period=IntervalSchedule.SECONDS
-            )
-            task, created = PeriodicTask.objects.get_or_create(
-                name=spec["name"], defaults={"task": spec["task"], "interval": interval}
-            )
-            if not created and task.task != spec["task"]:
-                task.task = spec["task"]
-                task.save(update_fields=["task"])
+            existing = PeriodicTask.objects.filter(name=spec["name"]).first()
+            if existing is None:
+                PeriodicTask.objects.create(
+                    name=spec["name"], task=spec["task"], **schedule_for(spec)
+                )
+            elif existing.task != spec["task"]:
+                existing.task = spec["task"]
+                existing.save(update_fields=["task"])
             self.stdout.write(
-                f"{'создана' if created else 'есть'}: {spec['name']} → {spec['task']}"
+                f"{'есть' if existing else 'создана'}: {spec['name']} → {spec['task']}"
             )

@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -122,25 +122,62 @@ def purchase_days(
     days = _days(transactions[date_col])
     if np.isnat(days).any():
         raise ValueError(f"column {date_col!r} has empty or unparseable dates")
-    codes, customers = pd.factorize(transactions[customer_col], use_na_sentinel=True)
-    if (codes < 0).any():
-        raise ValueError(f"column {customer_col!r} has empty customer ids")
+    ids = transactions[customer_col].to_numpy()
+    if (
+        ids.dtype.kind in "iu"
+        and len(ids)
+        and int(ids.max()) - int(ids.min()) < max(2 * len(ids), 1 << 20)
+    ):
+        # Integer ids in a compact range are their own codes (no hashing): id - min id.
+        first_id = int(ids.min())
+        codes = ids.astype(np.int64) - first_id
+        n_codes = int(codes.max()) + 1
+
+        def ids_of(c: np.ndarray) -> Any:
+            return c + first_id
+    else:
+        codes, customers = pd.factorize(transactions[customer_col], use_na_sentinel=True)
+        if (codes < 0).any():
+            raise ValueError(f"column {customer_col!r} has empty customer ids")
+        codes = codes.astype(np.int64)
+        n_codes = len(customers)
+
+        def ids_of(c: np.ndarray) -> Any:
+            return customers.take(c)
+
     day_no = days.astype(np.int64)
     lo = int(day_no.min()) if len(day_no) else 0
     span = (int(day_no.max()) - lo + 1) if len(day_no) else 1
-    keys = codes.astype(np.int64) * span + (day_no - lo)
-    key_codes, unique_keys = pd.factorize(keys)
+    keys = codes * span + (day_no - lo)
     if amount_col is None:
-        amount = np.zeros(len(unique_keys))
+        values = None
     else:
         values = pd.to_numeric(transactions[amount_col], errors="raise").to_numpy(dtype=float)
         if np.isnan(values).any():
             raise ValueError(f"column {amount_col!r} has empty amounts")
-        amount = np.bincount(key_codes, weights=values, minlength=len(unique_keys))
-    unique_keys = np.asarray(unique_keys, dtype=np.int64)
+    row_bits = max(len(keys) - 1, 1).bit_length()
+    if len(keys) and (n_codes * span).bit_length() + row_bits <= 63:
+        # One sort of (key, row) packed in an int64 gives the distinct keys and the rows of each
+        # (much faster than hashing ~10M mostly distinct keys).
+        packed = np.sort((keys << row_bits) | np.arange(len(keys), dtype=np.int64))
+        sorted_keys = packed >> row_bits
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        unique_keys = sorted_keys[starts]
+        if values is None:
+            amount = np.zeros(len(unique_keys))
+        else:
+            rows = packed & ((1 << row_bits) - 1)
+            amount = np.add.reduceat(values[rows], starts)
+    else:
+        key_codes, unique_keys = pd.factorize(keys)
+        unique_keys = np.asarray(unique_keys, dtype=np.int64)
+        if values is None:
+            amount = np.zeros(len(unique_keys))
+        else:
+            amount = np.bincount(key_codes, weights=values, minlength=len(unique_keys))
     return pd.DataFrame(
         {
-            "customer": customers.take(unique_keys // span),
+            "customer": ids_of(unique_keys // span),
             "day": (unique_keys % span + lo).astype("datetime64[D]"),
             "amount": amount,
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -76,6 +77,57 @@ def _copy_out(sql: str, params: list[Any], schema: dict[str, pa.DataType]) -> pd
     return table.to_pandas()
 
 
+_PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 (PostgreSQL's epoch) in Unix microseconds
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _binary_copy_rows(sql: str, params: list[Any]) -> list[list[memoryview | None]]:
+    """The rows of ``COPY (sql) TO STDOUT (FORMAT binary)``, each a list of raw field values.
+
+    Meant for queries returning a few rows of whole-column arrays (``array_agg``): the driver
+    then handles a few large messages instead of one message per order."""
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
+        with raw.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params) as copy:
+            data = memoryview(b"".join(copy))
+    if bytes(data[:11]) != _COPY_SIGNATURE:
+        raise ValueError("unexpected COPY binary header")
+    (extension,) = struct.unpack_from(">i", data, 15)
+    pos = 19 + extension
+    rows = []
+    while True:
+        (count,) = struct.unpack_from(">h", data, pos)
+        pos += 2
+        if count == -1:
+            return rows
+        row: list[memoryview | None] = []
+        for _ in range(count):
+            (length,) = struct.unpack_from(">i", data, pos)
+            pos += 4
+            if length < 0:
+                row.append(None)
+            else:
+                row.append(data[pos : pos + length])
+                pos += length
+        rows.append(row)
+
+
+def _array_values(field: memoryview | None, dtype: str) -> np.ndarray:
+    """A one-dimensional, NULL-free PostgreSQL array of 8-byte values (binary) as numpy."""
+    if field is None:
+        return np.empty(0, dtype=dtype)
+    ndim, has_null, _oid = struct.unpack_from(">iii", field, 0)
+    if ndim == 0:
+        return np.empty(0, dtype=dtype)
+    if ndim != 1 or has_null:
+        raise ValueError("expected a one-dimensional array without NULLs")
+    (size,) = struct.unpack_from(">i", field, 12)
+    items = np.frombuffer(
+        field, dtype=np.dtype([("length", ">i4"), ("value", ">" + dtype)]), count=size, offset=20
+    )
+    return items["value"].astype(dtype)
+
+
 def _pandas_dtype(arrow_type: pa.DataType) -> str:
     if pa.types.is_timestamp(arrow_type):
         return "datetime64[us]"
@@ -90,12 +142,23 @@ def load_paid_orders(client: Client) -> pd.DataFrame:
     """customer_id, placed_at (wall time in the client's zone), amount: paid orders only."""
     table = Order._meta.db_table
     if connection.vendor == "postgresql":
-        return _copy_out(
-            f"SELECT customer_id, (placed_at AT TIME ZONE %s)::timestamp, amount::float8 "
-            f"FROM {table} WHERE client_id = %s AND status = 'paid'",
-            [client.time_zone, client.pk],
-            {"customer_id": pa.int64(), "placed_at": pa.timestamp("us"), "amount": pa.float64()},
+        # Whole columns as binary arrays (a few COPY messages, no per-row parsing); instants
+        # are converted to the client's wall time here, vectorised, not by the server.
+        rows = _binary_copy_rows(
+            f"SELECT array_agg(customer_id), array_agg(placed_at), array_agg(amount::float8) "
+            f"FROM {table} WHERE client_id = %s AND status = 'paid'",  # noqa: S608
+            [client.pk],
         )
+        customer_id = np.concatenate([_array_values(r[0], "i8") for r in rows])
+        micros = np.concatenate([_array_values(r[1], "i8") for r in rows])
+        amount = np.concatenate([_array_values(r[2], "f8") for r in rows])
+        placed = (
+            pd.DatetimeIndex((micros + _PG_EPOCH_US).view("datetime64[us]"))
+            .tz_localize("UTC")
+            .tz_convert(client.time_zone)
+            .tz_localize(None)
+        )
+        return pd.DataFrame({"customer_id": customer_id, "placed_at": placed, "amount": amount})
     rows = Order.objects.for_client(client).filter(status=Order.Status.PAID)
     frame = pd.DataFrame(
         list(rows.values_list("customer_id", "placed_at", "amount")),
@@ -146,15 +209,32 @@ def load_customer_ids(client: Client) -> np.ndarray:
 
 def _transitions(client: Client, new: pd.Series) -> dict[str, dict[str, int]]:
     """How many customers moved from each RFM segment of the previous run to each of this one."""
-    old = pd.Series(
-        dict(
-            CustomerScore.objects.for_client(client)
-            .exclude(rfm_segment="")
-            .values_list("customer_id", "rfm_segment")
-            .iterator(chunk_size=100_000)
-        ),
-        dtype=object,
-    )
+    if connection.vendor == "postgresql":
+        # One row per segment with its customers as a binary array, not one row per customer.
+        rows = _binary_copy_rows(
+            f"SELECT rfm_segment, array_agg(customer_id) FROM {CustomerScore._meta.db_table} "  # noqa: S608
+            f"WHERE client_id = %s AND rfm_segment <> '' GROUP BY rfm_segment",
+            [client.pk],
+        )
+        ids = [_array_values(r[1], "i8") for r in rows]
+        old = pd.Series(
+            np.repeat(
+                np.array([bytes(r[0]).decode() for r in rows], dtype=object),
+                [len(i) for i in ids],
+            ),
+            index=np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
+            dtype=object,
+        )
+    else:
+        old = pd.Series(
+            dict(
+                CustomerScore.objects.for_client(client)
+                .exclude(rfm_segment="")
+                .values_list("customer_id", "rfm_segment")
+                .iterator(chunk_size=100_000)
+            ),
+            dtype=object,
+        )
     if old.empty:
         return {}
     both = pd.DataFrame({"old": old, "new": new.reindex(old.index)}).dropna()

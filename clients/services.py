@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.db.models import Case, CharField, Exists, F, OuterRef, Value, When
@@ -23,6 +22,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import slugify
 
 from agency.audit import audit_log
+from agency.recovery import stalled_jobs_reset
 
 from .ingest import (
     BatchError,
@@ -279,16 +279,8 @@ def import_jobs_recover(*, now=None, lost_after: timedelta = timedelta(minutes=1
     """Jobs to send to a worker again: pending ones whose message was lost (a broker restart)
     and running ones whose worker died (older than the task time limit; their transaction was
     rolled back, so a rerun starts clean). Returns the ids, now pending again."""
-    now = now or timezone.now()
-    jobs = ImportJob.objects.unscoped()
-    dead_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) - timedelta(minutes=1)
-    jobs.filter(status=ImportJob.Status.RUNNING, started_at__lt=dead_before).update(
-        status=ImportJob.Status.PENDING, started_at=None, rows_processed=0
-    )
-    return list(
-        jobs.filter(status=ImportJob.Status.PENDING, created_at__lt=now - lost_after)
-        .order_by("created_at")
-        .values_list("pk", flat=True)
+    return stalled_jobs_reset(
+        ImportJob.objects.unscoped(), now=now, lost_after=lost_after, reset={"rows_processed": 0}
     )
 
 

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agency.audit import audit_log
+from agency.recovery import stalled_jobs_reset
 from clients.models import Client, Customer, Event, Order
 
 from . import lifecycle
@@ -400,6 +401,17 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def scoring_runs_recover(*, now: dt.datetime | None = None) -> list[int]:
+    """Runs to send to a worker again: pending ones whose message was lost, running ones whose
+    worker died (their write transaction rolled back, so a rerun starts clean)."""
+    return stalled_jobs_reset(
+        ScoringRun.objects.unscoped(),
+        now=now,
+        lost_after=dt.timedelta(minutes=30),
+        reset={"progress": 0, "stage": ""},
+    )
 
 
 def scoring_runs_due(*, now: dt.datetime | None = None) -> list[int]:

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.db import transaction
 
 from .models import ScoringRun
-from .services import scoring_run_execute, scoring_runs_due
+from .services import scoring_run_execute, scoring_runs_due, scoring_runs_recover
 
 logger = logging.getLogger(__name__)
 
@@ -65,4 +65,13 @@ def scoring_daily_task() -> list[int]:
     run_ids = scoring_runs_due()
     for run_id in run_ids:
         transaction.on_commit(lambda run_id=run_id: scoring_run_task.delay(run_id))
+    return run_ids
+
+
+@shared_task(acks_late=True)
+def scoring_runs_recover_task() -> list[int]:
+    """Periodic: re-send scoring runs whose message was lost or whose worker died."""
+    run_ids = scoring_runs_recover()
+    for run_id in run_ids:
+        scoring_run_task.delay(run_id)
     return run_ids

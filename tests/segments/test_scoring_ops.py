@@ -513,3 +513,27 @@ def test_cohort_triangle_shows_retention_and_revenue_per_customer(client, analys
     assert (values["0"], values["1"], values["2"]) == ("1100.00", "1466.67", "1700.00")
     size, values = row("2025-02", revenue)
     assert (values["0"], values["1"]) == ("400.00", "500.00")
+
+
+def test_lost_and_dead_scoring_runs_are_sent_again(client_a, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from segments.services import scoring_runs_recover
+
+    now = timezone.now()
+    long_ago = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 120)
+
+    def run(status, created, started=None):
+        r = ScoringRun.objects.create(client=client_a, status=status)
+        ScoringRun.objects.unscoped().filter(pk=r.pk).update(created_at=created, started_at=started)
+        return r.pk
+
+    lost = run("pending", now - timedelta(hours=2))
+    fresh = run("pending", now - timedelta(minutes=1))
+    dead = run("running", long_ago, started=long_ago)
+    alive = run("running", now - timedelta(minutes=5), started=now)
+    assert scoring_runs_recover(now=now) == [lost, dead]  # oldest first
+    statuses = dict(ScoringRun.objects.unscoped().values_list("pk", "status"))
+    assert (statuses[dead], statuses[alive], statuses[fresh]) == ("pending", "running", "pending")

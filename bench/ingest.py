@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
+from measure import PeakRss  # noqa: E402  (bench/ is the script's directory)
 
 from clients.models import Customer, Order  # noqa: E402
 from clients.services import api_key_create, client_create, csv_import  # noqa: E402
@@ -56,34 +56,6 @@ def machine() -> str:
         f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem_kb / 1024 / 1024:.1f} GiB, "
         f"Python {platform.python_version()}, {db}"
     )
-
-
-class PeakRss:
-    """Peak resident memory of this process during a block (sampled every 20 ms)."""
-
-    def __enter__(self):
-        self.peak = self.base = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self):
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self._rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def delta_mib(self) -> float:
-        return (self.peak - self.base) / 1024 / 1024
 
 
 def write_orders_csv(path: Path, rows: int, customers: int, rng: np.random.Generator, offset: int):

@@ -44,7 +44,6 @@ import platform
 import resource
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 import venv
@@ -56,6 +55,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agency.settings")
 
 from clv_fit import BENCH_REQUIREMENTS, BENCH_VENV  # noqa: E402
+from measure import PeakRss  # noqa: E402
 
 AS_OF = dt.date(2026, 1, 31)
 HISTORY_DAYS = 3 * 365
@@ -110,32 +110,6 @@ def _ensure_lifetimes(argv: list[str]) -> None:
     env = {**os.environ, "SCORING_BENCH_IN_VENV": "1"}
     result = subprocess.run([str(python), str(Path(__file__).resolve()), *argv], env=env)
     sys.exit(result.returncode)
-
-
-class PeakRss:
-    """Peak resident memory of this process during a block (sampled every 20 ms), as in
-    bench/ingest.py."""
-
-    def __enter__(self):
-        self.peak = self.base = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self):
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self._rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
 
 
 def machine() -> str:

@@ -43,6 +43,7 @@ from clients.auth import request_client
 from clients.models import Customer
 
 from .models import CustomerScore, ScoringRun, Segment, SegmentMembership
+from .scoring import SCORE_COLUMNS
 from .segmentation import (
     SegmentError,
     segment_create,
@@ -287,21 +288,7 @@ class CustomerScoreSerializer(serializers.ModelSerializer):
         fields = [
             "customer_id",
             "external_id",
-            "recency_days",
-            "frequency",
-            "monetary",
-            "r_score",
-            "f_score",
-            "m_score",
-            "rfm_segment",
-            "lifecycle_stage",
-            "at_risk",
-            "p_alive",
-            "churn_probability",
-            "expected_purchases_90d",
-            "expected_order_value",
-            "predicted_clv",
-            "clv_percentile",
+            *SCORE_COLUMNS,
             "computed_at",
             "run_id",
             "segments",

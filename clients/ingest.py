@@ -385,9 +385,9 @@ def check_columns(kind: str, columns: Iterable[str]) -> None:
 
 def validate_frame(
     kind: str, frame: pd.DataFrame, *, tz: zoneinfo.ZoneInfo, now=None
-) -> tuple[pd.DataFrame, list[RowError], pd.Series]:
+) -> tuple[pd.DataFrame, list[RowError]]:
     """Validate a frame of strings (None = not provided). Returns the clean frame (only good
-    rows), the errors (row = frame index) and the mask of good rows."""
+    rows) and the errors (row = frame index)."""
     spec = SPECS[kind]
     ctx = {"tz": tz, "now": now or timezone.now()}
     good = pd.Series(True, index=frame.index)
@@ -415,7 +415,7 @@ def validate_frame(
     if kind == "events":
         clean_frame = _fill_event_ids(clean_frame)
     errors.sort(key=lambda e: e.row)
-    return clean_frame, errors, good
+    return clean_frame, errors
 
 
 def _fill_event_ids(frame: pd.DataFrame) -> pd.DataFrame:
@@ -457,14 +457,21 @@ class _Writer:
     external_id updates what an earlier chunk inserted (last row wins) and a rollback undoes all.
     """
 
-    def __init__(self, spec: KindSpec, client: Client, present: list[str], vendor: str):
+    def __init__(
+        self,
+        spec: KindSpec,
+        client: Client,
+        present: list[str],
+        vendor: str,
+        now: datetime.datetime,
+    ):
         self.spec = spec
         self.client = client
         self.present = [f for f in spec.fields if f.name in present or f.name == "external_id"]
         self.vendor = vendor
         self.table = spec.model._meta.db_table
         self.customer_table = Customer._meta.db_table
-        self.now = timezone.now()
+        self.now = now  # the batch's one timestamp: validation and created/updated_at agree
 
     # SQL dialect differences, kept here and nowhere else.
     def _stage_type(self, fs: FieldSpec) -> str:
@@ -684,7 +691,7 @@ class IngestBatch:
         self.tz = client.tzinfo
         self.now = timezone.now()
         self.result = IngestResult(kind=kind)
-        self._writer = _Writer(self.spec, client, list(columns), connection.vendor)
+        self._writer = _Writer(self.spec, client, list(columns), connection.vendor, self.now)
         self._atomic = transaction.atomic()
         self._cursor = None
         self._pending: Future | None = None
@@ -778,7 +785,7 @@ class IngestBatch:
 
     def add(self, frame: pd.DataFrame) -> None:
         """Validate one frame of strings (its index gives the row numbers) and write it."""
-        clean, errors, _good = validate_frame(self.kind, frame, tz=self.tz, now=self.now)
+        clean, errors = validate_frame(self.kind, frame, tz=self.tz, now=self.now)
         self.result.total += len(frame)
         for error in errors:
             self._reject(error)

@@ -23,6 +23,11 @@ PERIODIC_TASKS: list[dict] = [
         "every_seconds": 600,
     },
     {
+        "name": "Повторная отправка зависших синхронизаций аудиторий",
+        "task": "audiences.tasks.audience_syncs_recover_task",
+        "every_seconds": 600,
+    },
+    {
         # One scoring run per active client (segments.tasks fans out one task per client).
         "name": "Ежедневный пересчёт скоринга клиентов",
         "task": "segments.tasks.scoring_daily_task",

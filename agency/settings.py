@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "clients",
     "consent",
     "segments",
+    "audiences",
     "campaigns",
 ]
 
@@ -107,6 +108,24 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
 
 # Absolute links in emails (unsubscribe) and for the cookie banner's endpoint.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+# Fernet keys that encrypt ad-platform credentials at rest, newest first. Rotation: put a new key
+# first, run `manage.py rotate_credentials_key`, then remove the old key. Development derives a
+# key from SECRET_KEY; production must set its own (no default: a missing key stops the boot).
+if DEBUG:
+    import base64 as _b64
+    import hashlib as _hashlib
+
+    _dev_key = _b64.urlsafe_b64encode(_hashlib.sha256(SECRET_KEY.encode()).digest()).decode()
+    CREDENTIALS_KEYS = env.list("CREDENTIALS_KEYS", default=[_dev_key])
+else:
+    CREDENTIALS_KEYS = env.list("CREDENTIALS_KEYS")
+
+# Ad-platform HTTP clients: seconds per request, attempts on 429/5xx/timeouts (with backoff),
+# and the longest backoff pause.
+AD_PLATFORM_TIMEOUT = env.float("AD_PLATFORM_TIMEOUT", default=120.0)
+AD_PLATFORM_MAX_ATTEMPTS = env.int("AD_PLATFORM_MAX_ATTEMPTS", default=6)
+AD_PLATFORM_MAX_BACKOFF = env.float("AD_PLATFORM_MAX_BACKOFF", default=30.0)
 
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"

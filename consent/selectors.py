@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, Case, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from .models import ConsentPurpose, ConsentRecord, ConsentSubjectLink
@@ -50,8 +50,9 @@ def consent_is_granted(*, customer, purpose_code: str, at: datetime | None = Non
     return latest == ConsentRecord.Action.GRANTED
 
 
-def customers_consented_for(queryset: QuerySet, purpose_code: str) -> QuerySet:
-    """Narrow a customer queryset to those with a current consent for the purpose (one query)."""
+def customers_with_consent_flag(queryset: QuerySet, purpose_code: str) -> QuerySet:
+    """Annotate each customer with ``consent_granted``: the rule of this module, for callers
+    that must also count who is held back and why (audience syncs), in one pass."""
     purpose_id = ConsentPurpose.objects.values_list("pk", flat=True).get(code=purpose_code)
     linked_subjects = ConsentSubjectLink.objects.filter(
         client_id=OuterRef(OuterRef("client_id")), customer_id=OuterRef(OuterRef("pk"))
@@ -66,10 +67,20 @@ def customers_consented_for(queryset: QuerySet, purpose_code: str) -> QuerySet:
         .order_by("-at", "-id")
         .values("action")[:1]
     )
-    return (
-        customers_not_erased(queryset)
-        .annotate(_consent_action=Subquery(latest_action))
-        .filter(_consent_action=ConsentRecord.Action.GRANTED)
+    return queryset.annotate(_consent_action=Subquery(latest_action)).annotate(
+        consent_granted=Case(
+            When(erased_at__isnull=False, then=Value(False)),
+            When(_consent_action=ConsentRecord.Action.GRANTED, then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+    )
+
+
+def customers_consented_for(queryset: QuerySet, purpose_code: str) -> QuerySet:
+    """Narrow a customer queryset to those with a current consent for the purpose (one query)."""
+    return customers_not_erased(customers_with_consent_flag(queryset, purpose_code)).filter(
+        consent_granted=True
     )
 
 

@@ -163,6 +163,8 @@ export CELERY_RESULT_BACKEND="redis://127.0.0.1:$REDIS_PORT/1"
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/2"
 export DJANGO_DEBUG=0
 export SECRET_KEY="test-only-secret-not-for-production"
+# A fixed Fernet key for destination credentials in tests (never a production key).
+export CREDENTIALS_KEYS="dGVzdC1vbmx5LWNyZWRlbnRpYWxzLWtleS0zMi1ieXQ="
 export ALLOWED_HOSTS="*"
 
 log "PostgreSQL $PGVERSION on 127.0.0.1:$PGPORT (db cvm), redis on 127.0.0.1:$REDIS_PORT, in $TMP"

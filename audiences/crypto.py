@@ -1,0 +1,48 @@
+"""Destination credentials at rest: Fernet with every key of ``settings.CREDENTIALS_KEYS``
+(MultiFernet: the first key encrypts, any key decrypts), so keys can be rotated without
+downtime (``manage.py rotate_credentials_key``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+class CredentialsUnreadable(Exception):
+    """Stored credentials that no configured key opens (a key was removed too early)."""
+
+
+def _fernet() -> MultiFernet:
+    keys = [key for key in settings.CREDENTIALS_KEYS if key]
+    if not keys:
+        raise ImproperlyConfigured("CREDENTIALS_KEYS is empty: set at least one Fernet key")
+    return MultiFernet([Fernet(key) for key in keys])
+
+
+def secret_encrypt(data: dict[str, Any]) -> str:
+    return _fernet().encrypt(json.dumps(data, sort_keys=True).encode()).decode()
+
+
+def secret_decrypt(token: str) -> dict[str, Any]:
+    if not token:
+        return {}
+    try:
+        return json.loads(_fernet().decrypt(token.encode()))
+    except InvalidToken as exc:
+        raise CredentialsUnreadable(
+            "учётные данные не расшифровываются ни одним ключом CREDENTIALS_KEYS"
+        ) from exc
+
+
+def secret_rotate(token: str) -> str:
+    """Re-encrypt with the newest key (MultiFernet.rotate keeps the original timestamp)."""
+    if not token:
+        return token
+    try:
+        return _fernet().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise CredentialsUnreadable("учётные данные не расшифровываются") from exc

@@ -1,0 +1,289 @@
+"""Destinations (a client's ad cabinet), audiences (a segment synced to one), the membership
+snapshots a sync uploads, and the log of sync runs.
+
+Remote state is kept on the audience (``remote``: ids of the platform's objects) and the
+snapshot the platform holds (``confirmed_snapshot``), so every sync diffs against what was
+really uploaded, and an interrupted sync resumes from its own snapshot (see
+``audiences.services``).
+"""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from agency.tenancy import TenantModel
+
+
+class Destination(TenantModel):
+    """One ad cabinet of the client on one platform, with its credentials (encrypted)."""
+
+    class Platform(models.TextChoices):
+        YANDEX_AUDIENCES = "yandex_audiences", "Яндекс Аудитории"
+        VK_ADS = "vk_ads", "VK Реклама"
+        MYTARGET = "mytarget", "myTarget"
+
+    class Hashing(models.TextChoices):
+        SHA256 = "sha256", "SHA-256"
+        MD5 = "md5", "MD5"
+        PLAIN = "plain", "без хеширования"
+
+    name = models.CharField("название", max_length=200)
+    platform = models.CharField("платформа", max_length=20, choices=Platform.choices)
+    base_url = models.URLField(
+        "адрес API",
+        blank=True,
+        help_text="Пусто — настоящий адрес платформы. Для тестов и демо — адрес заглушки.",
+    )
+    hashing = models.CharField(
+        "хеширование",
+        max_length=10,
+        choices=Hashing.choices,
+        default=Hashing.SHA256,
+        help_text=(
+            "Яндекс Аудитории: только SHA-256. VK Реклама и myTarget: MD5 или без хеширования."
+        ),
+    )
+    country = models.CharField(
+        "страна получателя (ISO 3166-1)",
+        max_length=2,
+        default="RU",
+        help_text=(
+            "Передача за пределы России — только с уведомлением Роскомнадзора (152-ФЗ ст. 12)."
+        ),
+    )
+    recipient = models.ForeignKey(
+        "consent.DataRecipient",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name="получатель персональных данных",
+        editable=False,
+    )
+    credentials_encrypted = models.TextField("учётные данные (зашифрованы)", editable=False)
+    # VK Ads / myTarget token cache: a client may hold at most 5 live tokens, so one is kept,
+    # reused and refreshed (audiences.clients.vk.VkTokenCache).
+    token_encrypted = models.TextField("токен (зашифрован)", blank=True, editable=False)
+    token_expires_at = models.DateTimeField("токен действует до", null=True, editable=False)
+    # One sync at a time per destination: a lease taken by the running sync.
+    busy_run_id = models.BigIntegerField("выполняется синхронизация", null=True, editable=False)
+    busy_until = models.DateTimeField("занято до", null=True, editable=False)
+    is_active = models.BooleanField("активно", default=True)
+    created_at = models.DateTimeField("создано", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "рекламный кабинет"
+        verbose_name_plural = "рекламные кабинеты"
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "name"], name="destination_client_name")
+        ]
+        indexes = [models.Index(fields=["client", "platform"], name="destination_client_platform")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_platform_display()})"
+
+
+class Audience(TenantModel):
+    """A segment kept in step with a remote audience on a schedule."""
+
+    class Purpose(models.TextChoices):
+        RETARGETING = "retargeting", "ретаргетинг"
+        LOOKALIKE = "lookalike", "look-alike"
+        EXCLUSION = "exclusion", "исключение"
+
+    class Identifiers(models.TextChoices):
+        EMAIL = "email", "email"
+        PHONE = "phone", "телефон"
+        EMAIL_PHONE = "email_phone", "email и телефон"
+
+    class State(models.TextChoices):
+        NEW = "new", "ещё не синхронизирована"
+        SYNCED = "synced", "синхронизирована"
+        PROCESSING = "processing", "обрабатывается платформой"
+        TOO_SMALL = "too_small", "слишком мала"
+        FAILED = "failed", "ошибка"
+
+    name = models.CharField("название", max_length=200)
+    segment = models.ForeignKey(
+        "segments.Segment", on_delete=models.PROTECT, related_name="+", verbose_name="сегмент"
+    )
+    destination = models.ForeignKey(
+        Destination,
+        on_delete=models.PROTECT,
+        related_name="audiences",
+        verbose_name="рекламный кабинет",
+    )
+    purpose = models.CharField(
+        "назначение", max_length=20, choices=Purpose.choices, default=Purpose.RETARGETING
+    )
+    identifiers = models.CharField(
+        "идентификаторы",
+        max_length=20,
+        choices=Identifiers.choices,
+        default=Identifiers.EMAIL_PHONE,
+    )
+    lookalike_value = models.PositiveSmallIntegerField(
+        "точность look-alike (Яндекс)",
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="1 — шире охват, 5 — ближе к исходному сегменту.",
+    )
+    suppression_segments = models.ManyToManyField(
+        "segments.Segment",
+        blank=True,
+        related_name="+",
+        verbose_name="исключить участников сегментов",
+    )
+    sync_every_days = models.PositiveSmallIntegerField(
+        "обновлять раз в, дней",
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text="По предложению агентства — раз в 1–2 недели.",
+    )
+    is_active = models.BooleanField("активна", default=True)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        verbose_name="расписание",
+    )
+    state = models.CharField(
+        "состояние", max_length=20, choices=State.choices, default=State.NEW, editable=False
+    )
+    state_message = models.TextField("пояснение", blank=True, editable=False)
+    remote = models.JSONField("объекты на платформе", default=dict, blank=True, editable=False)
+    remote_status = models.CharField(
+        "статус на платформе", max_length=40, blank=True, editable=False
+    )
+    matched_percent = models.FloatField("распознано, %", null=True, blank=True, editable=False)
+    confirmed_snapshot = models.ForeignKey(
+        "AudienceSnapshot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        verbose_name="загруженный снимок",
+    )
+    last_synced_at = models.DateTimeField("последняя синхронизация", null=True, editable=False)
+    created_at = models.DateTimeField("создана", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "аудитория"
+        verbose_name_plural = "аудитории"
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "name"], name="audience_client_name")
+        ]
+        indexes = [models.Index(fields=["client", "destination"], name="audience_client_dest")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AudienceSnapshot(TenantModel):
+    """The hashed identifiers one sync decided to upload; items in :class:`AudienceSnapshotItem`."""
+
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="snapshots", verbose_name="аудитория"
+    )
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+    complete = models.BooleanField("собран полностью", default=False)
+    size = models.PositiveIntegerField("идентификаторов", default=0)
+    counts = models.JSONField("по видам", default=dict, blank=True)
+
+    class Meta:
+        verbose_name = "снимок аудитории"
+        verbose_name_plural = "снимки аудиторий"
+        indexes = [models.Index(fields=["client", "audience"], name="snapshot_client_audience")]
+
+
+class AudienceSnapshotItem(models.Model):
+    """One hashed identifier of a snapshot. Written by COPY in bulk (no per-row FK triggers,
+    as for the other high-volume tables), read back in order to build files and diffs."""
+
+    class Kind(models.IntegerChoices):
+        EMAIL = 1, "email"
+        PHONE = 2, "phone"
+
+    client_id = models.BigIntegerField()
+    snapshot = models.ForeignKey(
+        AudienceSnapshot, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
+    kind = models.PositiveSmallIntegerField(choices=Kind.choices)
+    value = models.CharField(max_length=64)
+
+    class Meta:
+        verbose_name = "идентификатор снимка"
+        verbose_name_plural = "идентификаторы снимков"
+        indexes = [
+            models.Index(fields=["snapshot", "kind", "value"], name="snapshotitem_snap_kind_value")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_id}:{self.kind}:{self.value}"
+
+
+class SyncRun(TenantModel):
+    """One sync of an audience: who was held back and why, what was sent, what the platform
+    said. Failed runs keep the platform's own error text."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "в очереди"
+        RUNNING = "running", "выполняется"
+        SUCCEEDED = "succeeded", "выполнена"
+        DEFERRED = "deferred", "отложена (платформа ещё обрабатывает)"
+        SKIPPED = "skipped", "пропущена"
+        FAILED = "failed", "ошибка"
+
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="sync_runs", verbose_name="аудитория"
+    )
+    snapshot = models.ForeignKey(
+        AudienceSnapshot,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="снимок",
+    )
+    status = models.CharField(
+        "статус", max_length=20, choices=Status.choices, default=Status.PENDING
+    )
+    source = models.CharField("источник", max_length=20, default="beat")
+    created_at = models.DateTimeField("создана", auto_now_add=True)
+    started_at = models.DateTimeField("начата", null=True, blank=True)
+    finished_at = models.DateTimeField("завершена", null=True, blank=True)
+    progress = models.PositiveSmallIntegerField("ход, %", default=0)
+    stage = models.CharField("этап", max_length=100, blank=True)
+    members = models.PositiveIntegerField("участников сегмента", default=0)
+    held_back_erased = models.PositiveIntegerField("удалены по запросу", default=0)
+    held_back_consent = models.PositiveIntegerField("нет согласия", default=0)
+    suppressed = models.PositiveIntegerField("исключены", default=0)
+    no_identifier = models.PositiveIntegerField("нет email/телефона", default=0)
+    exported = models.PositiveIntegerField("выгружено людей", default=0)
+    uploaded = models.PositiveIntegerField("отправлено строк", default=0)
+    added = models.PositiveIntegerField("добавлено", default=0)
+    removed = models.PositiveIntegerField("удалено", default=0)
+    remote_status = models.CharField("статус на платформе", max_length=40, blank=True)
+    matched_percent = models.FloatField("распознано, %", null=True, blank=True)
+    request_ids = models.JSONField("id запросов", default=list, blank=True)
+    steps = models.JSONField("шаги", default=list, blank=True)
+    message = models.TextField("пояснение", blank=True)
+    platform_error = models.TextField("ошибка платформы", blank=True)
+    error = models.TextField("ошибка", blank=True)
+
+    class Meta:
+        verbose_name = "синхронизация"
+        verbose_name_plural = "синхронизации"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["client", "audience", "created_at"], name="syncrun_client_aud"),
+            models.Index(fields=["status", "created_at"], name="syncrun_status_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.audience_id} {self.status}"

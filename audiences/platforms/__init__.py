@@ -1,0 +1,1 @@
+"""HTTP clients of the ad platforms (real APIs, base URL configurable per destination)."""

@@ -1,0 +1,108 @@
+"""Yandex Audiences API client (https://api-audience.yandex.ru/v1/management/).
+
+Facts in ../shared/reference/ad-platforms.md: ``Authorization: OAuth <token>``; CRM data is
+uploaded as a CSV (``segments/upload_csv_file``, field ``file``) and confirmed
+(``segment/{id}/confirm``, hashed SHA256, content_type crm); changes go through
+``segment/{id}/modify_data`` only once the segment is ``processed``; lookalikes come from
+``segments/create_lookalike``. Errors: ``{"errors": [{"error_type", "message"}], "message"}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .http import PlatformHttp
+
+DEFAULT_BASE_URL = "https://api-audience.yandex.ru/v1/management/"
+MIN_ROWS = 100  # below this the confirm is refused (unless check_size=false)
+PROCESSED = "processed"
+FEW_DATA = "few_data"
+
+
+def yandex_error(response: httpx.Response) -> tuple[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return "http_error", f"HTTP {response.status_code}: {response.text[:300]}"
+    errors = body.get("errors") or []
+    if errors and isinstance(errors[0], dict):
+        first = errors[0]
+        message = first.get("message") or body.get("message") or ""
+        if first.get("location"):
+            message = f"{message} ({first['location']})"
+        return first.get("error_type", "error"), message
+    return str(body.get("code", response.status_code)), str(body.get("message", body))
+
+
+class YandexAudiencesClient:
+    def __init__(self, *, base_url: str, token: str, **http_options: Any) -> None:
+        self.http = PlatformHttp(
+            base_url or DEFAULT_BASE_URL,
+            error_parser=yandex_error,
+            headers={"Authorization": f"OAuth {token}"},
+            **http_options,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def segments(self) -> list[dict]:
+        return self.http.request("GET", "segments").json().get("segments", [])
+
+    def segment(self, segment_id: int) -> dict | None:
+        """The segment from the account's list (the API has no single-segment read)."""
+        return next((s for s in self.segments() if s.get("id") == segment_id), None)
+
+    def segments_named(self, name: str) -> list[dict]:
+        return [s for s in self.segments() if s.get("name") == name]
+
+    def upload_csv(self, path: Path, *, filename: str) -> dict:
+        """Upload a CSV; the new segment is named after the file until it is confirmed."""
+        return self.http.request(
+            "POST",
+            "segments/upload_csv_file",
+            creates=True,
+            before_attempt=lambda: {"files": {"file": (filename, path.open("rb"), "text/csv")}},
+        ).json()["segment"]
+
+    def confirm(self, segment_id: int, *, name: str) -> dict:
+        body = {
+            "segment": {
+                "id": segment_id,
+                "name": name,
+                "hashed": 1,
+                "hashing_alg": "SHA256",
+                "content_type": "crm",
+            }
+        }
+        return self.http.request("POST", f"segment/{segment_id}/confirm", json=body).json()[
+            "segment"
+        ]
+
+    def modify(self, segment_id: int, path: Path, *, modification_type: str) -> dict:
+        return self.http.request(
+            "POST",
+            f"segment/{segment_id}/modify_data",
+            params={"modification_type": modification_type},
+            before_attempt=lambda: {"files": {"file": (path.name, path.open("rb"), "text/csv")}},
+        ).json()["segment"]
+
+    def create_lookalike(self, *, name: str, source_id: int, value: int) -> dict:
+        body = {
+            "segment": {
+                "name": name,
+                "lookalike_link": source_id,
+                "lookalike_value": value,
+                "maintain_device_distribution": True,
+                "maintain_geo_distribution": True,
+            }
+        }
+        return self.http.request(
+            "POST", "segments/create_lookalike", json=body, creates=True
+        ).json()["segment"]
+
+    def delete(self, segment_id: int) -> None:
+        self.http.request("DELETE", f"segment/{segment_id}")

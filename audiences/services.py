@@ -1,0 +1,366 @@
+"""Destinations and audiences: creation and changes with their rules, the beat schedule of each
+audience, and sync runs (creation; execution is in ``audiences.sync``).
+
+Every entry point (admin, API, commands, demo) calls these, so the rules hold everywhere:
+credentials are only ever stored encrypted; Yandex Audiences takes SHA-256 only, VK Ads and
+myTarget MD5 or plain; a destination's country is its DataRecipient's (the cross-border guard
+reads it); an audience and its segments belong to the destination's client; each audience has
+exactly one django-celery-beat PeriodicTask that follows its schedule and active flag.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from agency.recovery import stalled_jobs_reset
+from clients.models import Client
+from consent.models import DataRecipient
+from segments.models import Segment
+
+from .crypto import secret_decrypt, secret_encrypt, secret_rotate
+from .models import Audience, Destination, SyncRun
+
+SCHEDULED_TASK = "audiences.tasks.audience_scheduled_sync_task"
+ACTIVE_RUN_STATUSES = (SyncRun.Status.PENDING, SyncRun.Status.RUNNING)
+
+REQUIRED_CREDENTIALS = {
+    Destination.Platform.YANDEX_AUDIENCES: ("token",),
+    Destination.Platform.VK_ADS: ("client_id", "client_secret"),
+    Destination.Platform.MYTARGET: ("client_id", "client_secret"),
+}
+ALLOWED_HASHING = {
+    Destination.Platform.YANDEX_AUDIENCES: (Destination.Hashing.SHA256,),
+    Destination.Platform.VK_ADS: (Destination.Hashing.MD5, Destination.Hashing.PLAIN),
+    Destination.Platform.MYTARGET: (Destination.Hashing.MD5, Destination.Hashing.PLAIN),
+}
+DEFAULT_HASHING = {
+    Destination.Platform.YANDEX_AUDIENCES: Destination.Hashing.SHA256,
+    Destination.Platform.VK_ADS: Destination.Hashing.MD5,
+    Destination.Platform.MYTARGET: Destination.Hashing.MD5,
+}
+RECIPIENT_LEGAL_NAMES = {
+    Destination.Platform.YANDEX_AUDIENCES: "ООО «Яндекс»",
+    Destination.Platform.VK_ADS: "ООО «ВК»",
+    Destination.Platform.MYTARGET: "ООО «ВК»",
+}
+
+
+class AudienceError(Exception):
+    """A rule refused the change; ``field`` names the input at fault, when there is one."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+# --------------------------------------------------------------------------------------------
+# Destinations
+
+
+def _check_destination(platform: str, hashing: str, country: str) -> None:
+    if platform not in Destination.Platform.values:
+        raise AudienceError(
+            "invalid_platform", f"неизвестная платформа: {platform}", field="platform"
+        )
+    if hashing not in ALLOWED_HASHING[platform]:
+        allowed = ", ".join(ALLOWED_HASHING[platform])
+        raise AudienceError(
+            "invalid_hashing",
+            f"{Destination.Platform(platform).label} принимает хеширование: {allowed}",
+            field="hashing",
+        )
+    if len(country or "") != 2 or not country.isalpha() or not country.isupper():
+        raise AudienceError(
+            "invalid_country", "страна — код ISO 3166-1 из двух заглавных букв", field="country"
+        )
+
+
+def _check_credentials(platform: str, credentials: dict[str, Any]) -> dict[str, str]:
+    if not isinstance(credentials, dict):
+        raise AudienceError("invalid_credentials", "учётные данные — объект", field="credentials")
+    missing = [key for key in REQUIRED_CREDENTIALS[platform] if not credentials.get(key)]
+    if missing:
+        raise AudienceError(
+            "invalid_credentials",
+            f"не хватает учётных данных: {', '.join(missing)}",
+            field="credentials",
+        )
+    return {key: str(value) for key, value in credentials.items() if value not in (None, "")}
+
+
+@transaction.atomic
+def destination_create(
+    *,
+    client: Client,
+    name: str,
+    platform: str,
+    credentials: dict[str, Any],
+    base_url: str = "",
+    hashing: str | None = None,
+    country: str = "RU",
+) -> Destination:
+    hashing = hashing or DEFAULT_HASHING.get(platform, "")
+    _check_destination(platform, hashing, country)
+    credentials = _check_credentials(platform, credentials)
+    if Destination.objects.for_client(client).filter(name=name).exists():
+        raise AudienceError("name_taken", f"кабинет «{name}» уже есть", field="name")
+    recipient = DataRecipient.objects.create(
+        client=client,
+        name=f"{Destination.Platform(platform).label}: {name}"[:200],
+        legal_name=RECIPIENT_LEGAL_NAMES[platform],
+        kind=DataRecipient.Kind.AD_PLATFORM,
+        country=country,
+    )
+    return Destination.objects.create(
+        client=client,
+        name=name,
+        platform=platform,
+        base_url=base_url,
+        hashing=hashing,
+        country=country,
+        recipient=recipient,
+        credentials_encrypted=secret_encrypt(credentials),
+    )
+
+
+@transaction.atomic
+def destination_update(
+    *, destination: Destination, credentials: dict[str, Any] | None = None, **changes: Any
+) -> Destination:
+    """Change fields; new credentials replace the stored ones (and drop the cached token)."""
+    allowed = {"name", "base_url", "hashing", "country", "is_active"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise AudienceError("invalid_field", f"нельзя изменить: {', '.join(sorted(unknown))}")
+    for key, value in changes.items():
+        setattr(destination, key, value)
+    _check_destination(destination.platform, destination.hashing, destination.country)
+    if (
+        "name" in changes
+        and Destination.objects.for_client(destination.client_id)
+        .filter(name=destination.name)
+        .exclude(pk=destination.pk)
+        .exists()
+    ):
+        raise AudienceError("name_taken", f"кабинет «{destination.name}» уже есть", field="name")
+    fields = list(changes)
+    if credentials is not None:
+        destination.credentials_encrypted = secret_encrypt(
+            _check_credentials(destination.platform, credentials)
+        )
+        destination.token_encrypted = ""
+        destination.token_expires_at = None
+        fields += ["credentials_encrypted", "token_encrypted", "token_expires_at"]
+    destination.save(update_fields=fields or None)
+    if "country" in changes:
+        DataRecipient.objects.for_client(destination.client_id).filter(
+            pk=destination.recipient_id
+        ).update(country=destination.country)
+    if "is_active" in changes:
+        for audience in Audience.objects.for_client(destination.client_id).filter(
+            destination=destination
+        ):
+            audience_schedule_sync(audience)
+    return destination
+
+
+def destination_credentials(destination: Destination) -> dict[str, str]:
+    return secret_decrypt(destination.credentials_encrypted)
+
+
+def credentials_rotate() -> int:
+    """Re-encrypt every destination's secrets with the newest key; returns how many."""
+    count = 0
+    for destination in Destination.objects.unscoped().iterator():
+        destination.credentials_encrypted = secret_rotate(destination.credentials_encrypted)
+        destination.token_encrypted = secret_rotate(destination.token_encrypted)
+        Destination.objects.for_client(destination.client_id).filter(pk=destination.pk).update(
+            credentials_encrypted=destination.credentials_encrypted,
+            token_encrypted=destination.token_encrypted,
+        )
+        count += 1
+    return count
+
+
+# --------------------------------------------------------------------------------------------
+# Audiences
+
+
+def _check_audience(audience: Audience, suppression: list[Segment] | None) -> None:
+    client_id = audience.client_id
+    if audience.segment.client_id != client_id:
+        raise AudienceError("segment_not_found", "сегмент не найден", field="segment")
+    if audience.destination.client_id != client_id:
+        raise AudienceError("destination_not_found", "кабинет не найден", field="destination")
+    if audience.segment.kind == Segment.Kind.SUPPRESSION:
+        raise AudienceError(
+            "invalid_segment",
+            "сегмент-исключение нельзя выгружать как аудиторию; укажите его в исключениях",
+            field="segment",
+        )
+    if not 1 <= int(audience.lookalike_value) <= 5:
+        raise AudienceError(
+            "invalid_lookalike_value", "точность look-alike — от 1 до 5", field="lookalike_value"
+        )
+    if not 1 <= int(audience.sync_every_days) <= 60:
+        raise AudienceError(
+            "invalid_schedule", "период обновления — от 1 до 60 дней", field="sync_every_days"
+        )
+    for segment in suppression or []:
+        if segment.client_id != client_id:
+            raise AudienceError(
+                "segment_not_found", "сегмент не найден", field="suppression_segments"
+            )
+        if segment.pk == audience.segment_id:
+            raise AudienceError(
+                "invalid_suppression",
+                "сегмент аудитории не может быть своим исключением",
+                field="suppression_segments",
+            )
+
+
+@transaction.atomic
+def audience_create(
+    *,
+    client: Client,
+    name: str,
+    segment: Segment,
+    destination: Destination,
+    suppression_segments: list[Segment] | None = None,
+    **fields: Any,
+) -> Audience:
+    audience = Audience(
+        client=client, name=name, segment=segment, destination=destination, **fields
+    )
+    _check_audience(audience, suppression_segments)
+    if Audience.objects.for_client(client).filter(name=name).exists():
+        raise AudienceError("name_taken", f"аудитория «{name}» уже есть", field="name")
+    audience.save()
+    if suppression_segments:
+        audience.suppression_segments.set(suppression_segments)
+    audience_schedule_sync(audience)
+    return audience
+
+
+@transaction.atomic
+def audience_update(
+    *, audience: Audience, suppression_segments: list[Segment] | None = None, **changes: Any
+) -> Audience:
+    """Change an audience; a new segment or identifiers start the remote audience afresh on the
+    next sync (a remote audience holds one kind of data)."""
+    allowed = {
+        "name",
+        "segment",
+        "purpose",
+        "identifiers",
+        "lookalike_value",
+        "sync_every_days",
+        "is_active",
+    }
+    unknown = set(changes) - allowed
+    if unknown:
+        raise AudienceError("invalid_field", f"нельзя изменить: {', '.join(sorted(unknown))}")
+    restart = any(
+        key in changes and getattr(audience, key) != changes[key]
+        for key in ("segment", "identifiers", "purpose")
+    )
+    for key, value in changes.items():
+        setattr(audience, key, value)
+    _check_audience(audience, suppression_segments)
+    if (
+        Audience.objects.for_client(audience.client_id)
+        .filter(name=audience.name)
+        .exclude(pk=audience.pk)
+        .exists()
+    ):
+        raise AudienceError("name_taken", f"аудитория «{audience.name}» уже есть", field="name")
+    if restart:
+        audience.remote = {}
+        audience.confirmed_snapshot = None
+        audience.state = Audience.State.NEW
+    audience.save()
+    if suppression_segments is not None:
+        audience.suppression_segments.set(suppression_segments)
+    audience_schedule_sync(audience)
+    return audience
+
+
+def audience_schedule_sync(audience: Audience) -> PeriodicTask:
+    """Create or update the audience's beat entry: every ``sync_every_days`` days, enabled
+    while the audience and its destination are active. Staff may edit it in the beat admin."""
+    interval, _ = IntervalSchedule.objects.get_or_create(
+        every=audience.sync_every_days, period=IntervalSchedule.DAYS
+    )
+    enabled = audience.is_active and audience.destination.is_active
+    values = {
+        "name": f"Синхронизация аудитории #{audience.pk} «{audience.name}»"[:200],
+        "task": SCHEDULED_TASK,
+        "interval": interval,
+        "crontab": None,
+        "args": json.dumps([audience.pk]),
+        "enabled": enabled,
+        "description": f"client={audience.client_id}",
+    }
+    task = audience.periodic_task
+    if task is None:
+        task = PeriodicTask.objects.create(**values)
+        Audience.objects.for_client(audience.client_id).filter(pk=audience.pk).update(
+            periodic_task=task
+        )
+        audience.periodic_task = task
+    else:
+        for key, value in values.items():
+            setattr(task, key, value)
+        task.save()
+    return task
+
+
+def audience_next_sync(audience: Audience, now: datetime | None = None) -> datetime | None:
+    task = audience.periodic_task
+    if task is None or not task.enabled or task.interval is None:
+        return None
+    now = now or timezone.now()
+    last = task.last_run_at or audience.last_synced_at or audience.created_at
+    due = last + task.interval.schedule.run_every
+    return max(due, now)
+
+
+# --------------------------------------------------------------------------------------------
+# Sync runs
+
+
+def sync_run_create(*, audience: Audience, source: str = "beat") -> tuple[SyncRun, bool]:
+    """A pending run for the audience, or the one already pending/running (never two at once).
+    Returns (run, created)."""
+    with transaction.atomic():
+        Audience.objects.for_client(audience.client_id).select_for_update().filter(
+            pk=audience.pk
+        ).first()
+        active = (
+            SyncRun.objects.for_client(audience.client_id)
+            .filter(audience=audience, status__in=ACTIVE_RUN_STATUSES)
+            .order_by("created_at")
+            .first()
+        )
+        if active is not None:
+            return active, False
+        return (
+            SyncRun.objects.create(client_id=audience.client_id, audience=audience, source=source),
+            True,
+        )
+
+
+def sync_runs_recover(now: datetime | None = None) -> list[int]:
+    """Runs a dead worker left "running" go back to pending (they resume from their snapshot);
+    returns pending runs whose message was lost, to send again."""
+    return stalled_jobs_reset(
+        SyncRun.objects.unscoped(), now=now, reset={"stage": "возобновление после сбоя"}
+    )

@@ -1,0 +1,652 @@
+"""One audience sync, from the export set to the platform and back into the SyncRun log.
+
+Order of a run (``sync_run_execute``):
+1. take the destination's lease (one sync at a time per destination) and claim the run;
+2. the cross-border guard (``consent.transfers.transfer_check``), before anything is written;
+3. the snapshot: built once per run and kept, so a run interrupted halfway resumes with the
+   same membership snapshot (``audiences.snapshots``);
+4. the platform flow (:func:`sync_yandex`, :func:`sync_vk`): every remote object is named after
+   the audience and the snapshot (``cvm-a<audience>-s<snapshot>``) and looked up by that name
+   before it is created, so a repeated or resumed run never uploads twice; remote ids are saved
+   the moment the platform returns them;
+5. the outcome: counts, remote status, matched %, request ids, the platform's message.
+
+Which snapshot each remote object holds is kept per object in ``Audience.remote`` (the Yandex
+segment, each VK users list), and every change is the difference against that snapshot: what
+the platform holds is never guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from consent.transfers import TransferRefused, transfer_check
+
+from .crypto import CredentialsUnreadable, secret_decrypt
+from .hashing import EMAIL, hasher_for
+from .models import Audience, AudienceSnapshot, Destination, SyncRun
+from .platforms import vk as vk_api
+from .platforms import yandex as yandex_api
+from .platforms.http import OutcomeUnknown, PlatformError, PlatformHttp, PlatformUnavailable
+from .snapshots import (
+    audience_kinds,
+    plain_lines,
+    snapshot_build,
+    snapshot_difference,
+    snapshot_items,
+    yandex_csv,
+)
+
+logger = logging.getLogger(__name__)
+
+Status = SyncRun.Status
+State = Audience.State
+
+
+class DestinationBusy(Exception):
+    """Another sync holds the destination; the task tries again later."""
+
+
+@dataclass
+class Outcome:
+    status: str = Status.SUCCEEDED
+    state: str = State.SYNCED
+    uploaded: int = 0
+    added: int = 0
+    removed: int = 0
+    remote_status: str = ""
+    matched_percent: float | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncContext:
+    run: SyncRun
+    audience: Audience
+    destination: Destination
+    snapshot: AudienceSnapshot
+    outcome: Outcome
+    progress: Callable[[int, str], None]
+    http_options: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"cvm-a{self.audience.pk}-s{self.snapshot.pk}"
+
+    def step(self, text: str) -> None:
+        self.run.steps = [*self.run.steps, f"{timezone.localtime():%H:%M:%S} {text}"]
+        SyncRun.objects.for_client(self.run.client_id).filter(pk=self.run.pk).update(
+            steps=self.run.steps
+        )
+
+    def remote_save(self) -> None:
+        """Persist remote ids at once: a run killed after this line will not upload again."""
+        Audience.objects.for_client(self.audience.client_id).filter(pk=self.audience.pk).update(
+            remote=self.audience.remote
+        )
+
+
+def find_or_create(
+    find: Callable[[], dict | None], create: Callable[[], dict], attempts: int = 4
+) -> dict:
+    """Create a remote object unless it exists; after a lost reply look again, never re-send
+    blindly (the platform may have created it before the connection dropped)."""
+    last: OutcomeUnknown | None = None
+    for _ in range(attempts):
+        found = find()
+        if found is not None:
+            return found
+        try:
+            return create()
+        except OutcomeUnknown as exc:
+            last = exc
+    found = find()
+    if found is not None:
+        return found
+    raise PlatformUnavailable(str(last))
+
+
+# --------------------------------------------------------------------------------------------
+# Yandex Audiences
+
+
+def _matched(segment: dict) -> float | None:
+    value = segment.get("matched_percentage")
+    return float(value) if value is not None else None
+
+
+def _yandex_upload(ctx: SyncContext, api: yandex_api.YandexAudiencesClient) -> dict:
+    """Upload the whole snapshot as a new segment and confirm it."""
+    kinds = audience_kinds(ctx.audience)
+    name = ctx.key
+
+    def find() -> dict | None:
+        return next(iter(api.segments_named(name)), None)
+
+    def create() -> dict:
+        with yandex_csv(snapshot_items(ctx.snapshot.pk, kinds), kinds) as export:
+            ctx.progress(60, "загрузка файла в Яндекс Аудитории")
+            segment = api.upload_csv(export.path, filename=f"{name}.csv")
+            ctx.outcome.uploaded = export.lines
+            return segment
+
+    segment = find_or_create(find, create)
+    ctx.audience.remote = {"segment_id": segment["id"], "snapshot_id": ctx.snapshot.pk}
+    ctx.remote_save()
+    ctx.step(f"файл загружен: сегмент {segment['id']}")
+    if segment.get("status") == "uploaded":
+        try:
+            segment = api.confirm(
+                segment["id"], name=f"{ctx.audience.name} (CVM #{ctx.audience.pk})"
+            )
+        except PlatformError as exc:
+            # A confirm whose reply was lost: the segment is past "uploaded" already.
+            current = api.segment(segment["id"])
+            if current is None or current.get("status") == "uploaded":
+                raise
+            segment = current
+            logger.info("confirm of %s repeated: %s", segment["id"], exc.message)
+        ctx.step(f"сегмент {segment['id']} подтверждён (SHA256, crm)")
+    ctx.outcome.uploaded = ctx.outcome.uploaded or ctx.snapshot.size
+    ctx.outcome.added = ctx.snapshot.size
+    return segment
+
+
+def sync_yandex(ctx: SyncContext, api: yandex_api.YandexAudiencesClient) -> None:
+    audience, outcome, snapshot = ctx.audience, ctx.outcome, ctx.snapshot
+    remote = audience.remote or {}
+    segment = api.segment(remote["segment_id"]) if remote.get("segment_id") else None
+    if remote.get("segment_id") and segment is None:
+        ctx.step(f"сегмент {remote['segment_id']} не найден на платформе: загружаем заново")
+        audience.remote = remote = {}
+        ctx.remote_save()
+    if segment is not None and segment.get("status") == yandex_api.FEW_DATA:
+        changed = _has_difference(snapshot.pk, remote["snapshot_id"], audience_kinds(audience))
+        if changed and snapshot.size >= yandex_api.MIN_ROWS:
+            ctx.step(f"сегмент {segment['id']} мал (few_data) и не изменяется: заменяем новым")
+            api.delete(segment["id"])
+            audience.remote = remote = {}
+            ctx.remote_save()
+            segment = None
+    if segment is None:
+        if snapshot.size < yandex_api.MIN_ROWS:
+            outcome.status, outcome.state = Status.SKIPPED, State.TOO_SMALL
+            outcome.messages.append(
+                f"К выгрузке {snapshot.size} идентификаторов, а Яндекс Аудитории принимают "
+                f"не меньше {yandex_api.MIN_ROWS}: аудитория не загружена."
+            )
+            return
+        segment = _yandex_upload(ctx, api)
+    else:
+        _yandex_modify(ctx, api, segment)
+        segment = api.segment(segment["id"]) or segment
+    outcome.remote_status = segment.get("status", "")
+    outcome.matched_percent = _matched(segment)
+    if outcome.remote_status == yandex_api.FEW_DATA:
+        outcome.state = State.TOO_SMALL
+        outcome.messages.append(
+            "Яндекс распознал слишком мало людей (few_data, меньше 100): сегмент нельзя "
+            "использовать в рекламе, пока он не вырастет."
+        )
+    elif outcome.remote_status != yandex_api.PROCESSED and outcome.state == State.SYNCED:
+        outcome.state = State.PROCESSING
+    if audience.purpose == Audience.Purpose.LOOKALIKE:
+        _yandex_lookalike(ctx, api, segment)
+
+
+def _has_difference(new_id: int, old_id: int, kinds: tuple[int, ...]) -> bool:
+    return any(True for _ in snapshot_difference(new_id, old_id, kinds)) or any(
+        True for _ in snapshot_difference(old_id, new_id, kinds)
+    )
+
+
+def _count(items) -> int:
+    return sum(1 for _ in items)
+
+
+def _yandex_modify(ctx: SyncContext, api: yandex_api.YandexAudiencesClient, segment: dict) -> None:
+    """Send the change since the snapshot the segment holds: one modify_data per processing
+    cycle (the platform refuses the next until it has processed the last)."""
+    audience, outcome, snapshot = ctx.audience, ctx.outcome, ctx.snapshot
+    kinds = audience_kinds(audience)
+    old_id = audience.remote["snapshot_id"]
+    added = _count(snapshot_difference(snapshot.pk, old_id, kinds))
+    removed = _count(snapshot_difference(old_id, snapshot.pk, kinds))
+    if not added and not removed:
+        ctx.step("изменений нет")
+        _mark_holding(ctx)
+        return
+    status = segment.get("status")
+    if status != yandex_api.PROCESSED:
+        outcome.status, outcome.state = Status.DEFERRED, State.PROCESSING
+        outcome.messages.append(
+            f"Сегмент {segment['id']} ещё обрабатывается Яндексом (статус {status}); "
+            f"изменения (+{added} / −{removed}) будут отправлены при следующем запуске."
+        )
+        return
+    if added and removed:
+        modification, items = "replace", snapshot_items(snapshot.pk, kinds)
+    elif added:
+        modification, items = "addition", snapshot_difference(snapshot.pk, old_id, kinds)
+    else:
+        modification, items = "subtraction", snapshot_difference(old_id, snapshot.pk, kinds)
+    with yandex_csv(items, kinds) as export:
+        ctx.progress(60, f"modify_data ({modification}) в Яндекс Аудитории")
+        api.modify(segment["id"], export.path, modification_type=modification)
+        outcome.uploaded = export.lines
+    outcome.added, outcome.removed = added, removed
+    ctx.step(f"modify_data {modification}: +{added} / −{removed}")
+    _mark_holding(ctx)
+
+
+def _mark_holding(ctx: SyncContext) -> None:
+    ctx.audience.remote = {**ctx.audience.remote, "snapshot_id": ctx.snapshot.pk}
+    ctx.remote_save()
+
+
+def _yandex_lookalike(ctx: SyncContext, api: yandex_api.YandexAudiencesClient, seed: dict) -> None:
+    audience, outcome = ctx.audience, ctx.outcome
+    if audience.remote.get("lookalike_id"):
+        lookalike = api.segment(audience.remote["lookalike_id"])
+        if lookalike is not None:
+            outcome.messages.append(
+                f"Look-alike: сегмент {lookalike['id']}, статус {lookalike.get('status')}."
+            )
+            return
+    if seed.get("status") != yandex_api.PROCESSED:
+        outcome.messages.append(
+            "Look-alike будет создан, когда Яндекс обработает исходный сегмент."
+        )
+        return
+    name = f"{audience.name} — look-alike {audience.lookalike_value} (CVM #{audience.pk})"
+    lookalike = find_or_create(
+        lambda: next(iter(api.segments_named(name)), None),
+        lambda: api.create_lookalike(
+            name=name, source_id=seed["id"], value=audience.lookalike_value
+        ),
+    )
+    audience.remote = {**audience.remote, "lookalike_id": lookalike["id"]}
+    ctx.remote_save()
+    ctx.step(f"look-alike создан: сегмент {lookalike['id']} (точность {audience.lookalike_value})")
+
+
+# --------------------------------------------------------------------------------------------
+# VK Ads / myTarget
+
+_PAD_DOMAIN = "pad.invalid"
+
+
+def _padding(kind: int, hashing: str, count: int, seed: str) -> list[str]:
+    """Lines that match nobody, to lift a differential list to the platform's minimum of 25.
+
+    Hashed: MD5 of a value under the reserved ``.invalid`` domain (RFC 2606), unreachable by
+    any real email or phone. Plain emails: such an address itself. Plain phones: numbers of the
+    unassigned +7 000 range (assumption: the platform accepts them as well-formed).
+    """
+    hash_value = hasher_for(hashing)
+    lines = []
+    for index in range(count):
+        if kind == EMAIL or hashing != "plain":
+            lines.append(hash_value(f"{seed}-{index}@{_PAD_DOMAIN}"))
+        else:
+            digest = hashlib.md5(f"{seed}-{index}".encode(), usedforsecurity=False).hexdigest()
+            lines.append(f"7000{int(digest[:8], 16) % 10**7:07d}")
+    return lines
+
+
+def sync_vk(ctx: SyncContext, api: vk_api.VkAdsClient) -> None:
+    audience, outcome, snapshot = ctx.audience, ctx.outcome, ctx.snapshot
+    remote = {"lists": {}, **(audience.remote or {})}
+    audience.remote = remote
+    statuses = []
+    for kind in audience_kinds(audience):
+        list_type = vk_api.LIST_TYPES[kind]
+        size = snapshot.counts.get("email" if kind == EMAIL else "phone", 0)
+        held = remote["lists"].get(list_type)
+        if held and api.users_list(held["id"]) is None:
+            ctx.step(f"список {held['id']} ({list_type}) удалён на платформе: загружаем заново")
+            remote["lists"].pop(list_type)
+            ctx.remote_save()
+            held = None
+        if held is None:
+            if size < vk_api.MIN_LIST_LINES:
+                outcome.messages.append(
+                    f"{list_type}: {size} строк, а список принимается от "
+                    f"{vk_api.MIN_LIST_LINES}: не загружен."
+                )
+                continue
+            name = f"{ctx.key}-{list_type}"
+
+            def create(kind: int = kind, list_type: str = list_type, name: str = name) -> dict:
+                with plain_lines(snapshot_items(snapshot.pk, (kind,))) as export:
+                    ctx.progress(60, f"загрузка списка {list_type}")
+                    created = api.upload_users_list(export.path, name=name, list_type=list_type)
+                    outcome.uploaded += export.lines
+                    return created
+
+            created = find_or_create(
+                lambda name=name: next(iter(api.lists_named(name)), None), create
+            )
+            remote["lists"][list_type] = {"id": created["id"], "snapshot_id": snapshot.pk}
+            ctx.remote_save()
+            outcome.added += size
+            outcome.uploaded = outcome.uploaded or size
+            statuses.append(created.get("status", ""))
+            ctx.step(f"список {list_type} загружен: {created['id']} ({size} строк)")
+            continue
+        _vk_changes(ctx, api, kind, list_type, held)
+        current = api.users_list(held["id"]) or {}
+        statuses.append(current.get("status", ""))
+    if not remote["lists"]:
+        outcome.status, outcome.state = Status.SKIPPED, State.TOO_SMALL
+        return
+    _vk_segment(ctx, api)
+    outcome.remote_status = ", ".join(sorted({s for s in statuses if s}))
+
+
+def _vk_changes(
+    ctx: SyncContext, api: vk_api.VkAdsClient, kind: int, list_type: str, held: dict
+) -> None:
+    """Differential lists against the snapshot the list holds: base=-N removes, base=N adds."""
+    snapshot, outcome = ctx.snapshot, ctx.outcome
+    hashing = ctx.destination.hashing
+    for direction, new_id, old_id, sign in (
+        ("remove", held["snapshot_id"], snapshot.pk, -1),
+        ("add", snapshot.pk, held["snapshot_id"], 1),
+    ):
+        count = _count(snapshot_difference(new_id, old_id, (kind,)))
+        if not count:
+            continue
+        name = f"{ctx.key}-{list_type}-{direction}"
+        pad = max(0, vk_api.MIN_DIFF_LINES - count)
+
+        def create(new_id=new_id, old_id=old_id, name=name, pad=pad, sign=sign) -> dict:
+            extra = _padding(kind, hashing, pad, name)
+            with plain_lines(snapshot_difference(new_id, old_id, (kind,)), extra) as export:
+                ctx.progress(70, f"{list_type}: {name}")
+                created = api.upload_users_list(
+                    export.path, name=name, list_type=list_type, base=sign * held["id"]
+                )
+                outcome.uploaded += export.lines
+                return created
+
+        find_or_create(lambda name=name: next(iter(api.lists_named(name)), None), create)
+        if direction == "remove":
+            outcome.removed += count
+        else:
+            outcome.added += count
+        ctx.step(
+            f"{list_type}: {'удалено' if sign < 0 else 'добавлено'} {count}"
+            + (f" (+{pad} пустых строк до минимума 25)" if pad else "")
+        )
+    held["snapshot_id"] = snapshot.pk
+    ctx.remote_save()
+
+
+def _vk_segment(ctx: SyncContext, api: vk_api.VkAdsClient) -> None:
+    """The remarketing segment ads are targeted with: positive relations for retargeting and
+    look-alike seeds, negative for exclusion."""
+    audience = ctx.audience
+    lists = audience.remote["lists"]
+    relation = "negative" if audience.purpose == Audience.Purpose.EXCLUSION else "positive"
+    wanted = sorted(item["id"] for item in lists.values())
+    segment = audience.remote.get("segment")
+    if segment and segment.get("lists") == wanted:
+        return
+    name = f"cvm-a{audience.pk}-{'-'.join(str(i) for i in wanted)}"
+    created = find_or_create(
+        lambda: next((s for s in api.segments() if s.get("name") == name), None),
+        lambda: api.create_segment(name=name, relations=[(i, relation) for i in wanted]),
+    )
+    audience.remote["segment"] = {"id": created["id"], "lists": wanted}
+    ctx.remote_save()
+    ctx.step(f"сегмент ретаргетинга {created['id']} ({relation}) на списки {wanted}")
+    if segment:
+        ctx.outcome.messages.append(
+            f"Списки аудитории изменились: новый сегмент ретаргетинга {created['id']} "
+            f"(прежний {segment['id']}) — замените его в кампаниях."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+def _lease(destination: Destination, run: SyncRun) -> bool:
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    return bool(
+        Destination.objects.for_client(destination.client_id)
+        .filter(pk=destination.pk)
+        .filter(Q(busy_run_id__isnull=True) | Q(busy_run_id=run.pk) | Q(busy_until__lt=now))
+        .update(busy_run_id=run.pk, busy_until=until)
+    )
+
+
+def _release(destination: Destination, run: SyncRun) -> None:
+    Destination.objects.for_client(destination.client_id).filter(
+        pk=destination.pk, busy_run_id=run.pk
+    ).update(busy_run_id=None, busy_until=None)
+
+
+def platform_client(destination: Destination, **http_options: Any):
+    """The HTTP client of the destination's platform, at its base URL."""
+    credentials = secret_decrypt(destination.credentials_encrypted)
+    if destination.platform == Destination.Platform.YANDEX_AUDIENCES:
+        return yandex_api.YandexAudiencesClient(
+            base_url=destination.base_url or yandex_api.DEFAULT_BASE_URL,
+            token=credentials["token"],
+            **http_options,
+        )
+    base_url = destination.base_url or vk_api.DEFAULT_BASE_URLS[destination.platform]
+    tokens = vk_api.VkTokenCache(
+        destination,
+        lambda: PlatformHttp(base_url, error_parser=vk_api.vk_error, **http_options),
+    )
+    return vk_api.VkAdsClient(base_url=base_url, token_cache=tokens, **http_options)
+
+
+def _progress_writer(run: SyncRun) -> Callable[[int, str], None]:
+    def write(percent: int, stage: str) -> None:
+        run.progress, run.stage = percent, stage[:100]
+        SyncRun.objects.for_client(run.client_id).filter(pk=run.pk).update(
+            progress=percent, stage=stage[:100]
+        )
+
+    return write
+
+
+def _snapshot_for(
+    run: SyncRun, audience: Audience, destination: Destination, progress
+) -> AudienceSnapshot:
+    """The run's snapshot: reused when complete (a resumed run), built otherwise."""
+    snapshot = run.snapshot
+    if snapshot is not None and snapshot.complete:
+        return snapshot
+    if snapshot is None:
+        snapshot = AudienceSnapshot.objects.create(client_id=run.client_id, audience=audience)
+        run.snapshot = snapshot
+        SyncRun.objects.for_client(run.client_id).filter(pk=run.pk).update(snapshot=snapshot)
+    segment_size = audience.segment.size or 1
+
+    def built(members: int) -> None:
+        progress(min(50, 5 + 45 * members // segment_size), f"отбор и хеширование: {members}")
+
+    counts = snapshot_build(audience, snapshot, hashing=destination.hashing, progress=built)
+    SyncRun.objects.for_client(run.client_id).filter(pk=run.pk).update(
+        members=counts.members,
+        held_back_erased=counts.held_back_erased,
+        held_back_consent=counts.held_back_consent,
+        suppressed=counts.suppressed,
+        no_identifier=counts.no_identifier,
+        exported=counts.exported,
+    )
+    return snapshot
+
+
+def _snapshots_prune(audience: Audience, keep: set[int]) -> None:
+    """Drop snapshots no remote object holds any more (their items go with them)."""
+    from .models import AudienceSnapshotItem
+
+    stale = list(
+        AudienceSnapshot.objects.for_client(audience.client_id)
+        .filter(audience=audience)
+        .exclude(pk__in=keep)
+        .exclude(
+            pk__in=SyncRun.objects.for_client(audience.client_id)
+            .filter(audience=audience, status__in=(Status.PENDING, Status.RUNNING))
+            .exclude(snapshot=None)
+            .values("snapshot_id")
+        )
+        .values_list("pk", flat=True)
+    )
+    if stale:
+        AudienceSnapshotItem.objects.filter(snapshot_id__in=stale).delete()
+        AudienceSnapshot.objects.for_client(audience.client_id).filter(pk__in=stale).delete()
+
+
+def _held_snapshots(remote: dict) -> set[int]:
+    held = {remote.get("snapshot_id")}
+    held |= {item.get("snapshot_id") for item in (remote.get("lists") or {}).values()}
+    return {pk for pk in held if pk}
+
+
+def sync_run_execute(run: SyncRun, *, http_options: dict[str, Any] | None = None) -> SyncRun:
+    """Run one pending sync to its end; raises DestinationBusy when another sync holds the
+    destination (the run stays pending). Platform refusals end the run as failed with the
+    platform's message; unexpected errors are recorded and re-raised."""
+    audience = (
+        Audience.objects.for_client(run.client_id)
+        .select_related("destination", "segment", "destination__recipient")
+        .get(pk=run.audience_id)
+    )
+    destination = audience.destination
+    if not _lease(destination, run):
+        raise DestinationBusy(f"кабинет {destination.pk} занят другой синхронизацией")
+    try:
+        claimed = (
+            SyncRun.objects.for_client(run.client_id)
+            .filter(pk=run.pk, status=Status.PENDING)
+            .update(status=Status.RUNNING, started_at=timezone.now(), error="")
+        )
+        run.refresh_from_db()
+        if not claimed:
+            return run
+        return _execute(run, audience, destination, http_options or {})
+    finally:
+        _release(destination, run)
+
+
+def _execute(
+    run: SyncRun, audience: Audience, destination: Destination, http_options: dict
+) -> SyncRun:
+    progress = _progress_writer(run)
+    outcome = Outcome()
+    started = timezone.now()
+    api = None
+    try:
+        if not destination.is_active:
+            raise PlatformError("кабинет отключён: синхронизация не выполняется")
+        progress(2, "проверка трансграничной передачи")
+        transfer_check(recipient=destination.recipient, operation=f"audience_sync:{audience.pk}")
+        progress(5, "отбор участников")
+        snapshot = _snapshot_for(run, audience, destination, progress)
+        api = platform_client(destination, **http_options)
+        ctx = SyncContext(run, audience, destination, snapshot, outcome, progress, http_options)
+        ctx.step(f"снимок {snapshot.pk}: {snapshot.size} идентификаторов {snapshot.counts}")
+        if destination.platform == Destination.Platform.YANDEX_AUDIENCES:
+            sync_yandex(ctx, api)
+        else:
+            sync_vk(ctx, api)
+    except (TransferRefused, PlatformError, CredentialsUnreadable) as exc:
+        outcome.status, outcome.state = Status.FAILED, State.FAILED
+        message = getattr(exc, "message", str(exc))
+        run.platform_error = message if isinstance(exc, PlatformError) and exc.status else ""
+        run.error = message
+        outcome.messages.append(message)
+    except Exception as exc:
+        logger.exception("audience sync run %s failed", run.pk)
+        _finish(
+            run,
+            audience,
+            Outcome(Status.FAILED, State.FAILED),
+            started,
+            api,
+            f"{type(exc).__name__}: {exc}",
+        )
+        raise
+    finally:
+        if api is not None:
+            api.close()
+    return _finish(run, audience, outcome, started, api, run.error)
+
+
+def _finish(
+    run: SyncRun, audience: Audience, outcome: Outcome, started, api, error: str
+) -> SyncRun:
+    now = timezone.now()
+    run.status = outcome.status
+    run.finished_at = now
+    run.progress = 100
+    run.stage = run.get_status_display()
+    run.uploaded, run.added, run.removed = outcome.uploaded, outcome.added, outcome.removed
+    run.remote_status = outcome.remote_status
+    run.matched_percent = outcome.matched_percent
+    run.request_ids = (api.http.request_ids if api is not None else [])[-200:]
+    run.message = "\n".join(outcome.messages)
+    run.error = error or ""
+    run.save(
+        update_fields=[
+            "status",
+            "finished_at",
+            "progress",
+            "stage",
+            "uploaded",
+            "added",
+            "removed",
+            "remote_status",
+            "matched_percent",
+            "request_ids",
+            "message",
+            "error",
+            "platform_error",
+        ]
+    )
+    remote = (
+        Audience.objects.for_client(audience.client_id)
+        .values_list("remote", flat=True)
+        .get(pk=audience.pk)
+    )
+    changes: dict[str, Any] = {"state": outcome.state, "state_message": run.message[:2000]}
+    if outcome.status in (Status.SUCCEEDED, Status.DEFERRED, Status.SKIPPED):
+        changes["last_synced_at"] = now
+    if outcome.remote_status:
+        changes["remote_status"] = outcome.remote_status
+    if outcome.matched_percent is not None:
+        changes["matched_percent"] = outcome.matched_percent
+    held = _held_snapshots(remote)
+    if outcome.status == Status.SUCCEEDED and run.snapshot_id in held:
+        changes["confirmed_snapshot_id"] = run.snapshot_id
+    Audience.objects.for_client(audience.client_id).filter(pk=audience.pk).update(**changes)
+    if run.snapshot_id:
+        _snapshots_prune(audience, held)
+    return run
+
+
+def audience_sync_now(
+    audience: Audience, *, source: str, http_options: dict | None = None
+) -> SyncRun:
+    """Create (or pick up) the audience's run and execute it here, in the foreground."""
+    from .services import sync_run_create
+
+    run, _ = sync_run_create(audience=audience, source=source)
+    return sync_run_execute(run, http_options=http_options)

@@ -1,0 +1,52 @@
+"""Celery tasks of audience syncs: thin, by id, safe to deliver twice."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from .models import Audience, SyncRun
+from .services import sync_run_create, sync_runs_recover
+from .sync import DestinationBusy, sync_run_execute
+
+logger = logging.getLogger(__name__)
+
+BUSY_RETRY_SECONDS = 60
+
+
+@shared_task(bind=True, acks_late=True, max_retries=60)
+def audience_sync_task(self, run_id: int) -> str | None:
+    """Execute a pending sync run. A run already taken or finished is left alone; while another
+    sync holds the destination the task comes back later (one sync per destination)."""
+    run = SyncRun.objects.unscoped().filter(pk=run_id).first()
+    if run is None:
+        logger.warning("sync run %s no longer exists", run_id)
+        return None
+    if run.status != SyncRun.Status.PENDING:
+        return run.status
+    try:
+        return sync_run_execute(run).status
+    except DestinationBusy as exc:
+        raise self.retry(countdown=BUSY_RETRY_SECONDS, exc=exc) from exc
+
+
+@shared_task(acks_late=True)
+def audience_scheduled_sync_task(audience_id: int) -> int | None:
+    """Beat entry of one audience (its PeriodicTask): start a run unless one is under way."""
+    audience = Audience.objects.unscoped().filter(pk=audience_id, is_active=True).first()
+    if audience is None:
+        return None
+    run, created = sync_run_create(audience=audience, source="beat")
+    if created:
+        audience_sync_task.delay(run.pk)
+    return run.pk
+
+
+@shared_task(acks_late=True)
+def audience_syncs_recover_task() -> list[int]:
+    """Periodic: re-send sync runs whose message was lost or whose worker died."""
+    run_ids = sync_runs_recover()
+    for run_id in run_ids:
+        audience_sync_task.delay(run_id)
+    return run_ids

@@ -1,0 +1,15 @@
+"""Loopback stub servers of the ad platforms (Yandex Audiences, VK Ads, myTarget).
+
+They check requests the way the real APIs do (auth schemes, multipart field names, file
+formats, size limits, status transitions, token limits, quotas) so that the platform's HTTP
+clients are tested against something stricter than a mock, and they run as a process for the
+`make run` demo (`python -m tests.stubs --help`). The facts they follow are in
+/work/shared/reference/ad-platforms.md; see the module docstrings of yandex_audiences.py and
+vk_ads.py for what each stub checks.
+"""
+
+from tests.stubs.base import StubServer
+from tests.stubs.vk_ads import VkAdsStub
+from tests.stubs.yandex_audiences import YandexAudiencesStub
+
+__all__ = ["StubServer", "VkAdsStub", "YandexAudiencesStub"]

@@ -1,0 +1,110 @@
+"""Run the three ad-platform stubs until Ctrl-C (or SIGTERM), for the `make run` demo.
+
+    python -m tests.stubs --yandex-port 8701 --vk-port 8702 --mytarget-port 8703 \\
+        --processing-delay 20 --yandex-token demo-yandex-token \\
+        --vk-client-id demo --vk-client-secret demo-secret
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any
+
+from tests.stubs.base import FAULT_KINDS
+from tests.stubs.vk_ads import VkAdsStub
+from tests.stubs.yandex_audiences import YandexAudiencesStub
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.stubs",
+        description="Loopback stubs of Yandex Audiences, VK Ads and myTarget.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--yandex-port", type=int, default=8701)
+    parser.add_argument("--vk-port", type=int, default=8702)
+    parser.add_argument("--mytarget-port", type=int, default=8703)
+    parser.add_argument(
+        "--processing-delay", type=float, default=20.0, help="seconds a segment/list processes"
+    )
+    parser.add_argument("--yandex-token", action="append", help="accepted OAuth token(s)")
+    parser.add_argument(
+        "--yandex-quota-per-minute",
+        type=int,
+        default=10,
+        help="create/modify calls per minute (documented: 10)",
+    )
+    parser.add_argument("--match-percent", type=int, default=80)
+    parser.add_argument("--vk-client-id", default="test-client")
+    parser.add_argument("--vk-client-secret", default="test-secret")
+    parser.add_argument("--mytarget-client-id", help="defaults to --vk-client-id", default=None)
+    parser.add_argument(
+        "--mytarget-client-secret", help="defaults to --vk-client-secret", default=None
+    )
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="0..1, share of faults")
+    parser.add_argument("--fault-seed", type=int, default=None)
+    parser.add_argument(
+        "--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated: 429,503,timeout"
+    )
+    parser.add_argument("--timeout-sleep", type=float, default=3.0)
+    parser.add_argument("--quiet", action="store_true", help="do not print each request")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    common: dict[str, Any] = {
+        "host": args.host,
+        "processing_delay": args.processing_delay,
+        "fault_rate": args.fault_rate,
+        "fault_seed": args.fault_seed,
+        "fault_kinds": [kind for kind in args.fault_kinds.split(",") if kind],
+        "timeout_sleep": args.timeout_sleep,
+        "log_requests": not args.quiet,
+    }
+    stubs = {
+        "Yandex Audiences": YandexAudiencesStub(
+            port=args.yandex_port,
+            tokens=set(args.yandex_token or ["test-yandex-token"]),
+            quota_per_minute=args.yandex_quota_per_minute,
+            match_percent=args.match_percent,
+            **common,
+        ),
+        "VK Ads": VkAdsStub(
+            port=args.vk_port,
+            credentials={args.vk_client_id: args.vk_client_secret},
+            platform="vk",
+            **common,
+        ),
+        "myTarget": VkAdsStub(
+            port=args.mytarget_port,
+            credentials={
+                args.mytarget_client_id or args.vk_client_id: args.mytarget_client_secret
+                or args.vk_client_secret
+            },
+            platform="mytarget",
+            **common,
+        ),
+    }
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    started = []
+    try:
+        for label, stub in stubs.items():
+            stub.start()
+            started.append(stub)
+            print(f"{label}: {stub.base_url}", flush=True)
+        print("Stubs running; Ctrl-C to stop.", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for stub in started:
+            stub.stop()
+
+
+if __name__ == "__main__":
+    main()

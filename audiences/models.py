@@ -140,6 +140,13 @@ class Audience(TenantModel):
         validators=[MinValueValidator(1), MaxValueValidator(60)],
         help_text="По предложению агентства — раз в 1–2 недели.",
     )
+    direct_retargeting_condition_id = models.BigIntegerField(
+        "id условия ретаргетинга в Директе",
+        null=True,
+        blank=True,
+        help_text="Условие ретаргетинга Яндекс Директа на этот сегмент: нужно для корректировок "
+        "ставок (bidmodifiers.add).",
+    )
     is_active = models.BooleanField("активна", default=True)
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
@@ -182,6 +189,15 @@ class Audience(TenantModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def suppression_segment_ids(self) -> list[int]:
+        """Read through the link table: the related manager would query segments unscoped
+        (services check on save that they are the audience's client's)."""
+        return list(
+            Audience.suppression_segments.through.objects.filter(audience_id=self.pk)
+            .order_by("segment_id")
+            .values_list("segment_id", flat=True)
+        )
 
 
 class AudienceSnapshot(TenantModel):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Avg, Count
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -244,8 +245,7 @@ def audience_create(
     if Audience.objects.for_client(client).filter(name=name).exists():
         raise AudienceError("name_taken", f"аудитория «{name}» уже есть", field="name")
     audience.save()
-    if suppression_segments:
-        audience.suppression_segments.set(suppression_segments)
+    _suppression_set(audience, suppression_segments or [])
     audience_schedule_sync(audience)
     return audience
 
@@ -288,9 +288,18 @@ def audience_update(
         audience.state = Audience.State.NEW
     audience.save()
     if suppression_segments is not None:
-        audience.suppression_segments.set(suppression_segments)
+        _suppression_set(audience, suppression_segments)
     audience_schedule_sync(audience)
     return audience
+
+
+def _suppression_set(audience: Audience, segments: list[Segment]) -> None:
+    """Through the link table: the related manager would query segments without a scope."""
+    links = Audience.suppression_segments.through.objects
+    links.filter(audience_id=audience.pk).delete()
+    links.bulk_create(
+        [links.model(audience_id=audience.pk, segment_id=segment.pk) for segment in segments]
+    )
 
 
 def audience_schedule_sync(audience: Audience) -> PeriodicTask:
@@ -364,3 +373,54 @@ def sync_runs_recover(now: datetime | None = None) -> list[int]:
     return stalled_jobs_reset(
         SyncRun.objects.unscoped(), now=now, reset={"stage": "возобновление после сбоя"}
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Value-based bidding
+
+
+def bid_modifiers_for_client(*, client: Client, exclude_bottom: bool = False) -> list:
+    """Recommended Yandex Direct bid modifiers for the client's Yandex audiences
+    (``audiences.bidding``). Value-based bidding is a tier feature."""
+    from clients.models import Tier
+    from segments.models import CustomerScore, SegmentMembership
+
+    from .bidding import recommend
+
+    tier = client.tier
+    if not tier.value_bidding:
+        upgrade = Tier.objects.filter(value_bidding=True).order_by("position", "pk").first()
+        where = f"доступны с тарифа {upgrade.name}" if upgrade else "не входят ни в один тариф"
+        raise AudienceError(
+            "tier_feature_value_bidding",
+            f"Ставки по ценности клиента {where}; у клиента тариф {tier.name}.",
+        )
+    scores = CustomerScore.objects.filter(client_id=client.pk, predicted_clv__isnull=False)
+    client_clv = [float(v) for v in scores.values_list("predicted_clv", flat=True).iterator()]
+    items = []
+    audiences = (
+        Audience.objects.for_client(client)
+        .filter(destination__platform=Destination.Platform.YANDEX_AUDIENCES)
+        .select_related("segment")
+        .order_by("name")
+    )
+    for audience in audiences:
+        members = SegmentMembership.objects.for_client(client).filter(
+            segment_id=audience.segment_id, left_at__isnull=True
+        )
+        figures = scores.filter(customer_id__in=members.values("customer_id")).aggregate(
+            mean=Avg("predicted_clv"), n=Count("pk")
+        )
+        items.append(
+            {
+                "id": audience.pk,
+                "name": audience.name,
+                "segment": audience.segment.name,
+                "purpose": audience.purpose,
+                "members": audience.segment.size,
+                "mean_clv": figures["mean"] if figures["n"] else None,
+                "retargeting_condition_id": audience.direct_retargeting_condition_id,
+                "remote_segment_id": (audience.remote or {}).get("segment_id"),
+            }
+        )
+    return recommend(items, client_clv, exclude_bottom=exclude_bottom)

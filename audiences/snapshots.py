@@ -30,6 +30,7 @@ from .hashing import EMAIL, KIND_NAMES, PHONE, hasher_for, platform_value
 from .models import Audience, AudienceSnapshot, AudienceSnapshotItem
 
 CONSENT_PURPOSE = "ad_audiences"
+
 CHUNK = 20_000
 KINDS_BY_IDENTIFIERS = {
     Audience.Identifiers.EMAIL: (EMAIL,),
@@ -61,7 +62,7 @@ def export_candidates(audience: Audience):
     members = Customer.objects.for_client(client_id).filter(
         Exists(open_members.filter(segment_id=audience.segment_id, customer_id=OuterRef("pk")))
     )
-    suppression_ids = list(audience.suppression_segments.values_list("pk", flat=True))
+    suppression_ids = audience.suppression_segment_ids()
     suppressed = Exists(
         open_members.filter(segment_id__in=suppression_ids or [0], customer_id=OuterRef("pk"))
     )

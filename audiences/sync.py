@@ -52,6 +52,16 @@ Status = SyncRun.Status
 State = Audience.State
 
 
+COUNT_FIELDS = (
+    "members",
+    "held_back_erased",
+    "held_back_consent",
+    "suppressed",
+    "no_identifier",
+    "exported",
+)
+
+
 class DestinationBusy(Exception):
     """Another sync holds the destination; the task tries again later."""
 
@@ -455,12 +465,16 @@ def platform_client(destination: Destination, **http_options: Any):
     return vk_api.VkAdsClient(base_url=base_url, token_cache=tokens, **http_options)
 
 
-def _progress_writer(run: SyncRun) -> Callable[[int, str], None]:
+def _progress_writer(
+    run: SyncRun, on_progress: Callable[[int, str], None] | None
+) -> Callable[[int, str], None]:
     def write(percent: int, stage: str) -> None:
         run.progress, run.stage = percent, stage[:100]
         SyncRun.objects.for_client(run.client_id).filter(pk=run.pk).update(
             progress=percent, stage=stage[:100]
         )
+        if on_progress is not None:
+            on_progress(percent, stage)
 
     return write
 
@@ -482,14 +496,9 @@ def _snapshot_for(
         progress(min(50, 5 + 45 * members // segment_size), f"отбор и хеширование: {members}")
 
     counts = snapshot_build(audience, snapshot, hashing=destination.hashing, progress=built)
-    SyncRun.objects.for_client(run.client_id).filter(pk=run.pk).update(
-        members=counts.members,
-        held_back_erased=counts.held_back_erased,
-        held_back_consent=counts.held_back_consent,
-        suppressed=counts.suppressed,
-        no_identifier=counts.no_identifier,
-        exported=counts.exported,
-    )
+    for name in COUNT_FIELDS:
+        setattr(run, name, getattr(counts, name))
+    run.save(update_fields=list(COUNT_FIELDS))
     return snapshot
 
 
@@ -520,7 +529,12 @@ def _held_snapshots(remote: dict) -> set[int]:
     return {pk for pk in held if pk}
 
 
-def sync_run_execute(run: SyncRun, *, http_options: dict[str, Any] | None = None) -> SyncRun:
+def sync_run_execute(
+    run: SyncRun,
+    *,
+    http_options: dict[str, Any] | None = None,
+    on_progress: Callable[[int, str], None] | None = None,
+) -> SyncRun:
     """Run one pending sync to its end; raises DestinationBusy when another sync holds the
     destination (the run stays pending). Platform refusals end the run as failed with the
     platform's message; unexpected errors are recorded and re-raised."""
@@ -541,15 +555,19 @@ def sync_run_execute(run: SyncRun, *, http_options: dict[str, Any] | None = None
         run.refresh_from_db()
         if not claimed:
             return run
-        return _execute(run, audience, destination, http_options or {})
+        return _execute(run, audience, destination, http_options or {}, on_progress)
     finally:
         _release(destination, run)
 
 
 def _execute(
-    run: SyncRun, audience: Audience, destination: Destination, http_options: dict
+    run: SyncRun,
+    audience: Audience,
+    destination: Destination,
+    http_options: dict,
+    on_progress: Callable[[int, str], None] | None,
 ) -> SyncRun:
-    progress = _progress_writer(run)
+    progress = _progress_writer(run, on_progress)
     outcome = Outcome()
     started = timezone.now()
     api = None
@@ -643,10 +661,14 @@ def _finish(
 
 
 def audience_sync_now(
-    audience: Audience, *, source: str, http_options: dict | None = None
+    audience: Audience,
+    *,
+    source: str,
+    http_options: dict | None = None,
+    on_progress: Callable[[int, str], None] | None = None,
 ) -> SyncRun:
     """Create (or pick up) the audience's run and execute it here, in the foreground."""
     from .services import sync_run_create
 
     run, _ = sync_run_create(audience=audience, source=source)
-    return sync_run_execute(run, http_options=http_options)
+    return sync_run_execute(run, http_options=http_options, on_progress=on_progress)

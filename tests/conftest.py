@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
 from rest_framework.test import APIClient
 
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
@@ -85,3 +91,44 @@ def portal_owner_a(django_user_model, client_a):
     user = django_user_model.objects.create_user(username="owner-a", password="pass-12345")
     ClientMembership.objects.create(user=user, client=client_a, role=ClientMembership.Role.OWNER)
     return user
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def start_worker(settings):
+    """Start real Celery worker processes on the test database and the Redis broker of
+    `make test` (extra environment variables as keyword arguments); all are stopped at the end.
+    Tests that use it need ``django_db(transaction=True)`` so the worker sees their rows."""
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.skip("needs the Redis broker that scripts/with_test_services.sh starts")
+    processes: list[subprocess.Popen] = []
+
+    def start(**extra_env: str) -> subprocess.Popen:
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            **extra_env,
+        }
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "agency", "worker", "--pool", "solo",
+                "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+        )  # fmt: skip
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

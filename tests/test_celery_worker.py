@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
-from django.db import connection
 
 from clients.models import Customer, ImportJob
 from clients.tasks import import_job_run_task
@@ -19,39 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def worker(settings, tmp_path):
+def worker(settings, tmp_path, start_worker):
     """A worker process on the test database and the Redis broker of `make test`."""
-    if not settings.CELERY_BROKER_URL.startswith("redis://"):
-        pytest.skip("needs the Redis broker that scripts/with_test_services.sh starts")
     settings.MEDIA_ROOT = str(tmp_path)
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "MEDIA_ROOT": str(tmp_path),
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "agency",
-            "worker",
-            "--pool",
-            "solo",
-            "-l",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    yield process
-    process.terminate()
-    process.wait(timeout=20)
+    return start_worker(MEDIA_ROOT=str(tmp_path))
 
 
 @pytest.mark.celery

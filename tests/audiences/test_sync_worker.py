@@ -1,0 +1,136 @@
+"""Audience syncs on a real Celery worker (Redis broker of `make test`), against the stubs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from importlib import import_module
+
+import pytest
+from django.apps import apps
+from django.utils import timezone
+
+from audiences.models import SyncRun
+from audiences.services import sync_run_create, sync_runs_recover
+from audiences.tasks import audience_sync_task
+from clients.services import client_create
+from consent import services as consent_services
+from tests.stubs.vk_ads import VkAdsStub
+from tests.stubs.yandex_audiences import YandexAudiencesStub
+
+from .conftest import build_world, make_audience, md5, sha256, vk_destination, yandex_destination
+
+pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
+
+WORKER_ENV = {"AD_PLATFORM_TIMEOUT": "60", "AD_PLATFORM_MAX_BACKOFF": "0.5"}
+
+
+@pytest.fixture
+def seeded_client(db):
+    """Tiers and consent purposes come from data migrations, which an earlier transactional
+    test's flush removes; seed them again when missing."""
+    from clients.models import Tier
+    from consent.models import ConsentPurpose
+
+    if not Tier.objects.exists():
+        import_module("clients.migrations.0002_seed_tiers").seed_tiers(apps, None)
+    if not ConsentPurpose.objects.exists():
+        import_module("consent.migrations.0002_seed_purposes").seed(apps, None)
+        consent_services._PURPOSES.clear()  # the per-process cache holds the flushed rows
+    return client_create(name="Аудитории Воркер", tier_code="foundation")
+
+
+def wait_for(run: SyncRun, worker, seconds: float = 120) -> SyncRun:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status not in (SyncRun.Status.PENDING, SyncRun.Status.RUNNING):
+            return run
+        assert worker.poll() is None, "the worker died"
+        time.sleep(0.3)
+    raise AssertionError(f"run {run.pk} still {run.status}")
+
+
+def test_worker_syncs_a_segment_to_each_platform(start_worker, seeded_client):
+    world = build_world(seeded_client, 2050)
+    with (
+        YandexAudiencesStub(tokens={"test-yandex-token"}, quota_per_minute=None) as yandex,
+        VkAdsStub(credentials={"test-client": "test-secret"}) as vk,
+        VkAdsStub(credentials={"test-client": "test-secret"}, platform="mytarget") as mytarget,
+    ):
+        audiences = [
+            make_audience(world, yandex_destination(seeded_client, yandex), name="Я"),
+            make_audience(world, vk_destination(seeded_client, vk), name="VK"),
+            make_audience(
+                world, vk_destination(seeded_client, mytarget, platform="mytarget"), name="MT"
+            ),
+        ]
+        worker = start_worker(**WORKER_ENV)
+        runs = []
+        for audience in audiences:
+            run, created = sync_run_create(audience=audience, source="test")
+            assert created
+            audience_sync_task.delay(run.pk)
+            runs.append(run)
+        for run in runs:
+            assert wait_for(run, worker).status == SyncRun.Status.SUCCEEDED, run.error
+        for audience in audiences:
+            audience.refresh_from_db()
+        yandex_id = audiences[0].remote["segment_id"]
+        assert yandex.segment_values(yandex_id, "email") == world.emails(sha256)
+        for stub, audience in ((vk, audiences[1]), (mytarget, audiences[2])):
+            lists = audience.remote["lists"]
+            assert stub.list_values(lists["emails"]["id"]) == world.emails(md5)
+            assert stub.list_values(lists["phones"]["id"]) == world.phones(md5)
+
+
+class StallingYandexStub(YandexAudiencesStub):
+    """Does the first upload, then holds the reply until released: the worker is killed while
+    it waits, after the platform has the file and before the platform's id is saved."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.uploaded = threading.Event()
+        self.release = threading.Event()
+
+    def handle(self, request):
+        response = super().handle(request)
+        if request.path.endswith("upload_csv_file") and not self.uploaded.is_set():
+            self.uploaded.set()
+            self.release.wait(60)
+        return response
+
+
+def test_worker_killed_mid_sync_then_the_run_completes_without_a_second_upload(
+    start_worker, seeded_client
+):
+    world = build_world(seeded_client, 300)
+    with StallingYandexStub(tokens={"test-yandex-token"}, quota_per_minute=None) as yandex:
+        audience = make_audience(world, yandex_destination(seeded_client, yandex))
+        worker = start_worker(**WORKER_ENV)
+        run, _ = sync_run_create(audience=audience, source="test")
+        audience_sync_task.delay(run.pk)
+        assert yandex.uploaded.wait(60), "the upload never reached the stub"
+        worker.kill()
+        worker.wait()
+        yandex.release.set()
+        run.refresh_from_db()
+        assert run.status == SyncRun.Status.RUNNING
+        audience.refresh_from_db()
+        assert not audience.remote, "the id of the upload was never received"
+
+        # The periodic recovery, once the task time limit has passed, puts it back in line.
+        later = timezone.now() + timedelta(hours=3)
+        assert sync_runs_recover(now=later) == [run.pk]
+        second = start_worker(**WORKER_ENV)
+        audience_sync_task.delay(run.pk)
+        run = wait_for(run, second)
+
+        assert run.status == SyncRun.Status.SUCCEEDED, run.error
+        assert yandex.upload_count == 1
+        audience.refresh_from_db()
+        segment = yandex.segment(audience.remote["segment_id"])
+        assert segment["status"] != "uploaded"  # confirmed by the resumed run
+        assert yandex.segment_values(segment["id"], "email") == world.emails(sha256)
+        assert len(yandex.segments_named(segment["name"])) == 1

@@ -127,6 +127,15 @@ AD_PLATFORM_TIMEOUT = env.float("AD_PLATFORM_TIMEOUT", default=120.0)
 AD_PLATFORM_MAX_ATTEMPTS = env.int("AD_PLATFORM_MAX_ATTEMPTS", default=6)
 AD_PLATFORM_MAX_BACKOFF = env.float("AD_PLATFORM_MAX_BACKOFF", default=30.0)
 
+# The demo's destinations (seed_demo) point at the loopback stubs that `make run` starts.
+DEMO_AD_PLATFORM_URLS = {
+    "yandex_audiences": env.str(
+        "DEMO_YANDEX_AUDIENCES_URL", default="http://127.0.0.1:8701/v1/management/"
+    ),
+    "vk_ads": env.str("DEMO_VK_ADS_URL", default="http://127.0.0.1:8702/api/"),
+    "mytarget": env.str("DEMO_MYTARGET_URL", default="http://127.0.0.1:8703/api/"),
+}
+
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
 

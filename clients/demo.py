@@ -497,6 +497,7 @@ class DemoClientResult:
     orders: int = 0
     events: int = 0
     consents: int = 0
+    audiences: list = field(default_factory=list)
 
 
 @dataclass

@@ -40,6 +40,13 @@ if [[ "${CELERY_BROKER_URL:-}" == filesystem://* && -n "${CELERY_FS_BROKER_DIR:-
 fi
 if [[ -n "${MEDIA_ROOT:-}" ]]; then mkdir -p "$MEDIA_ROOT"; fi
 
+# Loopback stubs of Yandex Audiences, VK Ads and myTarget (tests/stubs): the demo destinations
+# point at them, so a first sync runs end to end with no network. Started first: seed_demo
+# queues a sync of each demo audience.
+STUB_ARGS=(--yandex-port 8701 --vk-port 8702 --mytarget-port 8703 --processing-delay 20
+           --yandex-token demo-yandex-token --vk-client-id demo --vk-client-secret demo-secret
+           --quiet)
+
 "$PY" manage.py migrate --noinput
 "$PY" manage.py setup_periodic_tasks
 "$PY" manage.py seed_demo --if-empty
@@ -77,6 +84,7 @@ on_signal() {
 }
 trap on_signal INT TERM
 
+start stubs "$PY" -m tests.stubs "${STUB_ARGS[@]}"
 start web "$PY" manage.py runserver "127.0.0.1:$PORT" --noreload
 start worker "$PY" -m celery -A agency worker -l info --concurrency 2 --pool threads
 start beat "$PY" -m celery -A agency beat -l info \
@@ -87,6 +95,7 @@ cat <<MSG
   Admin:    http://127.0.0.1:$PORT/admin/
   Portal:   http://127.0.0.1:$PORT/portal/
   API docs: http://127.0.0.1:$PORT/api/docs/
+  Ad-platform stubs: Yandex Audiences :8701, VK Ads :8702, myTarget :8703 (loopback)
 
   Database: ${DATABASE_URL:-(from .env)}
   Broker:   ${CELERY_BROKER_URL:-(from .env)}

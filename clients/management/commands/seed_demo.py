@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from audiences.demo import demo_audiences
 from clients.demo import DEMO_STEPS, DemoSeedError, demo_seed
 from clients.models import Client
 from consent.demo import demo_consents
@@ -69,6 +70,7 @@ class Command(BaseCommand):
 
         for entry in result.clients:
             entry.consents = demo_consents(client=entry.client, seed=options["seed"])
+            entry.audiences = demo_audiences(client=entry.client)
 
         self.stdout.write("Клиенты:")
         for entry in result.clients:
@@ -78,6 +80,12 @@ class Command(BaseCommand):
                 f"{entry.customers}, заказов {entry.orders}, событий {entry.events}, "
                 f"записей о согласиях {entry.consents}"
             )
+        self.stdout.write(
+            "Аудитории (кабинеты — заглушки платформ на 127.0.0.1, первая синхронизация в очереди):"
+        )
+        for entry in result.clients:
+            for audience in entry.audiences:
+                self.stdout.write(f"  {entry.client.slug:<24} #{audience.pk} {audience.name}")
         self.stdout.write("API-ключи (показываются один раз; Authorization: Api-Key <ключ>):")
         for entry in result.clients:
             self.stdout.write(f"  {entry.client.slug:<24} {entry.api_key}")

@@ -1,0 +1,81 @@
+"""Demo audiences for `make run`: each demo client gets a Yandex Audiences and a VK Ads cabinet
+pointing at the loopback stubs (settings.DEMO_AD_PLATFORM_URLS), a segment of last year's
+buyers with recent purchasers suppressed, and a first sync queued for the worker."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+
+from clients.models import Client
+from segments.models import Segment
+from segments.segmentation import segment_create
+
+from .models import Audience, Destination
+from .services import audience_create, destination_create, sync_run_create
+from .tasks import audience_sync_task
+
+DEMO_YANDEX_TOKEN = "demo-yandex-token"  # noqa: S105 - the stub's demo token, not a secret
+DEMO_VK_CLIENT = ("demo", "demo-secret")
+
+
+def _segment(client: Client, name: str, kind: str, definition: dict) -> Segment:
+    existing = Segment.objects.for_client(client).filter(name=name).first()
+    return existing or segment_create(
+        client=client, name=name, kind=kind, definition=definition, source="demo"
+    )
+
+
+def demo_audiences(*, client: Client, queue_sync: bool = True) -> list[Audience]:
+    """Create (once) the client's demo cabinets and audiences; returns the audiences."""
+    if Destination.objects.for_client(client).exists():
+        return list(Audience.objects.for_client(client))
+    urls = settings.DEMO_AD_PLATFORM_URLS
+    buyers = _segment(
+        client,
+        "Покупатели за год",
+        Segment.Kind.RULE,
+        {"all": [{"orders": {"within_days": 365}}]},
+    )
+    recent = _segment(
+        client,
+        "Купили за 14 дней (исключить)",
+        Segment.Kind.SUPPRESSION,
+        {"type": "recent_purchasers", "days": 14},
+    )
+    yandex = destination_create(
+        client=client,
+        name="Яндекс Аудитории (демо)",
+        platform=Destination.Platform.YANDEX_AUDIENCES,
+        credentials={"token": DEMO_YANDEX_TOKEN},
+        base_url=urls["yandex_audiences"],
+    )
+    vk = destination_create(
+        client=client,
+        name="VK Реклама (демо)",
+        platform=Destination.Platform.VK_ADS,
+        credentials={"client_id": DEMO_VK_CLIENT[0], "client_secret": DEMO_VK_CLIENT[1]},
+        base_url=urls["vk_ads"],
+    )
+    audiences = [
+        audience_create(
+            client=client,
+            name="Ретаргетинг: покупатели за год (Яндекс)",
+            segment=buyers,
+            destination=yandex,
+            suppression_segments=[recent],
+        ),
+        audience_create(
+            client=client,
+            name="Ретаргетинг: покупатели за год (VK)",
+            segment=buyers,
+            destination=vk,
+            suppression_segments=[recent],
+        ),
+    ]
+    if queue_sync:
+        for audience in audiences:
+            run, created = sync_run_create(audience=audience, source="demo")
+            if created:
+                transaction.on_commit(lambda run_id=run.pk: audience_sync_task.delay(run_id))
+    return audiences

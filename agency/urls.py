@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/v1/webhooks/", include("clients.webhooks")),
     path("api/v1/", include("consent.api")),
     path("api/v1/", include("segments.api")),
+    path("api/v1/", include("audiences.api")),
     path("consent/", include("consent.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

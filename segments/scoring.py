@@ -34,6 +34,9 @@ class ScoringResult:
     parameters: dict[str, Any]
     holdout: dict[str, Any]
     stage_seconds: dict[str, float]
+    # For holdout_check after compute_scores(check_holdout=False): its inputs.
+    purchase_days: pd.DataFrame | None = None
+    bgnbd: clv.BGNBDParams | None = None
 
 
 SCORE_COLUMNS = (
@@ -66,18 +69,40 @@ class _Clock:
         self._last = now
 
 
-def _holdout_check(days: pd.DataFrame, as_of: np.datetime64, holdout_days: int) -> dict[str, Any]:
+def _holdout_check(
+    days: pd.DataFrame,
+    as_of: np.datetime64,
+    holdout_days: int,
+    start: clv.BGNBDParams | None = None,
+) -> dict[str, Any]:
     """Fit on everything before the last ``holdout_days`` and compare with what happened."""
     calibration_end = as_of - np.timedelta64(holdout_days, "D")
     summary = clv.summary_from_purchase_days(days, calibration_end=calibration_end, time_unit="day")
     summary = summary[summary["T"] > 0]
     if len(summary) < 50 or (summary["frequency"] > 0).sum() < 10:
         return {"skipped": "мало данных для проверки на контрольном периоде"}
-    params = clv.bgnbd_fit(summary["frequency"], summary["recency"], summary["T"])
+    # The full fit is a close start: the calibration data is most of the same data.
+    params = clv.bgnbd_fit(summary["frequency"], summary["recency"], summary["T"], start=start)
     report = model_check.holdout_report(params, summary, duration=float(holdout_days))
     report["calibration_end"] = str(calibration_end)
     report["holdout_days"] = holdout_days
     return report
+
+
+def holdout_check(
+    result: ScoringResult, *, as_of: dt.date, config: ScoringConfig | None = None
+) -> dict[str, Any]:
+    """The holdout check of ``compute_scores(..., check_holdout=False)``, run later (the scoring
+    run does it while the scores are written). Stores it in ``result`` and returns it."""
+    config = config or ScoringConfig()
+    if result.purchase_days is None or result.bgnbd is None:
+        return result.holdout
+    started = time.perf_counter()
+    result.holdout = _holdout_check(
+        result.purchase_days, np.datetime64(as_of, "D"), config.holdout_days, start=result.bgnbd
+    )
+    result.stage_seconds["holdout"] = round(time.perf_counter() - started, 3)
+    return result.holdout
 
 
 def compute_scores(
@@ -87,18 +112,22 @@ def compute_scores(
     as_of: dt.date,
     events: pd.DataFrame | None = None,
     config: ScoringConfig | None = None,
+    check_holdout: bool = True,
 ) -> ScoringResult:
     """Scores for ``customers`` (every id of the client) as of the end of ``as_of``.
 
     orders: paid orders with customer_id, placed_at (local calendar day or time), amount.
     events: customer_id, occurred_at, type (for lifecycle intent). Customers without paid orders
-    get lifecycle stages only.
+    get lifecycle stages only. ``check_holdout=False`` leaves the holdout check (which no score
+    depends on) to :func:`holdout_check`.
     """
     config = config or ScoringConfig()
     clock = _Clock()
     index = pd.Index(np.asarray(customers), name="customer_id")
     as_of_day = np.datetime64(as_of, "D")
-    orders = orders[orders["placed_at"] < pd.Timestamp(as_of_day + 1)]
+    in_time = (orders["placed_at"] < pd.Timestamp(as_of_day + 1)).to_numpy()
+    if not in_time.all():  # no copy of 10M rows in the usual case
+        orders = orders[in_time]
 
     rfm_frame = rfm.rfm_table(orders, as_of=as_of)
     clock.lap("rfm")
@@ -110,6 +139,7 @@ def compute_scores(
     days = clv.purchase_days(orders)
     summary = clv.summary_from_purchase_days(days, calibration_end=as_of_day, time_unit="day")
     parameters: dict[str, Any] = {}
+    deferred: tuple[pd.DataFrame | None, clv.BGNBDParams | None] = (None, None)
     scores = pd.DataFrame(index=index)
     if len(summary) >= 20 and (summary["frequency"] > 0).sum() >= 5:
         bgnbd = clv.bgnbd_fit(summary["frequency"], summary["recency"], summary["T"])
@@ -151,8 +181,12 @@ def compute_scores(
         predicted["clv_percentile"] = np.ceil(clv_rank * 100).astype("Int16")
         scores = scores.join(predicted)
         clock.lap("clv")
-        holdout = _holdout_check(days, as_of_day, config.holdout_days)
-        clock.lap("holdout")
+        if check_holdout:
+            holdout = _holdout_check(days, as_of_day, config.holdout_days, start=bgnbd)
+            clock.lap("holdout")
+        else:
+            holdout = {}
+            deferred = (days, bgnbd)
     else:
         holdout = {"skipped": "мало повторных покупок для модели CLV"}
 
@@ -173,4 +207,6 @@ def compute_scores(
         parameters=parameters,
         holdout=holdout,
         stage_seconds=clock.seconds,
+        purchase_days=deferred[0],
+        bgnbd=deferred[1],
     )

@@ -10,9 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import re
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,7 +31,7 @@ from clients.models import Client, Customer, Event, Order
 
 from . import lifecycle
 from .models import CustomerScore, ScoringRun, ScoringSettings
-from .scoring import SCORE_COLUMNS, ScoringConfig, compute_scores
+from .scoring import SCORE_COLUMNS, ScoringConfig, compute_scores, holdout_check
 
 logger = logging.getLogger(__name__)
 
@@ -139,27 +142,111 @@ def _pandas_dtype(arrow_type: pa.DataType) -> str:
     return "object"
 
 
+#: Reads of a table at least this big (8 kB blocks) are split by block range over this many
+#: connections: PostgreSQL runs one COPY on one core, and the client only waits meanwhile.
+_SPLIT_MIN_BLOCKS = 16_384
+_SPLIT_PARTS = 2
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+
+
+def _in_snapshot(snapshot: str, read: Callable[[], Any]) -> Any:
+    """``read()`` on this thread's own connection, in the exported ``snapshot`` (then closed)."""
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            return read()
+    finally:
+        connection.close()
+
+
+def _paid_order_part(client_id: int, blocks: tuple[int, int | None] | None) -> list[np.ndarray]:
+    """customer_id, placed_at (PostgreSQL microseconds, UTC) and amount in kopecks (int64) of
+    the client's paid orders, optionally only those in a range of the table's blocks."""
+    where = "client_id = %s AND status = 'paid'"
+    params: list[Any] = [client_id]
+    if blocks is not None:
+        first, end = blocks
+        where += " AND ctid >= %s::tid"
+        params.append(f"({first},0)")
+        if end is not None:
+            where += " AND ctid < %s::tid"
+            params.append(f"({end},0)")
+    # Whole columns as binary arrays: a few COPY messages, no per-row parsing (a row per
+    # message costs the driver more than the server's aggregation).
+    rows = _binary_copy_rows(
+        "SELECT array_agg(customer_id), array_agg(placed_at), array_agg((amount * 100)::int8) "
+        f"FROM {Order._meta.db_table} WHERE {where}",  # noqa: S608
+        params,
+    )
+    return [np.concatenate([_array_values(r[i], "i8") for r in rows]) for i in range(3)]
+
+
+def _customer_id_array(client_id: int) -> np.ndarray:
+    rows = _binary_copy_rows(
+        f"SELECT array_agg(id) FROM {Customer._meta.db_table} "  # noqa: S608
+        "WHERE client_id = %s AND erased_at IS NULL",
+        [client_id],
+    )
+    return np.sort(np.concatenate([_array_values(r[0], "i8") for r in rows]))
+
+
+def _orders_frame(parts: list[list[np.ndarray]], time_zone: str) -> pd.DataFrame:
+    customer_id, micros, cents = (np.concatenate([part[i] for part in parts]) for i in range(3))
+    micros += _PG_EPOCH_US
+    placed = (
+        pd.DatetimeIndex(micros.view("datetime64[us]"))
+        .tz_localize("UTC")
+        .tz_convert(time_zone)
+        .tz_localize(None)
+    )
+    # Kopecks / 100 is the double nearest to the decimal amount, as amount::float8 would be.
+    amount = cents.astype(np.float64)
+    amount /= 100.0
+    return pd.DataFrame({"customer_id": customer_id, "placed_at": placed, "amount": amount})
+
+
+def _paid_orders_and_customers_pg(client: Client) -> tuple[pd.DataFrame, np.ndarray]:
+    """Paid orders and customer ids from PostgreSQL, in one snapshot.
+
+    A big orders table is read in block ranges over several connections at once, all in the
+    snapshot this connection exports (so no order is seen twice or missed while rows move).
+    Inside a caller's transaction, whose rows no other connection can see, everything is read
+    here."""
+    if connection.in_atomic_block:
+        parts = [_paid_order_part(client.pk, None)]
+        return _orders_frame(parts, client.time_zone), _customer_id_array(client.pk)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute(
+            "SELECT pg_export_snapshot(), "
+            "pg_relation_size(%s::regclass) / current_setting('block_size')::int8",
+            [Order._meta.db_table],
+        )
+        snapshot, blocks = cursor.fetchone()
+        if blocks < _SPLIT_MIN_BLOCKS:
+            parts = [_paid_order_part(client.pk, None)]
+            return _orders_frame(parts, client.time_zone), _customer_id_array(client.pk)
+        step = -(-blocks // _SPLIT_PARTS)
+        ranges = [(k * step, (k + 1) * step) for k in range(_SPLIT_PARTS)]
+        ranges[-1] = (ranges[-1][0], None)  # blocks added since are read too
+        with ThreadPoolExecutor(_SPLIT_PARTS - 1) as pool:
+            others = [
+                pool.submit(_in_snapshot, snapshot, partial(_paid_order_part, client.pk, r))
+                for r in ranges[1:]
+            ]
+            parts = [_paid_order_part(client.pk, ranges[0])]
+            customers = _customer_id_array(client.pk)
+            parts += [future.result() for future in others]
+    return _orders_frame(parts, client.time_zone), customers
+
+
 def load_paid_orders(client: Client) -> pd.DataFrame:
     """customer_id, placed_at (wall time in the client's zone), amount: paid orders only."""
-    table = Order._meta.db_table
     if connection.vendor == "postgresql":
-        # Whole columns as binary arrays (a few COPY messages, no per-row parsing); instants
-        # are converted to the client's wall time here, vectorised, not by the server.
-        rows = _binary_copy_rows(
-            f"SELECT array_agg(customer_id), array_agg(placed_at), array_agg(amount::float8) "
-            f"FROM {table} WHERE client_id = %s AND status = 'paid'",  # noqa: S608
-            [client.pk],
-        )
-        customer_id = np.concatenate([_array_values(r[0], "i8") for r in rows])
-        micros = np.concatenate([_array_values(r[1], "i8") for r in rows])
-        amount = np.concatenate([_array_values(r[2], "f8") for r in rows])
-        placed = (
-            pd.DatetimeIndex((micros + _PG_EPOCH_US).view("datetime64[us]"))
-            .tz_localize("UTC")
-            .tz_convert(client.time_zone)
-            .tz_localize(None)
-        )
-        return pd.DataFrame({"customer_id": customer_id, "placed_at": placed, "amount": amount})
+        return _paid_orders_and_customers_pg(client)[0]
     rows = Order.objects.for_client(client).filter(status=Order.Status.PAID)
     frame = pd.DataFrame(
         list(rows.values_list("customer_id", "placed_at", "amount")),
@@ -172,6 +259,13 @@ def load_paid_orders(client: Client) -> pd.DataFrame:
     )
     frame["amount"] = frame["amount"].astype(float)
     return frame
+
+
+def load_paid_orders_and_customers(client: Client) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`load_paid_orders` and :func:`load_customer_ids`, read in one snapshot."""
+    if connection.vendor == "postgresql":
+        return _paid_orders_and_customers_pg(client)
+    return load_paid_orders(client), load_customer_ids(client)
 
 
 def load_intent_events(
@@ -196,6 +290,9 @@ def load_intent_events(
 
 
 def load_customer_ids(client: Client) -> np.ndarray:
+    """Ids of the client's customers (not erased), ascending."""
+    if connection.vendor == "postgresql":
+        return _customer_id_array(client.pk)
     ids = (
         Customer.objects.for_client(client)
         .filter(erased_at__isnull=True)
@@ -208,8 +305,8 @@ def load_customer_ids(client: Client) -> np.ndarray:
 # Writing
 
 
-def _transitions(client: Client, new: pd.Series) -> dict[str, dict[str, int]]:
-    """How many customers moved from each RFM segment of the previous run to each of this one."""
+def _previous_segments(client: Client) -> list[tuple[str, np.ndarray]]:
+    """The customers of each RFM segment in the client's current scores (the previous run)."""
     if connection.vendor == "postgresql":
         # One row per segment with its customers as a binary array, not one row per customer.
         rows = _binary_copy_rows(
@@ -217,34 +314,180 @@ def _transitions(client: Client, new: pd.Series) -> dict[str, dict[str, int]]:
             f"WHERE client_id = %s AND rfm_segment <> '' GROUP BY rfm_segment",
             [client.pk],
         )
-        ids = [_array_values(r[1], "i8") for r in rows]
-        old = pd.Series(
-            np.repeat(
-                np.array([bytes(r[0]).decode() for r in rows], dtype=object),
-                [len(i) for i in ids],
-            ),
-            index=np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
-            dtype=object,
-        )
+        old = [(bytes(r[0]).decode(), _array_values(r[1], "i8")) for r in rows]
     else:
-        old = pd.Series(
-            dict(
-                CustomerScore.objects.for_client(client)
-                .exclude(rfm_segment="")
-                .values_list("customer_id", "rfm_segment")
-                .iterator(chunk_size=100_000)
-            ),
-            dtype=object,
+        pairs = (
+            CustomerScore.objects.for_client(client)
+            .exclude(rfm_segment="")
+            .values_list("rfm_segment", "customer_id")
         )
-    if old.empty:
+        by_segment: dict[str, list[int]] = {}
+        for segment, customer_id in pairs.iterator(chunk_size=100_000):
+            by_segment.setdefault(segment, []).append(customer_id)
+        old = [(segment, np.array(ids, dtype=np.int64)) for segment, ids in by_segment.items()]
+    return old
+
+
+def _transitions(old: list[tuple[str, np.ndarray]], new: pd.Series) -> dict[str, dict[str, int]]:
+    """How many customers moved from each RFM segment of the previous run to each of this one."""
+    if not old:
         return {}
-    both = pd.DataFrame({"old": old, "new": new.reindex(old.index)}).dropna()
-    both = both[both["new"] != ""]
-    matrix = pd.crosstab(both["old"], both["new"])
-    return {
-        str(src): {str(dst): int(n) for dst, n in row.items() if n}
-        for src, row in matrix.iterrows()
-    }
+    new_codes, names = pd.factorize(new.fillna(""))
+    out: dict[str, dict[str, int]] = {}
+    for segment, ids in sorted(old):
+        position = new.index.get_indexer(ids)
+        counts = np.bincount(new_codes[position[position >= 0]], minlength=len(names))
+        moved = {str(names[k]): int(counts[k]) for k in np.flatnonzero(counts) if names[k] != ""}
+        if moved:
+            out[segment] = dict(sorted(moved.items()))
+    return out
+
+
+# Binary COPY: every field's bytes are built by numpy. Rows that share a layout (which fields are
+# NULL, which text) are one structured array; the layouts are few (about a hundred).
+_COPY_HEADER = _COPY_SIGNATURE + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_NUMERIC_2 = np.dtype(
+    [
+        ("ndigits", ">i2"),
+        ("weight", ">i2"),
+        ("sign", ">u2"),
+        ("dscale", ">u2"),
+        ("digits", ">i2", 4),
+    ]
+)
+_MAX_NUMERIC_2 = 10**12  # numeric(14, 2): 12 digits before the point
+
+
+class _Field:
+    """One column of a binary COPY: big-endian values (NULL where ``null``), or text given as
+    codes into ``texts``."""
+
+    def __init__(
+        self,
+        values: np.ndarray | None = None,
+        null: np.ndarray | None = None,
+        *,
+        codes: np.ndarray | None = None,
+        texts: list[str] | None = None,
+    ):
+        self.values, self.null = values, null
+        self.codes = codes
+        self.texts = [t.encode() for t in texts or []]
+
+    @property
+    def variants(self) -> int:
+        return len(self.texts) if self.codes is not None else 2
+
+    def variant(self) -> np.ndarray:
+        if self.codes is not None:
+            return self.codes.astype(np.int64)
+        if self.null is None:
+            return np.zeros(len(self.values), dtype=np.int64)
+        return self.null.astype(np.int64)
+
+
+def _fixed(values: Any, dtype: str) -> _Field:
+    """Numbers (or booleans) as big-endian ``dtype``; NaN or a missing value is NULL."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+        values = values.to_numpy(dtype=np.float64, na_value=np.nan)  # nullable integers
+    array = np.asarray(values)
+    null = np.isnan(array) if array.dtype.kind == "f" else None
+    if null is not None and not null.any():
+        null = None
+    if null is not None and np.dtype(dtype).kind != "f":
+        array = np.where(null, 0, array)
+    return _Field(array.astype(dtype), null)
+
+
+def _numeric_2(values: Any) -> _Field:
+    """numeric(_, 2) in PostgreSQL's binary form: four base-10000 digits, the last two places
+    after the point (rounded half to even, like ``round(2)``); NaN is NULL."""
+    array = np.asarray(values, dtype=np.float64)
+    null = np.isnan(array)
+    cents = np.rint(np.abs(np.where(null, 0.0, array)) * 100).astype(np.int64)
+    units, fraction = np.divmod(cents, 100)
+    if len(units) and units.max() >= _MAX_NUMERIC_2:
+        raise ValueError("an amount does not fit numeric(14, 2)")
+    out = np.zeros(len(array), dtype=_NUMERIC_2)
+    out["ndigits"], out["weight"], out["dscale"] = 4, 2, 2
+    out["sign"] = np.where(array < 0, 0x4000, 0)
+    digits = out["digits"]
+    digits[:, 0] = units // 10**8
+    digits[:, 1] = units // 10**4 % 10**4
+    digits[:, 2] = units % 10**4
+    digits[:, 3] = fraction * 100
+    return _Field(out, null if null.any() else None)
+
+
+def _text(values: pd.Series) -> _Field:
+    codes, texts = pd.factorize(values.astype(object).where(values.notna(), ""))
+    return _Field(codes=codes, texts=[str(t) for t in texts])
+
+
+def _binary_copy_chunks(fields: list[_Field]) -> Iterator[bytes | memoryview]:
+    """The whole ``COPY ... FROM STDIN (FORMAT binary)`` stream of ``fields`` (equal lengths)."""
+    yield _COPY_HEADER
+    layout = np.zeros(len(fields[0].variant()), dtype=np.int64)
+    for field in fields:
+        layout = layout * field.variants + field.variant()
+    layouts, inverse = np.unique(layout, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(layouts) + 1))
+    for k in range(len(layouts)):
+        rows = order[bounds[k] : bounds[k + 1]]
+        first = rows[0]
+        spec: list[tuple[str, Any]] = [("count", ">i2")]
+        values: dict[str, Any] = {"count": len(fields)}
+        for i, field in enumerate(fields):
+            if field.codes is not None:
+                text = field.texts[field.codes[first]]
+                spec.append((f"l{i}", ">i4"))
+                values[f"l{i}"] = len(text)
+                if text:
+                    spec.append((f"v{i}", f"S{len(text)}"))
+                    values[f"v{i}"] = text
+            elif field.null is not None and field.null[first]:
+                spec.append((f"l{i}", ">i4"))
+                values[f"l{i}"] = -1
+            else:
+                spec += [(f"l{i}", ">i4"), (f"v{i}", field.values.dtype)]
+                values[f"l{i}"] = field.values.dtype.itemsize
+                values[f"v{i}"] = field.values[rows]
+        block = np.empty(len(rows), dtype=np.dtype(spec))
+        for name, value in values.items():
+            block[name] = value
+        yield memoryview(block).cast("B")
+    yield _COPY_TRAILER
+
+
+def _score_fields(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> list[_Field]:
+    """The fields of ``_WRITE_COLUMNS``, in that order."""
+    n = len(scores)
+    since_2000 = timezone.now() - dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    micros = since_2000 // dt.timedelta(microseconds=1)
+    column = scores.__getitem__
+    return [
+        _fixed(scores.index.to_numpy(), ">i8"),
+        _fixed(np.full(n, client.pk), ">i8"),
+        _fixed(np.full(n, run.pk), ">i8"),
+        _fixed(column("recency_days"), ">i4"),
+        _fixed(column("frequency"), ">i4"),
+        _numeric_2(column("monetary")),
+        _fixed(column("r_score"), ">i2"),
+        _fixed(column("f_score"), ">i2"),
+        _fixed(column("m_score"), ">i2"),
+        _text(column("rfm_segment")),
+        _text(column("lifecycle_stage")),
+        _fixed(column("at_risk"), "u1"),
+        _fixed(column("p_alive"), ">f8"),
+        _fixed(column("churn_probability"), ">f8"),
+        _fixed(column("expected_purchases_90d"), ">f8"),
+        _numeric_2(column("expected_order_value")),
+        _numeric_2(column("predicted_clv")),
+        _fixed(column("clv_percentile"), ">i2"),
+        _fixed(np.full(n, micros), ">i8"),
+    ]
 
 
 _WRITE_COLUMNS = ("customer_id", "client_id", "run_id", *SCORE_COLUMNS, "computed_at")
@@ -252,42 +495,35 @@ _WRITE_COLUMNS = ("customer_id", "client_id", "run_id", *SCORE_COLUMNS, "compute
 
 def write_scores(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> None:
     """Replace the client's score rows with ``scores`` in one transaction."""
+    table = CustomerScore._meta.db_table
+    if connection.vendor == "postgresql":
+        fields = _score_fields(client=client, run=run, scores=scores)
+        columns = ", ".join(_WRITE_COLUMNS)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE client_id = %s", [client.pk])  # noqa: S608
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)") as copy:
+                for chunk in _binary_copy_chunks(fields):
+                    copy.write(chunk)
+        return
     frame = scores.copy()
     frame["monetary"] = frame["monetary"].round(2)
     for money in ("expected_order_value", "predicted_clv"):
         frame[money] = frame[money].round(2)
-    for column in ("r_score", "f_score", "m_score", "clv_percentile", "recency_days"):
-        frame[column] = frame[column].astype("Int64")
+    for name in ("r_score", "f_score", "m_score", "clv_percentile", "recency_days"):
+        frame[name] = frame[name].astype("Int64")
     frame["rfm_segment"] = frame["rfm_segment"].fillna("")
     frame["lifecycle_stage"] = frame["lifecycle_stage"].fillna("")
     frame.insert(0, "run_id", run.pk)
     frame.insert(0, "client_id", client.pk)
     frame.insert(0, "customer_id", frame.index.astype("int64"))
-    now = timezone.now()
-    frame["computed_at"] = now
+    frame["computed_at"] = timezone.now()
     frame = frame[list(_WRITE_COLUMNS)]
-    table = CustomerScore._meta.db_table
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(f"DELETE FROM {table} WHERE client_id = %s", [client.pk])  # noqa: S608
-                buffer = pa.BufferOutputStream()
-                pa_csv.write_csv(
-                    pa.Table.from_pandas(frame, preserve_index=False),
-                    buffer,
-                    pa_csv.WriteOptions(include_header=False, quoting_style="needed"),
-                )
-                columns = ", ".join(_WRITE_COLUMNS)
-                with cursor.cursor.copy(
-                    f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)"
-                ) as copy:
-                    copy.write(buffer.getvalue().to_pybytes())
-        else:
-            CustomerScore.objects.for_client(client).delete()
-            records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-            CustomerScore.objects.bulk_create(
-                [CustomerScore(**row) for row in records], batch_size=2000
-            )
+        CustomerScore.objects.for_client(client).delete()
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        CustomerScore.objects.bulk_create(
+            [CustomerScore(**row) for row in records], batch_size=2000
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,6 +539,38 @@ def scoring_run_create(*, client: Client, actor: Any = None, source: str = "admi
     )
     audit_log(action="scoring_run_started", source=source, actor=actor, client=client, obj=run)
     return run
+
+
+class _Alongside:
+    """Database work on a helper thread (with its own connection) while this thread computes:
+    reading the previous scores during the computation, writing the scores during the holdout
+    check. Inline inside a caller's transaction (another connection would not see its rows) and
+    on SQLite (one writer at a time)."""
+
+    def __init__(self) -> None:
+        inline = connection.vendor != "postgresql" or connection.in_atomic_block
+        self._pool = None if inline else ThreadPoolExecutor(1, thread_name_prefix="scoring-db")
+
+    def submit(self, fn: Callable[..., Any], /, **kwargs: Any) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(self._closing, fn, **kwargs)
+        future: Future = Future()
+        try:
+            future.set_result(fn(**kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    @staticmethod
+    def _closing(fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        finally:
+            connection.close()  # this thread's connection
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def _update_run(run: ScoringRun, **fields: Any) -> None:
@@ -335,27 +603,41 @@ def scoring_run_execute(
         if on_progress:
             on_progress(percent, stage)
 
+    alongside = _Alongside()
     try:
         config = scoring_config_for(client)
         progress(5, "выгрузка заказов")
         t = time.perf_counter()
-        orders = load_paid_orders(client)
-        customers = load_customer_ids(client)
+        orders, customers = load_paid_orders_and_customers(client)
         since = timezone.now() - dt.timedelta(days=config.thresholds.intent_window_days + 1)
         events = load_intent_events(
             client, since=since, types=tuple(config.thresholds.intent_event_types)
         )
-        orders = orders[orders["customer_id"].isin(customers)]
+        known = orders["customer_id"].isin(customers).to_numpy()
+        if not known.all():  # orders of erased customers
+            orders = orders[known]
         seconds["extract"] = round(time.perf_counter() - t, 3)
+        previous = alongside.submit(_previous_segments, client=client)
         progress(30, "RFM, жизненный цикл, модели CLV")
         result = compute_scores(
-            orders=orders, customers=customers, events=events, as_of=as_of, config=config
+            orders=orders,
+            customers=customers,
+            events=events,
+            as_of=as_of,
+            config=config,
+            check_holdout=False,
         )
-        seconds.update(result.stage_seconds)
+        del orders
+        transitions = _transitions(previous.result(), result.scores["rfm_segment"])
         progress(80, "запись оценок")
         t = time.perf_counter()
-        transitions = _transitions(client, result.scores["rfm_segment"])
-        write_scores(client=client, run=run, scores=result.scores)
+        # The holdout check (a report no score depends on) runs while the database writes.
+        written = alongside.submit(write_scores, client=client, run=run, scores=result.scores)
+        try:
+            holdout_check(result, as_of=as_of, config=config)
+        finally:
+            written.result()
+        seconds.update(result.stage_seconds)
         seconds["write"] = round(time.perf_counter() - t, 3)
         _update_run(
             run,
@@ -366,13 +648,14 @@ def scoring_run_execute(
             progress=100,
             stage="готово",
             customers=len(result.scores),
-            orders=len(orders),
+            orders=int(known.sum()),
             parameters=result.parameters,
             holdout=_json_safe(result.holdout),
             stage_seconds=seconds,
             rfm_transitions=transitions,
         )
     except Exception as exc:
+        alongside.shutdown()
         logger.exception("scoring run %s of client %s failed", run.pk, client.pk)
         _update_run(
             run,
@@ -383,6 +666,7 @@ def scoring_run_execute(
             stage_seconds=seconds,
         )
         raise
+    alongside.shutdown()
     if on_progress:
         on_progress(100, "готово")
     return run

@@ -193,13 +193,15 @@ CELERY_FS_BROKER_DIR = Path(
     env.str("CELERY_FS_BROKER_DIR", default=str(BASE_DIR / "var" / "celery-broker"))
 )
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (CELERY_FS_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_FS_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_FS_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_FS_BROKER_DIR / "processed"),
         "store_processed": False,
+        # Broadcast (control) messages too, instead of a "control" folder in the working dir.
+        "control_folder": str(CELERY_FS_BROKER_DIR / "control"),
     }
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_SERIALIZER = "json"

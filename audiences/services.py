@@ -264,6 +264,7 @@ def audience_update(
         "lookalike_value",
         "sync_every_days",
         "is_active",
+        "direct_retargeting_condition_id",
     }
     unknown = set(changes) - allowed
     if unknown:

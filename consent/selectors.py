@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import BooleanField, Case, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import BooleanField, Case, CharField, Q, QuerySet, Value, When
+from django.db.models.expressions import Expression
 from django.utils import timezone
 
 from .models import ConsentPurpose, ConsentRecord, ConsentSubjectLink
@@ -50,24 +51,50 @@ def consent_is_granted(*, customer, purpose_code: str, at: datetime | None = Non
     return latest == ConsentRecord.Action.GRANTED
 
 
+class LatestConsentAction(Expression):
+    """The latest action for a purpose among a customer's own records and those of cookie
+    subjects linked to them: a scalar subquery on the customer row of the queryset it
+    annotates (whatever alias that row has, also inside another query's subquery).
+
+    Two index look-ups per customer ((client, customer, purpose, at) and, through the links,
+    (client, subject_id, purpose, at)) joined by UNION ALL: the ORM's single subquery with an
+    OR between them cannot use either index and scanned every record of the client for every
+    customer (quadratic: minutes for 10,000 customers)."""
+
+    output_field = CharField()
+
+    def __init__(self, purpose_id: int, at: datetime) -> None:
+        super().__init__()
+        self.purpose_id = purpose_id
+        self.at = at
+
+    def as_sql(self, compiler, connection):
+        records = connection.ops.quote_name(ConsentRecord._meta.db_table)
+        links = connection.ops.quote_name(ConsentSubjectLink._meta.db_table)
+        customer = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
+        moment = connection.ops.adapt_datetimefield_value(self.at)
+        sql = (
+            "(SELECT latest.action FROM ("  # noqa: S608 - names from model metadata
+            f"SELECT r.action, r.at, r.id FROM {records} r "
+            f"WHERE r.client_id = {customer}.client_id AND r.customer_id = {customer}.id "
+            "AND r.purpose_id = %s AND r.at <= %s "
+            "UNION ALL "
+            f"SELECT r.action, r.at, r.id FROM {records} r "
+            f"WHERE r.client_id = {customer}.client_id AND r.subject_id IN ("
+            f"SELECT l.subject_id FROM {links} l WHERE l.client_id = {customer}.client_id "
+            f"AND l.customer_id = {customer}.id) AND r.purpose_id = %s AND r.at <= %s"
+            ") latest ORDER BY latest.at DESC, latest.id DESC LIMIT 1)"
+        )
+        return sql, [self.purpose_id, moment, self.purpose_id, moment]
+
+
 def customers_with_consent_flag(queryset: QuerySet, purpose_code: str) -> QuerySet:
     """Annotate each customer with ``consent_granted``: the rule of this module, for callers
     that must also count who is held back and why (audience syncs), in one pass."""
     purpose_id = ConsentPurpose.objects.values_list("pk", flat=True).get(code=purpose_code)
-    linked_subjects = ConsentSubjectLink.objects.filter(
-        client_id=OuterRef(OuterRef("client_id")), customer_id=OuterRef(OuterRef("pk"))
-    ).values("subject_id")
-    latest_action = (
-        ConsentRecord.objects.filter(
-            client_id=OuterRef("client_id"),
-            purpose_id=purpose_id,
-            at__lte=timezone.now(),
-        )
-        .filter(Q(customer_id=OuterRef("pk")) | Q(subject_id__in=Subquery(linked_subjects)))
-        .order_by("-at", "-id")
-        .values("action")[:1]
-    )
-    return queryset.annotate(_consent_action=Subquery(latest_action)).annotate(
+    return queryset.annotate(
+        _consent_action=LatestConsentAction(purpose_id, timezone.now())
+    ).annotate(
         consent_granted=Case(
             When(erased_at__isnull=False, then=Value(False)),
             When(_consent_action=ConsentRecord.Action.GRANTED, then=Value(True)),

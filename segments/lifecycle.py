@@ -96,7 +96,7 @@ def _day_numbers(values: pd.Series) -> np.ndarray:
     days = values.to_numpy().astype("datetime64[D]")
     if np.isnat(days).any():
         raise ValueError("timestamps have empty values")
-    return days.astype(np.int64)
+    return days.view(np.int64)
 
 
 def lifecycle_stages(
@@ -120,28 +120,34 @@ def lifecycle_stages(
     today = np.datetime64(pd.Timestamp(as_of).date(), "D").astype(np.int64)
 
     order_days = _day_numbers(orders["placed_at"])
+    order_ids = orders["customer_id"].to_numpy()
+    amount = orders["amount"].to_numpy(dtype=float)
     in_range = order_days <= today
-    order_ids = orders["customer_id"][in_range]
-    order_days = order_days[in_range]
-    amount = orders["amount"].to_numpy(dtype=float)[in_range]
+    if not in_range.all():  # copies of every order only when some are to be left out
+        order_ids, order_days, amount = order_ids[in_range], order_days[in_range], amount[in_range]
+    del in_range
 
-    parts = [order_ids]
+    other_ids = []  # the ids of kept events and of known customers
     intent_rows = np.zeros(0, dtype=bool)  # per kept event: is it a purchase-intent event
     intent_days = order_days[:0]
     if events is not None and len(events):
         event_days = _day_numbers(events["occurred_at"])
         keep = event_days <= today
-        parts.append(events["customer_id"][keep])
+        other_ids.append(events["customer_id"][keep].to_numpy())
         intent_rows = events["type"][keep].isin(th.intent_event_types).to_numpy()
         intent_days = event_days[keep][intent_rows]
     if customers is not None:
-        parts.append(pd.Series(customers))
-    all_ids = pd.concat([p.reset_index(drop=True) for p in parts], ignore_index=True)
-    codes, uniques = customer_codes(all_ids)
+        other_ids.append(np.asarray(customers))
+    # Codes of the order ids first, then the few distinct ones merged with the other ids: no
+    # concatenation of millions of order rows.
+    codes, order_uniques = customer_codes(pd.Series(order_ids))
+    others = np.concatenate(other_ids) if other_ids else np.zeros(0, dtype=order_ids.dtype)
+    uniques = pd.Index(order_uniques).union(pd.Index(pd.unique(others)))
     n = len(uniques)
-    order_codes = codes[: len(order_ids)]
-    event_codes = codes[len(order_ids) : len(order_ids) + len(intent_rows)]
-    intent_codes = event_codes[intent_rows]
+    order_codes = uniques.get_indexer(order_uniques)[codes]
+    del codes
+    event_ids = others[: len(intent_rows)]
+    intent_codes = uniques.get_indexer(event_ids[intent_rows])
 
     orders_n = np.bincount(order_codes, minlength=n)
     never = np.iinfo(np.int64).min
@@ -157,13 +163,16 @@ def lifecycle_stages(
     since_last = np.where(bought, today - last, -1)
     since_intent = np.where(last_intent != never, today - last_intent, -1)
 
+    # Spend in the two expansion windows, from the orders of the last 2 windows only.
     window = th.expansion_window_days
-    age = today - order_days
-    recent = np.bincount(order_codes, weights=np.where(age < window, amount, 0.0), minlength=n)
+    lately = np.flatnonzero(order_days > today - 2 * window)
+    age = today - order_days[lately]
+    lately_codes, lately_amount = order_codes[lately], amount[lately]
+    recent = np.bincount(
+        lately_codes, weights=np.where(age < window, lately_amount, 0.0), minlength=n
+    )
     earlier = np.bincount(
-        order_codes,
-        weights=np.where((age >= window) & (age < 2 * window), amount, 0.0),
-        minlength=n,
+        lately_codes, weights=np.where(age >= window, lately_amount, 0.0), minlength=n
     )
 
     at_risk = bought & (since_last > th.at_risk_after_days)

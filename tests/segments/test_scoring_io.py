@@ -142,3 +142,28 @@ def test_binary_copy_writes_exact_values_and_nulls(client_a):
     too_big = scores.assign(predicted_clv=[1e12, 0, 0, 0, 0, 0])
     with pytest.raises(ValueError, match="numeric"):
         services.write_scores(client=client_a, run=run, scores=too_big)
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "end"),
+    [
+        ("Europe/Moscow", "2023-01-01", "2026-02-01"),  # one offset: shifted in place
+        ("Europe/Moscow", "2010-06-01", "2015-01-01"),  # DST until 2011, +4 until 2014
+        ("Europe/Berlin", "2024-01-01", "2026-01-01"),
+        ("America/St_Johns", "2025-03-01", "2025-12-01"),  # half-hour offset and DST
+        ("UTC", "2020-01-01", "2020-01-02"),
+    ],
+)
+def test_wall_time_matches_pandas(zone, start, end):
+    rng = np.random.default_rng(7)
+    lo, hi = (pd.Timestamp(v, tz="UTC").value // 1000 for v in (start, end))
+    micros = np.sort(rng.integers(lo, hi, 50_000))
+    expected = (
+        pd.DatetimeIndex(micros.view("datetime64[us]"))
+        .tz_localize("UTC")
+        .tz_convert(zone)
+        .tz_localize(None)
+        .to_numpy()
+    )
+    assert (services._wall_time(micros.copy(), zone) == expected).all()
+    assert len(services._wall_time(np.empty(0, dtype=np.int64), zone)) == 0

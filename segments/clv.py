@@ -194,7 +194,8 @@ def purchase_days(
     day += lo
     day *= 86_400  # straight to seconds: pandas stores datetime64[D] as [s] anyway, by a copy
     return pd.DataFrame(
-        {"customer": ids_of(customer), "day": day.view("datetime64[s]"), "amount": amount}
+        {"customer": ids_of(customer), "day": day.view("datetime64[s]"), "amount": amount},
+        copy=False,
     )
 
 

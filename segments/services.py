@@ -535,15 +535,31 @@ _WRITE_COLUMNS = ("customer_id", "client_id", "run_id", *SCORE_COLUMNS, "compute
 
 def write_scores(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> None:
     """Replace the client's score rows with ``scores`` in one transaction."""
-    table = CustomerScore._meta.db_table
+    with transaction.atomic():
+        _delete_scores(client)
+        _insert_scores(client=client, run=run, scores=scores)
+
+
+def _delete_scores(client: Client) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {CustomerScore._meta.db_table} WHERE client_id = %s",  # noqa: S608
+            [client.pk],
+        )
+
+
+def _insert_scores(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> None:
+    """Insert the rows of ``scores`` (the client's old rows already deleted)."""
     if connection.vendor == "postgresql":
         fields = _score_fields(client=client, run=run, scores=scores)
         columns = ", ".join(_WRITE_COLUMNS)
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {table} WHERE client_id = %s", [client.pk])  # noqa: S608
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)") as copy:
-                for chunk in _binary_copy_chunks(fields):
-                    copy.write(chunk)
+        table = CustomerScore._meta.db_table
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)") as copy,
+        ):
+            for chunk in _binary_copy_chunks(fields):
+                copy.write(chunk)
         return
     frame = scores.copy()
     frame["monetary"] = frame["monetary"].round(2)
@@ -558,12 +574,8 @@ def write_scores(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> No
     frame.insert(0, "customer_id", frame.index.astype("int64"))
     frame["computed_at"] = timezone.now()
     frame = frame[list(_WRITE_COLUMNS)]
-    with transaction.atomic():
-        CustomerScore.objects.for_client(client).delete()
-        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-        CustomerScore.objects.bulk_create(
-            [CustomerScore(**row) for row in records], batch_size=2000
-        )
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    CustomerScore.objects.bulk_create([CustomerScore(**row) for row in records], batch_size=2000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,19 +593,42 @@ def scoring_run_create(*, client: Client, actor: Any = None, source: str = "admi
     return run
 
 
-class _Alongside:
-    """Database work on a helper thread (with its own connection) while this thread computes:
-    reading the previous scores during the computation, writing the scores during the holdout
-    check. Inline inside a caller's transaction (another connection would not see its rows) and
-    on SQLite (one writer at a time)."""
+class _ScoresReplacement:
+    """Replaces a client's scores in one transaction on a helper thread's own connection, around
+    the computation: the old rows' segments are read and the rows deleted while the new scores
+    are computed, the new rows copied in and committed while the holdout check runs (the
+    database works on its core while ours computes). Readers see the old rows until the commit.
 
-    def __init__(self) -> None:
+    Inside a caller's transaction (another connection would not see its rows) and on SQLite
+    (one writer at a time) the same steps run here: segments read first, delete and insert at
+    the end in one transaction."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
         inline = connection.vendor != "postgresql" or connection.in_atomic_block
         self._pool = None if inline else ThreadPoolExecutor(1, thread_name_prefix="scoring-db")
+        self._previous = self._run(self._begin)
 
-    def submit(self, fn: Callable[..., Any], /, **kwargs: Any) -> Future:
+    def previous_segments(self) -> list[tuple[str, np.ndarray]]:
+        return self._previous.result()
+
+    def write(self, *, run: ScoringRun, scores: pd.DataFrame) -> Future:
+        """Insert ``scores`` and commit (in the background when there is a helper thread)."""
+        if self._pool is None:
+            return self._run(write_scores, client=self.client, run=run, scores=scores)
+        return self._run(self._finish, run=run, scores=scores)
+
+    def close(self, *, failed: bool) -> None:
+        """Wait for the helper; roll its transaction back if the run failed on the way."""
+        if self._pool is None:
+            return
+        if failed:
+            self._pool.submit(self._abort)
+        self._pool.shutdown(wait=True)
+
+    def _run(self, fn: Callable[..., Any], /, **kwargs: Any) -> Future:
         if self._pool is not None:
-            return self._pool.submit(self._closing, fn, **kwargs)
+            return self._pool.submit(fn, **kwargs)
         future: Future = Future()
         try:
             future.set_result(fn(**kwargs))
@@ -601,16 +636,26 @@ class _Alongside:
             future.set_exception(exc)
         return future
 
-    @staticmethod
-    def _closing(fn: Callable[..., Any], **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        finally:
-            connection.close()  # this thread's connection
+    def _begin(self) -> list[tuple[str, np.ndarray]]:
+        if self._pool is None:
+            return _previous_segments(self.client)
+        transaction.set_autocommit(False)  # until _finish or _abort, on the helper's connection
+        previous = _previous_segments(self.client)
+        _delete_scores(self.client)
+        return previous
 
-    def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+    def _finish(self, *, run: ScoringRun, scores: pd.DataFrame) -> None:
+        try:
+            _insert_scores(client=self.client, run=run, scores=scores)
+            connection.commit()
+        finally:
+            self._abort()  # a no-op after the commit; closes the helper's connection
+
+    @staticmethod
+    def _abort() -> None:
+        if connection.connection is not None and not connection.get_autocommit():
+            connection.rollback()
+        connection.close()
 
 
 def _update_run(run: ScoringRun, **fields: Any) -> None:
@@ -643,7 +688,7 @@ def scoring_run_execute(
         if on_progress:
             on_progress(percent, stage)
 
-    alongside = _Alongside()
+    replacement: _ScoresReplacement | None = None
     try:
         config = scoring_config_for(client)
         progress(5, "выгрузка заказов")
@@ -657,7 +702,7 @@ def scoring_run_execute(
         if not known.all():  # orders of erased customers
             orders = orders[known]
         seconds["extract"] = round(time.perf_counter() - t, 3)
-        previous = alongside.submit(_previous_segments, client=client)
+        replacement = _ScoresReplacement(client)
         progress(30, "RFM, жизненный цикл, модели CLV")
         result = compute_scores(
             orders=orders,
@@ -668,11 +713,11 @@ def scoring_run_execute(
             check_holdout=False,
         )
         del orders
-        transitions = _transitions(previous.result(), result.scores["rfm_segment"])
+        transitions = _transitions(replacement.previous_segments(), result.scores["rfm_segment"])
         progress(80, "запись оценок")
         t = time.perf_counter()
         # The holdout check (a report no score depends on) runs while the database writes.
-        written = alongside.submit(write_scores, client=client, run=run, scores=result.scores)
+        written = replacement.write(run=run, scores=result.scores)
         try:
             holdout_check(result, as_of=as_of, config=config)
         finally:
@@ -695,7 +740,8 @@ def scoring_run_execute(
             rfm_transitions=transitions,
         )
     except Exception as exc:
-        alongside.shutdown()
+        if replacement is not None:
+            replacement.close(failed=True)
         logger.exception("scoring run %s of client %s failed", run.pk, client.pk)
         _update_run(
             run,
@@ -706,7 +752,7 @@ def scoring_run_execute(
             stage_seconds=seconds,
         )
         raise
-    alongside.shutdown()
+    replacement.close(failed=False)
     if on_progress:
         on_progress(100, "готово")
     return run

@@ -19,6 +19,20 @@ from segments.models import CustomerScore, ScoringRun
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL COPY paths")
 
 
+def _committed_client(name: str):
+    """A client in a transactional test. Tiers come from a data migration, which an earlier
+    transactional test's flush removes: seeded again when missing (as in test_celery_worker)."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from clients.models import Tier
+
+    if not Tier.objects.exists():
+        import_module("clients.migrations.0002_seed_tiers").seed_tiers(apps, None)
+    return client_create(name=name, tier_code="enterprise")
+
+
 def _seed(client, customers: int = 30) -> None:
     ingest_records(
         client=client,
@@ -41,8 +55,8 @@ def _seed(client, customers: int = 30) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_split_reads_see_every_paid_order_once(monkeypatch):
-    client = client_create(name="Split", tier_code="enterprise")
-    other = client_create(name="Other", tier_code="enterprise")
+    client = _committed_client("Split")
+    other = _committed_client("Other")
     _seed(client)
     _seed(other, customers=7)
     whole = services._paid_orders_and_customers_pg(client)  # small table: one read
@@ -75,6 +89,29 @@ def test_split_reads_see_every_paid_order_once(monkeypatch):
     assert set(CustomerScore.objects.for_client(client).values_list("run_id", flat=True)) == {
         again.pk
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_run_keeps_the_previous_scores(monkeypatch):
+    """The helper connection deletes the old rows early: a failure must roll that back."""
+    client = _committed_client("Keep")
+    _seed(client)
+    first = services.scoring_run_execute(
+        run=services.scoring_run_create(client=client), as_of=dt.date(2026, 7, 1)
+    )
+    assert first.status == ScoringRun.Status.SUCCEEDED, first.error
+
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(services, "compute_scores", broken)
+    with pytest.raises(RuntimeError):
+        services.scoring_run_execute(
+            run=services.scoring_run_create(client=client), as_of=dt.date(2026, 8, 1)
+        )
+    kept = CustomerScore.objects.for_client(client)
+    assert kept.count() == 30
+    assert set(kept.values_list("run_id", flat=True)) == {first.pk}
 
 
 @pytest.mark.django_db

@@ -461,6 +461,8 @@ def _numeric_2(values: Any) -> _Field:
 
 
 def _text(values: pd.Series) -> _Field:
+    if isinstance(values.dtype, pd.CategoricalDtype):  # codes as they are, -1 (missing) as ""
+        return _Field(codes=values.cat.codes.to_numpy() + 1, texts=["", *values.cat.categories])
     codes, texts = pd.factorize(values.astype(object).where(values.notna(), ""))
     return _Field(codes=codes, texts=[str(t) for t in texts])
 
@@ -471,7 +473,8 @@ def _binary_copy_chunks(fields: list[_Field]) -> Iterator[bytes | memoryview]:
     layout = np.zeros(len(fields[0].variant()), dtype=np.int64)
     for field in fields:
         layout = layout * field.variants + field.variant()
-    layouts, inverse = np.unique(layout, return_inverse=True)
+    inverse, layouts = pd.factorize(layout)  # a few dozen layouts: hashing, then a radix sort
+    inverse = inverse.astype(np.int16 if len(layouts) < 1 << 15 else np.int64)
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(layouts) + 1))
     for k in range(len(layouts)):

@@ -65,7 +65,7 @@ def setup(size: int) -> tuple[Client, Segment, Segment]:
             "INSERT INTO clients_customer (client_id, external_id, email, phone, first_name, "
             "last_name, city, attributes, first_seen, source, created_at, updated_at) "
             "SELECT %s, 'c' || i, 'user' || i || '@example.ru', '+7916' || lpad(i::text, 7, '0'), "
-            "CASE WHEN i %% 100 = 0 THEN 'Стоп' ELSE 'Анна' END, '', 'Москва', '{}', now(), "
+            "CASE WHEN i %% 100 = 3 THEN 'Стоп' ELSE 'Анна' END, '', 'Москва', '{}', now(), "
             "'bench', now(), now() FROM generate_series(1, %s) AS i",
             [client.pk, size],
         )

@@ -143,7 +143,11 @@ def destination_update(
         raise AudienceError("invalid_field", f"нельзя изменить: {', '.join(sorted(unknown))}")
     for key, value in changes.items():
         setattr(destination, key, value)
-    _check_destination(destination.platform, destination.hashing, destination.country)
+    try:
+        _check_destination(destination.platform, destination.hashing, destination.country)
+    except AudienceError:
+        destination.refresh_from_db()  # the caller's instance is left as stored
+        raise
     if (
         "name" in changes
         and Destination.objects.for_client(destination.client_id)
@@ -275,7 +279,11 @@ def audience_update(
     )
     for key, value in changes.items():
         setattr(audience, key, value)
-    _check_audience(audience, suppression_segments)
+    try:
+        _check_audience(audience, suppression_segments)
+    except AudienceError:
+        audience.refresh_from_db()  # the caller's instance is left as stored
+        raise
     if (
         Audience.objects.for_client(audience.client_id)
         .filter(name=audience.name)

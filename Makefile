@@ -10,9 +10,10 @@ STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 SCORING_BENCH_ARGS ?=
+AUDIENCES_BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test test-services test-browser lint format bench bench-ingest bench-scoring clean distclean
+.PHONY: help venv install run test test-services test-browser lint format bench bench-ingest bench-scoring bench-audiences clean distclean
 
 help:
 	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
@@ -21,6 +22,7 @@ help:
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make bench      run bench/ingest.py and bench/scoring.py against a throwaway PostgreSQL and Redis"
 	@echo "make bench-scoring  only the scoring pipeline bench (SCORING_BENCH_ARGS=--sizes 10000,...)"
+	@echo "make bench-audiences  only the audience sync bench (AUDIENCES_BENCH_ARGS=--sizes 10000,...)"
 	@echo "make venv       create $(VENV) and install the project with dev extras"
 	@echo "make clean      remove caches and build artefacts (distclean: also $(VENV) and var/)"
 
@@ -88,7 +90,7 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: bench-ingest bench-scoring
+bench: bench-ingest bench-scoring bench-audiences
 
 bench-ingest: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=agency.settings \
@@ -98,6 +100,11 @@ bench-ingest: $(STAMP) test-services
 bench-scoring: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=agency.settings \
 	  scripts/with_test_services.sh $(PY) bench/scoring.py $(SCORING_BENCH_ARGS)
+
+# Audience sync end to end against the loopback stubs (AUDIENCES_BENCH_ARGS=--sizes 10000,...).
+bench-audiences: $(STAMP) test-services
+	DJANGO_SETTINGS_MODULE=agency.settings scripts/with_test_services.sh \
+	  bash -c '$(PY) manage.py migrate -v0 && $(PY) bench/audiences.py $(AUDIENCES_BENCH_ARGS)'
 
 clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

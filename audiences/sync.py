@@ -166,7 +166,6 @@ def _yandex_upload(ctx: SyncContext, api: yandex_api.YandexAudiencesClient) -> d
             segment = current
             logger.info("confirm of %s repeated: %s", segment["id"], exc.message)
         ctx.step(f"сегмент {segment['id']} подтверждён (SHA256, crm)")
-    ctx.outcome.uploaded = ctx.outcome.uploaded or ctx.snapshot.size
     ctx.outcome.added = ctx.snapshot.size
     return segment
 
@@ -349,7 +348,6 @@ def sync_vk(ctx: SyncContext, api: vk_api.VkAdsClient) -> None:
             remote["lists"][list_type] = {"id": created["id"], "snapshot_id": snapshot.pk}
             ctx.remote_save()
             outcome.added += size
-            outcome.uploaded = outcome.uploaded or size
             statuses.append(created.get("status", ""))
             ctx.step(f"список {list_type} загружен: {created['id']} ({size} строк)")
             continue

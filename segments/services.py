@@ -383,8 +383,10 @@ def _transitions(old: list[tuple[str, np.ndarray]], new: pd.Series) -> dict[str,
     return out
 
 
-# Binary COPY: every field's bytes are built by numpy. Rows that share a layout (which fields are
-# NULL, which text) are one structured array; the layouts are few (about a hundred).
+# Binary COPY: every field's bytes are built by numpy. Each row is first laid out with a fixed
+# slot per field (its length word and room for its longest value), then the bytes a row does not
+# use (a NULL's value, the rest of a shorter text) are dropped with one boolean mask: rows come
+# out in the given order (customer id: PostgreSQL then inserts into the primary key in order).
 _COPY_HEADER = _COPY_SIGNATURE + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
 _NUMERIC_2 = np.dtype(
@@ -413,18 +415,13 @@ class _Field:
     ):
         self.values, self.null = values, null
         self.codes = codes
-        self.texts = [t.encode() for t in texts or []]
-
-    @property
-    def variants(self) -> int:
-        return len(self.texts) if self.codes is not None else 2
-
-    def variant(self) -> np.ndarray:
-        if self.codes is not None:
-            return self.codes.astype(np.int64)
-        if self.null is None:
-            return np.zeros(len(self.values), dtype=np.int64)
-        return self.null.astype(np.int64)
+        if codes is not None:
+            encoded = [t.encode() for t in texts or []]
+            self.width = max((len(t) for t in encoded), default=0)
+            self.values = np.array(encoded, dtype=f"S{max(self.width, 1)}")
+            self.lengths = np.array([len(t) for t in encoded], dtype=np.int32)
+        else:
+            self.width = values.dtype.itemsize
 
 
 def _fixed(values: Any, dtype: str) -> _Field:
@@ -467,40 +464,44 @@ def _text(values: pd.Series) -> _Field:
     return _Field(codes=codes, texts=[str(t) for t in texts])
 
 
-def _binary_copy_chunks(fields: list[_Field]) -> Iterator[bytes | memoryview]:
-    """The whole ``COPY ... FROM STDIN (FORMAT binary)`` stream of ``fields`` (equal lengths)."""
+def _binary_copy_chunks(
+    fields: list[_Field], rows_per_chunk: int = 1 << 14
+) -> Iterator[bytes | memoryview]:
+    """The whole ``COPY ... FROM STDIN (FORMAT binary)`` stream of ``fields`` (equal lengths),
+    in chunks of rows (so the server parses one while the next is built)."""
+    spec: list[tuple[str, Any]] = [("count", ">i2")]
+    for i, field in enumerate(fields):
+        spec.append((f"l{i}", ">i4"))
+        if field.width:
+            spec.append((f"v{i}", field.values.dtype if field.codes is None else f"S{field.width}"))
+    slots = np.dtype(spec)
+    n = len(fields[0].codes if fields[0].codes is not None else fields[0].values)
     yield _COPY_HEADER
-    layout = np.zeros(len(fields[0].variant()), dtype=np.int64)
-    for field in fields:
-        layout = layout * field.variants + field.variant()
-    inverse, layouts = pd.factorize(layout)  # a few dozen layouts: hashing, then a radix sort
-    inverse = inverse.astype(np.int16 if len(layouts) < 1 << 15 else np.int64)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(layouts) + 1))
-    for k in range(len(layouts)):
-        rows = order[bounds[k] : bounds[k + 1]]
-        first = rows[0]
-        spec: list[tuple[str, Any]] = [("count", ">i2")]
-        values: dict[str, Any] = {"count": len(fields)}
+    for start in range(0, n, rows_per_chunk):
+        rows = slice(start, min(n, start + rows_per_chunk))
+        size = rows.stop - rows.start
+        block = np.zeros(size, dtype=slots)
+        block["count"] = len(fields)
+        used = np.ones((size, slots.itemsize), dtype=bool)
         for i, field in enumerate(fields):
             if field.codes is not None:
-                text = field.texts[field.codes[first]]
-                spec.append((f"l{i}", ">i4"))
-                values[f"l{i}"] = len(text)
-                if text:
-                    spec.append((f"v{i}", f"S{len(text)}"))
-                    values[f"v{i}"] = text
-            elif field.null is not None and field.null[first]:
-                spec.append((f"l{i}", ">i4"))
-                values[f"l{i}"] = -1
+                codes = field.codes[rows]
+                length = field.lengths[codes]
+                block[f"l{i}"] = length
+                if field.width:
+                    block[f"v{i}"] = field.values[codes]
+                    at = slots.fields[f"v{i}"][1]
+                    used[:, at : at + field.width] = np.arange(field.width) < length[:, None]
+                continue
+            block[f"v{i}"] = field.values[rows]
+            if field.null is None:
+                block[f"l{i}"] = field.width
             else:
-                spec += [(f"l{i}", ">i4"), (f"v{i}", field.values.dtype)]
-                values[f"l{i}"] = field.values.dtype.itemsize
-                values[f"v{i}"] = field.values[rows]
-        block = np.empty(len(rows), dtype=np.dtype(spec))
-        for name, value in values.items():
-            block[name] = value
-        yield memoryview(block).cast("B")
+                null = field.null[rows]
+                block[f"l{i}"] = np.where(null, -1, field.width)
+                at = slots.fields[f"v{i}"][1]
+                used[:, at : at + field.width] = ~null[:, None]
+        yield memoryview(block.view(np.uint8).reshape(size, slots.itemsize)[used])
     yield _COPY_TRAILER
 
 

@@ -1,14 +1,15 @@
 """The scoring pipeline: extract a client's orders, compute every score, write them in bulk.
 
-Extraction uses PostgreSQL ``COPY ... TO STDOUT`` parsed by Arrow (10M orders in seconds, no
-per-row Python); scores are written by replacing the client's rows with one ``COPY``. On SQLite
-(the embedded first run) the same steps go through plain queries.
+On PostgreSQL, paid orders come as whole-column binary arrays from ``COPY ... TO STDOUT`` (no
+per-row parsing), read in block ranges over two connections sharing one exported snapshot; the
+scores go back with one binary ``COPY`` built by numpy, replacing the client's rows in one
+transaction on a helper connection that works while this process computes. On SQLite (the
+embedded first run) the same steps go through plain queries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 import re
 import struct
@@ -20,8 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -60,25 +59,6 @@ def scoring_config_for(client: Client) -> ScoringConfig:
 
 # --------------------------------------------------------------------------------------------
 # Extraction
-
-
-def _copy_out(sql: str, params: list[Any], schema: dict[str, pa.DataType]) -> pd.DataFrame:
-    """Run ``COPY (sql) TO STDOUT`` and parse the CSV with Arrow (multi-threaded)."""
-    buffer = io.BytesIO()
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        with raw.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-            for chunk in copy:
-                buffer.write(chunk)
-    buffer.seek(0)
-    if buffer.getbuffer().nbytes == 0:
-        return pd.DataFrame({name: pd.Series(dtype=_pandas_dtype(t)) for name, t in schema.items()})
-    table = pa_csv.read_csv(
-        buffer,
-        read_options=pa_csv.ReadOptions(column_names=list(schema)),
-        convert_options=pa_csv.ConvertOptions(column_types=schema),
-    )
-    return table.to_pandas()
 
 
 _PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 (PostgreSQL's epoch) in Unix microseconds
@@ -136,16 +116,6 @@ def _array_items(field: memoryview | None, dtype: str) -> np.ndarray:
 def _array_values(field: memoryview | None, dtype: str) -> np.ndarray:
     """:func:`_array_items` as a native array."""
     return _array_items(field, dtype).astype(dtype)
-
-
-def _pandas_dtype(arrow_type: pa.DataType) -> str:
-    if pa.types.is_timestamp(arrow_type):
-        return "datetime64[us]"
-    if pa.types.is_integer(arrow_type):
-        return "int64"
-    if pa.types.is_floating(arrow_type):
-        return "float64"
-    return "object"
 
 
 #: Reads of a table at least this big (8 kB blocks) are split by block range over this many

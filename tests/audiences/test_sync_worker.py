@@ -21,7 +21,12 @@ from tests.stubs.yandex_audiences import YandexAudiencesStub
 
 from .conftest import build_world, make_audience, md5, sha256, vk_destination, yandex_destination
 
-pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after each test keeps the migrations' reference data (tiers,
+# consent purposes, content types) for the transactional tests that run later.
+pytestmark = [
+    pytest.mark.celery,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 WORKER_ENV = {"AD_PLATFORM_TIMEOUT": "60", "AD_PLATFORM_MAX_BACKOFF": "0.5"}
 

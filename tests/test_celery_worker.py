@@ -21,9 +21,27 @@ def worker(settings, tmp_path, start_worker):
     return start_worker(MEDIA_ROOT=str(tmp_path))
 
 
+@pytest.fixture
+def seeded_client(db):
+    """A client on a seeded tier. Tiers come from a data migration, which an earlier
+    transactional test's flush removes (serialized_rollback clashes with the content types
+    that flush re-creates), so they are seeded again when missing."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from clients.models import Tier
+    from clients.services import client_create
+
+    if not Tier.objects.exists():
+        import_module("clients.migrations.0002_seed_tiers").seed_tiers(apps, None)
+    return client_create(name="Скоринг Воркер", tier_code="foundation")
+
+
 @pytest.mark.celery
 @pytest.mark.django_db(transaction=True)
-def test_worker_runs_an_import_job(worker, client_a):
+def test_worker_runs_an_import_job(worker, seeded_client):
+    client_a = seeded_client
     csv_body = (
         "external_id;email;phone;first_name\n"
         "w1;ANNA@example.ru;8 916 111-22-33;Анна\n"
@@ -58,23 +76,6 @@ def test_worker_runs_an_import_job(worker, client_a):
     import_job_run_task.delay(job.pk)
     time.sleep(2)
     assert Customer.objects.for_client(client_a).count() == 1
-
-
-@pytest.fixture
-def seeded_client(db):
-    """A client on a seeded tier. Tiers come from a data migration, which an earlier
-    transactional test's flush removes (serialized_rollback clashes with the content types
-    that flush re-creates), so they are seeded again when missing."""
-    from importlib import import_module
-
-    from django.apps import apps
-
-    from clients.models import Tier
-    from clients.services import client_create
-
-    if not Tier.objects.exists():
-        import_module("clients.migrations.0002_seed_tiers").seed_tiers(apps, None)
-    return client_create(name="Скоринг Воркер", tier_code="foundation")
 
 
 @pytest.mark.celery

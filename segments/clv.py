@@ -116,9 +116,10 @@ def purchase_days(
 ) -> pd.DataFrame:
     """One row per (customer, calendar day) with purchases: rows of the same day are summed.
 
-    Returns columns ``customer`` (the original id), ``day`` (midnight, datetime64[s]) and ``amount``
-    (0.0 when ``amount_col`` is None). Integer ids come out sorted by (customer, day), which
-    :func:`summary_from_purchase_days` then uses; other ids in no particular order.
+    Returns columns ``customer`` (the original id), ``day`` (midnight, datetime64[s]), ``amount``
+    (0.0 when ``amount_col`` is None) and ``orders`` (rows of that day). Integer ids come out
+    sorted by (customer, day), which :func:`summary_from_purchase_days` then uses; other ids in
+    no particular order.
     """
     days = _days(transactions[date_col])
     if np.isnat(days).any():
@@ -177,6 +178,7 @@ def purchase_days(
         del new
         unique_keys = keys[starts]
         del keys
+        orders = np.diff(starts, append=len(rows))
         if values is None:
             amount = np.zeros(len(unique_keys))
         else:
@@ -185,6 +187,7 @@ def purchase_days(
     else:
         key_codes, unique_keys = pd.factorize(keys)
         unique_keys = np.asarray(unique_keys, dtype=np.int64)
+        orders = np.bincount(key_codes, minlength=len(unique_keys))
         if values is None:
             amount = np.zeros(len(unique_keys))
         else:
@@ -194,9 +197,28 @@ def purchase_days(
     day += lo
     day *= 86_400  # straight to seconds: pandas stores datetime64[D] as [s] anyway, by a copy
     return pd.DataFrame(
-        {"customer": ids_of(customer), "day": day.view("datetime64[s]"), "amount": amount},
+        {
+            "customer": ids_of(customer),
+            "day": day.view("datetime64[s]"),
+            "amount": amount,
+            "orders": orders,
+        },
         copy=False,
     )
+
+
+def customer_runs(days: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """(days sorted by customer then day, index of each customer's first row): the rows of
+    :func:`purchase_days` as one run per customer, for reductions without hashing."""
+    ids = days["customer"].to_numpy()
+    day_no = days["day"].to_numpy(dtype="datetime64[D]").view(np.int64)
+    if not _sorted_by_customer_and_day(ids, day_no):
+        days = days.sort_values(["customer", "day"], kind="stable")
+        ids = days["customer"].to_numpy()
+    new = np.empty(len(ids), dtype=bool)
+    new[:1] = True
+    np.not_equal(ids[1:], ids[:-1], out=new[1:])
+    return days, np.flatnonzero(new)
 
 
 def _sorted_by_customer_and_day(customer: np.ndarray, day: np.ndarray) -> bool:

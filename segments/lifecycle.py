@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from segments.clv import customer_runs
 from segments.rfm import customer_codes
 
 AWARENESS = "Awareness"
@@ -126,10 +127,92 @@ def lifecycle_stages(
     if not in_range.all():  # copies of every order only when some are to be left out
         order_ids, order_days, amount = order_ids[in_range], order_days[in_range], amount[in_range]
     del in_range
+    codes, buyers = customer_codes(pd.Series(order_ids))
+    n = len(buyers)
+    orders_n = np.bincount(codes, minlength=n)
+    first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first, codes, order_days)
+    last = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last, codes, order_days)
+    lately = np.flatnonzero(order_days > today - 2 * th.expansion_window_days)
+    recent, earlier = _window_spend(
+        codes[lately], today - order_days[lately], amount[lately], n, th.expansion_window_days
+    )
+    return _stages(
+        pd.Index(buyers), orders_n, first, last, recent, earlier, events, customers, today, th
+    )
 
+
+def lifecycle_from_purchase_days(
+    days: pd.DataFrame,
+    *,
+    as_of: dt.date | dt.datetime | str,
+    events: pd.DataFrame | None = None,
+    customers=None,
+    thresholds: LifecycleThresholds | None = None,
+) -> pd.DataFrame:
+    """:func:`lifecycle_stages` from :func:`segments.clv.purchase_days` rows (customer, day,
+    amount, orders), which the scoring pipeline has anyway: reductions over each customer's run
+    of days instead of another pass over every order."""
+    th = thresholds or LifecycleThresholds()
+    today = np.datetime64(pd.Timestamp(as_of).date(), "D").astype(np.int64)
+    day_no = days["day"].to_numpy(dtype="datetime64[D]").view(np.int64)
+    keep = day_no <= today
+    if not keep.all():
+        days = days[keep]
+    days, starts = customer_runs(days)
+    day_no = days["day"].to_numpy(dtype="datetime64[D]").view(np.int64)
+    amount = days["amount"].to_numpy(dtype=float)
+    ends = np.r_[starts[1:], len(days)][: len(starts)] - 1
+    lately = np.flatnonzero(day_no > today - 2 * th.expansion_window_days)
+    recent, earlier = _window_spend(
+        np.searchsorted(starts, lately, side="right") - 1,
+        today - day_no[lately],
+        amount[lately],
+        len(starts),
+        th.expansion_window_days,
+    )
+    return _stages(
+        pd.Index(days["customer"].to_numpy()[starts]),
+        np.add.reduceat(days["orders"].to_numpy(), starts) if len(starts) else starts,
+        day_no[starts],
+        day_no[ends],
+        recent,
+        earlier,
+        events,
+        customers,
+        today,
+        th,
+    )
+
+
+def _window_spend(
+    codes: np.ndarray, age: np.ndarray, amount: np.ndarray, n: int, window: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spend per customer in the last ``window`` days and in the ``window`` days before, from
+    the purchases (codes, age in days, amount) of the last two windows."""
+    recent = np.bincount(codes, weights=np.where(age < window, amount, 0.0), minlength=n)
+    earlier = np.bincount(codes, weights=np.where(age >= window, amount, 0.0), minlength=n)
+    return recent, earlier
+
+
+def _stages(
+    buyers: pd.Index,
+    orders_n: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    recent: np.ndarray,
+    earlier: np.ndarray,
+    events: pd.DataFrame | None,
+    customers,
+    today: int,
+    th: LifecycleThresholds,
+) -> pd.DataFrame:
+    """The stage frame from the buyers' measures (ascending ids), with the contacts of
+    ``events`` and ``customers`` added."""
     other_ids = []  # the ids of kept events and of known customers
     intent_rows = np.zeros(0, dtype=bool)  # per kept event: is it a purchase-intent event
-    intent_days = order_days[:0]
+    intent_days = np.zeros(0, dtype=np.int64)
     if events is not None and len(events):
         event_days = _day_numbers(events["occurred_at"])
         keep = event_days <= today
@@ -138,42 +221,31 @@ def lifecycle_stages(
         intent_days = event_days[keep][intent_rows]
     if customers is not None:
         other_ids.append(np.asarray(customers))
-    # Codes of the order ids first, then the few distinct ones merged with the other ids: no
-    # concatenation of millions of order rows.
-    codes, order_uniques = customer_codes(pd.Series(order_ids))
-    others = np.concatenate(other_ids) if other_ids else np.zeros(0, dtype=order_ids.dtype)
-    uniques = pd.Index(order_uniques).union(pd.Index(pd.unique(others)))
+    others = np.concatenate(other_ids) if other_ids else buyers.to_numpy()[:0]
+    uniques = buyers.union(pd.Index(pd.unique(others)))
+    if not uniques.is_monotonic_increasing:  # union leaves the other side as is when one is empty
+        uniques = uniques.sort_values()
     n = len(uniques)
-    order_codes = uniques.get_indexer(order_uniques)[codes]
-    del codes
-    event_ids = others[: len(intent_rows)]
-    intent_codes = uniques.get_indexer(event_ids[intent_rows])
+    at = uniques.get_indexer(buyers)
 
-    orders_n = np.bincount(order_codes, minlength=n)
+    def spread(values: np.ndarray, missing) -> np.ndarray:
+        out = np.full(n, missing, dtype=values.dtype if len(values) else np.int64)
+        out[at] = values
+        return out
+
+    orders_n = spread(orders_n, 0)
     never = np.iinfo(np.int64).min
-    first = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(first, order_codes, order_days)
-    last = np.full(n, never)
-    np.maximum.at(last, order_codes, order_days)
+    first = spread(first, np.iinfo(np.int64).max)
+    last = spread(last, never)
+    recent, earlier = spread(recent, 0.0), spread(earlier, 0.0)
     last_intent = np.full(n, never)
+    intent_codes = uniques.get_indexer(others[: len(intent_rows)][intent_rows])
     np.maximum.at(last_intent, intent_codes, intent_days)
 
     bought = orders_n > 0
     since_first = np.where(bought, today - first, -1)
     since_last = np.where(bought, today - last, -1)
     since_intent = np.where(last_intent != never, today - last_intent, -1)
-
-    # Spend in the two expansion windows, from the orders of the last 2 windows only.
-    window = th.expansion_window_days
-    lately = np.flatnonzero(order_days > today - 2 * window)
-    age = today - order_days[lately]
-    lately_codes, lately_amount = order_codes[lately], amount[lately]
-    recent = np.bincount(
-        lately_codes, weights=np.where(age < window, lately_amount, 0.0), minlength=n
-    )
-    earlier = np.bincount(
-        lately_codes, weights=np.where(age >= window, lately_amount, 0.0), minlength=n
-    )
 
     at_risk = bought & (since_last > th.at_risk_after_days)
     growing = (earlier > 0) & (recent >= (1.0 + th.expansion_growth) * earlier)

@@ -43,6 +43,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from segments.clv import customer_runs
+
 CHAMPIONS = "Champions"
 LOYAL = "Loyal"
 POTENTIAL_LOYALIST = "Potential Loyalist"
@@ -209,8 +211,41 @@ def rfm_table(
     last_instant = np.full(n, np.iinfo(np.int64).min)
     np.maximum.at(last_instant, codes, instants.view(np.int64))
     last = _local_days(last_instant.view(instants.dtype), tz)
+    return _rfm_frame(uniques, frequency, monetary, last, as_of_day)
+
+
+def rfm_from_purchase_days(
+    days: pd.DataFrame, *, as_of: dt.date | dt.datetime | str
+) -> pd.DataFrame:
+    """:func:`rfm_table` from :func:`segments.clv.purchase_days` rows (customer, day, amount,
+    orders), which the scoring pipeline has anyway: one reduction per customer over its run of
+    days instead of another pass over every order. (Monetary sums the day totals, so it may
+    differ from rfm_table's in the last bit.)"""
+    as_of_day = np.datetime64(pd.Timestamp(as_of).date(), "D")
+    day_no = days["day"].to_numpy(dtype="datetime64[D]").view(np.int64)
+    keep = day_no <= as_of_day.astype(np.int64)
+    if not keep.all():
+        days = days[keep]
+    days, starts = customer_runs(days)
+    if len(days) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return _rfm_frame(pd.Index(empty), empty, np.zeros(0), empty, as_of_day)
+    day_no = days["day"].to_numpy(dtype="datetime64[D]").view(np.int64)
+    ends = np.r_[starts[1:], len(days)] - 1
+    return _rfm_frame(
+        days["customer"].to_numpy()[starts],
+        np.add.reduceat(days["orders"].to_numpy(), starts),
+        np.add.reduceat(days["amount"].to_numpy(dtype=float), starts),
+        day_no[ends],
+        as_of_day,
+    )
+
+
+def _rfm_frame(uniques, frequency, monetary, last, as_of_day: np.datetime64) -> pd.DataFrame:
+    """The RFM table of customers ``uniques`` (ascending) from their measures; ``last`` is the
+    last purchase day (days since 1970-01-01)."""
     recency = as_of_day.astype(np.int64) - last
-    # Codes number customers in id order, so ties fall back to the id.
+    # Customers are in id order, so ties fall back to the id.
     r_score = quintile_scores(-recency)
     f_score = quintile_scores(frequency)
     m_score = quintile_scores(monetary)

@@ -129,14 +129,16 @@ def compute_scores(
     if not in_time.all():  # no copy of 10M rows in the usual case
         orders = orders[in_time]
 
-    rfm_frame = rfm.rfm_table(orders, as_of=as_of)
+    # One (customer, day) table serves every model: RFM and lifecycle reduce it per customer
+    # instead of passing over every order again (its cost is counted in "rfm").
+    days = clv.purchase_days(orders)
+    rfm_frame = rfm.rfm_from_purchase_days(days, as_of=as_of)
     clock.lap("rfm")
-    stages = lifecycle.lifecycle_stages(
-        orders=orders, events=events, customers=index, as_of=as_of, thresholds=config.thresholds
+    stages = lifecycle.lifecycle_from_purchase_days(
+        days, events=events, customers=index, as_of=as_of, thresholds=config.thresholds
     )
     clock.lap("lifecycle")
 
-    days = clv.purchase_days(orders)
     summary = clv.summary_from_purchase_days(days, calibration_end=as_of_day, time_unit="day")
     parameters: dict[str, Any] = {}
     deferred: tuple[pd.DataFrame | None, clv.BGNBDParams | None] = (None, None)

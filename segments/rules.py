@@ -71,6 +71,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from clients.models import EVENT_TYPE_RE, Client, Event, Order
 
 from . import lifecycle, rfm
+from .models import CustomerScore
 
 GROUPS: tuple[str, ...] = ("all", "any", "none")
 LEAVES: tuple[str, ...] = ("attribute", "score", "orders", "events")
@@ -557,7 +558,10 @@ class _Compiler:
     def score(self, node: dict) -> Q:
         name, op, value = node["score"], node["op"], node["value"]
         if op == "ne":
-            return ~Q(**{f"score__{name}": value})
+            # As an anti-join, not ~Q over the score relation: OR-ed with another score
+            # condition, Django's negated join dropped customers without scores.
+            scored = CustomerScore.objects.filter(customer_id=OuterRef("pk"), **{name: value})
+            return ~Q(Exists(scored))
         return Q(**{f"score__{name}__{_LOOKUP[op]}": value})
 
     def counted(self, base: Any, count: dict | None, total: dict | None, field: str = "") -> Q:

@@ -189,19 +189,31 @@ def snapshot_items(snapshot_id: int, kinds: Iterable[int]) -> Iterator[tuple[int
     )
 
 
+def _difference_sql(snapshot_id: int, other_id: int, kinds: Iterable[int]) -> tuple[str, list]:
+    kinds = list(kinds)
+    marks = ", ".join(["%s"] * len(kinds))
+    sql = (
+        f"SELECT DISTINCT n.kind, n.value FROM {_ITEMS} n WHERE n.snapshot_id = %s "  # noqa: S608
+        f"AND n.kind IN ({marks}) AND NOT EXISTS (SELECT 1 FROM {_ITEMS} o "
+        "WHERE o.snapshot_id = %s AND o.kind = n.kind AND o.value = n.value)"
+    )
+    return sql, [snapshot_id, *kinds, other_id]
+
+
 def snapshot_difference(
     snapshot_id: int, other_id: int, kinds: Iterable[int]
 ) -> Iterator[tuple[int, str]]:
     """Items of ``snapshot_id`` that ``other_id`` lacks (added = new − old, removed = old − new)."""
-    kinds = list(kinds)
-    marks = ", ".join(["%s"] * len(kinds))
-    return _stream(
-        f"SELECT DISTINCT n.kind, n.value FROM {_ITEMS} n WHERE n.snapshot_id = %s "  # noqa: S608
-        f"AND n.kind IN ({marks}) AND NOT EXISTS (SELECT 1 FROM {_ITEMS} o "
-        "WHERE o.snapshot_id = %s AND o.kind = n.kind AND o.value = n.value) "
-        "ORDER BY n.kind, n.value",
-        [snapshot_id, *kinds, other_id],
-    )
+    sql, params = _difference_sql(snapshot_id, other_id, kinds)
+    return _stream(f"{sql} ORDER BY n.kind, n.value", params)
+
+
+def snapshot_difference_count(snapshot_id: int, other_id: int, kinds: Iterable[int]) -> int:
+    """How many items :func:`snapshot_difference` would give, counted by the database."""
+    sql, params = _difference_sql(snapshot_id, other_id, kinds)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM ({sql}) AS difference", params)  # noqa: S608
+        return cursor.fetchone()[0]
 
 
 class ExportFile:

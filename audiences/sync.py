@@ -42,6 +42,7 @@ from .snapshots import (
     plain_lines,
     snapshot_build,
     snapshot_difference,
+    snapshot_difference_count,
     snapshot_items,
     yandex_csv,
 )
@@ -213,13 +214,10 @@ def sync_yandex(ctx: SyncContext, api: yandex_api.YandexAudiencesClient) -> None
 
 
 def _has_difference(new_id: int, old_id: int, kinds: tuple[int, ...]) -> bool:
-    return any(True for _ in snapshot_difference(new_id, old_id, kinds)) or any(
-        True for _ in snapshot_difference(old_id, new_id, kinds)
+    return bool(
+        snapshot_difference_count(new_id, old_id, kinds)
+        or snapshot_difference_count(old_id, new_id, kinds)
     )
-
-
-def _count(items) -> int:
-    return sum(1 for _ in items)
 
 
 def _yandex_modify(ctx: SyncContext, api: yandex_api.YandexAudiencesClient, segment: dict) -> None:
@@ -228,8 +226,8 @@ def _yandex_modify(ctx: SyncContext, api: yandex_api.YandexAudiencesClient, segm
     audience, outcome, snapshot = ctx.audience, ctx.outcome, ctx.snapshot
     kinds = audience_kinds(audience)
     old_id = audience.remote["snapshot_id"]
-    added = _count(snapshot_difference(snapshot.pk, old_id, kinds))
-    removed = _count(snapshot_difference(old_id, snapshot.pk, kinds))
+    added = snapshot_difference_count(snapshot.pk, old_id, kinds)
+    removed = snapshot_difference_count(old_id, snapshot.pk, kinds)
     if not added and not removed:
         ctx.step("изменений нет")
         _mark_holding(ctx)
@@ -371,7 +369,7 @@ def _vk_changes(
         ("remove", held["snapshot_id"], snapshot.pk, -1),
         ("add", snapshot.pk, held["snapshot_id"], 1),
     ):
-        count = _count(snapshot_difference(new_id, old_id, (kind,)))
+        count = snapshot_difference_count(new_id, old_id, (kind,))
         if not count:
             continue
         name = f"{ctx.key}-{list_type}-{direction}"
@@ -567,7 +565,6 @@ def _execute(
 ) -> SyncRun:
     progress = _progress_writer(run, on_progress)
     outcome = Outcome()
-    started = timezone.now()
     api = None
     try:
         if not destination.is_active:
@@ -595,7 +592,6 @@ def _execute(
             run,
             audience,
             Outcome(Status.FAILED, State.FAILED),
-            started,
             api,
             f"{type(exc).__name__}: {exc}",
         )
@@ -603,12 +599,10 @@ def _execute(
     finally:
         if api is not None:
             api.close()
-    return _finish(run, audience, outcome, started, api, run.error)
+    return _finish(run, audience, outcome, api, run.error)
 
 
-def _finish(
-    run: SyncRun, audience: Audience, outcome: Outcome, started, api, error: str
-) -> SyncRun:
+def _finish(run: SyncRun, audience: Audience, outcome: Outcome, api, error: str) -> SyncRun:
     now = timezone.now()
     run.status = outcome.status
     run.finished_at = now

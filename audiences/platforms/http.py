@@ -129,11 +129,11 @@ class PlatformHttp:
             except httpx.TransportError as exc:
                 last = f"соединение не удалось: {exc}"
             finally:
-                for name in ("files",):
-                    for value in (call_kwargs.get(name) or {}).values():
-                        handle = value[1] if isinstance(value, tuple) else None
-                        if hasattr(handle, "close"):
-                            handle.close()
+                # Files opened by before_attempt are closed after each attempt.
+                for value in (call_kwargs.get("files") or {}).values():
+                    handle = value[1] if isinstance(value, tuple) else None
+                    if hasattr(handle, "close"):
+                        handle.close()
             if response is not None:
                 request_id = response.headers.get("X-Request-Id") or response.headers.get(
                     "X-Request-ID"

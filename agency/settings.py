@@ -79,8 +79,13 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The embedded default runs a web server, a worker and beat on one file.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30})
+    # The embedded default runs a web server, a worker and beat on one file. Transactions take
+    # the write lock when they begin (IMMEDIATE), so a second writer waits up to the timeout;
+    # a deferred transaction that reads and then writes fails at once with "database is locked"
+    # (two demo audience syncs on the worker's two threads did).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # 152-FZ art. 18 part 5: the country where the personal-data database is located.

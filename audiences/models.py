@@ -201,7 +201,7 @@ class Audience(TenantModel):
 
 
 class AudienceSnapshot(TenantModel):
-    """The hashed identifiers one sync decided to upload; items in :class:`AudienceSnapshotItem`."""
+    """The hashed identifiers one sync decided to upload, in :class:`AudienceSnapshotChunk`."""
 
     audience = models.ForeignKey(
         Audience, on_delete=models.CASCADE, related_name="snapshots", verbose_name="аудитория"
@@ -217,9 +217,17 @@ class AudienceSnapshot(TenantModel):
         indexes = [models.Index(fields=["client", "audience"], name="snapshot_client_audience")]
 
 
-class AudienceSnapshotItem(models.Model):
-    """One hashed identifier of a snapshot. Written by COPY in bulk (no per-row FK triggers,
-    as for the other high-volume tables), read back in order to build files and diffs."""
+class AudienceSnapshotChunk(models.Model):
+    """A run of a snapshot's identifiers of one kind, as the platform receives them: distinct,
+    sorted (code-point order, which is UTF-8 byte order) and joined by newlines, up to
+    ``CHUNK_VALUES`` per row, numbered in order.
+
+    Why chunks and not a row per identifier: a 1M-member snapshot is ~2M identifiers, and a
+    row each (with its key and index entry) cost more to write than the rest of a sync
+    together. Sorted chunks make a file a concatenation and a difference between two
+    snapshots one streaming merge (``audiences.snapshots``)."""
+
+    CHUNK_VALUES = 10_000
 
     class Kind(models.IntegerChoices):
         EMAIL = 1, "email"
@@ -230,17 +238,21 @@ class AudienceSnapshotItem(models.Model):
         AudienceSnapshot, on_delete=models.CASCADE, db_constraint=False, db_index=False
     )
     kind = models.PositiveSmallIntegerField(choices=Kind.choices)
-    value = models.CharField(max_length=64)
+    position = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    values = models.TextField()
 
     class Meta:
-        verbose_name = "идентификатор снимка"
-        verbose_name_plural = "идентификаторы снимков"
-        indexes = [
-            models.Index(fields=["snapshot", "kind", "value"], name="snapshotitem_snap_kind_value")
+        verbose_name = "часть снимка"
+        verbose_name_plural = "части снимков"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["snapshot", "kind", "position"], name="snapshotchunk_unique"
+            )
         ]
 
     def __str__(self) -> str:
-        return f"{self.snapshot_id}:{self.kind}:{self.value}"
+        return f"{self.snapshot_id}:{self.kind}:{self.position}"
 
 
 class SyncRun(TenantModel):

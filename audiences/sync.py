@@ -38,12 +38,12 @@ from .platforms import vk as vk_api
 from .platforms import yandex as yandex_api
 from .platforms.http import OutcomeUnknown, PlatformError, PlatformHttp, PlatformUnavailable
 from .snapshots import (
+    SnapshotDifference,
     audience_kinds,
     plain_lines,
+    snapshot_blocks,
     snapshot_build,
     snapshot_difference,
-    snapshot_difference_count,
-    snapshot_items,
     yandex_csv,
 )
 
@@ -144,7 +144,8 @@ def _yandex_upload(ctx: SyncContext, api: yandex_api.YandexAudiencesClient) -> d
         return next(iter(api.segments_named(name)), None)
 
     def create() -> dict:
-        with yandex_csv(snapshot_items(ctx.snapshot.pk, kinds), kinds) as export:
+        blocks = {kind: snapshot_blocks(ctx.snapshot.pk, kind) for kind in kinds}
+        with yandex_csv(blocks) as export:
             ctx.progress(60, "загрузка файла в Яндекс Аудитории")
             segment = api.upload_csv(export.path, filename=f"{name}.csv")
             ctx.outcome.uploaded = export.lines
@@ -214,20 +215,27 @@ def sync_yandex(ctx: SyncContext, api: yandex_api.YandexAudiencesClient) -> None
 
 
 def _has_difference(new_id: int, old_id: int, kinds: tuple[int, ...]) -> bool:
-    return bool(
-        snapshot_difference_count(new_id, old_id, kinds)
-        or snapshot_difference_count(old_id, new_id, kinds)
-    )
+    with snapshot_difference(new_id, old_id, kinds) as difference:
+        return bool(difference.added or difference.removed)
 
 
 def _yandex_modify(ctx: SyncContext, api: yandex_api.YandexAudiencesClient, segment: dict) -> None:
     """Send the change since the snapshot the segment holds: one modify_data per processing
     cycle (the platform refuses the next until it has processed the last)."""
-    audience, outcome, snapshot = ctx.audience, ctx.outcome, ctx.snapshot
-    kinds = audience_kinds(audience)
-    old_id = audience.remote["snapshot_id"]
-    added = snapshot_difference_count(snapshot.pk, old_id, kinds)
-    removed = snapshot_difference_count(old_id, snapshot.pk, kinds)
+    kinds = audience_kinds(ctx.audience)
+    old_id = ctx.audience.remote["snapshot_id"]
+    with snapshot_difference(ctx.snapshot.pk, old_id, kinds) as difference:
+        _yandex_send_difference(ctx, api, segment, difference)
+
+
+def _yandex_send_difference(
+    ctx: SyncContext,
+    api: yandex_api.YandexAudiencesClient,
+    segment: dict,
+    difference: SnapshotDifference,
+) -> None:
+    outcome, snapshot, kinds = ctx.outcome, ctx.snapshot, audience_kinds(ctx.audience)
+    added, removed = difference.added, difference.removed
     if not added and not removed:
         ctx.step("изменений нет")
         _mark_holding(ctx)
@@ -241,12 +249,15 @@ def _yandex_modify(ctx: SyncContext, api: yandex_api.YandexAudiencesClient, segm
         )
         return
     if added and removed:
-        modification, items = "replace", snapshot_items(snapshot.pk, kinds)
+        modification = "replace"
+        blocks = {kind: snapshot_blocks(snapshot.pk, kind) for kind in kinds}
     elif added:
-        modification, items = "addition", snapshot_difference(snapshot.pk, old_id, kinds)
+        modification = "addition"
+        blocks = {kind: difference.kinds[kind].added.blocks() for kind in kinds}
     else:
-        modification, items = "subtraction", snapshot_difference(old_id, snapshot.pk, kinds)
-    with yandex_csv(items, kinds) as export:
+        modification = "subtraction"
+        blocks = {kind: difference.kinds[kind].removed.blocks() for kind in kinds}
+    with yandex_csv(blocks) as export:
         ctx.progress(60, f"modify_data ({modification}) в Яндекс Аудитории")
         api.modify(segment["id"], export.path, modification_type=modification)
         outcome.uploaded = export.lines
@@ -334,7 +345,7 @@ def sync_vk(ctx: SyncContext, api: vk_api.VkAdsClient) -> None:
             name = f"{ctx.key}-{list_type}"
 
             def create(kind: int = kind, list_type: str = list_type, name: str = name) -> dict:
-                with plain_lines(snapshot_items(snapshot.pk, (kind,))) as export:
+                with plain_lines(snapshot_blocks(snapshot.pk, kind)) as export:
                     ctx.progress(60, f"загрузка списка {list_type}")
                     created = api.upload_users_list(export.path, name=name, list_type=list_type)
                     outcome.uploaded += export.lines
@@ -364,20 +375,21 @@ def _vk_changes(
 ) -> None:
     """Differential lists against the snapshot the list holds: base=-N removes, base=N adds."""
     snapshot, outcome = ctx.snapshot, ctx.outcome
-    hashing = ctx.destination.hashing
-    for direction, new_id, old_id, sign in (
-        ("remove", held["snapshot_id"], snapshot.pk, -1),
-        ("add", snapshot.pk, held["snapshot_id"], 1),
-    ):
-        count = snapshot_difference_count(new_id, old_id, (kind,))
-        if not count:
-            continue
-        name = f"{ctx.key}-{list_type}-{direction}"
-        pad = max(0, vk_api.MIN_DIFF_LINES - count)
+    with snapshot_difference(snapshot.pk, held["snapshot_id"], (kind,)) as difference:
+        changes = difference.kinds[kind]
+        for direction, export, sign in (
+            ("remove", changes.removed, -1),
+            ("add", changes.added, 1),
+        ):
+            count = export.lines
+            if not count:
+                continue
+            name = f"{ctx.key}-{list_type}-{direction}"
+            pad = max(0, vk_api.MIN_DIFF_LINES - count)
+            export.write_lines(_padding(kind, ctx.destination.hashing, pad, name))
+            export.finish()
 
-        def create(new_id=new_id, old_id=old_id, name=name, pad=pad, sign=sign) -> dict:
-            extra = _padding(kind, hashing, pad, name)
-            with plain_lines(snapshot_difference(new_id, old_id, (kind,)), extra) as export:
+            def create(export=export, name=name, sign=sign) -> dict:
                 ctx.progress(70, f"{list_type}: {name}")
                 created = api.upload_users_list(
                     export.path, name=name, list_type=list_type, base=sign * held["id"]
@@ -385,15 +397,15 @@ def _vk_changes(
                 outcome.uploaded += export.lines
                 return created
 
-        find_or_create(lambda name=name: next(iter(api.lists_named(name)), None), create)
-        if direction == "remove":
-            outcome.removed += count
-        else:
-            outcome.added += count
-        ctx.step(
-            f"{list_type}: {'удалено' if sign < 0 else 'добавлено'} {count}"
-            + (f" (+{pad} пустых строк до минимума 25)" if pad else "")
-        )
+            find_or_create(lambda name=name: next(iter(api.lists_named(name)), None), create)
+            if direction == "remove":
+                outcome.removed += count
+            else:
+                outcome.added += count
+            ctx.step(
+                f"{list_type}: {'удалено' if sign < 0 else 'добавлено'} {count}"
+                + (f" (+{pad} пустых строк до минимума 25)" if pad else "")
+            )
     held["snapshot_id"] = snapshot.pk
     ctx.remote_save()
 
@@ -486,10 +498,10 @@ def _snapshot_for(
         snapshot = AudienceSnapshot.objects.create(client_id=run.client_id, audience=audience)
         run.snapshot = snapshot
         SyncRun.objects.for_client(run.client_id).filter(pk=run.pk).update(snapshot=snapshot)
-    segment_size = audience.segment.size or 1
+    percents = iter((25, 40, 50))
 
-    def built(members: int) -> None:
-        progress(min(50, 5 + 45 * members // segment_size), f"отбор и хеширование: {members}")
+    def built(stage: str) -> None:
+        progress(next(percents, 50), stage)
 
     counts = snapshot_build(audience, snapshot, hashing=destination.hashing, progress=built)
     for name in COUNT_FIELDS:
@@ -500,7 +512,7 @@ def _snapshot_for(
 
 def _snapshots_prune(audience: Audience, keep: set[int]) -> None:
     """Drop snapshots no remote object holds any more (their items go with them)."""
-    from .models import AudienceSnapshotItem
+    from .models import AudienceSnapshotChunk
 
     stale = list(
         AudienceSnapshot.objects.for_client(audience.client_id)
@@ -515,7 +527,7 @@ def _snapshots_prune(audience: Audience, keep: set[int]) -> None:
         .values_list("pk", flat=True)
     )
     if stale:
-        AudienceSnapshotItem.objects.filter(snapshot_id__in=stale).delete()
+        AudienceSnapshotChunk.objects.filter(snapshot_id__in=stale).delete()
         AudienceSnapshot.objects.for_client(audience.client_id).filter(pk__in=stale).delete()
 
 

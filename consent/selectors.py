@@ -88,6 +88,41 @@ class LatestConsentAction(Expression):
         return sql, [self.purpose_id, moment, self.purpose_id, moment]
 
 
+def latest_consent_actions_sql(
+    *, client_id: int, purpose_code: str, customers: str, at: datetime | None = None
+) -> tuple[str, list]:
+    """SQL (and its parameters) of the relation ``(customer_id, action)``: for each customer id
+    of ``customers`` (the name of a relation with a ``customer_id`` column, e.g. a CTE of segment
+    members) who has any record for the purpose, the latest action by this module's rule.
+
+    The set-based twin of :class:`LatestConsentAction` for exports of whole segments: one pass
+    over the purpose's records, ranked by a window, instead of two index probes per person
+    (1M members: ~1.5 s against ~5 s). A test holds the two to the same answers. Customers
+    without a record are absent (no record means no); erasure is the caller's check
+    (:func:`customers_not_erased`)."""
+    from django.db import connection
+
+    purpose_id = ConsentPurpose.objects.values_list("pk", flat=True).get(code=purpose_code)
+    records = connection.ops.quote_name(ConsentRecord._meta.db_table)
+    links = connection.ops.quote_name(ConsentSubjectLink._meta.db_table)
+    moment = connection.ops.adapt_datetimefield_value(at or timezone.now())
+    sql = (
+        "SELECT ranked.customer_id, ranked.action FROM ("  # noqa: S608 - names from metadata
+        "SELECT x.customer_id, x.action, ROW_NUMBER() OVER ("
+        "PARTITION BY x.customer_id ORDER BY x.at DESC, x.id DESC) AS position FROM ("
+        f"SELECT r.customer_id, r.action, r.at, r.id FROM {records} r "
+        f"JOIN {customers} m ON m.customer_id = r.customer_id "
+        "WHERE r.client_id = %s AND r.purpose_id = %s AND r.at <= %s "
+        "UNION ALL "
+        f"SELECT l.customer_id, r.action, r.at, r.id FROM {records} r "
+        f"JOIN {links} l ON l.client_id = r.client_id AND l.subject_id = r.subject_id "
+        f"JOIN {customers} m ON m.customer_id = l.customer_id "
+        "WHERE r.client_id = %s AND r.purpose_id = %s AND r.at <= %s"
+        ") x) ranked WHERE ranked.position = 1"
+    )
+    return sql, [client_id, purpose_id, moment, client_id, purpose_id, moment]
+
+
 def customers_with_consent_flag(queryset: QuerySet, purpose_code: str) -> QuerySet:
     """Annotate each customer with ``consent_granted``: the rule of this module, for callers
     that must also count who is held back and why (audience syncs), in one pass."""

@@ -13,7 +13,7 @@ from django.db import connection
 
 from audiences.bidding import bid_modifiers_csv, bidmodifiers_add_body, recommend
 from audiences.crypto import CredentialsUnreadable, secret_decrypt
-from audiences.hashing import EMAIL, PHONE, hasher_for, platform_value
+from audiences.hashing import EMAIL, HASHINGS, PHONE, hashed_sql, hasher_for, platform_value_sql
 from audiences.models import Destination
 from audiences.services import (
     AudienceError,
@@ -29,12 +29,33 @@ pytestmark = pytest.mark.django_db
 
 
 def test_platform_values_and_hashes():
-    assert platform_value(PHONE, "+79995551111") == "79995551111"
-    assert platform_value(EMAIL, "Anna@Example.ru ") == "anna@example.ru"
-    assert platform_value(PHONE, "") == ""
     assert hasher_for("sha256")("79995551111") == hashlib.sha256(b"79995551111").hexdigest()
     assert hasher_for("md5")("a@b.ru") == hashlib.md5(b"a@b.ru").hexdigest()  # noqa: S324
     assert hasher_for("plain")("a@b.ru") == "a@b.ru"
+
+
+@pytest.mark.parametrize("hashing", HASHINGS)
+def test_sql_platform_values_and_hashes_match_python(hashing):
+    """The database builds snapshots: its formatting and hashing must give, byte for byte, what
+    the Python hasher (padding lines, the platforms' documented examples) gives."""
+    stored = [
+        (EMAIL, "anna@example.ru", "anna@example.ru"),
+        (EMAIL, " Anna@Example.RU ", "anna@example.ru"),
+        (EMAIL, "иван@почта.рф", "иван@почта.рф"),  # Cyrillic: hashed as UTF-8 bytes
+        (PHONE, "+79995551111", "79995551111"),
+        (PHONE, "+380441234567", "380441234567"),
+        (EMAIL, None, ""),
+        (PHONE, "", ""),
+    ]
+    for kind, value, expected in stored:
+        formatted = platform_value_sql(kind, "%s")
+        with connection.cursor() as cursor:
+            hashed = hashed_sql(hashing, formatted, connection.vendor)
+            cursor.execute(f"SELECT {formatted}, {hashed}", [value, value])
+            platform, uploaded = cursor.fetchone()
+        assert platform == expected, (kind, value)
+        if expected:
+            assert uploaded == hasher_for(hashing)(expected), (hashing, value)
 
 
 def test_destination_rules_and_encrypted_credentials(client_a):

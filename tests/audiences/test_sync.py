@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from audiences.models import Audience, AudienceSnapshotItem, SyncRun
+from audiences.models import Audience, AudienceSnapshotChunk, SyncRun
 from audiences.services import sync_run_create
 from audiences.sync import DestinationBusy, audience_sync_now, sync_run_execute
 from consent.models import ConsentRecord, TransferRefusal
@@ -101,7 +101,7 @@ def test_yandex_changes_wait_for_processing_then_withdrawal_removes_the_person(
     audience.refresh_from_db()
     assert audience.confirmed_snapshot_id == done.snapshot_id
     # Snapshots nobody holds any more are gone.
-    assert set(AudienceSnapshotItem.objects.values_list("snapshot_id", flat=True).distinct()) == {
+    assert set(AudienceSnapshotChunk.objects.values_list("snapshot_id", flat=True).distinct()) == {
         done.snapshot_id
     }
 

@@ -13,7 +13,11 @@ from hypothesis import strategies as st
 
 from clients.models import Customer
 from consent.models import ConsentRecord, ConsentText
-from consent.selectors import consent_is_granted, customers_consented_for
+from consent.selectors import (
+    consent_is_granted,
+    customers_consented_for,
+    latest_consent_actions_sql,
+)
 from consent.services import (
     ConsentError,
     Evidence,
@@ -72,10 +76,29 @@ def test_latest_by_time_wins_not_latest_written(client_a, texts_a, customers_a):
 
 
 ACTIONS = st.lists(
-    st.tuples(st.sampled_from(["granted", "withdrawn"]), st.integers(min_value=0, max_value=50)),
+    st.tuples(
+        st.sampled_from(["granted", "withdrawn"]),
+        st.integers(min_value=0, max_value=50),
+        st.booleans(),  # recorded on the person's linked cookie subject instead of the person
+    ),
     min_size=0,
     max_size=8,
 )
+
+
+def granted_by_set_sql(client, purpose_code: str) -> set[int]:
+    """The customers the set-based relation (audience exports) says have consent."""
+    members = "(SELECT id AS customer_id FROM clients_customer WHERE client_id = %s)"
+    sql, params = latest_consent_actions_sql(
+        client_id=client.pk, purpose_code=purpose_code, customers="members"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH members AS {members} SELECT customer_id FROM ({sql}) latest "  # noqa: S608
+            "WHERE action = 'granted'",
+            [client.pk, *params],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 @settings(
@@ -83,18 +106,22 @@ ACTIONS = st.lists(
 )
 @given(events=st.lists(ACTIONS, min_size=5, max_size=5))
 def test_filter_and_selector_agree_with_the_rule(client_a, texts_a, customers_a, events):
-    """For any history, the queryset filter, the selector and the rule give the same answer."""
+    """For any history (on the person or their linked cookie), the queryset filter, the
+    set-based relation of audience exports, the selector and the rule give the same answer."""
     ConsentRecord.objects.for_client(client_a)  # scoped
     base = timezone.now() - timedelta(days=100)
     expected = set()
     with transaction.atomic():
         for person, history in zip(customers_a, events, strict=True):
             latest = None
-            for i, (action, day) in enumerate(history):
+            subject = f"cookie-{person.pk}"
+            consent_subject_link(client=client_a, subject_id=subject, customer=person)
+            for i, (action, day, on_cookie) in enumerate(history):
                 at = base + timedelta(days=day)
                 consent_record_append(
                     client=client_a,
-                    customer=person,
+                    customer=None if on_cookie else person,
+                    subject_id=subject if on_cookie else "",
                     purpose_code="ad_audiences",
                     action=action,
                     source="api",
@@ -106,6 +133,7 @@ def test_filter_and_selector_agree_with_the_rule(client_a, texts_a, customers_a,
                 expected.add(person.pk)
         filtered = customers_consented_for(Customer.objects.for_client(client_a), "ad_audiences")
         assert set(filtered.values_list("pk", flat=True)) == expected
+        assert granted_by_set_sql(client_a, "ad_audiences") == expected
         for person in customers_a:
             assert consent_is_granted(customer=person, purpose_code="ad_audiences") == (
                 person.pk in expected
@@ -127,6 +155,7 @@ def test_linked_cookie_subject_counts_for_the_customer(client_a, texts_a, custom
     assert consent_is_granted(customer=person, purpose_code="analytics_cookies") is True
     consented = customers_consented_for(Customer.objects.for_client(client_a), "analytics_cookies")
     assert list(consented.values_list("pk", flat=True)) == [person.pk]
+    assert granted_by_set_sql(client_a, "analytics_cookies") == {person.pk}
 
 
 def test_grant_needs_a_published_text(client_a, customers_a):

@@ -9,8 +9,10 @@ synced segment. Set-up writes with INSERT ... SELECT (the consent rows with a pl
 the bench measures the export, not the ledger's chain).
 
 Timed, per size and platform, in this process: ``audiences.sync.audience_sync_now`` from the
-membership query to the platform's reply (the stub parses and checks every line, on the same
-2 cores), printed per stage from the run's steps, with rows per second and peak RSS.
+membership query to the platform's reply, printed per stage from the run's steps, with rows
+per second and this process's peak RSS. The stubs run as ``python -m tests.stubs`` in a child
+process (as the platform is another machine, its memory is not ours), parsing and checking
+every line on the same 2 cores.
 Then a second sync after 1 % withdrawals: the diff path (snapshot, difference, modify_data or
 differential lists). Goal (issue 5): 1M members <= 20 s, memory bounded (streamed).
 """
@@ -20,8 +22,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import socket
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +113,44 @@ def withdraw(client: Client, share: int = 100) -> None:
         )
 
 
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@contextmanager
+def stubs_process():
+    """The loopback stubs in a child process; yields (yandex URL, VK URL). Processing takes no
+    time, so a segment is ready for modify_data by the second sync."""
+    yandex_port, vk_port, mytarget_port = free_ports(3)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.stubs", "--quiet", "--processing-delay", "0",
+         "--yandex-port", str(yandex_port), "--vk-port", str(vk_port),
+         "--mytarget-port", str(mytarget_port), "--yandex-token", "bench",
+         "--yandex-quota-per-minute", "1000", "--vk-client-id", "bench",
+         "--vk-client-secret", "bench-secret"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in child.stdout:
+            if line.startswith("Stubs running"):
+                break
+        else:
+            raise SystemExit("the stubs did not start")
+        yield (
+            f"http://127.0.0.1:{yandex_port}{YandexAudiencesStub.prefix}",
+            f"http://127.0.0.1:{vk_port}{VkAdsStub.prefix}",
+        )
+    finally:
+        child.terminate()
+        child.wait(30)
+
+
 def timed_sync(audience, label: str) -> None:
     rss = PeakRss()
     started = time.perf_counter()
@@ -123,6 +166,8 @@ def timed_sync(audience, label: str) -> None:
     )
     if run.error:
         print(f"    error: {run.error}")
+    if run.status != "succeeded":
+        raise SystemExit(f"the sync did not succeed: {run.status}")
     for step in run.steps:
         print(f"    {step}")
 
@@ -139,18 +184,15 @@ def main() -> None:
         t0 = time.perf_counter()
         client, segment, stop = setup(size)
         print(f"  set-up (not timed): {time.perf_counter() - t0:.1f} s")
-        with (
-            YandexAudiencesStub(tokens={"bench"}, quota_per_minute=None) as yandex,
-            VkAdsStub(credentials={"bench": "bench-secret"}) as vk,
-        ):
+        with stubs_process() as (yandex_url, vk_url):
             ya_dest = destination_create(
                 client=client, name="Я", platform="yandex_audiences",
-                credentials={"token": "bench"}, base_url=yandex.base_url,
+                credentials={"token": "bench"}, base_url=yandex_url,
             )  # fmt: skip
             vk_dest = destination_create(
                 client=client, name="VK", platform="vk_ads",
                 credentials={"client_id": "bench", "client_secret": "bench-secret"},
-                base_url=vk.base_url,
+                base_url=vk_url,
             )  # fmt: skip
             audiences = [
                 audience_create(
@@ -165,7 +207,6 @@ def main() -> None:
             for audience in audiences:
                 timed_sync(audience, f"first sync, {audience.destination.platform}")
             withdraw(client)
-            yandex.process_all()
             for audience in audiences:
                 timed_sync(audience, f"after 1 % withdrawals, {audience.destination.platform}")
 

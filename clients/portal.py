@@ -11,6 +11,7 @@ from django.views.generic import DetailView, ListView, TemplateView, View
 
 from agency.portal import ClientPortalMixin
 from agency.roles import user_clients
+from audiences.portal import AudienceListView
 
 from .models import Customer, ImportJob, Order
 from .normalize import NormalizationError, normalize_email, normalize_phone
@@ -147,6 +148,7 @@ urlpatterns = [
     path("<slug:client_slug>/customers/", CustomerListView.as_view(), name="customers"),
     path("<slug:client_slug>/customers/<int:pk>/", CustomerDetailView.as_view(), name="customer"),
     path("<slug:client_slug>/imports/", ImportJobListView.as_view(), name="imports"),
+    path("<slug:client_slug>/audiences/", AudienceListView.as_view(), name="audiences"),
     path(
         "<slug:client_slug>/imports/<int:pk>/errors.csv",
         ImportJobErrorsView.as_view(),

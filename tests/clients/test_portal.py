@@ -103,7 +103,7 @@ def test_customer_search_by_phone_in_any_spelling(client, portal_owner_a, client
 
 def _portal_urls_for(slug: str, data) -> list[str]:
     urls = []
-    for name in ("dashboard", "customers", "customer", "imports", "import_errors"):
+    for name in ("dashboard", "customers", "customer", "imports", "import_errors", "audiences"):
         args = [slug]
         if name == "customer":
             args.append(data["customer"].pk)
@@ -118,7 +118,7 @@ def test_every_client_page_is_404_for_another_clients_user(
 ):
     client.force_login(owner_b)
     urls = _portal_urls_for(client_a.slug, base_a)
-    assert len(urls) == 5
+    assert len(urls) == 6
     for url in urls:
         response = client.get(url)
         assert response.status_code == 404, url

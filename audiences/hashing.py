@@ -19,7 +19,6 @@ from collections.abc import Callable
 EMAIL = 1
 PHONE = 2
 KIND_NAMES = {EMAIL: "email", PHONE: "phone"}
-HASHINGS = ("sha256", "md5", "plain")
 
 
 def platform_value_sql(kind: int, column: str) -> str:
@@ -59,6 +58,7 @@ def _plain(value: str) -> str:
 
 
 HASHERS: dict[str, Callable[[str], str]] = {"sha256": _sha256, "md5": _md5, "plain": _plain}
+HASHINGS = tuple(HASHERS)
 
 
 def hasher_for(hashing: str) -> Callable[[str], str]:

@@ -47,7 +47,6 @@ KINDS_BY_IDENTIFIERS = {
 }
 # What decides a member's fate, in the order the rules apply (the first that holds wins).
 ERASED, NO_CONSENT, SUPPRESSED, EXPORTABLE = "erased", "consent", "suppressed", "export"
-_VALUE_COLUMNS = {EMAIL: "email", PHONE: "phone"}
 
 _MEMBERSHIPS = connection.ops.quote_name(SegmentMembership._meta.db_table)
 _CUSTOMERS = connection.ops.quote_name(Customer._meta.db_table)
@@ -97,8 +96,8 @@ def export_candidates_sql(audience: Audience) -> tuple[str, list]:
         f"SELECT DISTINCT customer_id FROM {_MEMBERSHIPS} "
         f"WHERE client_id = %s AND segment_id IN ({marks}) AND left_at IS NULL"
         f"), latest AS ({latest}) "
-        f"SELECT c.id, {platform_value_sql(EMAIL, 'c.email')} AS email, "
-        f"{platform_value_sql(PHONE, 'c.phone')} AS phone, CASE "
+        f"SELECT c.id, {platform_value_sql(EMAIL, 'c.email')} AS {KIND_NAMES[EMAIL]}, "
+        f"{platform_value_sql(PHONE, 'c.phone')} AS {KIND_NAMES[PHONE]}, CASE "
         f"WHEN c.erased_at IS NOT NULL THEN '{ERASED}' "
         f"WHEN COALESCE(l.action, '') <> 'granted' THEN '{NO_CONSENT}' "
         f"WHEN s.customer_id IS NOT NULL THEN '{SUPPRESSED}' "
@@ -113,7 +112,7 @@ def export_candidates_sql(audience: Audience) -> tuple[str, list]:
 
 
 def _count_fates(cursor, candidates: str, kinds: tuple[int, ...]) -> ExportCounts:
-    no_value = " AND ".join(f"{_VALUE_COLUMNS[kind]} = ''" for kind in kinds)
+    no_value = " AND ".join(f"{KIND_NAMES[kind]} = ''" for kind in kinds)
     cursor.execute(
         "SELECT COUNT(*), "  # noqa: S608 - names built here
         f"SUM(CASE WHEN fate = '{ERASED}' THEN 1 ELSE 0 END), "
@@ -135,7 +134,7 @@ def _count_fates(cursor, candidates: str, kinds: tuple[int, ...]) -> ExportCount
 
 def _sorted_values_sql(candidates: str, kind: int, hashing: str) -> str:
     """Distinct uploaded values of one kind in code-point order (UTF-8 byte order)."""
-    column = _VALUE_COLUMNS[kind]
+    column = KIND_NAMES[kind]
     value = hashed_sql(hashing, column, connection.vendor)
     if connection.vendor == "postgresql":
         value = f'({value}) COLLATE "C"'  # byte order, whatever the database's collation

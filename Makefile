@@ -18,7 +18,7 @@ AUDIENCES_BENCH_ARGS ?=
 help:
 	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
 	@echo "make test       run pytest against a throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
-	@echo "make lint       ruff check and ruff format --check"
+	@echo "make lint       ruff check, ruff format --check, the layer contract (import-linter)"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make bench      run bench/ingest.py and bench/scoring.py against a throwaway PostgreSQL and Redis"
 	@echo "make bench-scoring  only the scoring pipeline bench (SCORING_BENCH_ARGS=--sizes 10000,...)"
@@ -86,6 +86,8 @@ test: $(STAMP) test-services test-browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	python3 scripts/app_imports.py >/dev/null || python3 scripts/app_imports.py --files
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
@@ -93,17 +95,17 @@ format: $(STAMP)
 bench: bench-ingest bench-scoring bench-audiences
 
 bench-ingest: $(STAMP) test-services
-	DJANGO_SETTINGS_MODULE=agency.settings \
+	DJANGO_SETTINGS_MODULE=config.settings \
 	  scripts/with_test_services.sh $(PY) bench/ingest.py $(BENCH_ARGS)
 
 # Builds var/bench-venv (lifetimes, bench only) on first use; see bench/scoring.py.
 bench-scoring: $(STAMP) test-services
-	DJANGO_SETTINGS_MODULE=agency.settings \
+	DJANGO_SETTINGS_MODULE=config.settings \
 	  scripts/with_test_services.sh $(PY) bench/scoring.py $(SCORING_BENCH_ARGS)
 
 # Audience sync end to end against the loopback stubs (AUDIENCES_BENCH_ARGS=--sizes 10000,...).
 bench-audiences: $(STAMP) test-services
-	DJANGO_SETTINGS_MODULE=agency.settings scripts/with_test_services.sh \
+	DJANGO_SETTINGS_MODULE=config.settings scripts/with_test_services.sh \
 	  bash -c '$(PY) manage.py migrate -v0 && $(PY) bench/audiences.py $(AUDIENCES_BENCH_ARGS)'
 
 clean:

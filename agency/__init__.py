@@ -1,3 +1,1 @@
-from .celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""Core: tenancy, roles and permissions, audit, and the shared mechanisms every app uses."""

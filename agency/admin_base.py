@@ -32,6 +32,7 @@ from django.utils.text import Truncator
 
 from .audit import audit_log, request_ip
 from .roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST, STAFF_GROUPS, staff_clients, staff_role
+from .tenancy import tenant_model
 
 # --------------------------------------------------------------------------------------------
 # Who is asking (cached on the request: the admin asks for permissions many times per page)
@@ -53,9 +54,7 @@ def request_staff_client_ids(request: HttpRequest) -> frozenset[int]:
 
 
 def _client_model() -> type[models.Model]:
-    from clients.models import Client
-
-    return Client
+    return tenant_model()
 
 
 _NO_CLIENT = object()

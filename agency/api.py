@@ -7,11 +7,13 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import models
 from django.http import Http404
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from .roles import user_clients
 from .tenancy import get_from_scoped_or_404
 
 
@@ -65,6 +67,36 @@ def json_exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+def request_client(request: Any) -> Any:
+    """The client a request acts for. API key: its client. Session: ``X-Client`` header or
+    ``?client=`` slug among the user's clients, or the only one they have. Unknown and foreign
+    slugs give the same 404."""
+    cached = getattr(request, "_cvm_client", None)
+    if cached is not None:
+        return cached
+    auth = getattr(request, "auth", None)
+    if getattr(auth, "client_id", None) is not None:  # a per-client credential (an API key)
+        client = auth.client
+        if not client.is_active:
+            raise exceptions.PermissionDenied(_("Клиент отключён."))
+    else:
+        clients = user_clients(request.user)
+        slug = request.headers.get("X-Client") or request.GET.get("client")
+        if slug:
+            client = clients.filter(slug=slug).first()
+            if client is None:
+                raise Http404("client not found")
+        else:
+            found = list(clients[:2])
+            if len(found) != 1:
+                raise exceptions.ValidationError(
+                    {"client": [_("Укажите клиента заголовком X-Client или параметром ?client=.")]}
+                )
+            client = found[0]
+    request._cvm_client = client
+    return client
+
+
 class UpdatedCursorPagination(CursorPagination):
     """Stable cursor over (updated_at, id): rows written during paging are not skipped."""
 
@@ -95,8 +127,6 @@ class ClientScopedViewSetMixin:
 
     @property
     def client(self):
-        from clients.auth import request_client
-
         return request_client(self.request)
 
     def safely_get_queryset(self, queryset: models.QuerySet) -> models.QuerySet:

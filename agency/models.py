@@ -32,7 +32,7 @@ class AuditLogEntry(AppendOnlyModelMixin, models.Model):
     )
     actor_label = models.CharField("кто", max_length=200, blank=True)
     client = models.ForeignKey(
-        "clients.Client",
+        settings.TENANT_MODEL,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         null=True,

@@ -6,6 +6,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from .tenancy import tenant_model
+
 AGENCY_ADMIN = "agency_admin"
 ACCOUNT_MANAGER = "account_manager"
 ANALYST = "analyst"
@@ -27,23 +29,21 @@ def staff_role(user: Any) -> str | None:
 
 def staff_clients(user: Any) -> QuerySet:
     """Clients a staff member works with: admins and analysts all, account managers their own."""
-    from clients.models import Client
-
+    clients = tenant_model().objects
     role = staff_role(user)
     if role in (AGENCY_ADMIN, ANALYST):
-        return Client.objects.all()
+        return clients.all()
     if role == ACCOUNT_MANAGER:
-        return Client.objects.filter(account_managers=user)
-    return Client.objects.none()
+        return clients.assigned_to(user)
+    return clients.none()
 
 
 def portal_clients(user: Any) -> QuerySet:
     """Clients a portal user is a member of."""
-    from clients.models import Client
-
+    clients = tenant_model().objects
     if not getattr(user, "is_authenticated", False):
-        return Client.objects.none()
-    return Client.objects.filter(memberships__user=user, is_active=True)
+        return clients.none()
+    return clients.with_member(user)
 
 
 def user_clients(user: Any) -> QuerySet:

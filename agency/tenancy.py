@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from django.apps import apps
+from django.conf import settings
 from django.db import models
 from django.http import Http404
 
 CLIENT_FILTER_KEYS = frozenset({"client", "client_id", "client__in", "client_id__in"})
+
+
+def tenant_model() -> type[models.Model]:
+    """The tenant model (``settings.TENANT_MODEL``, "clients.Client"), looked up by name so that
+    this core package never imports the app above it. Its default manager offers
+    ``assigned_to(user)`` (staff assignments) and ``with_member(user)`` (portal memberships)."""
+    return apps.get_model(settings.TENANT_MODEL)
 
 
 class TenantScopeError(RuntimeError):
@@ -100,7 +109,7 @@ class TenantModel(models.Model):
     manager."""
 
     client = models.ForeignKey(
-        "clients.Client",
+        settings.TENANT_MODEL,
         on_delete=models.CASCADE,
         related_name="+",
         verbose_name="клиент",

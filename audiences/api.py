@@ -39,9 +39,8 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from agency.api import ApiError, ClientScopedViewSetMixin
+from agency.api import ApiError, ClientScopedViewSetMixin, request_client
 from clients.api import ClientAccessPermission
-from clients.auth import request_client
 from segments.models import Segment
 
 from .bidding import CSV_COLUMNS, bid_modifiers_csv, bidmodifiers_add_body

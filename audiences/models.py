@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from agency.jobs import JobStateMixin
 from agency.tenancy import TenantModel
 
 
@@ -61,7 +62,7 @@ class Destination(TenantModel):
     )
     credentials_encrypted = models.TextField("учётные данные (зашифрованы)", editable=False)
     # VK Ads / myTarget token cache: a client may hold at most 5 live tokens, so one is kept,
-    # reused and refreshed (audiences.clients.vk.VkTokenCache).
+    # reused and refreshed (audiences.vk_tokens.VkTokenCache).
     token_encrypted = models.TextField("токен (зашифрован)", blank=True, editable=False)
     token_expires_at = models.DateTimeField("токен действует до", null=True, editable=False)
     # One sync at a time per destination: a lease taken by the running sync.
@@ -255,7 +256,7 @@ class AudienceSnapshotChunk(models.Model):
         return f"{self.snapshot_id}:{self.kind}:{self.position}"
 
 
-class SyncRun(TenantModel):
+class SyncRun(JobStateMixin, TenantModel):
     """One sync of an audience: who was held back and why, what was sent, what the platform
     said. Failed runs keep the platform's own error text."""
 

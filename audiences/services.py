@@ -19,12 +19,12 @@ from django.db.models import Avg, Count
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from agency.crypto import secret_decrypt, secret_encrypt, secret_rotate
 from agency.recovery import stalled_jobs_reset
 from clients.models import Client
 from consent.models import DataRecipient
 from segments.models import Segment
 
-from .crypto import secret_decrypt, secret_encrypt, secret_rotate
 from .models import Audience, Destination, SyncRun
 
 SCHEDULED_TASK = "audiences.tasks.audience_scheduled_sync_task"

@@ -29,14 +29,15 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from agency.crypto import CredentialsUnreadable, secret_decrypt
 from consent.transfers import TransferRefused, transfer_check
+from integrations import mytarget, vk_ads
+from integrations import vk_ads as vk_api
+from integrations import yandex_audiences as yandex_api
+from integrations.http import OutcomeUnknown, PlatformError, PlatformHttp, PlatformUnavailable
 
-from .crypto import CredentialsUnreadable, secret_decrypt
 from .hashing import EMAIL, hasher_for
 from .models import Audience, AudienceSnapshot, Destination, SyncRun
-from .platforms import vk as vk_api
-from .platforms import yandex as yandex_api
-from .platforms.http import OutcomeUnknown, PlatformError, PlatformHttp, PlatformUnavailable
 from .snapshots import (
     SnapshotDifference,
     audience_kinds,
@@ -46,6 +47,7 @@ from .snapshots import (
     snapshot_difference,
     yandex_csv,
 )
+from .vk_tokens import VkTokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -461,12 +463,13 @@ def platform_client(destination: Destination, **http_options: Any):
     credentials = secret_decrypt(destination.credentials_encrypted)
     if destination.platform == Destination.Platform.YANDEX_AUDIENCES:
         return yandex_api.YandexAudiencesClient(
-            base_url=destination.base_url or yandex_api.DEFAULT_BASE_URL,
+            base_url=destination.base_url or yandex_api.base_url(),
             token=credentials["token"],
             **http_options,
         )
-    base_url = destination.base_url or vk_api.DEFAULT_BASE_URLS[destination.platform]
-    tokens = vk_api.VkTokenCache(
+    provider = mytarget if destination.platform == Destination.Platform.MYTARGET else vk_ads
+    base_url = destination.base_url or provider.base_url()
+    tokens = VkTokenCache(
         destination,
         lambda: PlatformHttp(base_url, error_parser=vk_api.vk_error, **http_options),
     )

@@ -43,6 +43,7 @@ from .models import (
     Tier,
 )
 from .normalize import NormalizationError, normalize_email, normalize_phone
+from .selectors import customer_identity_q
 from .services import api_key_create, api_key_revoke, client_create
 from .tasks import import_job_run_task
 
@@ -330,22 +331,6 @@ class ApiKeyAdmin(TenantScopedAdmin):
 
 # --------------------------------------------------------------------------------------------
 # The customer base (millions of rows): exact indexed searches, no full counts
-
-
-def customer_identity_q(term: str, prefix: str = "") -> Q | None:
-    """Exact look-up of a customer by external id, email or phone as typed by a person
-    ("8 (916) 123-45-67"), normalised the way ingestion stores them, so that the
-    (client, email) / (client, phone) / (client, external_id) indexes serve it."""
-    term = term.strip()
-    if not term:
-        return None
-    q = Q(**{f"{prefix}external_id": term})
-    normalizer, field = (normalize_email, "email") if "@" in term else (normalize_phone, "phone")
-    try:
-        q |= Q(**{f"{prefix}{field}": normalizer(term)})
-    except NormalizationError:
-        pass  # not an email / phone: the external id is all there is to match
-    return q
 
 
 SEARCH_HELP = "Точное совпадение: email, телефон в любом формате или внешний id."

@@ -16,11 +16,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agency.api import ApiError, ClientScopedViewSetMixin
+from agency.api import ApiError, ClientScopedViewSetMixin, request_client
 from agency.audit import audit_log, request_ip
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, staff_role
 
-from .auth import request_client
 from .ingest import BatchError, IngestResult, ingest_records
 from .models import ApiKey, ClientMembership, Customer, Event, Order
 from .normalize import NormalizationError, normalize_email, normalize_phone

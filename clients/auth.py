@@ -1,18 +1,14 @@
-"""API authentication by per-client keys, and the one answer to "which client is this request"."""
+"""API authentication by per-client keys (the request's ``auth`` is the key, and the key's
+``client`` is the client the request acts for: ``agency.api.request_client``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.throttling import SimpleRateThrottle
 
-from agency.roles import user_clients
-
-from .models import ApiKey, Client
+from .models import ApiKey
 from .selectors import api_key_find_active
 
 API_KEY_KEYWORD = "Api-Key"
@@ -72,36 +68,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return API_KEY_KEYWORD
-
-
-def request_client(request: Any) -> Client:
-    """The client a request acts for. API key: its client. Session: ``X-Client`` header or
-    ``?client=`` slug among the user's clients, or the only one they have. Unknown and foreign
-    slugs give the same 404."""
-    cached = getattr(request, "_cvm_client", None)
-    if cached is not None:
-        return cached
-    auth = getattr(request, "auth", None)
-    if isinstance(auth, ApiKey):
-        client = auth.client
-        if not client.is_active:
-            raise exceptions.PermissionDenied(_("Клиент отключён."))
-    else:
-        clients = user_clients(request.user)
-        slug = request.headers.get("X-Client") or request.GET.get("client")
-        if slug:
-            client = clients.filter(slug=slug).first()
-            if client is None:
-                raise Http404("client not found")
-        else:
-            found = list(clients[:2])
-            if len(found) != 1:
-                raise exceptions.ValidationError(
-                    {"client": [_("Укажите клиента заголовком X-Client или параметром ?client=.")]}
-                )
-            client = found[0]
-    request._cvm_client = client
-    return client
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):

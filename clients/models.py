@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -11,6 +12,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from agency.jobs import JobStateMixin
 from agency.tenancy import TenantModel
 
 from .validators import validate_inn
@@ -74,8 +76,18 @@ class Tier(models.Model):
 
 
 class ClientQuerySet(models.QuerySet):
+    """Also the tenant protocol of ``agency.tenancy``: ``assigned_to`` and ``with_member``."""
+
     def active(self) -> ClientQuerySet:
         return self.filter(is_active=True)
+
+    def assigned_to(self, user: Any) -> ClientQuerySet:
+        """Clients an account manager is assigned to."""
+        return self.filter(account_managers=user)
+
+    def with_member(self, user: Any) -> ClientQuerySet:
+        """Active clients whose portal ``user`` is a member of."""
+        return self.filter(memberships__user=user, is_active=True)
 
 
 class Client(models.Model):
@@ -373,7 +385,7 @@ def import_upload_path(instance: ImportJob, filename: str) -> str:
     return f"imports/{instance.client_id}/{timezone.now():%Y/%m/%d}/{filename}"
 
 
-class ImportJob(TenantModel):
+class ImportJob(JobStateMixin, TenantModel):
     class Kind(models.TextChoices):
         CUSTOMERS = "customers", "покупатели"
         ORDERS = "orders", "заказы"

@@ -7,9 +7,11 @@ import hmac
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from .models import ApiKey
+from .models import ApiKey, Customer, ImportJob, Order
+from .normalize import NormalizationError, normalize_email, normalize_phone
 
 API_KEY_PREFIX = "cvm"
 
@@ -50,8 +52,6 @@ def client_base_summary(*, client) -> dict:
     """Headline numbers of a client's base for the portal dashboard."""
     from django.db.models import Count, Sum
 
-    from .models import Customer, Order
-
     orders = Order.objects.for_client(client)
     paid = orders.filter(status=Order.Status.PAID).aggregate(revenue=Sum("amount"), n=Count("id"))
     revenue = paid["revenue"] or Decimal("0")
@@ -69,8 +69,6 @@ def revenue_by_month(*, client, months: int = 12) -> list[dict]:
     from django.db.models import Count, Sum
     from django.db.models.functions import TruncMonth
 
-    from .models import Order
-
     since = (timezone.now() - timedelta(days=31 * months)).replace(day=1)
     rows = (
         Order.objects.for_client(client)
@@ -84,3 +82,39 @@ def revenue_by_month(*, client, months: int = 12) -> list[dict]:
         {"month": r["month"].strftime("%Y-%m"), "revenue": r["revenue"], "buyers": r["buyers"]}
         for r in rows
     ]
+
+
+def customer_identity_q(term: str, prefix: str = "") -> Q | None:
+    """The one look-up of a customer by what a person types: external id, email or phone in any
+    spelling ("8 (916) 123-45-67"), normalised the way ingestion stores them, so that the
+    (client, email) / (client, phone) / (client, external_id) indexes serve it. ``prefix``
+    reaches the customer through a relation ("customer__"). None for an empty term."""
+    term = term.strip()
+    if not term:
+        return None
+    q = Q(**{f"{prefix}external_id": term})
+    normalizer, field = (normalize_email, "email") if "@" in term else (normalize_phone, "phone")
+    try:
+        q |= Q(**{f"{prefix}{field}": normalizer(term)})
+    except NormalizationError:
+        pass  # not an email / phone: the external id is all there is to match
+    return q
+
+
+def customers_search(*, client, term: str) -> QuerySet:
+    """A client's customers, newest first, narrowed by :func:`customer_identity_q`."""
+    queryset = Customer.objects.for_client(client).order_by("-updated_at", "-id")
+    q = customer_identity_q(term)
+    return queryset if q is None else queryset.filter(q)
+
+
+def customer_orders_recent(*, customer, limit: int = 100) -> QuerySet:
+    return (
+        Order.objects.for_client(customer.client_id)
+        .filter(customer=customer)
+        .order_by("-placed_at")[:limit]
+    )
+
+
+def import_jobs_list(*, client) -> QuerySet:
+    return ImportJob.objects.for_client(client).order_by("-created_at")

@@ -33,8 +33,8 @@ from agency.admin_base import (
     request_staff_role,
 )
 from agency.roles import staff_clients
-from clients.admin import customer_identity_q
 from clients.models import Customer
+from clients.selectors import customer_identity_q
 
 from .compliance import client_compliance_checklist
 from .models import (

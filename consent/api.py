@@ -33,11 +33,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agency.api import ApiError
+from agency.api import ApiError, request_client
 from agency.audit import audit_log, request_ip
 from agency.tenancy import get_scoped_object_or_404
 from clients.api import ClientAccessPermission
-from clients.auth import request_client
 from clients.models import Client, Customer
 
 from .models import ConsentPurpose, ConsentRecord, ConsentText

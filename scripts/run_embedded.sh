@@ -86,8 +86,8 @@ trap on_signal INT TERM
 
 start stubs "$PY" -m tests.stubs "${STUB_ARGS[@]}"
 start web "$PY" manage.py runserver "127.0.0.1:$PORT" --noreload
-start worker "$PY" -m celery -A agency worker -l info --concurrency 2 --pool threads
-start beat "$PY" -m celery -A agency beat -l info \
+start worker "$PY" -m celery -A config worker -l info --concurrency 2 --pool threads
+start beat "$PY" -m celery -A config beat -l info \
     --scheduler django_celery_beat.schedulers:DatabaseScheduler
 
 cat <<MSG

@@ -34,7 +34,7 @@ from agency.admin_base import (
     request_staff_client_ids,
 )
 from agency.audit import audit_log, request_ip
-from clients.admin import customer_identity_q
+from clients.selectors import customer_identity_q
 
 from .models import Segment, SegmentMembership, SegmentSizeSnapshot
 from .segmentation import (

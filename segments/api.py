@@ -36,10 +36,9 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from agency.api import ApiError, ClientScopedViewSetMixin
+from agency.api import ApiError, ClientScopedViewSetMixin, request_client
 from agency.tenancy import get_scoped_object_or_404
 from clients.api import ClientAccessPermission, CustomerSerializer
-from clients.auth import request_client
 from clients.models import Customer
 
 from .models import CustomerScore, ScoringRun, Segment, SegmentMembership

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from agency.jobs import JobStateMixin
 from agency.tenancy import TenantManager, TenantModel
 
 
@@ -49,7 +50,7 @@ class ScoringSettings(TenantModel):
         return f"Скоринг: {self.client}"
 
 
-class ScoringRun(TenantModel):
+class ScoringRun(JobStateMixin, TenantModel):
     """One computation of every score of a client: when, how long, what the models said."""
 
     class Status(models.TextChoices):

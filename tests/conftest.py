@@ -114,7 +114,7 @@ def start_worker(settings):
         }
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "agency", "worker", "--pool", "solo",
+                sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
                 "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
             ],
             cwd=ROOT,

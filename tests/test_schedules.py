@@ -9,10 +9,10 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from agency.celery import app
-from agency.schedules import PERIODIC_TASKS
 from clients.models import ImportJob
 from clients.services import import_jobs_recover
+from config.celery import app
+from config.schedules import PERIODIC_TASKS
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ import pytest
 from cryptography.fernet import Fernet
 from django.db import connection
 
+from agency.crypto import CredentialsUnreadable, secret_decrypt
 from audiences.bidding import bid_modifiers_csv, bidmodifiers_add_body, recommend
-from audiences.crypto import CredentialsUnreadable, secret_decrypt
 from audiences.hashing import EMAIL, HASHINGS, PHONE, hashed_sql, hasher_for, platform_value_sql
 from audiences.models import Destination
 from audiences.services import (

@@ -466,7 +466,7 @@ def test_import_job_upload_creates_job_and_enqueues_it_after_commit(
 
 @pytest.fixture
 def eager_celery(monkeypatch):
-    from agency.celery import app as celery_app
+    from config.celery import app as celery_app
 
     monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
 

@@ -194,7 +194,7 @@ def test_customer_scores(api_b, client_b, base_b):
 
 @pytest.fixture
 def eager_celery(monkeypatch):
-    from agency.celery import app as celery_app
+    from config.celery import app as celery_app
 
     monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
 

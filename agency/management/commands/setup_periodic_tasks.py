@@ -1,4 +1,5 @@
-"""Write the platform's periodic tasks (agency.schedules) into django-celery-beat."""
+"""Write the platform's periodic tasks (``settings.PERIODIC_TASKS``, declared in
+config/schedules.py) into django-celery-beat."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
-
-from agency.schedules import PERIODIC_TASKS
 
 CRONTAB_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
 
@@ -35,11 +34,11 @@ def schedule_for(spec: dict) -> dict[str, Any]:
 class Command(BaseCommand):
     help = (
         "Создаёт или обновляет периодические задачи платформы в django-celery-beat "
-        "(agency/schedules.py). Расписания, изменённые в админке, сохраняются."
+        "(config/schedules.py). Расписания, изменённые в админке, сохраняются."
     )
 
     def handle(self, *args, **options):
-        for spec in PERIODIC_TASKS:
+        for spec in settings.PERIODIC_TASKS:
             existing = PeriodicTask.objects.filter(name=spec["name"]).first()
             if existing is None:
                 PeriodicTask.objects.create(

@@ -11,9 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from clients.models import Client, Customer
-
-from .models import ConsentPurpose, ConsentRecord, ConsentSite, ConsentText
-from .services import (
+from consent.models import ConsentPurpose, ConsentRecord, ConsentSite, ConsentText
+from consent.services import (
     consent_record_build,
     consent_records_save,
     consent_text_create,

@@ -10,10 +10,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from audiences.demo import demo_audiences
-from clients.demo import DEMO_STEPS, DemoSeedError, demo_seed
 from clients.models import Client
-from consent.demo import demo_consents
+from demo.audiences import demo_audiences
+from demo.consents import demo_consents
+from demo.customer_base import DEMO_STEPS, DemoSeedError, demo_seed
 
 
 def positive_int(value: str) -> int:

@@ -14,7 +14,7 @@ router.register("events", EventViewSet, basename="event")
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:home", permanent=False)),
     path("admin/", admin.site.urls),
-    path("portal/", include("clients.portal")),
+    path("portal/", include("portal.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include(router.urls)),
     path("api/v1/webhooks/", include("clients.webhooks")),

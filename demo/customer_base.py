@@ -411,7 +411,7 @@ def generate_customer_base(
 
 def inn10(prefix9: str) -> str:
     """A 10-digit organisation INN: nine digits plus their check digit."""
-    from .validators import inn_is_valid
+    from clients.validators import inn_is_valid
 
     weights = (2, 4, 10, 3, 5, 9, 4, 6, 8)
     check = sum(int(d) * w for d, w in zip(prefix9, weights, strict=True)) % 11 % 10
@@ -527,7 +527,7 @@ def _ensure_user(username: str, *, role: str | None, superuser: bool = False):
 
 
 def _ingest(client, kind: str, frame: pd.DataFrame) -> int:
-    from .ingest import ingest_frames
+    from clients.ingest import ingest_frames
 
     result = ingest_frames(client=client, kind=kind, columns=list(frame.columns), frames=[frame])
     if not result.committed:
@@ -551,9 +551,8 @@ def demo_seed(
     from django.utils import timezone
 
     from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
-
-    from .models import ApiKey, Client, ClientMembership
-    from .services import api_key_create, api_key_revoke, client_create
+    from clients.models import ApiKey, Client, ClientMembership
+    from clients.services import api_key_create, api_key_revoke, client_create
 
     step = on_step or (lambda _label: None)
     # Anchored at midnight UTC so that a re-run on the same day produces the same rows.

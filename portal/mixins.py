@@ -9,8 +9,8 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db import models
 from django.http import Http404
 
-from .roles import user_clients
-from .tenancy import get_scoped_object_or_404
+from agency.roles import user_clients
+from agency.tenancy import get_scoped_object_or_404
 
 
 class ClientPortalMixin(LoginRequiredMixin):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import environ
 
+from .schedules import PERIODIC_TASKS  # noqa: F401  (read by setup_periodic_tasks)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -41,6 +43,8 @@ INSTALLED_APPS = [
     "segments",
     "audiences",
     "campaigns",
+    "portal",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -55,7 +59,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "agency.urls"
+ROOT_URLCONF = "config.urls"
+
+# The tenant: every client's data carries a key to it (agency.tenancy looks it up by this name).
+TENANT_MODEL = "clients.Client"
 
 TEMPLATES = [
     {
@@ -72,7 +79,7 @@ TEMPLATES = [
     },
 ]
 
-WSGI_APPLICATION = "agency.wsgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
 
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),

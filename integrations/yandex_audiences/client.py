@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from .http import PlatformHttp
+from ..http import PlatformHttp, base_url_setting
 
 DEFAULT_BASE_URL = "https://api-audience.yandex.ru/v1/management/"
 MIN_ROWS = 100  # below this the confirm is refused (unless check_size=false)
@@ -106,3 +106,8 @@ class YandexAudiencesClient:
 
     def delete(self, segment_id: int) -> None:
         self.http.request("DELETE", f"segment/{segment_id}")
+
+
+def base_url() -> str:
+    """``YANDEX_AUDIENCES_BASE_URL`` from the environment, else the official host."""
+    return base_url_setting("YANDEX_AUDIENCES_BASE_URL", DEFAULT_BASE_URL)

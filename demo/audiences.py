@@ -7,13 +7,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
+from audiences.models import Audience, Destination
+from audiences.services import audience_create, destination_create, sync_run_create
+from audiences.tasks import audience_sync_task
 from clients.models import Client
 from segments.models import Segment
 from segments.segmentation import segment_create
-
-from .models import Audience, Destination
-from .services import audience_create, destination_create, sync_run_create
-from .tasks import audience_sync_task
 
 DEMO_YANDEX_TOKEN = "demo-yandex-token"  # noqa: S105 - the stub's demo token, not a secret
 DEMO_VK_CLIENT = ("demo", "demo-secret")

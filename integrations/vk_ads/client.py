@@ -1,7 +1,7 @@
 """VK Ads / myTarget API client (https://ads.vk.com/api/, https://target.my.com/api/).
 
 Facts in ../shared/reference/ad-platforms.md: client-credentials tokens (at most 5 live per
-client, so one is cached on the destination, reused and refreshed: :class:`VkTokenCache`);
+client, so the caller keeps one, reuses and refreshes it: :class:`TokenProvider`);
 ``Authorization: Bearer``; users lists uploaded as files of one value per line with ``type``
 (emails, phones) and, for changes, ``base=N`` (add to list N) or ``base=-N`` (remove from it);
 remarketing segments reference lists with positive (target) or negative (exclude) relations.
@@ -10,23 +10,17 @@ Errors: ``{"error": {"code", "message", "fields"}}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
-from django.db import transaction
-from django.utils import timezone
 
-from ..crypto import secret_decrypt, secret_encrypt
-from .http import PlatformError, PlatformHttp
+from ..http import PlatformError, PlatformHttp, base_url_setting
 
-DEFAULT_BASE_URLS = {"vk_ads": "https://ads.vk.com/api/", "mytarget": "https://target.my.com/api/"}
+DEFAULT_BASE_URL = "https://ads.vk.com/api/"
 MIN_LIST_LINES = 2000
 MIN_DIFF_LINES = 25
 LIST_TYPES = {1: "emails", 2: "phones"}
-TOKEN_MARGIN = timedelta(minutes=5)
 
 
 def vk_error(response: httpx.Response) -> tuple[str, str]:
@@ -53,101 +47,43 @@ def vk_error(response: httpx.Response) -> tuple[str, str]:
     return code, "; ".join(str(p) for p in parts)
 
 
-class VkTokenCache:
-    """The destination's one access token: reused while valid, refreshed when it expires, a new
-    one minted only when there is none (or the refresh token is dead). Minting happens under a
-    row lock so two workers never mint two tokens at once."""
+def obtain_token(http: PlatformHttp, credentials: dict, refresh_token: str = "") -> dict:
+    """A token reply (``access_token``, ``refresh_token``, ``expires_in``): the refresh token
+    first, client credentials (or agency client credentials) when it is refused or absent."""
+    base = {
+        "client_id": credentials["client_id"],
+        "client_secret": credentials["client_secret"],
+    }
+    if refresh_token:
+        try:
+            return http.request(
+                "POST",
+                "v2/oauth2/token.json",
+                data={**base, "grant_type": "refresh_token", "refresh_token": refresh_token},
+            ).json()
+        except PlatformError as exc:
+            if exc.status not in (400, 401):
+                raise
+    form = {**base, "grant_type": "client_credentials"}
+    if credentials.get("agency_client_name"):
+        form.update(
+            grant_type="agency_client_credentials",
+            agency_client_name=credentials["agency_client_name"],
+        )
+    return http.request("POST", "v2/oauth2/token.json", data=form).json()
 
-    def __init__(self, destination: Any, http_factory: Callable[[], PlatformHttp]) -> None:
-        self.destination = destination
-        self.http_factory = http_factory
 
-    def _credentials(self) -> dict:
-        return secret_decrypt(self.destination.credentials_encrypted)
+class TokenProvider(Protocol):
+    """Where the caller keeps the one live token (at most 5 per client on the platform)."""
 
-    def token(self) -> str:
-        destination = self.destination
-        now = timezone.now()
-        if (
-            destination.token_encrypted
-            and destination.token_expires_at
-            and (destination.token_expires_at - TOKEN_MARGIN > now)
-        ):
-            return secret_decrypt(destination.token_encrypted)["access_token"]
-        with transaction.atomic():
-            locked = (
-                type(destination)
-                .objects.for_client(destination.client_id)
-                .select_for_update()
-                .get(pk=destination.pk)
-            )
-            if (
-                locked.token_encrypted
-                and locked.token_expires_at
-                and (locked.token_expires_at - TOKEN_MARGIN > now)
-            ):
-                destination.token_encrypted = locked.token_encrypted
-                destination.token_expires_at = locked.token_expires_at
-                return secret_decrypt(locked.token_encrypted)["access_token"]
-            stored = secret_decrypt(locked.token_encrypted) if locked.token_encrypted else {}
-            reply = self._obtain(stored.get("refresh_token", ""))
-            destination.token_encrypted = secret_encrypt(
-                {
-                    "access_token": reply["access_token"],
-                    "refresh_token": reply.get("refresh_token") or stored.get("refresh_token", ""),
-                }
-            )
-            destination.token_expires_at = now + timedelta(
-                seconds=int(reply.get("expires_in", 3600))
-            )
-            type(destination).objects.for_client(destination.client_id).filter(
-                pk=destination.pk
-            ).update(
-                token_encrypted=destination.token_encrypted,
-                token_expires_at=destination.token_expires_at,
-            )
-        return reply["access_token"]
+    def token(self) -> str: ...
 
-    def invalidate(self) -> None:
-        """The platform said the token is no longer valid: refresh on the next call."""
-        self.destination.token_expires_at = None
-        type(self.destination).objects.for_client(self.destination.client_id).filter(
-            pk=self.destination.pk
-        ).update(token_expires_at=None)
-
-    def _obtain(self, refresh_token: str) -> dict:
-        credentials = self._credentials()
-        base = {
-            "client_id": credentials["client_id"],
-            "client_secret": credentials["client_secret"],
-        }
-        with self.http_factory() as http:
-            if refresh_token:
-                try:
-                    return http.request(
-                        "POST",
-                        "v2/oauth2/token.json",
-                        data={
-                            **base,
-                            "grant_type": "refresh_token",
-                            "refresh_token": refresh_token,
-                        },
-                    ).json()
-                except PlatformError as exc:
-                    if exc.status not in (400, 401):
-                        raise
-            form = {**base, "grant_type": "client_credentials"}
-            if credentials.get("agency_client_name"):
-                form.update(
-                    grant_type="agency_client_credentials",
-                    agency_client_name=credentials["agency_client_name"],
-                )
-            return http.request("POST", "v2/oauth2/token.json", data=form).json()
+    def invalidate(self) -> None: ...
 
 
 class VkAdsClient:
     def __init__(
-        self, *, base_url: str, token_cache: VkTokenCache | None = None, **http_options: Any
+        self, *, base_url: str, token_cache: TokenProvider | None = None, **http_options: Any
     ):
         self.http = PlatformHttp(base_url, error_parser=vk_error, **http_options)
         self.tokens = token_cache
@@ -225,3 +161,8 @@ class VkAdsClient:
             ],
         }
         return self._call("POST", "v2/remarketing/segments.json", json=body, creates=True).json()
+
+
+def base_url() -> str:
+    """``VK_ADS_BASE_URL`` from the environment, else the official host."""
+    return base_url_setting("VK_ADS_BASE_URL", DEFAULT_BASE_URL)

@@ -166,3 +166,9 @@ def _json_or_text(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text[:2000]
+
+
+def base_url_setting(name: str, default: str) -> str:
+    """A provider's base URL: deployment configuration (``<PROVIDER>_BASE_URL``), never tenant
+    data, so no client can point a worker at an address of its choosing."""
+    return getattr(settings, name, "") or default

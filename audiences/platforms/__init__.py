@@ -1,1 +1,0 @@
-"""HTTP clients of the ad platforms (real APIs, base URL configurable per destination)."""

@@ -1,0 +1,34 @@
+"""The portal's URLconf (namespace ``portal``): every page under ``<client_slug>/`` acts for
+that client only (``portal.mixins.ClientPortalMixin``)."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from .views.audiences import AudienceListView
+from .views.customers import CustomerDetailView, CustomerListView
+from .views.dashboard import DashboardView
+from .views.home import PortalHomeView
+from .views.imports import ImportJobErrorsView, ImportJobListView
+
+app_name = "portal"
+urlpatterns = [
+    path("", PortalHomeView.as_view(), name="home"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="portal/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(next_page="portal:login"), name="logout"),
+    path("<slug:client_slug>/", DashboardView.as_view(), name="dashboard"),
+    path("<slug:client_slug>/customers/", CustomerListView.as_view(), name="customers"),
+    path("<slug:client_slug>/customers/<int:pk>/", CustomerDetailView.as_view(), name="customer"),
+    path("<slug:client_slug>/imports/", ImportJobListView.as_view(), name="imports"),
+    path(
+        "<slug:client_slug>/imports/<int:pk>/errors.csv",
+        ImportJobErrorsView.as_view(),
+        name="import_errors",
+    ),
+    path("<slug:client_slug>/audiences/", AudienceListView.as_view(), name="audiences"),
+]

@@ -1,0 +1,28 @@
+"""The client's dashboard: the base in numbers and revenue by month (a chart)."""
+
+from __future__ import annotations
+
+from django.views.generic import TemplateView
+
+from clients.selectors import client_base_summary, revenue_by_month
+
+from ..mixins import ClientPortalMixin
+
+
+class DashboardView(ClientPortalMixin, TemplateView):
+    template_name = "portal/dashboard.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        monthly = revenue_by_month(client=self.client)
+        context.update(
+            summary=client_base_summary(client=self.client),
+            monthly=monthly,
+            chart={
+                "labels": [m["month"] for m in monthly],
+                "revenue": [float(m["revenue"]) for m in monthly],
+                "buyers": [m["buyers"] for m in monthly],
+            },
+            tier=self.client.tier,
+        )
+        return context

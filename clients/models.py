@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from agency.jobs import JobStateMixin
 from agency.tenancy import TenantModel
+from integrations.amocrm.formats import AMOCRM_PREFIX
+from integrations.bitrix24.formats import BITRIX24_PREFIX
 
 from .validators import validate_inn
 
@@ -470,7 +472,7 @@ class CrmDeal(TenantModel):
         LOST = "lost", "проиграна"
 
     # Prefix of the customer and order external ids written for this CRM's contacts and deals.
-    EXTERNAL_ID_PREFIXES = {Crm.BITRIX24: "b24-", Crm.AMOCRM: "amo-"}
+    EXTERNAL_ID_PREFIXES = {Crm.BITRIX24: BITRIX24_PREFIX, Crm.AMOCRM: AMOCRM_PREFIX}
     ID_MAX_LENGTH = 64  # with the prefix it fits Customer/Order.external_id (100)
 
     crm = models.CharField("CRM", max_length=20, choices=Crm.choices)

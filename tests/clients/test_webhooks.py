@@ -14,14 +14,10 @@ from rest_framework.test import APIClient
 
 from agency.models import AuditLogEntry
 from clients.models import CrmDeal, Customer, Order
-from clients.webhooks import (
-    MAX_KEY_DEPTH,
-    FormParseError,
-    WebhookClientThrottle,
-    amocrm_to_records,
-    bitrix24_to_records,
-    parse_php_form,
-)
+from clients.webhooks import WebhookClientThrottle
+from integrations.amocrm.formats import amocrm_to_records
+from integrations.bitrix24.formats import bitrix24_to_records
+from integrations.crm.forms import MAX_KEY_DEPTH, FormParseError, parse_php_form
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,1 @@
+"""amoCRM: webhook payload formats (formats.py)."""

@@ -1,0 +1,1 @@
+"""Bitrix24: webhook payload formats (formats.py)."""

@@ -1,0 +1,1 @@
+"""Shared parsing of CRM webhook bodies (Bitrix24, amoCRM)."""

@@ -118,3 +118,14 @@ def customer_orders_recent(*, customer, limit: int = 100) -> QuerySet:
 
 def import_jobs_list(*, client) -> QuerySet:
     return ImportJob.objects.for_client(client).order_by("-created_at")
+
+
+def membership_role(*, user, client) -> str | None:
+    """The portal role (``ClientMembership.Role``) of ``user`` at ``client``, or None."""
+    from .models import ClientMembership
+
+    return (
+        ClientMembership.objects.filter(user=user, client=client)
+        .values_list("role", flat=True)
+        .first()
+    )

@@ -1,22 +1,31 @@
 """The portal's one tenancy rule: every portal view acts for the client named in its URL, and
-only for a signed-in user who may see that client; anyone else gets the same 404."""
+only for a signed-in user who may see that client; anyone else gets the same 404. A page may
+also ask for a membership role (``allowed_roles``); a member with another role gets a 403."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import Http404
 
-from agency.roles import user_clients
+from agency.roles import staff_role, user_clients
 from agency.tenancy import get_scoped_object_or_404
+from clients.selectors import membership_role
+
+STAFF = "staff"
 
 
 class ClientPortalMixin(LoginRequiredMixin):
-    """Resolves ``self.client`` from the ``client_slug`` URL argument among the user's clients."""
+    """Resolves ``self.client`` from the ``client_slug`` URL argument among the user's clients,
+    and ``self.portal_role`` (the membership role, or "staff" for agency staff working with the
+    client)."""
 
     login_url = "portal:login"
+    #: Membership roles that may open the page; None lets every member in. Staff always may.
+    allowed_roles: tuple[str, ...] | None = None
 
     def dispatch(self, request, *args: Any, **kwargs: Any):
         if request.user.is_authenticated:
@@ -24,6 +33,14 @@ class ClientPortalMixin(LoginRequiredMixin):
             if client is None:
                 raise Http404("client not found")
             self.client = client
+            role = membership_role(user=request.user, client=client)
+            self.portal_role = role or (STAFF if staff_role(request.user) else None)
+            if (
+                self.allowed_roles is not None
+                and self.portal_role != STAFF
+                and self.portal_role not in self.allowed_roles
+            ):
+                raise PermissionDenied("this page needs another portal role")
         return super().dispatch(request, *args, **kwargs)
 
     def scoped(self, model: type[models.Model]) -> models.QuerySet:
@@ -35,5 +52,6 @@ class ClientPortalMixin(LoginRequiredMixin):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["client"] = self.client
+        context["portal_role"] = self.portal_role
         context["user_clients"] = user_clients(self.request.user)
         return context

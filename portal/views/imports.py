@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.http import FileResponse, Http404
 from django.views.generic import ListView, View
 
-from clients.models import ImportJob
+from clients.models import ClientMembership, ImportJob
 from clients.selectors import import_jobs_list
 
 from ..mixins import ClientPortalMixin
@@ -27,6 +27,9 @@ class ImportJobListView(ClientPortalMixin, ListView):
 
 
 class ImportJobErrorsView(ClientPortalMixin, View):
+    # The rejected rows carry the raw values people sent (personal data): not for viewers.
+    allowed_roles = (ClientMembership.Role.OWNER, ClientMembership.Role.ANALYST)
+
     def get(self, request, *args, **kwargs):
         job = self.get_scoped_object_or_404(ImportJob, pk=kwargs["pk"])
         if not job.error_report:

@@ -7,8 +7,7 @@ from django.urls import reverse
 
 from audiences.models import SyncRun
 from audiences.sync import audience_sync_now
-
-from .conftest import FAST, build_world, make_audience, yandex_destination
+from tests.audiences.conftest import FAST, build_world, make_audience, yandex_destination
 
 pytestmark = pytest.mark.django_db
 

@@ -139,6 +139,12 @@ AD_PLATFORM_TIMEOUT = env.float("AD_PLATFORM_TIMEOUT", default=120.0)
 AD_PLATFORM_MAX_ATTEMPTS = env.int("AD_PLATFORM_MAX_ATTEMPTS", default=6)
 AD_PLATFORM_MAX_BACKOFF = env.float("AD_PLATFORM_MAX_BACKOFF", default=30.0)
 
+# Provider base URLs (integrations/<provider>): deployment configuration, never tenant data.
+# Empty means the provider's official host; tests and `make run` point them at loopback stubs.
+YANDEX_AUDIENCES_BASE_URL = env.str("YANDEX_AUDIENCES_BASE_URL", default="")
+VK_ADS_BASE_URL = env.str("VK_ADS_BASE_URL", default="")
+MYTARGET_BASE_URL = env.str("MYTARGET_BASE_URL", default="")
+
 # The demo's destinations (seed_demo) point at the loopback stubs that `make run` starts.
 DEMO_AD_PLATFORM_URLS = {
     "yandex_audiences": env.str(

@@ -9,10 +9,10 @@ import json
 import logging
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import path
@@ -229,26 +229,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextmanager
-def database_down() -> Iterator[None]:
+@pytest.fixture
+def database_down(django_db_blocker) -> Iterator[None]:
     """The database server stops answering: the connection is closed and every new one goes
-    to a port where nothing listens (a real "connection refused" from the driver)."""
-    from django.db import connection
-
+    to a port where nothing listens (a real "connection refused" from the driver). No test
+    transaction is open (and none is flushed afterwards); the next test reconnects."""
     port = connection.settings_dict["PORT"]
-    connection.close()
-    connection.settings_dict["PORT"] = str(_free_port())
-    try:
-        yield
-    finally:
+    with django_db_blocker.unblock():
         connection.close()
-        connection.settings_dict["PORT"] = port
+        connection.settings_dict["PORT"] = str(_free_port())
+        try:
+            yield
+        finally:
+            connection.close()
+            connection.settings_dict["PORT"] = port
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_database_outage_in_a_view_is_503_with_retry_after(api_key_a, caplog):
-    http, headers = api_http(api_key_a)  # the key look-up is the first query
-    with database_down(), caplog.at_level(logging.ERROR, logger="agency.errors"):
+@pytest.mark.usefixtures("database_down")
+def test_a_database_outage_in_a_view_is_503_with_retry_after(caplog):
+    http, headers = api_http("cvm_0a1b2c3d_secret")  # the key look-up is the first query
+    with caplog.at_level(logging.ERROR, logger="agency.errors"):
         response = http.get("/api/v1/customers/", **headers)
 
     assert response.status_code == 503
@@ -272,14 +272,13 @@ class QueryingMiddleware:
         return self.get_response(request)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("database_down")
 def test_a_database_outage_outside_drf_is_503_under_api_and_a_page_elsewhere(settings):
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_errors.QueryingMiddleware"]
     http, _headers = api_http()
 
-    with database_down():
-        api = http.get("/api/v1/customers/")
-        page = http.get("/portal/")
+    api = http.get("/api/v1/customers/")
+    page = http.get("/portal/")
 
     assert api.status_code == 503
     assert api["Retry-After"] == str(DatabaseUnavailable.retry_after)

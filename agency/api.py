@@ -4,30 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import models
 from django.http import Http404
+from django.http.multipartparser import MultiPartParserError
 from django.utils.translation import gettext_lazy as _
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
+from .errors import ServiceError, error_for_exception
 from .roles import user_clients
 from .tenancy import get_from_scoped_or_404
 
 
-class ApiError(exceptions.APIException):
-    """An API error with a stable machine-readable ``code`` and a human message."""
+class ApiError(ServiceError):
+    """An error a view raises about the request itself (its body, a filter, a header): a
+    ``ServiceError`` like the services' own, with the view-side ``status_code`` keyword."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
-
-    def __init__(self, code: str, message: str, *, status_code: int | None = None, extra=None):
-        super().__init__(detail=message, code=code)
-        self.error_code = code
-        self.extra = extra or {}
-        if status_code is not None:
-            self.status_code = status_code
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(code, message, field=field, status=status_code, extra=extra)
 
 
 _CODE_BY_CLASS = {
@@ -43,26 +49,40 @@ _CODE_BY_CLASS = {
     exceptions.ValidationError: "invalid",
 }
 
+# Django answers these itself (400 and its security log); agency.middleware makes them JSON.
+_LEFT_TO_DJANGO = (BadRequest, SuspiciousOperation, MultiPartParserError)
+
+
+def service_error_response(error: ServiceError) -> Response:
+    """``error`` as the API answers it: its status, ``as_dict()`` and Retry-After if it has one;
+    a transaction of the request (ATOMIC_REQUESTS) is rolled back as for DRF's own errors."""
+    set_rollback()
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return Response(error.as_dict(), status=error.status, headers=headers)
+
 
 def json_exception_handler(exc: Exception, context: dict) -> Response | None:
-    """Every API error is ``{"code": ..., "message": ..., ...}``."""
+    """Every failure of a DRF view is ``{"code": ..., "message": ..., ...}``: a service error
+    with its own status, DRF's errors with a code per class, a database outage 503 with
+    Retry-After, anything unexpected 500 (logged, no traceback in the body)."""
+    if isinstance(exc, ServiceError):
+        return service_error_response(exc)
+    if isinstance(exc, _LEFT_TO_DJANGO):
+        return None
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Не найдено.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
     if response is None:
-        return None
-    if isinstance(exc, ApiError):
-        body: dict[str, Any] = {"code": exc.error_code, "message": str(exc.detail), **exc.extra}
+        return service_error_response(error_for_exception(exc, request=context["request"]._request))
+    code = next((c for cls, c in _CODE_BY_CLASS.items() if isinstance(exc, cls)), "error")
+    detail = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        body: dict[str, Any] = {"code": code, "message": "Некорректные данные.", "errors": detail}
     else:
-        code = next((c for cls, c in _CODE_BY_CLASS.items() if isinstance(exc, cls)), "error")
-        detail = response.data
-        if isinstance(exc, exceptions.ValidationError):
-            body = {"code": code, "message": "Некорректные данные.", "errors": detail}
-        else:
-            message = detail.get("detail", detail) if isinstance(detail, dict) else detail
-            body = {"code": code, "message": str(message)}
+        message = detail.get("detail", detail) if isinstance(detail, dict) else detail
+        body = {"code": code, "message": str(message)}
     response.data = body
     return response
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from rest_framework.response import Response
+
+from .errors import SERVER_ERROR_MESSAGE, ServiceError, error_for_exception
 
 
 class ApiBodyLimitMiddleware:
@@ -31,3 +36,72 @@ class ApiBodyLimitMiddleware:
                     status=413,
                 )
         return self.get_response(request)
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def json_error_response(error: ServiceError) -> JsonResponse:
+    """A service error as a plain Django response, for failures outside DRF views."""
+    response = JsonResponse(error.as_dict(), status=error.status)
+    if error.retry_after:
+        response["Retry-After"] = str(error.retry_after)
+    return response
+
+
+# Django's own answers to these (404, 403, 400 with its security log) are kept, made JSON below.
+_ANSWERED_BY_DJANGO = (
+    Http404,
+    PermissionDenied,
+    BadRequest,
+    SuspiciousOperation,
+    MultiPartParserError,
+)
+
+_ERROR_BY_STATUS = {
+    400: ("bad_request", "Некорректный запрос."),
+    403: ("permission_denied", "Доступ запрещён."),
+    404: ("not_found", "Не найдено."),
+    405: ("method_not_allowed", "Метод не разрешён."),
+    500: ("server_error", SERVER_ERROR_MESSAGE),
+}
+
+
+class ApiErrorMiddleware:
+    """Under /api/ every failure is JSON, also where no DRF view answers (DRF views have
+    ``agency.api.json_exception_handler``):
+
+    - an exception of a plain view becomes its service error, a database outage 503 with
+      Retry-After, anything else 500 (logged), by ``agency.errors.error_for_exception``;
+    - an HTML error page (an unknown URL, a wrong method of a plain view, Django's 400/403,
+      ``handler500`` in DEBUG) is replaced by ``{"code", "message"}`` with its status. DRF's
+      own responses are left to its content negotiation (the browsable API).
+
+    Exceptions raised by other middleware reach ``agency.views.server_error`` (handler500).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and is_api_request(request)
+            and not isinstance(response, Response)
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            code, message = _ERROR_BY_STATUS.get(
+                response.status_code, ("error", response.reason_phrase)
+            )
+            replaced = json_error_response(ServiceError(code, message, status=response.status_code))
+            if "Allow" in response:
+                replaced["Allow"] = response["Allow"]
+            return replaced
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_api_request(request) or isinstance(exception, _ANSWERED_BY_DJANGO):
+            return None
+        return json_error_response(error_for_exception(exception, request=request))

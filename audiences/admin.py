@@ -52,6 +52,7 @@ from agency.admin_base import (
     request_staff_client_ids,
     request_staff_role,
 )
+from agency.errors import ServiceError
 from agency.roles import staff_clients
 from clients.models import Client
 from segments.models import Segment
@@ -60,7 +61,6 @@ from .bidding import bid_modifiers_csv, bidmodifiers_add_body
 from .models import Audience, Destination, SyncRun
 from .services import (
     ACTIVE_RUN_STATUSES,
-    AudienceError,
     audience_create,
     audience_next_sync,
     audience_update,
@@ -120,7 +120,7 @@ class _DryRun(Exception):  # noqa: N818 - a control-flow signal, not an error
     pass
 
 
-def service_refusal(call: Callable[[], Any]) -> AudienceError | None:
+def service_refusal(call: Callable[[], Any]) -> ServiceError | None:
     """Run a service in a savepoint that is always rolled back: its refusal, or None."""
     try:
         with transaction.atomic():
@@ -128,7 +128,7 @@ def service_refusal(call: Callable[[], Any]) -> AudienceError | None:
             raise _DryRun
     except _DryRun:
         return None
-    except AudienceError as exc:
+    except ServiceError as exc:
         return exc
 
 
@@ -696,7 +696,7 @@ class AudienceAdmin(TenantScopedAdmin):
         exclude_bottom = request.GET.get("exclude_bottom") == "1"
         try:
             recommendations = bid_modifiers_for_client(client=client, exclude_bottom=exclude_bottom)
-        except AudienceError as exc:
+        except ServiceError as exc:
             recommendations, refusal = None, exc.message
         else:
             refusal = ""

@@ -47,7 +47,6 @@ from .bidding import CSV_COLUMNS, bid_modifiers_csv, bidmodifiers_add_body
 from .models import Audience, Destination, SyncRun
 from .services import (
     ACTIVE_RUN_STATUSES,
-    AudienceError,
     audience_create,
     audience_next_sync,
     audience_update,
@@ -60,12 +59,6 @@ from .tasks import audience_sync_task
 
 TAGS = ["audiences"]
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
-
-
-def audience_api_error(exc: AudienceError) -> ApiError:
-    """A service's refusal as JSON; tier features are 403, everything else 400."""
-    code = status.HTTP_403_FORBIDDEN if exc.code.startswith("tier_") else None
-    return ApiError(exc.code, exc.message, status_code=code, extra={"field": exc.field})
 
 
 ERROR_BODY = inline_serializer(
@@ -233,13 +226,10 @@ class DestinationViewSet(
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         is_active = fields.pop("is_active", True)
-        try:
-            with transaction.atomic():
-                destination = destination_create(client=self.client, **fields)
-                if not is_active:
-                    destination = destination_update(destination=destination, is_active=False)
-        except AudienceError as exc:
-            raise audience_api_error(exc) from exc
+        with transaction.atomic():
+            destination = destination_create(client=self.client, **fields)
+            if not is_active:
+                destination = destination_update(destination=destination, is_active=False)
         return Response(self.get_serializer(destination).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -260,10 +250,7 @@ class DestinationViewSet(
         data = DestinationUpdateInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        try:
-            destination = destination_update(destination=destination, **fields)
-        except AudienceError as exc:
-            raise audience_api_error(exc) from exc
+        destination = destination_update(destination=destination, **fields)
         return Response(self.get_serializer(destination).data)
 
 
@@ -553,10 +540,7 @@ class AudienceViewSet(
         data = AudienceInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = self._resolve(data.validated_data)
-        try:
-            audience = audience_create(client=self.client, **fields)
-        except AudienceError as exc:
-            raise audience_api_error(exc) from exc
+        audience = audience_create(client=self.client, **fields)
         return Response(self._one(audience), status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -572,10 +556,7 @@ class AudienceViewSet(
         data = AudienceInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         fields = self._resolve(data.validated_data)
-        try:
-            audience = audience_update(audience=audience, **fields)
-        except AudienceError as exc:
-            raise audience_api_error(exc) from exc
+        audience = audience_update(audience=audience, **fields)
         return Response(self._one(audience))
 
     @extend_schema(
@@ -692,12 +673,9 @@ def _exclude_bottom(request: Request) -> bool:
 
 
 def _recommendations(request: Request) -> list:
-    try:
-        return bid_modifiers_for_client(
-            client=request_client(request), exclude_bottom=_exclude_bottom(request)
-        )
-    except AudienceError as exc:
-        raise audience_api_error(exc) from exc
+    return bid_modifiers_for_client(
+        client=request_client(request), exclude_bottom=_exclude_bottom(request)
+    )
 
 
 class BidModifiersView(APIView):
@@ -795,13 +773,10 @@ class DirectBodyView(APIView):
                 f"{field}: {' '.join(str(e) for e in data.errors[field])}",
                 extra={"field": field, "errors": data.errors},
             )
-        try:
-            recommendations = bid_modifiers_for_client(
-                client=request_client(request),
-                exclude_bottom=data.validated_data["exclude_bottom"],
-            )
-        except AudienceError as exc:
-            raise audience_api_error(exc) from exc
+        recommendations = bid_modifiers_for_client(
+            client=request_client(request),
+            exclude_bottom=data.validated_data["exclude_bottom"],
+        )
         return Response(bidmodifiers_add_body(recommendations, data.validated_data["campaign_id"]))
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from agency.crypto import secret_decrypt, secret_encrypt, secret_rotate
+from agency.errors import ServiceError
 from agency.recovery import stalled_jobs_reset
 from clients.models import Client
 from consent.models import DataRecipient
@@ -52,14 +53,16 @@ RECIPIENT_LEGAL_NAMES = {
 }
 
 
-class AudienceError(Exception):
-    """A rule refused the change; ``field`` names the input at fault, when there is one."""
+class AudienceError(ServiceError):
+    """A rule refused the change; ``field`` names the input at fault, when there is one. A
+    tier's refusal (code ``tier_*``) is 403, like ``TierLimitError``; the rest 400."""
 
     def __init__(self, code: str, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
+        status = 403 if code.startswith("tier_") else None
+        super().__init__(code, message, field=field, status=status)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "field": self.field}  # the API's body always had it
 
 
 # --------------------------------------------------------------------------------------------

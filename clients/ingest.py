@@ -30,6 +30,8 @@ import pyarrow.csv as pa_csv
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agency.errors import ServiceError
+
 from .models import Client, Customer, Event, Order
 from .normalize import NormalizationError, normalize_email, normalize_phone
 
@@ -159,12 +161,11 @@ class IngestResult:
         return self.total - self.rejected
 
 
-class BatchError(ValueError):
+class BatchError(ServiceError, ValueError):
     """The batch as a whole is malformed (wrong header, unknown kind): nothing was read."""
 
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+        super().__init__(code, message)
 
 
 class _Rollback(Exception):

@@ -10,6 +10,8 @@ from functools import lru_cache
 
 import phonenumbers
 
+from agency.errors import ServiceError
+
 DEFAULT_PHONE_REGION = "RU"
 
 # Pragmatic RFC 5322 subset: what mail providers accept in practice.
@@ -20,8 +22,13 @@ _EMAIL_RE = re.compile(
 )
 
 
-class NormalizationError(ValueError):
+class NormalizationError(ServiceError, ValueError):
     """A value that cannot be normalised; the message is the reason shown to the user."""
+
+    default_code = "invalid_value"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        super().__init__(code, message, field=field)
 
 
 def normalize_email(value: str) -> str:

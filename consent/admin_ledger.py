@@ -32,6 +32,7 @@ from agency.admin_base import (
     request_staff_client_ids,
     request_staff_role,
 )
+from agency.errors import ServiceError
 from agency.roles import staff_clients
 from clients.models import Customer
 from clients.selectors import customer_identity_q
@@ -48,7 +49,6 @@ from .models import (
     TransferRefusal,
 )
 from .services import (
-    ConsentError,
     consent_text_create,
     consent_text_missing_parts,
     consent_text_publish,
@@ -204,8 +204,8 @@ class ConsentTextAdmin(TenantScopedAdmin):
                 continue
             try:
                 consent_text_publish(text=text, actor=request.user, source="admin")
-            except ConsentError as exc:
-                self.message_user(request, f"{text.client} · {text}: {exc}", messages.ERROR)
+            except ServiceError as exc:
+                self.message_user(request, f"{text.client} · {text}: {exc.message}", messages.ERROR)
                 continue
             published += 1
         if published:

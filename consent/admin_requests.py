@@ -28,6 +28,7 @@ from agency.admin_base import (
     TenantScopedAdmin,
 )
 from agency.audit import audit_log, request_ip
+from agency.errors import ServiceError
 from clients.models import Event, Order
 
 from .models import DataSubjectRequest
@@ -44,7 +45,6 @@ from .requests import (
     dsr_subject_set,
     dsr_working_days_left,
 )
-from .services import ConsentError
 
 Kind = DataSubjectRequest.Kind
 OPEN_STATUSES = (DataSubjectRequest.Status.RECEIVED, DataSubjectRequest.Status.IN_PROGRESS)
@@ -262,8 +262,8 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
         for dsr in queryset.select_related("client", "customer"):
             try:
                 service(dsr)
-            except ConsentError as exc:
-                errors.append(f"{dsr} (№{dsr.pk}): {exc}")
+            except ServiceError as exc:
+                errors.append(f"{dsr} (№{dsr.pk}): {exc.message}")
             else:
                 ok += 1
         if ok:

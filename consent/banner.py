@@ -38,7 +38,7 @@ from rest_framework.views import APIView
 from agency.api import ApiError
 
 from .models import ConsentPurpose, ConsentRecord, ConsentSite, ConsentText
-from .services import ConsentError, Evidence, consent_record_append, latest_published_text
+from .services import Evidence, consent_record_append, latest_published_text
 
 BANNER_COOKIE = "cvm_consent"
 BANNER_COOKIE_DAYS = 180
@@ -380,14 +380,7 @@ class BannerConsentView(APIView):
         evidence = Evidence.from_request(
             request, url=choice["url"], form_id=f"cookie_banner:{site.pk}"
         )
-        try:
-            records = banner_choice_record(
-                site=site, choice=choice, evidence=evidence, origin=origin
-            )
-        except ConsentError as exc:
-            raise ApiError(
-                exc.code, str(exc), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY
-            ) from exc
+        records = banner_choice_record(site=site, choice=choice, evidence=evidence, origin=origin)
         return Response(
             {
                 "subject_id": choice["subject_id"],

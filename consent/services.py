@@ -16,6 +16,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from agency.audit import audit_log
+from agency.errors import ServiceError
 
 from .models import ConsentPurpose, ConsentRecord, ConsentSubjectLink, ConsentText
 
@@ -25,12 +26,11 @@ CHAIN_LOCK_NAMESPACE = 152  # pg_advisory_xact_lock(152, client_id): one chain w
 _PURPOSES: dict[str, ConsentPurpose] = {}
 
 
-class ConsentError(ValueError):
-    """A consent operation refused by a rule; the message says which."""
+class ConsentError(ServiceError, ValueError):
+    """A consent operation refused by a rule; the message says which. The request was well
+    formed but the ledger's rules refuse it: 422."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+    status = 422
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from agency.admin_base import (
     request_staff_client_ids,
 )
 from agency.audit import audit_log, request_ip
+from agency.errors import ServiceError
 from clients.selectors import customer_identity_q
 
 from .models import Segment, SegmentMembership, SegmentSizeSnapshot
@@ -311,7 +312,7 @@ class SegmentAdmin(TenantScopedAdmin):
         for segment in queryset.select_related("client"):
             try:
                 result = segment_refresh(segment=segment, now=now)
-            except SegmentError as exc:
+            except ServiceError as exc:
                 self.message_user(request, f"«{segment}»: {exc.message}", messages.ERROR)
                 continue
             if result.skipped:

@@ -11,7 +11,6 @@ Ids in paths use the ``str`` converter on purpose: any id that is not one of the
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -44,7 +43,6 @@ from clients.models import Customer
 from .models import CustomerScore, ScoringRun, Segment, SegmentMembership
 from .scoring import SCORE_COLUMNS
 from .segmentation import (
-    SegmentError,
     segment_create,
     segment_definition_describe,
     segment_members_current,
@@ -55,13 +53,6 @@ from .tasks import scoring_run_task
 
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 TAGS = ["segments"]
-
-
-def segment_api_error(exc: SegmentError) -> ApiError:
-    extra: dict[str, Any] = dict(exc.extra)
-    if exc.errors:
-        extra["errors"] = [e.as_dict() for e in exc.errors]
-    return ApiError(exc.code, exc.message, status_code=exc.status, extra=extra)
 
 
 ERROR_BODY = inline_serializer(
@@ -203,14 +194,9 @@ class SegmentViewSet(
         data = SegmentInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        try:
-            if segment is None:
-                return segment_create(
-                    client=self.client, actor=request.user, source="api", **fields
-                )
-            return segment_update(segment=segment, actor=request.user, source="api", **fields)
-        except SegmentError as exc:
-            raise segment_api_error(exc) from exc
+        if segment is None:
+            return segment_create(client=self.client, actor=request.user, source="api", **fields)
+        return segment_update(segment=segment, actor=request.user, source="api", **fields)
 
     @extend_schema(
         summary="Создать сегмент",

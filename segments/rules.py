@@ -68,6 +68,7 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils.dateparse import parse_date, parse_datetime
 
+from agency.errors import ServiceError
 from clients.models import EVENT_TYPE_RE, Client, Event, Order
 
 from . import lifecycle, rfm
@@ -159,10 +160,17 @@ class RuleError:
         return {"path": self.path, "message": self.message}
 
 
-class RuleInvalid(ValueError):
+class RuleInvalid(ServiceError, ValueError):
+    """A rule with errors, each naming its node (``errors`` in the JSON body)."""
+
+    default_code = "invalid_definition"
+
     def __init__(self, errors: list[RuleError]):
+        super().__init__(message="; ".join(str(e) for e in errors))
         self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "errors": [e.as_dict() for e in self.errors]}
 
 
 # --------------------------------------------------------------------------------------------

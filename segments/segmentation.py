@@ -28,6 +28,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from agency.audit import audit_log
+from agency.errors import ServiceError
 from clients.models import Client, Customer, Order, Tier
 from consent.selectors import customers_consented_for, customers_not_erased
 from consent.services import ConsentError, consent_purpose_get
@@ -61,11 +62,9 @@ WARNING_LOOKALIKE_SMALL = (
 WARNING_NO_SCORES = "у клиента ещё нет оценок покупателей: сегмент наполнится после скоринга"
 
 
-class SegmentError(ValueError):
+class SegmentError(ServiceError, ValueError):
     """A segment write refused by a rule: a stable ``code``, a Russian message, and for an
-    invalid definition the errors naming each bad node."""
-
-    status = 400
+    invalid definition the errors naming each bad node (``errors`` in the JSON body)."""
 
     def __init__(
         self,
@@ -75,11 +74,14 @@ class SegmentError(ValueError):
         errors: list[RuleError] | None = None,
         extra: dict[str, Any] | None = None,
     ):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message, extra=extra)
         self.errors = errors or []
-        self.extra = extra or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        body = super().as_dict()
+        if self.errors:
+            body["errors"] = [e.as_dict() for e in self.errors]
+        return body
 
 
 class TierLimitError(SegmentError):

@@ -12,6 +12,8 @@ from typing import Any
 
 from django.utils.datastructures import MultiValueDict
 
+from agency.errors import ServiceError
+
 # The deal states every CRM mapping answers (clients.models.CrmDeal.Status has the same values).
 DEAL_OPEN = "open"
 DEAL_WON = "won"
@@ -24,8 +26,13 @@ _BRACKETED_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])+)")
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
 
 
-class FormParseError(ValueError):
+class FormParseError(ServiceError, ValueError):
     """A form key nested deeper than :data:`MAX_KEY_DEPTH`."""
+
+    default_code = "invalid_body"
+
+    def __init__(self, message: str):
+        super().__init__(message=message)
 
 
 def _key_segments(key: str) -> list[str]:

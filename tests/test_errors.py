@@ -29,9 +29,9 @@ from audiences.services import AudienceError
 from clients.api import CustomerViewSet
 from clients.ingest import BatchError
 from clients.normalize import NormalizationError, normalize_email
-from clients.webhooks import FormParseError
 from consent.services import ConsentError
 from consent.transfers import TransferRefused
+from integrations.crm.forms import FormParseError
 from segments.models import Segment
 from segments.rules import RuleError, RuleInvalid
 from segments.segmentation import SegmentError, TierLimitError, TransitionUnavailable

@@ -7,12 +7,14 @@ import logging
 from celery import shared_task
 
 from .models import Audience, SyncRun
-from .services import sync_run_create, sync_runs_recover
+from .services import ACTIVE_RUN_STATUSES, sync_run_create, sync_runs_recover
 from .sync import DestinationBusy, sync_run_execute
 
 logger = logging.getLogger(__name__)
 
 BUSY_RETRY_SECONDS = 60
+AFTER_RUN_RETRIES = 24 * 60  # a day of waiting, a minute apart
+ERASURE_SOURCE = "erasure"  # SyncRun.source of the syncs an erasure starts
 
 
 @shared_task(bind=True, acks_late=True, max_retries=60)
@@ -50,3 +52,20 @@ def audience_syncs_recover_task() -> list[int]:
     for run_id in run_ids:
         audience_sync_task.delay(run_id)
     return run_ids
+
+
+@shared_task(bind=True, acks_late=True, max_retries=AFTER_RUN_RETRIES)
+def audience_sync_after_task(self, audience_id: int, run_id: int) -> int | None:
+    """Start a sync of the audience once run ``run_id`` has ended. An erasure queues it when it
+    finds a run under way, whose snapshot may still hold the erased person
+    (``audiences.personal_data``). A run already pending or running by then was created after
+    the erasure, so it is the sync wanted and none is added."""
+    if SyncRun.objects.unscoped().filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).exists():
+        raise self.retry(countdown=BUSY_RETRY_SECONDS)
+    audience = Audience.objects.unscoped().filter(pk=audience_id, is_active=True).first()
+    if audience is None:
+        return None
+    run, created = sync_run_create(audience=audience, source=ERASURE_SOURCE)
+    if created:
+        audience_sync_task.delay(run.pk)
+    return run.pk

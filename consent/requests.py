@@ -4,18 +4,18 @@ withdrawal recorded in the ledger at once, the access archive, erasure of a pers
 Services (writes) and selectors (reads) of the requests, called by the admin and by any later
 entry point (portal, API, commands) alike. The deadlines are data: :data:`DEADLINES`.
 
-Extension points for the apps that come later (segments, audiences, campaigns), so that the
-access archive and the erasure cover what they hold without this module knowing them:
+The apps above consent (segments, audiences, later campaigns) cover what they hold about a
+person through the registries of :mod:`consent.hooks`, filled in their ``AppConfig.ready()``:
 
-- :data:`ACCESS_ARCHIVE_SECTIONS`: callables ``(customer) -> (name, rows)``; each adds a section
-  (``name.csv`` and ``data.json["sections"][name]``) to the archive. Segment memberships, the
-  audiences the person was exported to and the messages sent to them register here
-  (``ACCESS_ARCHIVE_SECTIONS.append(segment_memberships_section)`` in their app's ``ready()``).
-- :data:`ERASURE_STEPS`: callables ``(customer) -> None`` run inside the erasure transaction, after
-  the customer's fields are cleared; each removes what its app holds about the person (identifier
-  hashes of audience members, message addresses). Audiences also exclude erased customers when
-  they compute members (:func:`customers_not_erased`), so the person leaves every audience at the
-  next sync even before a step exists.
+- access-archive sections (:data:`ACCESS_ARCHIVE_SECTIONS`): scores and segment memberships,
+  the ad platforms the person was exported to, later the messages sent to them; each adds
+  ``<name>.csv`` and ``data.json["sections"][<name>]`` after consent's own sections;
+- erasure steps (:data:`ERASURE_STEPS`): run last inside the erasure transaction, with the
+  person's identifiers as they were before consent cleared them (:class:`ErasureSubject`).
+
+What consent covers itself is listed by model in :data:`CORE_ARCHIVE_MODELS` and
+:data:`CORE_ERASURE_MODELS`; a test holds every model with a customer key or identifier values
+to be covered by one of these.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from agency.audit import audit_log
 from clients.models import Client, Customer, Event, Order
 
 from .calendar import add_working_days, working_days_between
+from .hooks import ACCESS_ARCHIVE_SECTIONS, ERASURE_STEPS, ErasureSubject
 from .models import (
     ConsentPurpose,
     ConsentRecord,
@@ -362,9 +363,6 @@ def dsr_reject(
 
 Section = tuple[str, list[dict[str, Any]]]
 
-# Sections added by later apps; see the module docstring.
-ACCESS_ARCHIVE_SECTIONS: list[Callable[[Customer], Section]] = []
-
 
 def _local(value: datetime | None, client: Client) -> str | None:
     return timezone.localtime(value, client.tzinfo).isoformat() if value else None
@@ -551,9 +549,29 @@ SECTION_TITLES = {
 }
 
 
+# What the core sections above report, by model (with the registered sections, what the
+# coverage test in tests/consent/test_hook_coverage.py accepts as covered by the archive).
+CORE_ARCHIVE_MODELS = (
+    "clients.Customer",
+    "clients.Order",
+    "clients.Event",
+    "consent.ConsentRecord",
+    "consent.ConsentSubjectLink",
+    "consent.DataSubjectRequest",
+)
+
+
 def access_archive_sections(*, customer: Customer) -> list[Section]:
-    """Every section of the person's data: the core ones, then those registered by later apps."""
-    return [section(customer) for section in (*CORE_SECTIONS, *ACCESS_ARCHIVE_SECTIONS)]
+    """Every section of the person's data: the core ones, then those registered by later apps
+    (:mod:`consent.hooks`)."""
+    return [section(customer) for section in CORE_SECTIONS] + [
+        (section.name, section.build(customer)) for section in ACCESS_ARCHIVE_SECTIONS
+    ]
+
+
+def _section_title(name: str) -> str:
+    registered = {section.name: section.title for section in ACCESS_ARCHIVE_SECTIONS}
+    return SECTION_TITLES.get(name) or registered.get(name, name)
 
 
 def _json_default(value: Any) -> Any:
@@ -606,8 +624,7 @@ def access_archive_build(*, customer: Customer, request: DataSubjectRequest | No
         "data.json — все разделы в одном файле; CSV-файлы — те же разделы для Excel:",
     ]
     readme += [
-        f"  {name}.csv — {SECTION_TITLES.get(name, name)} (записей: {len(rows)})"
-        for name, rows in sections
+        f"  {name}.csv — {_section_title(name)} (записей: {len(rows)})" for name, rows in sections
     ]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -663,8 +680,18 @@ def dsr_access_archive(
 # --------------------------------------------------------------------------------------------
 # Erasure
 
-# Steps added by later apps; see the module docstring.
-ERASURE_STEPS: list[Callable[[Customer], None]] = []
+# What the erasure below does to each model consent covers itself (with the registered steps,
+# what the coverage test accepts as covered by the erasure).
+CORE_ERASURE_MODELS = {
+    "clients.Customer": "personal fields cleared, external_id erased-<id>, erased_at set",
+    "clients.Event": "properties and UTM tags cleared; type and time kept",
+    "clients.Order": "kept whole: no personal data once the customer row is anonymised",
+    "consent.ConsentRecord": "append-only evidence kept by law: personal fields blanked "
+    "(consent_records_erase), an erasure record appended",
+    "consent.ConsentSubjectLink": "append-only proof kept: a random cookie id and the "
+    "anonymised row",
+    "consent.DataSubjectRequest": "the requests are the operator's evidence; archives deleted",
+}
 
 PERSONAL_FIELDS = {
     "email": "",
@@ -713,7 +740,10 @@ def customer_erase(
       carried it are blanked, so it only ties a random token to the anonymised row.
     - Django's admin history of the customer loses its label (it showed name or email); the
       agency audit log is append-only and keeps ``erased-<id>`` from now on.
-    - ``ERASURE_STEPS`` of later apps run last (identifier hashes, message addresses).
+    - ``ERASURE_STEPS`` of later apps (:mod:`consent.hooks`) run last, given the person's
+      identifiers as they were (:class:`ErasureSubject`): scores and segment memberships are
+      deleted, the person leaves every ad platform at a sync queued now and no stored audience
+      snapshot keeps their hashes after it; what each step reports ends the resolution.
 
     Idempotent: an already erased customer is left alone; a given erasure request is completed.
     """
@@ -727,15 +757,19 @@ def customer_erase(
     with transaction.atomic():
         customer = Customer.objects.for_client(client).select_for_update().get(pk=customer.pk)
         erased_now = customer.erased_at is None
+        reports: dict[str, str] = {}
         if erased_now:
-            _erase(customer, request=request)
+            reports = _erase(customer, request=request)
             audit_log(
                 action="customer_erased",
                 source=source,
                 actor=actor,
                 client=client,
                 obj=customer,
-                details={"request_id": request.pk if request is not None else None},
+                details={
+                    "request_id": request.pk if request is not None else None,
+                    "steps": reports,
+                },
             )
         if request is not None:
             if request.customer_id is None:
@@ -746,10 +780,15 @@ def customer_erase(
                 request,
                 status=Status.COMPLETED,
                 resolution=(
-                    f"Персональные данные удалены {when:%d.%m.%Y %H:%M}: контакты, имя, город, "
-                    "атрибуты, свойства событий, доказательства согласий (IP, браузер, страница). "
-                    "Заказы сохранены обезличенными для сводной отчётности; запись об удалении — "
-                    "в журнале согласий."
+                    "\n".join(
+                        [
+                            f"Персональные данные удалены {when:%d.%m.%Y %H:%M}: контакты, имя, "
+                            "город, атрибуты, свойства событий, доказательства согласий (IP, "
+                            "браузер, страница). Заказы сохранены обезличенными для сводной "
+                            "отчётности; запись об удалении — в журнале согласий.",
+                            *reports.values(),
+                        ]
+                    )
                     if erased_now
                     else f"Данные субъекта были удалены ранее ({when:%d.%m.%Y %H:%M})."
                 ),
@@ -759,12 +798,23 @@ def customer_erase(
     return customer
 
 
-def _erase(customer: Customer, *, request: DataSubjectRequest | None) -> None:
+def _erase(customer: Customer, *, request: DataSubjectRequest | None) -> dict[str, str]:
+    """Erase the person (the caller holds the transaction and the customer's row lock); returns
+    what the registered steps reported, by ``<app>.<step>``."""
     from django.contrib.admin.models import LogEntry
     from django.contrib.contenttypes.models import ContentType
 
     client = customer.client
     now = timezone.now()
+    # Taken before the fields are cleared: the steps find what was derived from them.
+    subject = ErasureSubject(
+        customer=customer,
+        email=customer.email,
+        phone=customer.phone,
+        external_id=customer.external_id,
+        at=now,
+        request=request,
+    )
     reason = f"запрос субъекта #{request.pk}" if request is not None else "удаление данных"
     _withdraw_purposes(
         customer=customer,
@@ -796,12 +846,21 @@ def _erase(customer: Customer, *, request: DataSubjectRequest | None) -> None:
         content_type=ContentType.objects.get_for_model(Customer), object_id=str(customer.pk)
     ).update(object_repr=erased_external_id(customer))
 
-    for step in ERASURE_STEPS:
-        step(customer)
+    # Highest app first: apps register in INSTALLED_APPS order, lowest layer first, so each step
+    # still sees what its data was derived from (audiences read segment memberships to find
+    # the audiences that hold the person, before the segments step deletes them).
+    reports = {}
+    for step in reversed(ERASURE_STEPS):
+        report = step.run(subject)
+        if report:
+            reports[f"{step.app}.{step.name}"] = report
+    return reports
 
 
 __all__ = [
     "ACCESS_ARCHIVE_SECTIONS",
+    "CORE_ARCHIVE_MODELS",
+    "CORE_ERASURE_MODELS",
     "DEADLINES",
     "ERASURE_STEPS",
     "WITHDRAWAL_PURPOSES",

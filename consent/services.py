@@ -18,6 +18,7 @@ from django.utils import timezone
 from agency.audit import audit_log
 from agency.errors import ServiceError
 
+from .hooks import WITHDRAWAL_HOOKS
 from .models import ConsentPurpose, ConsentRecord, ConsentSubjectLink, ConsentText
 
 CHAIN_LOCK_NAMESPACE = 152  # pg_advisory_xact_lock(152, client_id): one chain writer per client
@@ -269,9 +270,12 @@ def consent_record_build(
 
 
 def _on_withdrawal(*, customer, purpose: ConsentPurpose) -> None:
-    """Withdrawal takes effect at once: queued messages for that purpose are cancelled by the
-    campaigns app when it exists; audiences drop the person at their next sync (they read the
-    ledger through consent.selectors)."""
+    """Withdrawal takes effect at once: the withdrawal hooks registered by later apps run here
+    (``consent.hooks.WITHDRAWAL_HOOKS``: campaigns will cancel queued messages of the purpose);
+    audiences register none, they drop the person at their next sync (they read the ledger
+    through consent.selectors)."""
+    for hook in WITHDRAWAL_HOOKS:
+        hook.run(customer=customer, purpose=purpose)
 
 
 def consent_subject_link(*, client, subject_id: str, customer, source: str = "") -> None:

@@ -609,10 +609,11 @@ def segment_refresh(
     """Bring the stored memberships in line with who belongs now, set-based.
 
     Leavers get ``left_at = now`` (one UPDATE ... WHERE NOT EXISTS), newcomers an open
-    membership (one INSERT ... SELECT); members who stay are not touched. A snapshot of the size
-    is written when something changed (or for the first refresh), so refreshing an unchanged
-    segment again writes nothing but ``refreshed_at``. A segment whose kind the client's tier no
-    longer includes is left as it is, with a warning.
+    membership (one INSERT ... SELECT); members who stay are not touched. An erased customer
+    leaves as well, his membership deleted rather than closed (counted among the leavers). A
+    snapshot of the size is written when something changed (or for the first refresh), so
+    refreshing an unchanged segment again writes nothing but ``refreshed_at``. A segment whose
+    kind the client's tier no longer includes is left as it is, with a warning.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -633,7 +634,10 @@ def segment_refresh(
             )
             return SegmentRefreshResult(locked.pk, size, 0, 0, skipped)
         members = segment_members_query(locked, now=now)
-        left = current.filter(~Exists(members.filter(pk=OuterRef("customer_id")))).update(
+        # An erased customer's stay is deleted, not closed: the erasure deleted their past stays
+        # and left the open ones to this refresh (segments.personal_data).
+        erased, _ = current.filter(customer__erased_at__isnull=False).delete()
+        left = erased + current.filter(~Exists(members.filter(pk=OuterRef("customer_id")))).update(
             left_at=now
         )
         entered = _insert_entries(members, locked, now)

@@ -20,6 +20,7 @@ from agency.roles import ACCOUNT_MANAGER
 from clients.ingest import ingest_records
 from clients.models import Customer, Event, Order
 from consent import requests as dsr_module
+from consent.hooks import ArchiveSection
 from consent.models import ConsentPurpose, ConsentRecord, DataSubjectRequest
 from consent.requests import (
     customer_erase,
@@ -315,15 +316,25 @@ def test_access_archive_holds_the_persons_data_and_nothing_of_anyone_else(
 
 def test_access_archive_takes_sections_registered_by_later_apps(client_a, customers_a, monkeypatch):
     def memberships(customer):
-        return "segment_memberships", [{"segment": "VIP", "customer": customer.external_id}]
+        return [{"segment": "VIP", "customer": customer.external_id}]
 
-    monkeypatch.setattr(dsr_module, "ACCESS_ARCHIVE_SECTIONS", [memberships])
+    section = ArchiveSection(
+        app="segments",
+        name="segment_memberships",
+        title="участие в сегментах",
+        models=("segments.SegmentMembership",),
+        build=memberships,
+    )
+    monkeypatch.setattr(dsr_module, "ACCESS_ARCHIVE_SECTIONS", [section])
     request = dsr_create(client=client_a, kind=Kind.ACCESS, customer=customers_a[0])
 
     dsr_access_archive(request=request)
 
     files = archive_files(request)
     assert "VIP" in files["segment_memberships.csv"].decode("utf-8-sig")
+    assert "segment_memberships.csv — участие в сегментах (записей: 1)" in files[
+        "README.txt"
+    ].decode("utf-8")
     assert json.loads(files["data.json"])["sections"]["segment_memberships"] == [
         {"segment": "VIP", "customer": "p0"}
     ]

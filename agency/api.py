@@ -13,6 +13,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from .errors import ServiceError
 from .roles import user_clients
 from .tenancy import get_from_scoped_or_404
 
@@ -46,7 +47,10 @@ _CODE_BY_CLASS = {
 
 def json_exception_handler(exc: Exception, context: dict) -> Response | None:
     """Every API error is ``{"code": ..., "message": ..., ...}``."""
-    if isinstance(exc, Http404):
+    if isinstance(exc, ServiceError):
+        error = exc.as_dict()
+        exc = ApiError(error.pop("code"), error.pop("message"), status_code=exc.status, extra=error)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Не найдено.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 
 from .models import Audience, SyncRun
-from .services import sync_run_create, sync_runs_recover
+from .services import audience_sync_request, sync_runs_recover
 from .sync import DestinationBusy, sync_run_execute
 
 logger = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ def audience_scheduled_sync_task(audience_id: int) -> int | None:
     audience = Audience.objects.unscoped().filter(pk=audience_id, is_active=True).first()
     if audience is None:
         return None
-    run, created = sync_run_create(audience=audience, source="beat")
-    if created:
-        audience_sync_task.delay(run.pk)
+    run, _created = audience_sync_request(audience=audience, source="beat")
     return run.pk
 
 

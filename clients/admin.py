@@ -120,6 +120,7 @@ class ClientAdmin(TenantScopedAdmin):
     client_field = "pk"
     add_roles = (AGENCY_ADMIN,)
     form = ClientAdminForm
+    audited_by_services = ("add",)  # client_created
 
     list_display = (
         "name",
@@ -259,6 +260,7 @@ class ApiKeyAdmin(TenantScopedAdmin):
 
     delete_roles = ()
     add_form = ApiKeyAddForm
+    audited_by_services = ("add",)  # api_key_created
     actions = ["revoke"]
 
     list_display = (

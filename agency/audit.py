@@ -23,7 +23,9 @@ def audit_log(
     user = (
         actor if getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None) else None
     )
-    label = actor_label or (user.get_username() if user else "")
+    # A principal that is not a user (an API key) is named by its label.
+    named = user or (actor if getattr(actor, "is_authenticated", False) else None)
+    label = actor_label or (named.get_username() if hasattr(named, "get_username") else "")
     return AuditLogEntry.objects.create(
         action=action,
         source=source,

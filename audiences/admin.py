@@ -5,9 +5,10 @@
   / ``destination_update``.
 - Аудитории: state in colour, last and next sync, a link to the audience's beat entry; segment,
   cabinet and exclusions offered from the audience's client only; saving goes through
-  ``audience_create`` / ``audience_update``. "Синхронизировать сейчас" (an action and a button on
-  the audience's page) starts a run with ``sync_run_create`` and sends ``audience_sync_task``
-  after commit; agency admins and account managers only, analysts look.
+  ``audience_create`` / ``audience_update``, which write the audit entries. "Синхронизировать
+  сейчас" (an action and a button on the audience's page) requests a run with
+  ``audience_sync_request`` (audited, ``audience_sync_task`` sent after commit); agency admins and
+  account managers only, analysts look.
 - Синхронизации: a read-only record (status in colour, progress, who was held back and why,
   what the platform said); a run's page refreshes itself while the run is pending or running.
 - "Ставки по ценности" (``audience/bidding/<client>/``): the recommended Yandex Direct bid
@@ -52,6 +53,8 @@ from agency.admin_base import (
     request_staff_client_ids,
     request_staff_role,
 )
+from agency.admin_jobs import JobAdminMixin
+from agency.audit import request_ip
 from agency.errors import ServiceError
 from agency.roles import staff_clients
 from clients.models import Client
@@ -60,16 +63,14 @@ from segments.models import Segment
 from .bidding import bid_modifiers_csv, bidmodifiers_add_body
 from .models import Audience, Destination, SyncRun
 from .services import (
-    ACTIVE_RUN_STATUSES,
     audience_create,
     audience_next_sync,
+    audience_sync_request,
     audience_update,
     bid_modifiers_for_client,
     destination_create,
     destination_update,
-    sync_run_create,
 )
-from .tasks import audience_sync_task
 
 SYNC_ROLES = (AGENCY_ADMIN, ACCOUNT_MANAGER)
 RECENT_RUNS = 10
@@ -108,6 +109,11 @@ def _progress(value: int) -> str:
     )
 
 
+def _audited(request: HttpRequest) -> dict[str, Any]:
+    """Who asks, for the audit entry the service writes."""
+    return {"actor": request.user, "source": "admin", "ip": request_ip(request)}
+
+
 def _adopt(target: Any, source: Any) -> None:
     """The admin's form instance becomes the row the service saved (see clients.admin)."""
     for field in source._meta.concrete_fields:
@@ -136,7 +142,9 @@ class ServiceForm(TenantAdminForm):
     """A form whose save is one service call (``service_call``); the service's refusal is
     reported on the field it names."""
 
-    def service_call(self) -> Any:  # pragma: no cover - each form defines it
+    def service_call(self, **audit: Any) -> Any:  # pragma: no cover - each form defines it
+        """The one service call of the save; ``audit`` (actor, source, ip) goes to it. Also
+        run as a dry run in ``clean``, whose audit entry is rolled back with the rest."""
         raise NotImplementedError
 
     def clean(self) -> dict[str, Any]:
@@ -233,10 +241,10 @@ class DestinationAdminForm(ServiceForm):
             raise forms.ValidationError("Учётные данные — JSON-объект.")
         return value
 
-    def service_call(self) -> Destination:
+    def service_call(self, **audit: Any) -> Destination:
         data = self.cleaned_data
         if self.instance.pk is None:
-            destination = destination_create(
+            return destination_create(
                 client=data["client"],
                 name=data["name"],
                 platform=data["platform"],
@@ -244,10 +252,9 @@ class DestinationAdminForm(ServiceForm):
                 base_url=data.get("base_url") or "",
                 hashing=data.get("hashing") or None,
                 country=data.get("country") or "RU",
+                is_active=data.get("is_active", True),
+                **audit,
             )
-            if not data.get("is_active", True):
-                destination = destination_update(destination=destination, is_active=False)
-            return destination
         destination = Destination.objects.for_client(self.instance.client_id).get(
             pk=self.instance.pk
         )
@@ -257,7 +264,7 @@ class DestinationAdminForm(ServiceForm):
             if name in self.changed_data
         }
         return destination_update(
-            destination=destination, credentials=data.get("credentials"), **changes
+            destination=destination, credentials=data.get("credentials"), **changes, **audit
         )
 
 
@@ -266,6 +273,7 @@ class DestinationAdmin(TenantScopedAdmin):
     """Deletion is off: a cabinet is the data recipient of past uploads; deactivate it."""
 
     form = DestinationAdminForm
+    audited_by_services = ("add", "change")
     delete_roles = ()
     list_display = (
         "name",
@@ -303,7 +311,7 @@ class DestinationAdmin(TenantScopedAdmin):
         return ("client", "platform", "recipient", "token_expires_at", "created_at")
 
     def save_model(self, request: HttpRequest, obj: Destination, form: Any, change: bool) -> None:
-        _adopt(obj, form.service_call())
+        _adopt(obj, form.service_call(**_audited(request)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,7 +378,7 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
             )
         self.scope_choices()
 
-    def service_call(self) -> Audience:
+    def service_call(self, **audit: Any) -> Audience:
         data = self.cleaned_data
         suppression = list(data.get("exclusions") or [])
         if self.instance.pk is None:
@@ -386,6 +394,7 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
                 sync_every_days=data["sync_every_days"],
                 is_active=data["is_active"],
                 direct_retargeting_condition_id=data.get("direct_retargeting_condition_id"),
+                **audit,
             )
         audience = (
             Audience.objects.for_client(self.instance.client_id)
@@ -397,6 +406,7 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
             audience=audience,
             suppression_segments=(suppression if "exclusions" in self.changed_data else None),
             **changes,
+            **audit,
         )
 
 
@@ -410,6 +420,7 @@ class AudienceAdmin(TenantScopedAdmin):
     deactivate an audience instead."""
 
     form = AudienceAdminForm
+    audited_by_services = ("add", "change")
     delete_roles = ()
     actions = ["sync_now"]
     list_display = (
@@ -570,7 +581,7 @@ class AudienceAdmin(TenantScopedAdmin):
     # saving through the services ------------------------------------------------------------
 
     def save_model(self, request: HttpRequest, obj: Audience, form: Any, change: bool) -> None:
-        _adopt(obj, form.service_call())
+        _adopt(obj, form.service_call(**_audited(request)))
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # The service already set the exclusions (form.save_m2m would bypass it).
@@ -583,15 +594,7 @@ class AudienceAdmin(TenantScopedAdmin):
         return can_sync(request) and (obj is None or self.object_in_scope(request, obj))
 
     def _sync(self, request: HttpRequest, audience: Audience) -> tuple[SyncRun, bool]:
-        with transaction.atomic():
-            run, created = sync_run_create(audience=audience, source="admin")
-            if created:
-                run_id = run.pk
-                transaction.on_commit(lambda: audience_sync_task.delay(run_id))
-            self.audit(
-                request, "audience_sync_requested", audience, {"run": run.pk, "created": created}
-            )
-        return run, created
+        return audience_sync_request(audience=audience, **_audited(request))
 
     @admin.action(description="Синхронизировать сейчас", permissions=["sync"])
     def sync_now(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -762,14 +765,15 @@ class AudienceFilter(admin.SimpleListFilter):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(TenantScopedAdmin):
+class SyncRunAdmin(JobAdminMixin, TenantScopedAdmin):
     """Runs are written by the syncs themselves: nobody adds, edits or deletes them here."""
 
     add_roles = ()
     change_roles = ()
     delete_roles = ()
     actions = None
-    auto_refresh_seconds = 3
+    change_form_template = "admin/audiences/syncrun/change_form.html"
+    status_colours = STATUS_COLOURS
 
     list_display = (
         "created_at",
@@ -807,6 +811,7 @@ class SyncRunAdmin(TenantScopedAdmin):
                     "source",
                     "created_at",
                     "started_at",
+                    "heartbeat",
                     "finished_at",
                 )
             },
@@ -844,14 +849,6 @@ class SyncRunAdmin(TenantScopedAdmin):
     )
     readonly_fields = tuple(f for _name, fs in fieldsets for f in fs["fields"])
 
-    @admin.display(description="статус", ordering="status")
-    def status_badge(self, obj: SyncRun) -> str:
-        return _badge(obj.get_status_display(), STATUS_COLOURS.get(obj.status, "inherit"))
-
-    @admin.display(description="ход")
-    def progress_bar(self, obj: SyncRun) -> str:
-        return _progress(obj.progress)
-
     @admin.display(description="распознано", ordering="matched_percent")
     def matched(self, obj: SyncRun) -> str:
         return _percent(obj.matched_percent)
@@ -886,14 +883,6 @@ class SyncRunAdmin(TenantScopedAdmin):
             ", ", "<code>{}</code>", ((request_id,) for request_id in obj.request_ids)
         )
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
-        response = super().changelist_view(request, extra_context)
-        context = getattr(response, "context_data", None)
-        if context and "cl" in context:
-            if any(run.status in ACTIVE_RUN_STATUSES for run in context["cl"].result_list):
-                context["auto_refresh_seconds"] = self.auto_refresh_seconds * 2
-        return response
-
     def render_change_form(
         self,
         request: HttpRequest,
@@ -904,8 +893,6 @@ class SyncRunAdmin(TenantScopedAdmin):
         obj: Any = None,
     ) -> HttpResponse:
         if obj is not None:
-            if obj.status in ACTIVE_RUN_STATUSES:
-                context["auto_refresh_seconds"] = self.auto_refresh_seconds
             context["audience_url"] = reverse(
                 f"{self.admin_site.name}:audiences_audience_change", args=[obj.audience_id]
             )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Model, OuterRef, Prefetch, QuerySet, Subquery
 from django.urls import path, reverse
 from django.utils import timezone
@@ -40,6 +39,7 @@ from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
 from agency.api import ApiError, ClientScopedViewSetMixin, request_client
+from agency.audit import request_ip
 from clients.api import ClientAccessPermission
 from segments.models import Segment
 
@@ -49,16 +49,20 @@ from .services import (
     ACTIVE_RUN_STATUSES,
     audience_create,
     audience_next_sync,
+    audience_sync_request,
     audience_update,
     bid_modifiers_for_client,
     destination_create,
     destination_update,
-    sync_run_create,
 )
-from .tasks import audience_sync_task
 
 TAGS = ["audiences"]
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
+
+
+def _audited(request: Request) -> dict[str, Any]:
+    """Who asks, for the audit entry the service writes."""
+    return {"actor": request.user, "source": "api", "ip": request_ip(request)}
 
 
 ERROR_BODY = inline_serializer(
@@ -225,11 +229,7 @@ class DestinationViewSet(
         data = DestinationInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        is_active = fields.pop("is_active", True)
-        with transaction.atomic():
-            destination = destination_create(client=self.client, **fields)
-            if not is_active:
-                destination = destination_update(destination=destination, is_active=False)
+        destination = destination_create(client=self.client, **fields, **_audited(request))
         return Response(self.get_serializer(destination).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -250,7 +250,7 @@ class DestinationViewSet(
         data = DestinationUpdateInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        destination = destination_update(destination=destination, **fields)
+        destination = destination_update(destination=destination, **fields, **_audited(request))
         return Response(self.get_serializer(destination).data)
 
 
@@ -540,7 +540,7 @@ class AudienceViewSet(
         data = AudienceInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = self._resolve(data.validated_data)
-        audience = audience_create(client=self.client, **fields)
+        audience = audience_create(client=self.client, **fields, **_audited(request))
         return Response(self._one(audience), status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -556,7 +556,7 @@ class AudienceViewSet(
         data = AudienceInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         fields = self._resolve(data.validated_data)
-        audience = audience_update(audience=audience, **fields)
+        audience = audience_update(audience=audience, **fields, **_audited(request))
         return Response(self._one(audience))
 
     @extend_schema(
@@ -590,11 +590,7 @@ class AudienceViewSet(
             run = runs.filter(status__in=ACTIVE_RUN_STATUSES).first() or runs.first()
             body = {"created": False, "run": SyncRunSerializer(run).data if run else None}
             return Response(body)
-        with transaction.atomic():
-            run, created = sync_run_create(audience=audience, source="api")
-            if created:
-                run_id = run.pk
-                transaction.on_commit(lambda: audience_sync_task.delay(run_id))
+        run, created = audience_sync_request(audience=audience, **_audited(request))
         body = {"created": created, "run": SyncRunSerializer(run).data}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 

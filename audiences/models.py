@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from agency.jobs import JobStateMixin
+from agency.jobs import BackgroundJob, job_status_field
 from agency.tenancy import TenantModel
 
 
@@ -256,7 +256,7 @@ class AudienceSnapshotChunk(models.Model):
         return f"{self.snapshot_id}:{self.kind}:{self.position}"
 
 
-class SyncRun(JobStateMixin, TenantModel):
+class SyncRun(BackgroundJob, TenantModel):
     """One sync of an audience: who was held back and why, what was sent, what the platform
     said. Failed runs keep the platform's own error text."""
 
@@ -279,9 +279,7 @@ class SyncRun(JobStateMixin, TenantModel):
         related_name="+",
         verbose_name="снимок",
     )
-    status = models.CharField(
-        "статус", max_length=20, choices=Status.choices, default=Status.PENDING
-    )
+    status = job_status_field(Status)
     source = models.CharField("источник", max_length=20, default="beat")
     created_at = models.DateTimeField("создана", auto_now_add=True)
     started_at = models.DateTimeField("начата", null=True, blank=True)
@@ -304,6 +302,8 @@ class SyncRun(JobStateMixin, TenantModel):
     message = models.TextField("пояснение", blank=True)
     platform_error = models.TextField("ошибка платформы", blank=True)
     error = models.TextField("ошибка", blank=True)
+
+    recovery_reset = {"stage": "возобновление после сбоя"}
 
     class Meta:
         verbose_name = "синхронизация"

@@ -25,7 +25,7 @@ instead would be a second copy of the hashes and a second path through both plat
    hold the person gets a sync: those whose stored snapshots hold the person's values, those
    whose segment has them as a member (the identifier sent may since have changed) and those
    with a sync under way. The client's audience rows are locked first, so that every run
-   either is seen here or is created after the erasure commits (``sync_run_create`` locks the
+   either is seen here or is created after the erasure commits (``audience_sync_request`` locks the
    audience row) and builds a snapshot without the person. Without a run under way a new run
    is queued after commit; with one (its snapshot may predate the erasure) a follow-up sync is
    queued that starts when it ends (``audiences.tasks.audience_sync_after_task``);
@@ -44,14 +44,14 @@ customer also has (two customer rows with one email) stays: it is that customer'
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import QuerySet, TextField, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from agency.jobs import enqueue_after_commit
 from clients.models import Customer
 from consent import hooks
 from consent.hooks import ArchiveSection, ErasureStep, ErasureSubject
@@ -61,7 +61,7 @@ from segments.models import SegmentMembership
 from . import tasks
 from .hashing import EMAIL, KIND_NAMES, PHONE, hashed_sql, platform_value_sql
 from .models import Audience, AudienceSnapshot, AudienceSnapshotChunk, Destination, SyncRun
-from .services import ACTIVE_RUN_STATUSES, sync_run_create
+from .services import ACTIVE_RUN_STATUSES, audience_sync_request
 from .snapshots import audience_kinds
 
 # The identifier values sent to the platforms live in the snapshot chunks (the snapshot row
@@ -216,7 +216,7 @@ def audiences_erase(subject: ErasureSubject) -> str | None:
         .filter(status__in=ACTIVE_RUN_STATUSES)
         .order_by("-created_at")
     ):
-        under_way[run.audience_id] = run  # the oldest one wins (sync_run_create picks it too)
+        under_way[run.audience_id] = run  # the oldest one wins (audience_sync_request picks it too)
     stored: dict[int, list[int]] = {}
     for audience_id, snapshot_id in AudienceSnapshot.objects.for_client(client_id).values_list(
         "audience_id", "pk"
@@ -241,12 +241,9 @@ def audiences_erase(subject: ErasureSubject) -> str | None:
                 switched_off.append(audience)
             continue
         if run is None:
-            run, _ = sync_run_create(audience=audience, source=tasks.ERASURE_SOURCE)
-            transaction.on_commit(partial(tasks.audience_sync_task.delay, run.pk))
+            run, _ = audience_sync_request(audience=audience, source=tasks.ERASURE_SOURCE)
         else:
-            transaction.on_commit(
-                partial(tasks.audience_sync_after_task.delay, audience.pk, run.pk)
-            )
+            enqueue_after_commit(tasks.audience_sync_after_task, audience.pk, run.pk)
         queued.append(audience)
     lines = []
     if queued:

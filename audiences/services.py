@@ -19,9 +19,11 @@ from django.db.models import Avg, Count
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from agency.audit import audit_log
 from agency.crypto import secret_decrypt, secret_encrypt, secret_rotate
 from agency.errors import ServiceError
-from agency.recovery import stalled_jobs_reset
+from agency.jobs import ACTIVE_STATES, enqueue_after_commit, job_audit_source
+from agency.recovery import job_recover
 from clients.models import Client
 from consent.models import DataRecipient
 from segments.models import Segment
@@ -29,7 +31,7 @@ from segments.models import Segment
 from .models import Audience, Destination, SyncRun
 
 SCHEDULED_TASK = "audiences.tasks.audience_scheduled_sync_task"
-ACTIVE_RUN_STATUSES = (SyncRun.Status.PENDING, SyncRun.Status.RUNNING)
+ACTIVE_RUN_STATUSES = ACTIVE_STATES
 
 REQUIRED_CREDENTIALS = {
     Destination.Platform.YANDEX_AUDIENCES: ("token",),
@@ -100,6 +102,20 @@ def _check_credentials(platform: str, credentials: dict[str, Any]) -> dict[str, 
     return {key: str(value) for key, value in credentials.items() if value not in (None, "")}
 
 
+def _audit(
+    action: str, obj: Any, *, actor: Any, source: str, ip: str | None, details: dict
+) -> None:
+    audit_log(
+        action=action,
+        source=source,
+        actor=actor,
+        client=obj.client_id,
+        obj=obj,
+        details=details,
+        ip=ip,
+    )
+
+
 @transaction.atomic
 def destination_create(
     *,
@@ -110,7 +126,13 @@ def destination_create(
     base_url: str = "",
     hashing: str | None = None,
     country: str = "RU",
+    is_active: bool = True,
+    actor: Any = None,
+    source: str = "system",
+    ip: str | None = None,
 ) -> Destination:
+    """Connect an ad cabinet (credentials stored encrypted, a data recipient of its country);
+    audited (never the credentials)."""
     hashing = hashing or DEFAULT_HASHING.get(platform, "")
     _check_destination(platform, hashing, country)
     credentials = _check_credentials(platform, credentials)
@@ -123,23 +145,40 @@ def destination_create(
         kind=DataRecipient.Kind.AD_PLATFORM,
         country=country,
     )
-    return Destination.objects.create(
+    destination = Destination.objects.create(
         client=client,
         name=name,
         platform=platform,
         base_url=base_url,
         hashing=hashing,
         country=country,
+        is_active=is_active,
         recipient=recipient,
         credentials_encrypted=secret_encrypt(credentials),
     )
+    _audit(
+        "destination_created",
+        destination,
+        actor=actor,
+        source=source,
+        ip=ip,
+        details={"platform": platform, "hashing": hashing, "country": country},
+    )
+    return destination
 
 
 @transaction.atomic
 def destination_update(
-    *, destination: Destination, credentials: dict[str, Any] | None = None, **changes: Any
+    *,
+    destination: Destination,
+    credentials: dict[str, Any] | None = None,
+    actor: Any = None,
+    source: str = "system",
+    ip: str | None = None,
+    **changes: Any,
 ) -> Destination:
-    """Change fields; new credentials replace the stored ones (and drop the cached token)."""
+    """Change fields; new credentials replace the stored ones (and drop the cached token).
+    Audited with the names of the changed fields (never the credentials)."""
     allowed = {"name", "base_url", "hashing", "country", "is_active"}
     unknown = set(changes) - allowed
     if unknown:
@@ -177,6 +216,14 @@ def destination_update(
             destination=destination
         ):
             audience_schedule_sync(audience)
+    _audit(
+        "destination_updated",
+        destination,
+        actor=actor,
+        source=source,
+        ip=ip,
+        details={"fields": sorted(changes), "credentials_replaced": credentials is not None},
+    )
     return destination
 
 
@@ -243,8 +290,12 @@ def audience_create(
     segment: Segment,
     destination: Destination,
     suppression_segments: list[Segment] | None = None,
+    actor: Any = None,
+    source: str = "system",
+    ip: str | None = None,
     **fields: Any,
 ) -> Audience:
+    """A new audience of a segment in a cabinet, with its beat schedule; audited."""
     audience = Audience(
         client=client, name=name, segment=segment, destination=destination, **fields
     )
@@ -254,15 +305,34 @@ def audience_create(
     audience.save()
     _suppression_set(audience, suppression_segments or [])
     audience_schedule_sync(audience)
+    _audit(
+        "audience_created",
+        audience,
+        actor=actor,
+        source=source,
+        ip=ip,
+        details={
+            "segment": audience.segment_id,
+            "destination": audience.destination_id,
+            "purpose": audience.purpose,
+            "suppression_segments": [s.pk for s in suppression_segments or []],
+        },
+    )
     return audience
 
 
 @transaction.atomic
 def audience_update(
-    *, audience: Audience, suppression_segments: list[Segment] | None = None, **changes: Any
+    *,
+    audience: Audience,
+    suppression_segments: list[Segment] | None = None,
+    actor: Any = None,
+    source: str = "system",
+    ip: str | None = None,
+    **changes: Any,
 ) -> Audience:
     """Change an audience; a new segment or identifiers start the remote audience afresh on the
-    next sync (a remote audience holds one kind of data)."""
+    next sync (a remote audience holds one kind of data). Audited with the changed fields."""
     allowed = {
         "name",
         "segment",
@@ -302,6 +372,17 @@ def audience_update(
     if suppression_segments is not None:
         _suppression_set(audience, suppression_segments)
     audience_schedule_sync(audience)
+    fields = sorted(changes)
+    if suppression_segments is not None:
+        fields.append("suppression_segments")
+    _audit(
+        "audience_updated",
+        audience,
+        actor=actor,
+        source=source,
+        ip=ip,
+        details={"fields": fields, "restarted": restart},
+    )
     return audience
 
 
@@ -358,33 +439,52 @@ def audience_next_sync(audience: Audience, now: datetime | None = None) -> datet
 # Sync runs
 
 
-def sync_run_create(*, audience: Audience, source: str = "beat") -> tuple[SyncRun, bool]:
-    """A pending run for the audience, or the one already pending/running (never two at once).
-    Returns (run, created)."""
+def audience_sync_request(
+    *,
+    audience: Audience,
+    actor: Any = None,
+    source: str,
+    ip: str | None = None,
+    enqueue: bool = True,
+) -> tuple[SyncRun, bool]:
+    """A pending sync of the audience, sent to a worker after commit (``enqueue=False``: the
+    caller executes it in the foreground, as ``sync_audience`` does), or the run already pending
+    or running (never two at once). Every request is audited. Returns (run, created)."""
     with transaction.atomic():
         Audience.objects.for_client(audience.client_id).select_for_update().filter(
             pk=audience.pk
         ).first()
-        active = (
+        run = (
             SyncRun.objects.for_client(audience.client_id)
             .filter(audience=audience, status__in=ACTIVE_RUN_STATUSES)
             .order_by("created_at")
             .first()
         )
-        if active is not None:
-            return active, False
-        return (
-            SyncRun.objects.create(client_id=audience.client_id, audience=audience, source=source),
-            True,
+        created = run is None
+        if created:
+            run = SyncRun.objects.create(
+                client_id=audience.client_id, audience=audience, source=source
+            )
+        audit_log(
+            action="audience_sync_requested",
+            source=job_audit_source(source),
+            actor=actor,
+            client=audience.client_id,
+            obj=audience,
+            details={"run": run.pk, "created": created, "source": source},
+            ip=ip,
         )
+        if created and enqueue:
+            from .tasks import audience_sync_task
+
+            enqueue_after_commit(audience_sync_task, run.pk)
+    return run, created
 
 
 def sync_runs_recover(now: datetime | None = None) -> list[int]:
-    """Runs a dead worker left "running" go back to pending (they resume from their snapshot);
-    returns pending runs whose message was lost, to send again."""
-    return stalled_jobs_reset(
-        SyncRun.objects.unscoped(), now=now, reset={"stage": "возобновление после сбоя"}
-    )
+    """Runs a dead worker left "running" (no heartbeat) go back to pending (they resume from
+    their snapshot); returns pending runs whose message was lost, to send again."""
+    return job_recover(SyncRun, now=now)
 
 
 # --------------------------------------------------------------------------------------------

@@ -480,10 +480,7 @@ def _progress_writer(
     run: SyncRun, on_progress: Callable[[int, str], None] | None
 ) -> Callable[[int, str], None]:
     def write(percent: int, stage: str) -> None:
-        run.progress, run.stage = percent, stage[:100]
-        SyncRun.objects.for_client(run.client_id).filter(pk=run.pk).update(
-            progress=percent, stage=stage[:100]
-        )
+        run.progress_write(progress=percent, stage=stage[:100])
         if on_progress is not None:
             on_progress(percent, stage)
 
@@ -558,15 +555,10 @@ def sync_run_execute(
     if not _lease(destination, run):
         raise DestinationBusy(f"кабинет {destination.pk} занят другой синхронизацией")
     try:
-        claimed = (
-            SyncRun.objects.for_client(run.client_id)
-            .filter(pk=run.pk, status=Status.PENDING)
-            .update(status=Status.RUNNING, started_at=timezone.now(), error="")
-        )
-        run.refresh_from_db()
-        if not claimed:
+        if not run.claim(error=""):
             return run
-        return _execute(run, audience, destination, http_options or {}, on_progress)
+        with run.beating():
+            return _execute(run, audience, destination, http_options or {}, on_progress)
     finally:
         _release(destination, run)
 
@@ -619,32 +611,20 @@ def _execute(
 
 def _finish(run: SyncRun, audience: Audience, outcome: Outcome, api, error: str) -> SyncRun:
     now = timezone.now()
-    run.status = outcome.status
-    run.finished_at = now
-    run.progress = 100
-    run.stage = run.get_status_display()
-    run.uploaded, run.added, run.removed = outcome.uploaded, outcome.added, outcome.removed
-    run.remote_status = outcome.remote_status
-    run.matched_percent = outcome.matched_percent
-    run.request_ids = (api.http.request_ids if api is not None else [])[-200:]
-    run.message = "\n".join(outcome.messages)
-    run.error = error or ""
-    run.save(
-        update_fields=[
-            "status",
-            "finished_at",
-            "progress",
-            "stage",
-            "uploaded",
-            "added",
-            "removed",
-            "remote_status",
-            "matched_percent",
-            "request_ids",
-            "message",
-            "error",
-            "platform_error",
-        ]
+    run.finish(
+        outcome.status,
+        finished_at=now,
+        progress=100,
+        stage=Status(outcome.status).label,
+        uploaded=outcome.uploaded,
+        added=outcome.added,
+        removed=outcome.removed,
+        remote_status=outcome.remote_status,
+        matched_percent=outcome.matched_percent,
+        request_ids=(api.http.request_ids if api is not None else [])[-200:],
+        message="\n".join(outcome.messages),
+        error=error or "",
+        platform_error=run.platform_error,
     )
     remote = (
         Audience.objects.for_client(audience.client_id)
@@ -674,8 +654,9 @@ def audience_sync_now(
     http_options: dict | None = None,
     on_progress: Callable[[int, str], None] | None = None,
 ) -> SyncRun:
-    """Create (or pick up) the audience's run and execute it here, in the foreground."""
-    from .services import sync_run_create
+    """Request the audience's run (or pick up the one pending) and execute it here, in the
+    foreground."""
+    from .services import audience_sync_request
 
-    run, _ = sync_run_create(audience=audience, source=source)
+    run, _ = audience_sync_request(audience=audience, source=source, enqueue=False)
     return sync_run_execute(run, http_options=http_options, on_progress=on_progress)

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 
 from .models import Audience, SyncRun
-from .services import ACTIVE_RUN_STATUSES, sync_run_create, sync_runs_recover
+from .services import ACTIVE_RUN_STATUSES, audience_sync_request, sync_runs_recover
 from .sync import DestinationBusy, sync_run_execute
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,7 @@ def audience_scheduled_sync_task(audience_id: int) -> int | None:
     audience = Audience.objects.unscoped().filter(pk=audience_id, is_active=True).first()
     if audience is None:
         return None
-    run, created = sync_run_create(audience=audience, source="beat")
-    if created:
-        audience_sync_task.delay(run.pk)
+    run, _created = audience_sync_request(audience=audience, source="beat")
     return run.pk
 
 
@@ -65,7 +63,5 @@ def audience_sync_after_task(self, audience_id: int, run_id: int) -> int | None:
     audience = Audience.objects.unscoped().filter(pk=audience_id, is_active=True).first()
     if audience is None:
         return None
-    run, created = sync_run_create(audience=audience, source=ERASURE_SOURCE)
-    if created:
-        audience_sync_task.delay(run.pk)
+    run, _created = audience_sync_request(audience=audience, source=ERASURE_SOURCE)
     return run.pk

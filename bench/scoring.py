@@ -313,10 +313,10 @@ def child_ours(client_id: int) -> dict:
 
     django.setup()
     from clients.models import Client
-    from segments.services import scoring_run_create, scoring_run_execute
+    from segments.services import scoring_run_execute, scoring_run_request
 
     client = Client.objects.get(pk=client_id)
-    run = scoring_run_create(client=client, source="bench")
+    run = scoring_run_request(client=client, source="bench", enqueue=False)
     gc.collect()
     with PeakRss() as mem:
         started = time.perf_counter()

@@ -12,9 +12,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.db import transaction
 from django.db.models import Count, Q, QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -29,6 +28,8 @@ from agency.admin_base import (
     request_staff_client_ids,
     request_staff_role,
 )
+from agency.admin_jobs import JobAdminMixin
+from agency.audit import request_ip
 from agency.roles import STAFF_GROUPS
 
 from .models import (
@@ -44,8 +45,7 @@ from .models import (
 )
 from .normalize import NormalizationError, normalize_email, normalize_phone
 from .selectors import customer_identity_q
-from .services import api_key_create, api_key_revoke, client_create
-from .tasks import import_job_run_task
+from .services import api_key_create, api_key_revoke, client_create, import_job_submit
 
 
 def _adopt(target: Any, source: Any) -> None:
@@ -120,6 +120,7 @@ class ClientAdmin(TenantScopedAdmin):
     client_field = "pk"
     add_roles = (AGENCY_ADMIN,)
     form = ClientAdminForm
+    audited_by_services = ("add",)  # client_created
 
     list_display = (
         "name",
@@ -259,6 +260,7 @@ class ApiKeyAdmin(TenantScopedAdmin):
 
     delete_roles = ()
     add_form = ApiKeyAddForm
+    audited_by_services = ("add",)  # api_key_created
     actions = ["revoke"]
 
     list_display = (
@@ -517,19 +519,19 @@ class ImportJobAddForm(TenantAdminForm):
         fields = ("client", "kind", "file", "delimiter", "encoding", "partial")
 
 
-ACTIVE_STATUSES = (ImportJob.Status.PENDING, ImportJob.Status.RUNNING)
-
-
 @admin.register(ImportJob)
-class ImportJobAdmin(TenantScopedAdmin):
-    """Upload a file; a Celery worker runs it (``import_job_run``) while the page shows progress."""
+class ImportJobAdmin(JobAdminMixin, TenantScopedAdmin):
+    """Upload a file (``import_job_submit``); a Celery worker runs it (``import_job_run``) while
+    the page shows progress."""
 
     add_form = ImportJobAddForm
+    audited_by_services = ("add",)
+    status_colours = {ImportJob.Status.REJECTED: "#b26a00"}
     list_display = (
         "created_at",
         "client",
         "kind",
-        "status",
+        "status_badge",
         "progress_bar",
         "rows_ok",
         "rows_rejected",
@@ -544,7 +546,7 @@ class ImportJobAdmin(TenantScopedAdmin):
         "delimiter",
         "encoding",
         "partial",
-        "status",
+        "status_badge",
         "progress_bar",
         "rows_total",
         "rows_processed",
@@ -557,9 +559,9 @@ class ImportJobAdmin(TenantScopedAdmin):
         "created_by",
         "created_at",
         "started_at",
+        "heartbeat",
         "finished_at",
     )
-    auto_refresh_seconds = 3
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any):
         if obj is None:
@@ -576,16 +578,6 @@ class ImportJobAdmin(TenantScopedAdmin):
         # A job is a record of what was loaded: once uploaded it is only watched.
         return obj is None and super().has_change_permission(request, obj)
 
-    @admin.display(description="прогресс")
-    def progress_bar(self, obj: ImportJob) -> str:
-        percent = obj.progress_percent
-        return format_html(
-            '<progress value="{}" max="100" style="width: 12em">{}%</progress> {}%',
-            percent,
-            percent,
-            percent,
-        )
-
     @admin.display(description="отчёт об ошибках")
     def error_report_link(self, obj: ImportJob) -> str:
         if not obj.error_report:
@@ -596,12 +588,20 @@ class ImportJobAdmin(TenantScopedAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: ImportJob, form: Any, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-        if not change:
-            job_id = obj.pk
-            transaction.on_commit(lambda: import_job_run_task.delay(job_id))
+        # Only additions reach here: a job is never changed.
+        data = form.cleaned_data
+        job = import_job_submit(
+            client=data["client"],
+            kind=data["kind"],
+            file=data["file"],
+            delimiter=data["delimiter"],
+            encoding=data["encoding"],
+            partial=data["partial"],
+            actor=request.user,
+            source="admin",
+            ip=request_ip(request),
+        )
+        _adopt(obj, job)
 
     def response_add(self, request: HttpRequest, obj: ImportJob, post_url_continue: Any = None):
         response = super().response_add(request, obj, post_url_continue)
@@ -611,19 +611,6 @@ class ImportJobAdmin(TenantScopedAdmin):
         return HttpResponseRedirect(
             reverse(f"{self.admin_site.name}:clients_importjob_change", args=(obj.pk,))
         )
-
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict,
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Any = None,
-    ) -> HttpResponse:
-        if obj is not None and obj.status in ACTIVE_STATUSES:
-            context["auto_refresh_seconds"] = self.auto_refresh_seconds
-        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self):
         return [

@@ -9,7 +9,7 @@ import secrets
 import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import slugify
 
 from agency.audit import audit_log
-from agency.recovery import stalled_jobs_reset
+from agency.jobs import enqueue_after_commit, job_audit_source
+from agency.recovery import job_recover
 
 from .ingest import (
     BatchError,
@@ -179,33 +180,61 @@ def count_csv_rows(handle: Any) -> int:
     return max(lines - 1, 0)
 
 
-def import_job_run(*, job: ImportJob, progress_every: int = 50_000) -> ImportJob:
-    """Run an uploaded ImportJob, keeping its progress and error report up to date."""
-    claimed = (
-        ImportJob.objects.for_client(job.client_id)
-        .filter(pk=job.pk, status=ImportJob.Status.PENDING)
-        .update(status=ImportJob.Status.RUNNING, started_at=timezone.now())
-    )
-    if not claimed:
-        job.refresh_from_db()
-        return job  # already run, or running elsewhere: a second delivery does nothing
-    job.refresh_from_db()
+def import_job_submit(
+    *,
+    client: Client,
+    kind: str,
+    file: Any,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    partial: bool = False,
+    actor: Any = None,
+    source: str,
+    ip: str | None = None,
+) -> ImportJob:
+    """Store an uploaded CSV file as a pending import of the client, audit it and send it to a
+    worker after commit (``import_job_run``); the caller shows the job's progress."""
+    with transaction.atomic():
+        job = ImportJob.objects.create(
+            client=client,
+            kind=kind,
+            file=file,
+            delimiter=delimiter,
+            encoding=encoding,
+            partial=partial,
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
+        audit_log(
+            action="csv_import_submitted",
+            source=job_audit_source(source),
+            actor=actor,
+            client=client,
+            obj=job,
+            details={"kind": kind, "file": job.file.name, "partial": partial},
+            ip=ip,
+        )
+        from .tasks import import_job_run_task
+
+        enqueue_after_commit(import_job_run_task, job.pk)
+    return job
+
+
+def import_job_run(*, job: ImportJob) -> ImportJob:
+    """Run an uploaded ImportJob, keeping its progress and error report up to date. A job
+    already taken (a second delivery) or finished is left alone."""
+    if not job.claim():
+        return job
     report = ErrorReport()
-    pending = 0
 
     def on_progress(rows: int) -> None:
-        nonlocal pending
-        pending += rows
-        if pending >= progress_every:
-            ImportJob.objects.for_client(job.client_id).filter(pk=job.pk).update(
-                rows_processed=F("rows_processed") + pending
-            )
-            pending = 0
+        # Kept in memory: the job's heartbeat writes it, outside the import's transaction.
+        job.rows_processed += rows
 
+    status, fields = ImportJob.Status.FAILED, {}
     try:
-        with job.file.open("rb") as handle:
+        with job.beating(), job.file.open("rb") as handle:
             total = count_csv_rows(handle)
-            ImportJob.objects.for_client(job.client_id).filter(pk=job.pk).update(rows_total=total)
+            job.progress_write(rows_total=total)
             result = csv_import(
                 client=job.client,
                 kind=job.kind,
@@ -219,46 +248,30 @@ def import_job_run(*, job: ImportJob, progress_every: int = 50_000) -> ImportJob
                 on_error=report.add,
             )
     except BatchError as exc:
-        job.status = ImportJob.Status.FAILED
-        job.error_message = str(exc)
+        fields["error_message"] = str(exc)
     except Exception as exc:
-        job.status = ImportJob.Status.FAILED
-        job.error_message = f"{type(exc).__name__}: {exc}"
+        fields["error_message"] = f"{type(exc).__name__}: {exc}"
         raise
     else:
-        job.status = ImportJob.Status.SUCCEEDED if result.committed else ImportJob.Status.REJECTED
-        job.rows_ok = result.ok if result.committed else 0
-        job.rows_rejected = result.rejected
-        job.rows_created = result.created
-        job.rows_updated = result.updated
+        status = ImportJob.Status.SUCCEEDED if result.committed else ImportJob.Status.REJECTED
+        fields.update(
+            rows_ok=result.ok if result.committed else 0,
+            rows_rejected=result.rejected,
+            rows_created=result.created,
+            rows_updated=result.updated,
+        )
         if not result.committed:
-            job.error_message = (
+            fields["error_message"] = (
                 f"{result.rejected} строк с ошибками; файл не загружен. Исправьте строки из отчёта "
                 "или включите «принять корректные строки»."
             )
     finally:
-        job.rows_processed = (
-            ImportJob.objects.for_client(job.client_id).get(pk=job.pk).rows_processed
-        )
-        job.rows_processed += pending
-        job.finished_at = timezone.now()
         if report.count:
             job.error_report.save(
                 f"import-{job.pk}-errors.csv", ContentFile(report.content()), save=False
             )
-        job.save(
-            update_fields=[
-                "status",
-                "error_message",
-                "rows_ok",
-                "rows_rejected",
-                "rows_created",
-                "rows_updated",
-                "rows_processed",
-                "finished_at",
-                "error_report",
-            ]
-        )
+            fields["error_report"] = job.error_report
+        job.finish(status, rows_processed=job.rows_processed, **fields)
         audit_log(
             action="csv_import",
             source="admin",
@@ -275,13 +288,11 @@ def import_job_run(*, job: ImportJob, progress_every: int = 50_000) -> ImportJob
     return job
 
 
-def import_jobs_recover(*, now=None, lost_after: timedelta = timedelta(minutes=10)) -> list[int]:
+def import_jobs_recover(*, now=None) -> list[int]:
     """Jobs to send to a worker again: pending ones whose message was lost (a broker restart)
-    and running ones whose worker died (older than the task time limit; their transaction was
-    rolled back, so a rerun starts clean). Returns the ids, now pending again."""
-    return stalled_jobs_reset(
-        ImportJob.objects.unscoped(), now=now, lost_after=lost_after, reset={"rows_processed": 0}
-    )
+    and running ones whose worker died (no heartbeat; their transaction was rolled back, so a
+    rerun starts clean). Returns the ids, now pending again."""
+    return job_recover(ImportJob, now=now)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,11 +5,9 @@ buyers with recent purchasers suppressed, and a first sync queued for the worker
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import transaction
 
 from audiences.models import Audience, Destination
-from audiences.services import audience_create, destination_create, sync_run_create
-from audiences.tasks import audience_sync_task
+from audiences.services import audience_create, audience_sync_request, destination_create
 from clients.models import Client
 from segments.models import Segment
 from segments.segmentation import segment_create
@@ -74,7 +72,5 @@ def demo_audiences(*, client: Client, queue_sync: bool = True) -> list[Audience]
     ]
     if queue_sync:
         for audience in audiences:
-            run, created = sync_run_create(audience=audience, source="demo")
-            if created:
-                transaction.on_commit(lambda run_id=run.pk: audience_sync_task.delay(run_id))
+            audience_sync_request(audience=audience, source="demo")
     return audiences

@@ -6,7 +6,8 @@
   pending or running.
 - "Пересчитать сейчас" (``scoringrun/recompute/``): every client of the signed-in person with
   its last run and the next run of the daily schedule; agency admins and account managers start
-  a run (``scoring_run_create`` + ``scoring_run_task`` after commit), analysts only look.
+  a run (``scoring_run_request``: one at a time per client, sent to a worker after commit),
+  analysts only look.
 - "Аналитика" (``scoringrun/analytics/<client>/``): the RFM grid as a heatmap (customer counts
   per R × FM cell, from the client's CustomerScore rows) and the cohort retention triangle
   (``cohort_table`` over the paid orders of ``load_paid_orders``).
@@ -18,10 +19,8 @@ import datetime as dt
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -39,24 +38,18 @@ from agency.admin_base import (
     TenantScopedAdmin,
     request_staff_role,
 )
+from agency.admin_jobs import JobAdminMixin
+from agency.audit import request_ip
 from agency.roles import staff_clients
 from clients.models import Client
 
 from . import lifecycle, rfm
 from .cohorts import cohort_table, cohort_triangle
 from .models import CustomerScore, ScoringRun, ScoringSettings
-from .services import load_paid_orders, scoring_run_create
-from .tasks import scoring_run_task
+from .services import ScoringRunActive, load_paid_orders, scoring_run_request
 
 DAILY_TASK = "segments.tasks.scoring_daily_task"
-ACTIVE_STATUSES = (ScoringRun.Status.PENDING, ScoringRun.Status.RUNNING)
 RECOMPUTE_ROLES = (AGENCY_ADMIN, ACCOUNT_MANAGER)
-STATUS_COLOURS = {
-    ScoringRun.Status.PENDING: "#666666",
-    ScoringRun.Status.RUNNING: "#205493",
-    ScoringRun.Status.SUCCEEDED: "#2e7d32",
-    ScoringRun.Status.FAILED: "#ba2121",
-}
 COHORT_METRICS = {
     "retention_pct": "удержание, % покупателей когорты",
     "cumulative_revenue_per_customer": "накопленная выручка на покупателя, ₽ (CLV когорты)",
@@ -70,11 +63,6 @@ def can_recompute(request: HttpRequest) -> bool:
 
 def _run_url(site: str, run_id: int) -> str:
     return reverse(f"{site}:segments_scoringrun_change", args=[run_id])
-
-
-def _is_stale(run: ScoringRun, now: dt.datetime) -> bool:
-    """A pending/running run older than the hard task time limit: its worker is gone."""
-    return run.created_at < now - dt.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,7 +219,7 @@ def scoring_overview(clients: QuerySet, *, now: dt.datetime | None = None) -> li
                 "client": client,
                 "last": last,
                 "last_success": runs.get(client.last_success_id),
-                "active": last is not None and last.status in ACTIVE_STATUSES,
+                "active": last is not None and last.is_active,
                 "next_run": next_run,
                 "note": note,
             }
@@ -318,7 +306,7 @@ def _table(headers: list[str], rows: list[list[Any]], css: str = "") -> SafeStri
 
 
 @admin.register(ScoringRun)
-class ScoringRunAdmin(TenantScopedAdmin):
+class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
     """Runs are created by "Пересчитать сейчас", the daily schedule, the API or the CLI, and
     are a record: nobody adds, edits or deletes them here."""
 
@@ -326,7 +314,9 @@ class ScoringRunAdmin(TenantScopedAdmin):
     change_roles = ()
     delete_roles = ()
     actions = None
-    auto_refresh_seconds = 3
+    change_form_template = "admin/segments/scoringrun/change_form.html"
+    change_list_template = "admin/segments/scoringrun/change_list.html"
+    status_css = "scoring-status"
 
     list_display = (
         "created_at",
@@ -358,6 +348,7 @@ class ScoringRunAdmin(TenantScopedAdmin):
                     "as_of",
                     "created_at",
                     "started_at",
+                    "heartbeat",
                     "finished_at",
                     "duration",
                     "customers",
@@ -372,24 +363,6 @@ class ScoringRunAdmin(TenantScopedAdmin):
     readonly_fields = tuple(f for _name, fs in fieldsets for f in fs["fields"])
 
     # -- list columns ------------------------------------------------------------------------
-
-    @admin.display(description="статус", ordering="status")
-    def status_badge(self, obj: ScoringRun) -> str:
-        return format_html(
-            '<strong class="scoring-status scoring-status-{}" style="color: {}">{}</strong>',
-            obj.status,
-            STATUS_COLOURS.get(obj.status, "inherit"),
-            obj.get_status_display(),
-        )
-
-    @admin.display(description="ход")
-    def progress_bar(self, obj: ScoringRun) -> str:
-        return format_html(
-            '<progress value="{}" max="100" style="width: 10em">{}%</progress> {}%',
-            obj.progress,
-            obj.progress,
-            obj.progress,
-        )
 
     @admin.display(description="длительность", ordering="duration_seconds")
     def duration(self, obj: ScoringRun) -> str:
@@ -489,13 +462,7 @@ class ScoringRunAdmin(TenantScopedAdmin):
             f"{self.admin_site.name}:segments_scoringrun_recompute"
         )
         extra_context["can_recompute"] = can_recompute(request)
-        response = super().changelist_view(request, extra_context)
-        context = getattr(response, "context_data", None)
-        if context and "cl" in context:
-            visible = context["cl"].result_list
-            if any(run.status in ACTIVE_STATUSES for run in visible):
-                context["auto_refresh_seconds"] = self.auto_refresh_seconds * 2
-        return response
+        return super().changelist_view(request, extra_context)
 
     def render_change_form(
         self,
@@ -507,8 +474,6 @@ class ScoringRunAdmin(TenantScopedAdmin):
         obj: Any = None,
     ) -> HttpResponse:
         if obj is not None:
-            if obj.status in ACTIVE_STATUSES and not _is_stale(obj, timezone.now()):
-                context["auto_refresh_seconds"] = self.auto_refresh_seconds
             context["analytics_url"] = reverse(
                 f"{self.admin_site.name}:segments_scoringrun_analytics", args=[obj.client_id]
             )
@@ -550,22 +515,15 @@ class ScoringRunAdmin(TenantScopedAdmin):
             if not can_recompute(request):
                 raise PermissionDenied
             client = self._client_or_404(request, request.POST.get("client"))
-            now = timezone.now()
-            running = (
-                ScoringRun.objects.for_client(client)
-                .filter(status__in=ACTIVE_STATUSES)
-                .order_by("-created_at")
-                .first()
-            )
-            if running is not None and not _is_stale(running, now):
+            try:
+                run = scoring_run_request(
+                    client=client, actor=request.user, source="admin", ip=request_ip(request)
+                )
+            except ScoringRunActive as exc:
                 messages.info(request, f"Пересчёт клиента «{client}» уже идёт.")
-                return HttpResponseRedirect(_run_url(site, running.pk))
-            with transaction.atomic():
-                run = scoring_run_create(client=client, actor=request.user, source="admin")
-                run_id = run.pk
-                transaction.on_commit(lambda: scoring_run_task.delay(run_id))
+                return HttpResponseRedirect(_run_url(site, exc.run.pk))
             messages.success(request, f"Пересчёт клиента «{client}» запущен.")
-            return HttpResponseRedirect(_run_url(site, run_id))
+            return HttpResponseRedirect(_run_url(site, run.pk))
         context = {
             **self.admin_site.each_context(request),
             "title": "Пересчёт скоринга",

@@ -176,6 +176,7 @@ def _snapshot_size(offset: int) -> Subquery:
 @admin.register(Segment)
 class SegmentAdmin(TenantScopedAdmin):
     form = SegmentAdminForm
+    audited_by_services = ("add", "change")  # segment_created / segment_updated
     actions = ["refresh_now"]
     list_display = (
         "name",

@@ -10,13 +10,8 @@ Ids in paths use the ``str`` converter on purpose: any id that is not one of the
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
-from django.db import transaction
 from django.db.models import QuerySet
 from django.urls import path, reverse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -36,6 +31,7 @@ from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
 from agency.api import ApiError, ClientScopedViewSetMixin, request_client
+from agency.audit import request_ip
 from agency.tenancy import get_scoped_object_or_404
 from clients.api import ClientAccessPermission, CustomerSerializer
 from clients.models import Customer
@@ -48,8 +44,7 @@ from .segmentation import (
     segment_members_current,
     segment_update,
 )
-from .services import scoring_run_create
-from .tasks import scoring_run_task
+from .services import ScoringRunActive, scoring_run_request
 
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 TAGS = ["segments"]
@@ -357,21 +352,6 @@ class ScoringRunSerializer(serializers.ModelSerializer):
         return reverse("scoring-run-detail", kwargs={"pk": obj.pk})
 
 
-def _active_run(client) -> ScoringRun | None:
-    """A run of the client still pending or running, younger than the task time limit (an
-    older one was lost with its worker and does not block a new one)."""
-    since = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-    return (
-        ScoringRun.objects.for_client(client)
-        .filter(
-            status__in=[ScoringRun.Status.PENDING, ScoringRun.Status.RUNNING],
-            created_at__gte=since,
-        )
-        .order_by("-created_at")
-        .first()
-    )
-
-
 class ScoringRunStartView(APIView):
     """``POST /api/v1/scoring/run/``: a pending run, executed by a Celery worker."""
 
@@ -392,21 +372,13 @@ class ScoringRunStartView(APIView):
     )
     def post(self, request: Request) -> Response:
         client = request_client(request)
-        with transaction.atomic():
-            active = _active_run(client)
-            if active is not None:
-                raise ApiError(
-                    "scoring_run_active",
-                    "Скоринг клиента уже идёт; дождитесь его окончания.",
-                    status_code=status.HTTP_409_CONFLICT,
-                    extra={
-                        "id": active.pk,
-                        "status_url": reverse("scoring-run-detail", kwargs={"pk": active.pk}),
-                    },
-                )
-            run = scoring_run_create(client=client, actor=request.user, source="api")
-            run_id = run.pk
-            transaction.on_commit(lambda: scoring_run_task.delay(run_id))
+        try:
+            run = scoring_run_request(
+                client=client, actor=request.user, source="api", ip=request_ip(request)
+            )
+        except ScoringRunActive as exc:
+            exc.extra["status_url"] = reverse("scoring-run-detail", kwargs={"pk": exc.run.pk})
+            raise
         return Response(ScoringRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from agency.jobs import JobStateMixin
+from agency.jobs import ACTIVE_STATES, BackgroundJob, job_status_field
 from agency.tenancy import TenantManager, TenantModel
 
 
@@ -50,7 +51,7 @@ class ScoringSettings(TenantModel):
         return f"Скоринг: {self.client}"
 
 
-class ScoringRun(JobStateMixin, TenantModel):
+class ScoringRun(BackgroundJob, TenantModel):
     """One computation of every score of a client: when, how long, what the models said."""
 
     class Status(models.TextChoices):
@@ -59,13 +60,8 @@ class ScoringRun(JobStateMixin, TenantModel):
         SUCCEEDED = "succeeded", "выполнен"
         FAILED = "failed", "сбой"
 
-    status = models.CharField(
-        "статус", max_length=20, choices=Status.choices, default=Status.PENDING
-    )
+    status = job_status_field(Status)
     as_of = models.DateField("на дату", null=True, blank=True)
-    created_at = models.DateTimeField("создан", auto_now_add=True)
-    started_at = models.DateTimeField("начат", null=True, blank=True)
-    finished_at = models.DateTimeField("завершён", null=True, blank=True)
     duration_seconds = models.FloatField("длительность, с", null=True, blank=True)
     progress = models.PositiveSmallIntegerField("ход, %", default=0)
     stage = models.CharField("этап", max_length=100, blank=True)
@@ -91,11 +87,22 @@ class ScoringRun(JobStateMixin, TenantModel):
     )
     source = models.CharField("источник", max_length=20, default="beat")
 
+    lost_after = dt.timedelta(minutes=30)
+    recovery_reset = {"progress": 0, "stage": ""}
+
     class Meta:
         verbose_name = "запуск скоринга"
         verbose_name_plural = "запуски скоринга"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["client", "-created_at"], name="scoringrun_client_created")]
+        constraints = [
+            # One computation of a client at a time (segments.services.scoring_run_request).
+            models.UniqueConstraint(
+                fields=["client"],
+                condition=models.Q(status__in=ACTIVE_STATES),
+                name="scoringrun_one_active_per_client",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Скоринг {self.created_at:%d.%m.%Y %H:%M} · {self.get_status_display()}"

@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from agency.audit import audit_log
-from agency.recovery import stalled_jobs_reset
+from agency.errors import ConflictError
+from agency.jobs import ACTIVE_STATES, enqueue_after_commit, job_audit_source
+from agency.recovery import job_recover
 from clients.models import Client, Customer, Event, Order
 
 from . import lifecycle
@@ -556,14 +558,84 @@ def _insert_scores(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> 
 # Runs
 
 
-def scoring_run_create(*, client: Client, actor: Any = None, source: str = "admin") -> ScoringRun:
-    """A pending run; the caller enqueues it (after commit) or executes it in the foreground."""
-    run = ScoringRun.objects.create(
-        client=client,
-        triggered_by=actor if getattr(actor, "pk", None) else None,
-        source=source,
+class ScoringRunActive(ConflictError):
+    """A run of the client is already pending or running: ``run`` is that one."""
+
+    default_code = "scoring_run_active"
+
+    def __init__(self, run: ScoringRun) -> None:
+        super().__init__(
+            message="Скоринг клиента уже идёт; дождитесь его окончания.", extra={"id": run.pk}
+        )
+        self.run = run
+
+
+def _active_run(client: Client) -> ScoringRun | None:
+    return (
+        ScoringRun.objects.for_client(client)
+        .filter(status__in=ACTIVE_STATES)
+        .order_by("-created_at")
+        .first()
     )
-    audit_log(action="scoring_run_started", source=source, actor=actor, client=client, obj=run)
+
+
+def scoring_run_request(
+    *,
+    client: Client,
+    actor: Any = None,
+    source: str,
+    as_of: dt.date | None = None,
+    ip: str | None = None,
+    enqueue: bool = True,
+) -> ScoringRun:
+    """A pending run of every score of the client, audited and sent to a worker after commit
+    (``enqueue=False``: the caller executes it in the foreground, as ``score_client`` does).
+
+    At most one run of a client is pending or running (a partial unique constraint holds it):
+    while one is, the request is refused with :class:`ScoringRunActive` naming it. A run whose
+    worker is gone (``is_stalled``: no heartbeat, or never picked up) does not block: it ends
+    as failed and the new one takes its place.
+    """
+    with transaction.atomic():
+        # Requests of one client take turns; the constraint stays the last word.
+        Client.objects.select_for_update(no_key=True).filter(pk=client.pk).first()
+        active = _active_run(client)
+        if active is not None:
+            if not active.is_stalled():
+                raise ScoringRunActive(active)
+            ScoringRun.objects.for_client(client).filter(
+                pk=active.pk, status__in=ACTIVE_STATES
+            ).update(
+                status=ScoringRun.Status.FAILED,
+                finished_at=timezone.now(),
+                error="Запуск потерян (исполнитель не отвечал); заменён новым запуском.",
+            )
+        try:
+            with transaction.atomic():
+                run = ScoringRun.objects.create(
+                    client=client,
+                    triggered_by=actor if getattr(actor, "pk", None) else None,
+                    source=source,
+                    as_of=as_of,
+                )
+        except IntegrityError:
+            active = _active_run(client)  # created by a request that did not wait for the lock
+            if active is None:
+                raise
+            raise ScoringRunActive(active) from None
+        audit_log(
+            action="scoring_run_started",
+            source=job_audit_source(source),
+            actor=actor,
+            client=client,
+            obj=run,
+            details={"source": source},
+            ip=ip,
+        )
+        if enqueue:
+            from .tasks import scoring_run_task
+
+            enqueue_after_commit(scoring_run_task, run.pk)
     return run
 
 
@@ -632,33 +704,27 @@ class _ScoresReplacement:
         connection.close()
 
 
-def _update_run(run: ScoringRun, **fields: Any) -> None:
-    for name, value in fields.items():
-        setattr(run, name, value)
-    ScoringRun.objects.for_client(run.client_id).filter(pk=run.pk).update(**fields)
-
-
 def scoring_run_execute(
     *, run: ScoringRun, as_of: dt.date | None = None, on_progress: Progress | None = None
 ) -> ScoringRun:
     """Compute and write every score of the run's client. A failure is recorded on the run (and
     re-raised), never silent. A run already taken by another worker is left alone."""
-    claimed = (
-        ScoringRun.objects.for_client(run.client_id)
-        .filter(pk=run.pk, status=ScoringRun.Status.PENDING)
-        .update(status=ScoringRun.Status.RUNNING, started_at=timezone.now(), progress=1)
-    )
-    if not claimed:
-        run.refresh_from_db()
+    if not run.claim(progress=1):
         return run
-    run.refresh_from_db()
+    with run.beating():
+        return _scoring_run_work(run, as_of=as_of, on_progress=on_progress)
+
+
+def _scoring_run_work(
+    run: ScoringRun, *, as_of: dt.date | None, on_progress: Progress | None
+) -> ScoringRun:
     client = run.client
-    as_of = as_of or timezone.localtime(timezone.now(), client.tzinfo).date()
+    as_of = as_of or run.as_of or timezone.localtime(timezone.now(), client.tzinfo).date()
     started = time.perf_counter()
     seconds: dict[str, float] = {}
 
     def progress(percent: int, stage: str) -> None:
-        _update_run(run, progress=percent, stage=stage)
+        run.progress_write(progress=percent, stage=stage)
         if on_progress:
             on_progress(percent, stage)
 
@@ -698,11 +764,9 @@ def scoring_run_execute(
             written.result()
         seconds.update(result.stage_seconds)
         seconds["write"] = round(time.perf_counter() - t, 3)
-        _update_run(
-            run,
-            status=ScoringRun.Status.SUCCEEDED,
+        run.finish(
+            ScoringRun.Status.SUCCEEDED,
             as_of=as_of,
-            finished_at=timezone.now(),
             duration_seconds=round(time.perf_counter() - started, 3),
             progress=100,
             stage="готово",
@@ -717,10 +781,8 @@ def scoring_run_execute(
         if replacement is not None:
             replacement.close(failed=True)
         logger.exception("scoring run %s of client %s failed", run.pk, client.pk)
-        _update_run(
-            run,
-            status=ScoringRun.Status.FAILED,
-            finished_at=timezone.now(),
+        run.finish(
+            ScoringRun.Status.FAILED,
             duration_seconds=round(time.perf_counter() - started, 3),
             error=f"{type(exc).__name__}: {exc}",
             stage_seconds=seconds,
@@ -749,17 +811,13 @@ def _json_safe(value: Any) -> Any:
 
 def scoring_runs_recover(*, now: dt.datetime | None = None) -> list[int]:
     """Runs to send to a worker again: pending ones whose message was lost, running ones whose
-    worker died (their write transaction rolled back, so a rerun starts clean)."""
-    return stalled_jobs_reset(
-        ScoringRun.objects.unscoped(),
-        now=now,
-        lost_after=dt.timedelta(minutes=30),
-        reset={"progress": 0, "stage": ""},
-    )
+    worker died (no heartbeat; their write transaction rolled back, so a rerun starts clean)."""
+    return job_recover(ScoringRun, now=now)
 
 
 def scoring_runs_due(*, now: dt.datetime | None = None) -> list[int]:
-    """Daily fan-out: a pending run for every active client without a run today."""
+    """Daily fan-out: a run requested (and sent to a worker) for every active client without a
+    run today; a client whose run is still under way is skipped."""
     now = now or timezone.now()
     created = []
     for client in Client.objects.active():
@@ -767,5 +825,8 @@ def scoring_runs_due(*, now: dt.datetime | None = None) -> list[int]:
         start = dt.datetime.combine(today, dt.time.min, tzinfo=client.tzinfo)
         if ScoringRun.objects.for_client(client).filter(created_at__gte=start).exists():
             continue
-        created.append(scoring_run_create(client=client, source="beat").pk)
+        try:
+            created.append(scoring_run_request(client=client, source="beat").pk)
+        except ScoringRunActive:
+            continue
     return created

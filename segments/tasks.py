@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import transaction
 
 from .models import ScoringRun
 from .services import scoring_run_execute, scoring_runs_due, scoring_runs_recover
@@ -60,12 +59,9 @@ def scoring_run_task(run_id: int) -> str | None:
 
 @shared_task(acks_late=True)
 def scoring_daily_task() -> list[int]:
-    """Daily beat fan-out: a pending run for every active client without a run today, each
-    executed by its own ``scoring_run_task``."""
-    run_ids = scoring_runs_due()
-    for run_id in run_ids:
-        transaction.on_commit(lambda run_id=run_id: scoring_run_task.delay(run_id))
-    return run_ids
+    """Daily beat fan-out: a run requested for every active client without a run today, each
+    executed by its own ``scoring_run_task`` (sent by ``scoring_run_request``)."""
+    return scoring_runs_due()
 
 
 @shared_task(acks_late=True)

@@ -84,8 +84,7 @@ def test_worker_runs_a_scoring_run(worker, seeded_client):
     client_a = seeded_client
     from clients.ingest import ingest_records
     from segments.models import CustomerScore, ScoringRun
-    from segments.services import scoring_run_create
-    from segments.tasks import scoring_run_task
+    from segments.services import scoring_run_request
 
     ingest_records(
         client=client_a,
@@ -106,9 +105,8 @@ def test_worker_runs_a_scoring_run(worker, seeded_client):
             for k in range(i % 4 + 1)
         ],
     )
-    run = scoring_run_create(client=client_a, source="admin")
-
-    scoring_run_task.delay(run.pk)
+    # The request sends scoring_run_task itself, after its commit.
+    run = scoring_run_request(client=client_a, source="admin")
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from audiences import tasks
 from audiences.models import Audience, AudienceSnapshot, AudienceSnapshotChunk, SyncRun
-from audiences.services import audience_update, sync_run_create
+from audiences.services import audience_sync_request, audience_update
 from audiences.snapshots import snapshot_build
 from audiences.sync import sync_run_execute
 from clients.models import Customer
@@ -43,7 +43,7 @@ PERSON = "c000100"
 
 
 def sync(audience) -> SyncRun:
-    run, _ = sync_run_create(audience=audience, source="test")
+    run, _ = audience_sync_request(audience=audience, source="test", enqueue=False)
     return sync_run_execute(run, http_options=FAST)
 
 
@@ -256,7 +256,7 @@ def test_a_sync_under_way_at_the_erasure_is_followed_by_one_that_removes_the_per
     yandex_stub.process_all()
     person = world.customers[PERSON]
     # A run interrupted after building its snapshot, which still holds the person.
-    stale, _ = sync_run_create(audience=audience, source="test")
+    stale, _ = audience_sync_request(audience=audience, source="test", enqueue=False)
     stale.snapshot = AudienceSnapshot.objects.create(client_id=client_a.pk, audience=audience)
     snapshot_build(audience, stale.snapshot, hashing="sha256")
     SyncRun.objects.for_client(client_a).filter(pk=stale.pk).update(snapshot=stale.snapshot)

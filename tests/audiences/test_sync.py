@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from audiences.models import Audience, AudienceSnapshotChunk, SyncRun
-from audiences.services import sync_run_create
+from audiences.services import audience_sync_request
 from audiences.sync import DestinationBusy, audience_sync_now, sync_run_execute
 from consent.models import ConsentRecord, TransferRefusal
 from consent.requests import customer_erase
@@ -281,11 +281,11 @@ def test_one_sync_at_a_time_per_destination(client_a, yandex_stub):
     destination = yandex_destination(client_a, yandex_stub)
     first = make_audience(world, destination, name="A")
     second = make_audience(world, destination, name="B")
-    holder, _ = sync_run_create(audience=first, source="test")
+    holder, _ = audience_sync_request(audience=first, source="test")
     type(destination).objects.for_client(client_a).filter(pk=destination.pk).update(
         busy_run_id=holder.pk, busy_until=timezone.now() + timezone.timedelta(minutes=30)
     )
-    run, created = sync_run_create(audience=second, source="test")
+    run, created = audience_sync_request(audience=second, source="test")
     assert created
     with pytest.raises(DestinationBusy):
         sync_run_execute(run, http_options=FAST)
@@ -293,7 +293,7 @@ def test_one_sync_at_a_time_per_destination(client_a, yandex_stub):
     assert run.status == SyncRun.Status.PENDING
     assert yandex_stub.requests == []
     # A second "sync now" while one is queued returns the same run.
-    assert sync_run_create(audience=second, source="test") == (run, False)
+    assert audience_sync_request(audience=second, source="test") == (run, False)
 
 
 def test_cross_border_destination_refused_before_anything_is_sent(client_a, yandex_stub):

@@ -12,7 +12,7 @@ from django.apps import apps
 from django.utils import timezone
 
 from audiences.models import SyncRun
-from audiences.services import sync_run_create, sync_runs_recover
+from audiences.services import audience_sync_request, sync_runs_recover
 from audiences.tasks import audience_sync_task
 from clients.services import client_create
 from consent import services as consent_services
@@ -74,9 +74,9 @@ def test_worker_syncs_a_segment_to_each_platform(start_worker, seeded_client):
         worker = start_worker(**WORKER_ENV)
         runs = []
         for audience in audiences:
-            run, created = sync_run_create(audience=audience, source="test")
+            # The request sends the task itself (after commit; here at once).
+            run, created = audience_sync_request(audience=audience, source="test")
             assert created
-            audience_sync_task.delay(run.pk)
             runs.append(run)
         for run in runs:
             assert wait_for(run, worker).status == SyncRun.Status.SUCCEEDED, run.error
@@ -114,8 +114,7 @@ def test_worker_killed_mid_sync_then_the_run_completes_without_a_second_upload(
     with StallingYandexStub(tokens={"test-yandex-token"}, quota_per_minute=None) as yandex:
         audience = make_audience(world, yandex_destination(seeded_client, yandex))
         worker = start_worker(**WORKER_ENV)
-        run, _ = sync_run_create(audience=audience, source="test")
-        audience_sync_task.delay(run.pk)
+        run, _ = audience_sync_request(audience=audience, source="test")
         assert yandex.uploaded.wait(60), "the upload never reached the stub"
         worker.kill()
         worker.wait()

@@ -344,6 +344,22 @@ def test_creating_api_key_shows_raw_key_once_and_stores_only_hash(
     assert raw_key not in client.get(reverse("admin:clients_apikey_changelist")).content.decode()
 
 
+def test_creating_api_key_in_the_admin_is_audited_once_by_the_service(
+    client, account_manager, client_a
+):
+    client.force_login(account_manager)
+    before = AuditLogEntry.objects.filter(client=client_a).count()
+    client.post(
+        reverse("admin:clients_apikey_add"),
+        {"client": client_a.pk, "name": "Битрикс24", "scopes": ["read"]},
+    )
+    api_key = ApiKey.objects.get(client=client_a, name="Битрикс24")
+    added = AuditLogEntry.objects.filter(client=client_a).order_by("pk")[before:]
+    assert [(e.action, e.actor, e.object_id) for e in added] == [
+        ("api_key_created", account_manager, str(api_key.pk))
+    ]
+
+
 def test_account_manager_cannot_create_key_for_other_client(client, account_manager, client_b):
     client.force_login(account_manager)
 
@@ -462,6 +478,31 @@ def test_import_job_upload_creates_job_and_enqueues_it_after_commit(
     page = client.get(_change_url(job)).content.decode()
     assert "<progress" in page
     assert 'http-equiv="refresh"' in page
+
+
+def test_import_upload_goes_through_import_job_submit_with_one_audit_entry(
+    client, account_manager, client_a, media_root, monkeypatch, django_capture_on_commit_callbacks
+):
+    from clients import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.import_job_run_task, "delay", lambda job_id: sent.append(job_id))
+    client.force_login(account_manager)
+    before = AuditLogEntry.objects.filter(client=client_a).count()
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        _upload(client, client_a, b"external_id\nA-1\n", partial="on")
+        assert sent == []  # not before the commit
+
+    job = ImportJob.objects.for_client(client_a).get()
+    assert job.partial is True
+    assert AuditLogEntry.objects.filter(client=client_a).count() == before + 1
+    entry = AuditLogEntry.objects.get(client=client_a, action="csv_import_submitted")
+    assert (entry.source, entry.actor, entry.object_id) == ("admin", account_manager, str(job.pk))
+    assert entry.details["kind"] == "customers"
+    for callback in callbacks:
+        callback()
+    assert sent == [job.pk]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from agency.tenancy import TenantScopeError
 from clients.models import Customer, Event, Order
 from segments.rfm import SEGMENTS
 from segments.segmentation import segment_create
-from segments.services import scoring_run_create
+from segments.services import scoring_run_request
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +75,7 @@ def data_a(api_a, client_a):
         "order": Order.objects.for_client(client_a).get(),
         "event": Event.objects.for_client(client_a).get(),
         "segment": segment,
-        "run": scoring_run_create(client=client_a, source="api"),
+        "run": scoring_run_request(client=client_a, source="api"),
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 from clients.ingest import ingest_records
 from clients.models import Customer
 from segments.models import CustomerScore, ScoringRun
-from segments.services import load_paid_orders, scoring_run_create, scoring_run_execute
+from segments.services import load_paid_orders, scoring_run_execute, scoring_run_request
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def test_extract_reads_local_days_and_paid_orders_only(base):
 
 
 def test_run_writes_every_customer_and_records_the_models(base):
-    run = scoring_run_create(client=base, source="cli")
+    run = scoring_run_request(client=base, source="cli")
     seen = []
     run = scoring_run_execute(
         run=run, as_of=dt.date(2026, 7, 1), on_progress=lambda p, s: seen.append(p)
@@ -77,8 +77,12 @@ def test_run_writes_every_customer_and_records_the_models(base):
 
 
 def test_second_run_replaces_rows_and_records_transitions(base):
-    first = scoring_run_execute(run=scoring_run_create(client=base), as_of=dt.date(2026, 7, 1))
-    second = scoring_run_execute(run=scoring_run_create(client=base), as_of=dt.date(2027, 7, 1))
+    first = scoring_run_execute(
+        run=scoring_run_request(client=base, source="admin"), as_of=dt.date(2026, 7, 1)
+    )
+    second = scoring_run_execute(
+        run=scoring_run_request(client=base, source="admin"), as_of=dt.date(2027, 7, 1)
+    )
     assert CustomerScore.objects.for_client(base).count() == 40
     assert set(CustomerScore.objects.for_client(base).values_list("run_id", flat=True)) == {
         second.pk
@@ -95,7 +99,7 @@ def test_failed_run_is_recorded_not_silent(base, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(services, "compute_scores", broken)
-    run = scoring_run_create(client=base)
+    run = scoring_run_request(client=base, source="admin")
     with pytest.raises(RuntimeError):
         scoring_run_execute(run=run)
     run.refresh_from_db()
@@ -105,7 +109,7 @@ def test_failed_run_is_recorded_not_silent(base, monkeypatch):
 
 
 def test_a_claimed_run_is_not_run_twice(base):
-    run = scoring_run_create(client=base)
+    run = scoring_run_request(client=base, source="admin")
     ScoringRun.objects.for_client(base).filter(pk=run.pk).update(status="running")
     assert scoring_run_execute(run=run).status == ScoringRun.Status.RUNNING
     assert CustomerScore.objects.for_client(base).count() == 0

@@ -74,13 +74,13 @@ def test_split_reads_see_every_paid_order_once(monkeypatch):
     assert split[0]["placed_at"].min() == dt.datetime(2026, 1, 10, 23, 30)
     # The whole run outside a transaction: reads and writes on helper connections.
     run = services.scoring_run_execute(
-        run=services.scoring_run_create(client=client), as_of=dt.date(2026, 7, 1)
+        run=services.scoring_run_request(client=client, source="admin"), as_of=dt.date(2026, 7, 1)
     )
     assert run.status == ScoringRun.Status.SUCCEEDED, run.error
     assert run.orders == expected
     assert CustomerScore.objects.for_client(client).count() == 30
     again = services.scoring_run_execute(
-        run=services.scoring_run_create(client=client), as_of=dt.date(2026, 8, 1)
+        run=services.scoring_run_request(client=client, source="admin"), as_of=dt.date(2026, 8, 1)
     )
     assert again.status == ScoringRun.Status.SUCCEEDED, again.error
     buyers = split[0]["customer_id"].nunique()  # c0's only order was refunded
@@ -97,7 +97,7 @@ def test_a_failed_run_keeps_the_previous_scores(monkeypatch):
     client = _committed_client("Keep")
     _seed(client)
     first = services.scoring_run_execute(
-        run=services.scoring_run_create(client=client), as_of=dt.date(2026, 7, 1)
+        run=services.scoring_run_request(client=client, source="admin"), as_of=dt.date(2026, 7, 1)
     )
     assert first.status == ScoringRun.Status.SUCCEEDED, first.error
 
@@ -107,7 +107,8 @@ def test_a_failed_run_keeps_the_previous_scores(monkeypatch):
     monkeypatch.setattr(services, "compute_scores", broken)
     with pytest.raises(RuntimeError):
         services.scoring_run_execute(
-            run=services.scoring_run_create(client=client), as_of=dt.date(2026, 8, 1)
+            run=services.scoring_run_request(client=client, source="admin"),
+            as_of=dt.date(2026, 8, 1),
         )
     kept = CustomerScore.objects.for_client(client)
     assert kept.count() == 30

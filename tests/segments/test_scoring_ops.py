@@ -18,7 +18,7 @@ from clients.models import Customer
 from clients.services import client_create
 from segments import admin_scoring, rfm, tasks
 from segments.models import CustomerScore, ScoringRun, ScoringSettings
-from segments.services import scoring_run_create, scoring_run_execute
+from segments.services import scoring_run_execute, scoring_run_request
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +74,7 @@ def _broken(monkeypatch):
 
 
 def test_task_runs_a_pending_run_to_success_then_refreshes_segments(base, refreshed, settings):
-    run = scoring_run_create(client=base, source="api")
+    run = scoring_run_request(client=base, source="api")
     assert tasks.scoring_run_task(run.pk) == ScoringRun.Status.SUCCEEDED
     run.refresh_from_db()
     assert (run.status, run.progress, run.customers) == (ScoringRun.Status.SUCCEEDED, 100, 40)
@@ -102,7 +102,7 @@ def test_task_refreshes_the_clients_segments_from_the_new_scores(base):
         refresh=False,
     )
     assert segment_members_current(segment).count() == 0
-    run = scoring_run_create(client=base)
+    run = scoring_run_request(client=base, source="admin")
     assert tasks.scoring_run_task(run.pk) == ScoringRun.Status.SUCCEEDED
     # Every customer with orders has an RFM segment, so all 40 are members now.
     assert segment_members_current(segment).count() == 40
@@ -114,7 +114,7 @@ def test_task_of_a_missing_run_does_nothing(db):
 
 def test_failed_task_records_the_error_and_refreshes_nothing(base, refreshed, monkeypatch):
     _broken(monkeypatch)
-    run = scoring_run_create(client=base)
+    run = scoring_run_request(client=base, source="admin")
     with pytest.raises(RuntimeError):
         tasks.scoring_run_task(run.pk)
     run.refresh_from_db()
@@ -128,7 +128,7 @@ def test_a_failed_segment_refresh_is_written_on_the_run(base, monkeypatch):
         raise ValueError("segment rule broken")
 
     monkeypatch.setattr(tasks, "memberships_refresh_after", refresh)
-    run = scoring_run_create(client=base)
+    run = scoring_run_request(client=base, source="admin")
     with pytest.raises(ValueError, match="segment rule broken"):
         tasks.scoring_run_task(run.pk)
     run.refresh_from_db()
@@ -182,7 +182,7 @@ def test_setup_periodic_tasks_schedules_the_daily_fan_out_at_3_moscow():
 def test_next_run_comes_from_the_beat_schedule_and_skips_a_client_run_today(client_a, client_b):
     call_command("setup_periodic_tasks", stdout=StringIO())
     now = dt.datetime(2026, 1, 10, 2, 0, tzinfo=MSK)  # before today's 03:00 fan-out
-    run = scoring_run_create(client=client_a)
+    run = scoring_run_request(client=client_a, source="admin")
     ScoringRun.objects.for_client(client_a).filter(pk=run.pk).update(
         created_at=dt.datetime(2026, 1, 10, 1, 0, tzinfo=MSK)
     )
@@ -286,7 +286,7 @@ def test_analyst_sees_schedule_and_charts_but_cannot_recompute(client, analyst, 
 
 def test_failed_run_is_red_with_its_error_in_the_list(client, agency_admin, base, monkeypatch):
     _broken(monkeypatch)
-    run = scoring_run_create(client=base)
+    run = scoring_run_request(client=base, source="admin")
     with pytest.raises(RuntimeError):
         scoring_run_execute(run=run)
     client.force_login(agency_admin)
@@ -299,8 +299,10 @@ def test_failed_run_is_red_with_its_error_in_the_list(client, agency_admin, base
 
 
 def test_run_page_shows_parameters_holdout_stages_and_transitions(client, agency_admin, base):
-    scoring_run_execute(run=scoring_run_create(client=base), as_of=AS_OF)
-    second = scoring_run_execute(run=scoring_run_create(client=base), as_of=dt.date(2026, 10, 1))
+    scoring_run_execute(run=scoring_run_request(client=base, source="admin"), as_of=AS_OF)
+    second = scoring_run_execute(
+        run=scoring_run_request(client=base, source="admin"), as_of=dt.date(2026, 10, 1)
+    )
     client.force_login(agency_admin)
     page = client.get(reverse("admin:segments_scoringrun_change", args=[second.pk]))
     assert page.status_code == 200
@@ -526,7 +528,9 @@ def test_lost_and_dead_scoring_runs_are_sent_again(client_a, settings):
     long_ago = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 120)
 
     def run(status, created, started=None):
-        r = ScoringRun.objects.create(client=client_a, status=status)
+        # One active run per client (a constraint): each run has a client of its own.
+        client = client_create(name=f"Клиент {status} {created:%H%M%S%f}", tier_code="foundation")
+        r = ScoringRun.objects.create(client=client, status=status)
         ScoringRun.objects.unscoped().filter(pk=r.pk).update(created_at=created, started_at=started)
         return r.pk
 

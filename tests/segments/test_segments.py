@@ -580,6 +580,12 @@ def test_admin_add_and_change_go_through_the_services(staff, client_b, base_b, a
     assert response.status_code == 302
     assert current(segment) == {"c1", "c4"}
     assert AuditLogEntry.objects.filter(action="segment_updated", client=client_b).exists()
+    # The services' entries only: the admin adds no generic second one.
+    assert list(
+        AuditLogEntry.objects.filter(client=client_b, object_id=str(segment.pk))
+        .order_by("pk")
+        .values_list("action", flat=True)
+    ) == ["segment_created", "segment_updated"]
 
 
 def test_admin_refresh_action(staff, client_b, base_b):

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from clients.models import Client
 from segments import tasks
 from segments.models import ScoringRun
-from segments.services import scoring_run_create, scoring_run_execute
+from segments.services import ScoringRunActive, scoring_run_execute, scoring_run_request
 
 
 def _num(value: Any, digits: int) -> str:
@@ -46,7 +46,15 @@ class Command(BaseCommand):
         client = Client.objects.filter(slug=options["client_slug"]).first()
         if client is None:
             raise CommandError(f"нет клиента с кодом {options['client_slug']!r}")
-        run = scoring_run_create(client=client, source="cli")
+        try:
+            # Requested like every other run (one at a time per client, audited), then run here.
+            run = scoring_run_request(
+                client=client, source="cli", as_of=options["as_of"], enqueue=False
+            )
+        except ScoringRunActive as exc:
+            raise CommandError(
+                f"скоринг клиента уже идёт (запуск {exc.run.pk}); дождитесь его окончания"
+            ) from exc
         with tqdm(total=100, unit="%", file=sys.stderr, desc=client.slug) as bar:
 
             def on_progress(percent: int, stage: str) -> None:

@@ -273,7 +273,8 @@ def test_a_sync_under_way_at_the_erasure_is_followed_by_one_that_removes_the_per
     # That run's snapshot predates the erasure: the person is still on the platform.
     assert sha256(person.email) in yandex_stub.segment_values(segment_id, "email")
 
-    follow_up = tasks.audience_sync_after_task(audience.pk, stale.pk)
+    with django_capture_on_commit_callbacks(execute=True):  # the service enqueues after commit
+        follow_up = tasks.audience_sync_after_task(audience.pk, stale.pk)
 
     assert sent["sync"] == [follow_up]
     run = execute(follow_up)

@@ -11,8 +11,9 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
+from .errors import ServiceError
 from .roles import user_clients
 from .tenancy import get_from_scoped_or_404
 
@@ -46,6 +47,9 @@ _CODE_BY_CLASS = {
 
 def json_exception_handler(exc: Exception, context: dict) -> Response | None:
     """Every API error is ``{"code": ..., "message": ..., ...}``."""
+    if isinstance(exc, ServiceError):  # a service's refusal, answered as it says
+        set_rollback()
+        return Response(exc.as_dict(), status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Не найдено.")
     elif isinstance(exc, DjangoPermissionDenied):

@@ -54,6 +54,7 @@ from agency.admin_base import (
 )
 from agency.roles import staff_clients
 from clients.models import Client
+from clients.tiers import TierLimitError
 from segments.models import Segment
 
 from .bidding import bid_modifiers_csv, bidmodifiers_add_body
@@ -696,7 +697,7 @@ class AudienceAdmin(TenantScopedAdmin):
         exclude_bottom = request.GET.get("exclude_bottom") == "1"
         try:
             recommendations = bid_modifiers_for_client(client=client, exclude_bottom=exclude_bottom)
-        except AudienceError as exc:
+        except TierLimitError as exc:
             recommendations, refusal = None, exc.message
         else:
             refusal = ""

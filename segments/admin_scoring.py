@@ -9,7 +9,8 @@
   a run (``scoring_run_create`` + ``scoring_run_task`` after commit), analysts only look.
 - "Аналитика" (``scoringrun/analytics/<client>/``): the RFM grid as a heatmap (customer counts
   per R × FM cell, from the client's CustomerScore rows) and the cohort retention triangle
-  (``cohort_table`` over the paid orders of ``load_paid_orders``).
+  (``cohort_table`` over the paid orders of ``load_paid_orders``) when the client's tier has
+  cohort analysis (``clients.tiers``); otherwise the refusal naming the tier that has it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from agency.admin_base import (
 )
 from agency.roles import staff_clients
 from clients.models import Client
+from clients.tiers import TierLimitError, tier_require
 
 from . import lifecycle, rfm
 from .cohorts import cohort_table, cohort_triangle
@@ -588,6 +590,12 @@ class ScoringRunAdmin(TenantScopedAdmin):
             metric = "retention_pct"
         as_of = timezone.localtime(timezone.now(), client.tzinfo).date()
         grid = rfm_grid(client)
+        try:
+            tier_require(client=client, feature="cohorts")
+        except TierLimitError as exc:
+            cohorts, cohorts_refusal = None, exc.message
+        else:
+            cohorts, cohorts_refusal = cohort_view(client, as_of=as_of, metric=metric), ""
         last_success = (
             ScoringRun.objects.for_client(client)
             .filter(status=ScoringRun.Status.SUCCEEDED)
@@ -606,7 +614,8 @@ class ScoringRunAdmin(TenantScopedAdmin):
                 "counts": [s["count"] for s in grid["segments"]],
             },
             "last_success": last_success,
-            "cohorts": cohort_view(client, as_of=as_of, metric=metric),
+            "cohorts": cohorts,
+            "cohorts_refusal": cohorts_refusal,
             "metric": metric,
             "metrics": COHORT_METRICS,
             "as_of": as_of,

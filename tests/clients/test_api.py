@@ -87,7 +87,9 @@ def test_all_or_nothing_writes_nothing_on_one_bad_row(api_a, client_a):
     assert body["rejected"] == 1
     assert body["errors"][0]["index"] == 3
     assert body["errors"][0]["field"] == "email"
-    assert "email" in body["errors"][0]["reason"]
+    assert body["errors"][0]["code"] == "invalid_email"
+    assert "email" in body["errors"][0]["message"]
+    assert body["errors"][0]["value"] == "not-an-email"
     assert Customer.objects.for_client(client_a).count() == 0
 
 
@@ -102,10 +104,10 @@ def test_partial_accepts_valid_rows_and_lists_rejected(api_a, client_a):
     assert response.status_code == 200
     body = response.json()
     assert (body["created"], body["rejected"], body["total"]) == (3, 3, 6)
-    assert [(e["index"], e["field"]) for e in body["errors"]] == [
-        (3, "phone"),
-        (4, "external_id"),
-        (5, ""),
+    assert [(e["index"], e["field"], e["code"]) for e in body["errors"]] == [
+        (3, "phone", "invalid_phone"),
+        (4, "external_id", "required"),
+        (5, "", "invalid_row"),
     ]
     assert set(Customer.objects.for_client(client_a).values_list("external_id", flat=True)) == {
         "c1",
@@ -157,11 +159,17 @@ def test_orders_bulk_links_customers_and_rejects_bad_values(api_a, client_a):
 
     body = post_bulk(api_a, "orders", orders, partial=True).json()
     assert (body["created"], body["rejected"]) == (2, 4)
-    reasons = {(e["index"], e["field"]): e["reason"] for e in body["errors"]}
+    reasons = {(e["index"], e["field"]): e["message"] for e in body["errors"]}
     assert "нет покупателя" in reasons[(2, "customer_external_id")]
     assert "не дата" in reasons[(3, "placed_at")]
     assert reasons[(4, "amount")] == "отрицательная сумма"
     assert "qty" in reasons[(5, "items")]
+    assert [(e["index"], e["code"]) for e in body["errors"]] == [
+        (2, "unknown_customer"),
+        (3, "invalid_time"),
+        (4, "invalid_amount"),
+        (5, "invalid_items"),
+    ]
     o1 = Order.objects.for_client(client_a).select_related("customer").get(external_id="o1")
     assert str(o1.amount) == "8000.50"
     assert o1.customer.external_id == "c1"

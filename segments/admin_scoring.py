@@ -24,7 +24,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -38,6 +38,7 @@ from agency.admin_base import (
     ClientListFilter,
     TenantAdminForm,
     TenantScopedAdmin,
+    access_client_by_id,
     request_staff_role,
 )
 from agency.roles import staff_clients
@@ -531,18 +532,6 @@ class ScoringRunAdmin(TenantScopedAdmin):
             *super().get_urls(),
         ]
 
-    def _client_or_404(self, request: HttpRequest, client_id: Any) -> Client:
-        """One of the user's clients: the same 404 for a missing and a foreign client."""
-        if request_staff_role(request) is None:
-            raise Http404("клиент не найден")
-        try:
-            client = staff_clients(request.user).filter(pk=int(client_id)).first()
-        except (TypeError, ValueError):
-            client = None
-        if client is None:
-            raise Http404("клиент не найден")
-        return client
-
     def recompute_view(self, request: HttpRequest) -> HttpResponse:
         """GET: the user's clients with last and next runs. POST client=<id>: start a run."""
         if not self.has_view_permission(request):
@@ -551,7 +540,7 @@ class ScoringRunAdmin(TenantScopedAdmin):
         if request.method == "POST":
             if not can_recompute(request):
                 raise PermissionDenied
-            client = self._client_or_404(request, request.POST.get("client"))
+            client = access_client_by_id(request=request, client_id=request.POST.get("client"))
             now = timezone.now()
             running = (
                 ScoringRun.objects.for_client(client)
@@ -584,7 +573,7 @@ class ScoringRunAdmin(TenantScopedAdmin):
         """Every staff role sees the charts of a client it works with; others get a 404."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        client = self._client_or_404(request, client_id)
+        client = access_client_by_id(request=request, client_id=client_id)
         metric = request.GET.get("metric", "retention_pct")
         if metric not in COHORT_METRICS:
             metric = "retention_pct"

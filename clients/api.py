@@ -21,7 +21,8 @@ from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, staff_role
 from .bulk import PARTIAL_PARAMETER, bulk_request, bulk_response, bulk_result_schema
 from .ingest import BatchError, IngestResult, ingest_records
 from .models import ApiKey, ClientMembership, Customer, Event, Order
-from .normalize import NormalizationError, normalize_email, normalize_phone
+from .normalize import NormalizationError
+from .selectors import customer_contact_q
 
 
 class ClientAccessPermission(permissions.BasePermission):
@@ -259,10 +260,9 @@ class CustomerViewSet(BaseDataViewSet):
 
     def filter_by_kind(self, queryset, params):
         try:
-            if email := params.get("email"):
-                queryset = queryset.filter(email=normalize_email(email))
-            if phone := params.get("phone"):
-                queryset = queryset.filter(phone=normalize_phone(phone))
+            for field in ("email", "phone"):
+                if value := params.get(field):
+                    queryset = queryset.filter(customer_contact_q(field=field, value=value))
         except NormalizationError as exc:
             raise ApiError("invalid_filter", str(exc)) from exc
         return queryset

@@ -33,8 +33,7 @@ from agency.admin_base import (
     request_staff_client_ids,
     request_staff_role,
 )
-from clients.models import Customer
-from clients.selectors import customer_identity_q
+from clients.selectors import customer_ids_search
 
 from .compliance import client_compliance_checklist
 from .models import (
@@ -343,13 +342,7 @@ class ConsentRecordAdmin(LargeTableAdminMixin, TenantScopedAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        identity = customer_identity_q(term)
-        customer_ids = list(
-            Customer.objects.unscoped()
-            .filter(client_id__in=sorted(request_staff_client_ids(request)))
-            .filter(identity)
-            .values_list("pk", flat=True)[:1000]
-        )
+        customer_ids = customer_ids_search(client_ids=request_staff_client_ids(request), term=term)
         return queryset.filter(Q(customer_id__in=customer_ids) | Q(subject_id=term)), False
 
 

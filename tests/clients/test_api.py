@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 
 from clients.models import Customer, Event, Order
+from clients.selectors import customers_search
 from clients.services import api_key_create, api_key_revoke
 
 pytestmark = pytest.mark.django_db
@@ -256,6 +257,28 @@ def test_list_filters_and_cursor_pagination(api_a, client_a):
     bad = api_a.get("/api/v1/customers/", {"updated_since": "yesterday"})
     assert bad.status_code == 400
     assert bad.json()["code"] == "invalid_filter"
+
+
+def test_contact_filters_are_the_shared_customer_look_up(api_a, client_a):
+    """?email= / ?phone= find who the portal's and the admin's look-up (clients.selectors) finds
+    for the same spelling, and answer 400 for a value that is no email / phone."""
+    post_bulk(api_a, "customers", CUSTOMERS)
+    for field, term, expected in [
+        ("phone", "8 916 123 45 67", ["c1"]),
+        ("phone", "+7 (916) 123-45-67", ["c1"]),
+        ("phone", "+7 999 000-00-00", []),
+        ("email", "IVAN@mail.ru", ["c1"]),
+        ("email", "nobody@example.ru", []),
+    ]:
+        found = api_a.get("/api/v1/customers/", {field: term}).json()["results"]
+        assert [r["external_id"] for r in found] == expected
+        searched = customers_search(client=client_a, term=term)
+        assert list(searched.values_list("external_id", flat=True)) == expected
+    for field, bad in [("email", "not-an-email"), ("phone", "12345")]:
+        response = api_a.get("/api/v1/customers/", {field: bad})
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_filter"
+        assert response.json()["message"]
 
 
 def test_retrieve_and_order_customer_filter(api_a, client_a):

@@ -25,14 +25,14 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.functional import cached_property
 from django.utils.text import Truncator
 
 from .audit import audit_log, request_ip
 from .roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST, STAFF_GROUPS, staff_clients, staff_role
-from .tenancy import tenant_model
+from .tenancy import get_from_scoped_or_404, tenant_model
 
 # --------------------------------------------------------------------------------------------
 # Who is asking (cached on the request: the admin asks for permissions many times per page)
@@ -51,6 +51,14 @@ def request_staff_client_ids(request: HttpRequest) -> frozenset[int]:
         ids = staff_clients(request.user).values_list("pk", flat=True)
         request._cvm_staff_client_ids = frozenset(ids)
     return request._cvm_staff_client_ids
+
+
+def access_client_by_id(*, request: HttpRequest, client_id: Any) -> models.Model:
+    """A client the request's staff user works with, else 404: the same answer for a missing
+    client, someone else's client, a malformed id and a person without a staff role."""
+    if request_staff_role(request) is None:
+        raise Http404("клиент не найден")
+    return get_from_scoped_or_404(staff_clients(request.user), pk=client_id)
 
 
 def _client_model() -> type[models.Model]:

@@ -50,6 +50,7 @@ from agency.admin_base import (
     ClientListFilter,
     TenantAdminForm,
     TenantScopedAdmin,
+    access_client_by_id,
     request_staff_client_ids,
     request_staff_role,
 )
@@ -57,7 +58,6 @@ from agency.admin_jobs import JobAdminMixin
 from agency.audit import request_ip
 from agency.errors import ServiceError
 from agency.roles import staff_clients
-from clients.models import Client
 from segments.models import Segment
 
 from .bidding import bid_modifiers_csv, bidmodifiers_add_body
@@ -666,15 +666,6 @@ class AudienceAdmin(TenantScopedAdmin):
 
     # value-based bidding --------------------------------------------------------------------
 
-    def _client_or_404(self, request: HttpRequest, client_id: int) -> Client:
-        """One of the user's clients: the same 404 for a missing and a foreign client."""
-        if request_staff_role(request) is None:
-            raise Http404("клиент не найден")
-        client = staff_clients(request.user).filter(pk=client_id).select_related("tier").first()
-        if client is None:
-            raise Http404("клиент не найден")
-        return client
-
     def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
         return {
             **self.admin_site.each_context(request),
@@ -695,7 +686,7 @@ class AudienceAdmin(TenantScopedAdmin):
         """Every staff role sees the recommendations of a client it works with."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        client = self._client_or_404(request, client_id)
+        client = access_client_by_id(request=request, client_id=client_id)
         exclude_bottom = request.GET.get("exclude_bottom") == "1"
         try:
             recommendations = bid_modifiers_for_client(client=client, exclude_bottom=exclude_bottom)

@@ -25,6 +25,7 @@ from agency.errors import ServiceError
 from agency.jobs import ACTIVE_STATES, enqueue_after_commit, job_audit_source
 from agency.recovery import job_recover
 from clients.models import Client
+from clients.tiers import tier_require
 from consent.models import DataRecipient
 from segments.models import Segment
 
@@ -493,20 +494,12 @@ def sync_runs_recover(now: datetime | None = None) -> list[int]:
 
 def bid_modifiers_for_client(*, client: Client, exclude_bottom: bool = False) -> list:
     """Recommended Yandex Direct bid modifiers for the client's Yandex audiences
-    (``audiences.bidding``). Value-based bidding is a tier feature."""
-    from clients.models import Tier
+    (``audiences.bidding``). Value-based bidding is a tier feature (``clients.tiers``)."""
     from segments.models import CustomerScore, SegmentMembership
 
     from .bidding import recommend
 
-    tier = client.tier
-    if not tier.value_bidding:
-        upgrade = Tier.objects.filter(value_bidding=True).order_by("position", "pk").first()
-        where = f"доступны с тарифа {upgrade.name}" if upgrade else "не входят ни в один тариф"
-        raise AudienceError(
-            "tier_feature_value_bidding",
-            f"Ставки по ценности клиента {where}; у клиента тариф {tier.name}.",
-        )
+    tier_require(client=client, feature="value_bidding")
     scores = CustomerScore.objects.filter(client_id=client.pk, predicted_clv__isnull=False)
     client_clv = [float(v) for v in scores.values_list("predicted_clv", flat=True).iterator()]
     items = []

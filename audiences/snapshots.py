@@ -30,13 +30,12 @@ from pathlib import Path
 from django.db import connection, transaction
 
 from clients.models import Customer
+from consent.purposes import AUDIENCE_PURPOSE
 from consent.selectors import latest_consent_actions_sql
 from segments.models import SegmentMembership
 
 from .hashing import EMAIL, KIND_NAMES, PHONE, hashed_sql, platform_value_sql
 from .models import Audience, AudienceSnapshot, AudienceSnapshotChunk
-
-CONSENT_PURPOSE = "ad_audiences"
 
 # Sorts of a 1M-member snapshot stay in memory instead of spilling to disk (PostgreSQL).
 WORK_MEM = "128MB"
@@ -85,7 +84,7 @@ def export_candidates_sql(audience: Audience) -> tuple[str, list]:
     client_id = audience.client_id
     suppression_ids = [int(pk) for pk in audience.suppression_segment_ids()] or [0]
     latest, latest_params = latest_consent_actions_sql(
-        client_id=client_id, purpose_code=CONSENT_PURPOSE, customers="members"
+        client_id=client_id, purpose_code=AUDIENCE_PURPOSE, customers="members"
     )
     marks = ", ".join(["%s"] * len(suppression_ids))
     sql = (

@@ -46,6 +46,7 @@ from audiences.sync import audience_sync_now  # noqa: E402
 from clients.models import Client  # noqa: E402
 from clients.services import client_create  # noqa: E402
 from consent.models import ConsentPurpose, ConsentRecord  # noqa: E402
+from consent.purposes import AUDIENCE_PURPOSE  # noqa: E402
 from consent.services import consent_text_create, consent_text_publish  # noqa: E402
 from segments.models import Segment  # noqa: E402
 from segments.segmentation import segment_create  # noqa: E402
@@ -64,7 +65,7 @@ def setup(size: int) -> tuple[Client, Segment, Segment]:
             client=client, purpose_code=purpose.code, title=purpose.name, **TEXT_PARTS
         )
         texts[purpose.code] = consent_text_publish(text=text)
-    purpose = ConsentPurpose.objects.get(code="ad_audiences")
+    purpose = ConsentPurpose.objects.get(code=AUDIENCE_PURPOSE)
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO clients_customer (client_id, external_id, email, phone, first_name, "
@@ -80,7 +81,7 @@ def setup(size: int) -> tuple[Client, Segment, Segment]:
             "recorded_at) SELECT client_id, id, '', %s, %s, %s, now() - interval '1 day', "
             "'api', '', '', '', '{}', '', md5(id::text), now() FROM clients_customer "
             "WHERE client_id = %s AND id %% 20 <> 0",
-            [purpose.pk, texts["ad_audiences"].pk, ConsentRecord.Action.GRANTED, client.pk],
+            [purpose.pk, texts[AUDIENCE_PURPOSE].pk, ConsentRecord.Action.GRANTED, client.pk],
         )
         cursor.execute("ANALYZE clients_customer; ANALYZE consent_consentrecord")
     segment = segment_create(
@@ -101,7 +102,7 @@ def setup(size: int) -> tuple[Client, Segment, Segment]:
 
 
 def withdraw(client: Client, share: int = 100) -> None:
-    purpose = ConsentPurpose.objects.get(code="ad_audiences")
+    purpose = ConsentPurpose.objects.get(code=AUDIENCE_PURPOSE)
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO consent_consentrecord (client_id, customer_id, subject_id, purpose_id, "

@@ -44,7 +44,7 @@ from .models import (
     Tier,
 )
 from .normalize import NormalizationError, normalize_email, normalize_phone
-from .selectors import customer_identity_q
+from .selectors import customer_identity_q, customer_ids_search
 from .services import api_key_create, api_key_revoke, client_create, import_job_submit
 
 
@@ -404,15 +404,9 @@ class CustomerRefSearchMixin:
     first through the customer indexes, then by customer id)."""
 
     def search_q(self, request: HttpRequest, queryset: QuerySet, term: str) -> Q | None:
-        identity = customer_identity_q(term)
-        if identity is None:
+        if not term.strip():
             return None
-        customer_ids = list(
-            Customer.objects.unscoped()
-            .filter(client_id__in=sorted(request_staff_client_ids(request)))
-            .filter(identity)
-            .values_list("pk", flat=True)[:1000]
-        )
+        customer_ids = customer_ids_search(client_ids=request_staff_client_ids(request), term=term)
         return Q(external_id=term.strip()) | Q(customer_id__in=customer_ids)
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    inline_serializer,
 )
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,9 +18,11 @@ from agency.api import ApiError, ClientScopedViewSetMixin, request_client
 from agency.audit import audit_log, request_ip
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, staff_role
 
+from .bulk import PARTIAL_PARAMETER, bulk_request, bulk_response, bulk_result_schema
 from .ingest import IngestResult, ingest_records
 from .models import ApiKey, ClientMembership, Customer, Event, Order
-from .normalize import NormalizationError, normalize_email, normalize_phone
+from .normalize import NormalizationError
+from .selectors import customer_contact_q
 
 
 class ClientAccessPermission(permissions.BasePermission):
@@ -159,26 +159,7 @@ class EventInputSerializer(serializers.Serializer):
     utm_campaign = serializers.CharField(required=False, allow_blank=True)
 
 
-BULK_RESULT = inline_serializer(
-    "BulkResult",
-    fields={
-        "committed": serializers.BooleanField(),
-        "total": serializers.IntegerField(),
-        "created": serializers.IntegerField(),
-        "updated": serializers.IntegerField(),
-        "rejected": serializers.IntegerField(),
-        "errors": inline_serializer(
-            "BulkRowError",
-            fields={
-                "index": serializers.IntegerField(),
-                "field": serializers.CharField(),
-                "reason": serializers.CharField(),
-                "value": serializers.CharField(),
-            },
-            many=True,
-        ),
-    },
-)
+BULK_RESULT = bulk_result_schema("BulkResult", updated=serializers.IntegerField())
 
 
 def bulk_result_body(result: IngestResult) -> dict:
@@ -188,7 +169,7 @@ def bulk_result_body(result: IngestResult) -> dict:
         "created": result.created if result.committed else 0,
         "updated": result.updated if result.committed else 0,
         "rejected": result.rejected,
-        "errors": [e.as_dict("index") for e in result.errors],
+        "errors": [e.as_dict() for e in result.errors],
     }
 
 
@@ -227,17 +208,7 @@ class BaseDataViewSet(
         return queryset
 
     def bulk(self, request: Request) -> Response:
-        records = request.data
-        if not isinstance(records, list):
-            raise ApiError("invalid_body", "Тело запроса — JSON-массив записей.")
-        if len(records) > settings.BULK_MAX_RECORDS:
-            raise ApiError(
-                "too_many_records",
-                f"Не больше {settings.BULK_MAX_RECORDS} записей за запрос, "
-                f"получено {len(records)}.",
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
+        records, partial = bulk_request(request)
         client = self.client
         result = ingest_records(client=client, kind=self.kind, records=records, partial=partial)
         audit_log(
@@ -256,32 +227,18 @@ class BaseDataViewSet(
             },
             ip=request_ip(request),
         )
-        body = bulk_result_body(result)
-        if not result.committed:
-            body = {
-                "code": "invalid_rows",
-                "message": f"Отклонено строк: {result.rejected}; ничего не записано. "
-                "Исправьте их или отправьте с ?partial=true.",
-                **body,
-            }
-            return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        return Response(body, status=status.HTTP_200_OK)
+        return bulk_response(bulk_result_body(result))
 
 
 def _bulk_schema(input_serializer):
     return extend_schema(
         request=input_serializer(many=True),
-        parameters=[
-            OpenApiParameter(
-                "partial",
-                OpenApiTypes.BOOL,
-                description="true — принять корректные строки; по умолчанию всё или ничего",
-            )
-        ],
+        parameters=[PARTIAL_PARAMETER],
         responses={
-            200: BULK_RESULT,
-            422: BULK_RESULT,
-            413: OpenApiResponse(description="Слишком много"),
+            200: OpenApiResponse(BULK_RESULT, description="Пакет записан (с partial — его часть)"),
+            422: OpenApiResponse(BULK_RESULT, description="Пакет отклонён, ничего не записано"),
+            400: OpenApiResponse(description="Тело не JSON-массив: invalid_body"),
+            413: OpenApiResponse(description="Слишком много записей: too_many_records"),
         },
     )
 
@@ -300,10 +257,9 @@ class CustomerViewSet(BaseDataViewSet):
 
     def filter_by_kind(self, queryset, params):
         try:
-            if email := params.get("email"):
-                queryset = queryset.filter(email=normalize_email(email))
-            if phone := params.get("phone"):
-                queryset = queryset.filter(phone=normalize_phone(phone))
+            for field in ("email", "phone"):
+                if value := params.get(field):
+                    queryset = queryset.filter(customer_contact_q(field=field, value=value))
         except NormalizationError as exc:
             # Kept on purpose: here the value is a query filter, so the code names the filter
             # as for updated_since; elsewhere the same refusal is a row's or a form's error.

@@ -3,9 +3,10 @@
 Rows arrive as columns of strings (a CSV chunk, or JSON records flattened to strings), are
 validated column by column (vectorised: pandas), staged in a temporary table (PostgreSQL COPY;
 executemany on SQLite) and written with two set-based statements: an UPDATE of the rows that
-exist (only where something changed) and an INSERT of the new ones. Each rejected row gets its
-number, field, reason and the offending value. Without ``partial`` one rejected row rolls the
-whole batch back; with it, the good rows land and the bad ones are reported.
+exist (only where something changed) and an INSERT of the new ones. Each rejected row gets a
+:class:`clients.bulk.RowError`: its number, field, code, reason and the offending value. Without
+``partial`` one rejected row rolls the whole batch back; with it, the good rows land and the bad
+ones are reported.
 
 Conventions: a column that is absent, or a NULL/missing value, leaves the stored value alone; an
 empty string clears a text field. Within one batch the last row for an external_id wins.
@@ -32,6 +33,7 @@ from django.utils import timezone
 
 from agency.errors import ServiceError
 
+from .bulk import NOT_AN_OBJECT, REQUIRED, UNKNOWN_FIELD, VALUE_SHOWN, RowError
 from .models import Client, Customer, Event, Order
 from .normalize import NormalizationError, normalize_email, normalize_phone
 
@@ -136,17 +138,6 @@ SPECS: dict[str, KindSpec] = {
 
 
 @dataclass
-class RowError:
-    row: int
-    field: str
-    reason: str
-    value: str = ""
-
-    def as_dict(self, row_key: str = "row") -> dict[str, Any]:
-        return {row_key: self.row, "field": self.field, "reason": self.reason, "value": self.value}
-
-
-@dataclass
 class IngestResult:
     kind: str
     total: int = 0
@@ -177,6 +168,35 @@ class _Rollback(Exception):
 # message for each bad row and NaN/None for good ones. Missing values stay None.
 
 Series = pd.Series
+
+FUTURE_DATE = "дата в будущем"
+ANCIENT_DATE = "дата раньше 1990 года"
+NEGATIVE_AMOUNT = "отрицательная сумма"
+BAD_JSON = "некорректный JSON"
+
+# The code of a row error: by its reason where one type gives several, else by the field's type.
+_REASON_CODES = {
+    REQUIRED: "required",
+    FUTURE_DATE: "future_time",
+    ANCIENT_DATE: "invalid_time",
+    NEGATIVE_AMOUNT: "invalid_amount",
+    BAD_JSON: "invalid_json",
+}
+_TYPE_CODES = {
+    "text": "too_long",
+    "email": "invalid_email",
+    "phone": "invalid_phone",
+    "datetime": "invalid_time",
+    "decimal": "invalid_amount",
+    "choice": "invalid_choice",
+    "event_type": "invalid_event_type",
+    "json_object": "invalid_json",
+    "json_list": "invalid_items",
+}
+
+
+def _code(spec: FieldSpec, reason: str) -> str:
+    return _REASON_CODES.get(reason) or _TYPE_CODES[spec.type]
 
 
 def _strip(values: Series) -> Series:
@@ -262,9 +282,9 @@ def _validate_datetime(spec: FieldSpec, values: Series, ctx: dict) -> tuple[Seri
     bad = present & parsed.isna()
     reasons[bad] = "не дата: ожидается ISO 8601 (2024-05-31T14:30:00+03:00) или ДД.ММ.ГГГГ чч:мм"
     future = present & (parsed > pd.Timestamp(ctx["now"] + FUTURE_TOLERANCE))
-    reasons[future] = "дата в будущем"
+    reasons[future] = FUTURE_DATE
     ancient = present & (parsed < pd.Timestamp("1990-01-01", tz="UTC"))
-    reasons[ancient] = "дата раньше 1990 года"
+    reasons[ancient] = ANCIENT_DATE
     return parsed.where(present & reasons.isna()), reasons
 
 
@@ -279,7 +299,7 @@ def _validate_decimal(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Seri
     reasons[present & ~well_formed] = (
         "не сумма: ожидается число с не более чем 2 знаками после запятой"
     )
-    reasons[present & well_formed & text.str.startswith("-")] = "отрицательная сумма"
+    reasons[present & well_formed & text.str.startswith("-")] = NEGATIVE_AMOUNT
     clean = text.where(present & reasons.isna(), None)
     return clean, reasons
 
@@ -336,7 +356,7 @@ def _json_validator(expected: type, check: Callable[[Any], str | None] | None):
                 parsed = json.loads(raw)
             except ValueError:
                 clean.append(None)
-                reasons.append("некорректный JSON")
+                reasons.append(BAD_JSON)
                 continue
             problem = (
                 f"ожидается JSON-{'объект' if expected is dict else 'массив'}"
@@ -403,19 +423,22 @@ def validate_frame(
         clean, reasons = VALIDATORS[fs.type](fs, as_text, ctx)
         if fs.required:
             empty = as_text.str.strip() == ""
-            reasons = reasons.where(~empty, "обязательное поле")
+            reasons = reasons.where(~empty, REQUIRED)
         bad = reasons.notna()
         if bad.any():
             for row, reason, value in zip(
                 frame.index[bad], reasons[bad], as_text[bad], strict=True
             ):
-                errors.append(RowError(int(row), fs.name, str(reason), value[:200]))
+                reason = str(reason)
+                errors.append(
+                    RowError(int(row), fs.name, _code(fs, reason), reason, value[:VALUE_SHOWN])
+                )
             good &= ~bad
         clean_columns[fs.name] = clean.where(provided)
     clean_frame = pd.DataFrame(clean_columns, index=frame.index)[good]
     if kind == "events":
         clean_frame = _fill_event_ids(clean_frame)
-    errors.sort(key=lambda e: e.row)
+    errors.sort(key=lambda e: e.index)
     return clean_frame, errors
 
 
@@ -750,6 +773,7 @@ class IngestBatch:
                 RowError(
                     int(row_no),
                     "customer_external_id",
+                    "unknown_customer",
                     "нет покупателя с таким external_id у этого клиента",
                     ext_id,
                 )
@@ -771,7 +795,7 @@ class IngestBatch:
     def _collect(self, outcome: _ChunkOutcome) -> None:
         for error in outcome.errors:
             self._reject(error)
-        self.result.rejected += len({e.row for e in outcome.errors})
+        self.result.rejected += len({e.index for e in outcome.errors})
         self.result.created += outcome.created
 
     def _submit(self, clean: pd.DataFrame) -> None:
@@ -790,14 +814,14 @@ class IngestBatch:
         self.result.total += len(frame)
         for error in errors:
             self._reject(error)
-        self.result.rejected += len({e.row for e in errors})
+        self.result.rejected += len({e.index for e in errors})
         self._submit(clean)
 
     def finish(self) -> IngestResult:
         """Wait for the last chunk and decide: commit, or roll back when rows were rejected in
         all-or-nothing mode. Row errors are reported in ``result``, never raised."""
         self._wait()
-        self.result.errors.sort(key=lambda e: e.row)
+        self.result.errors.sort(key=lambda e: e.index)
         if self._failed:
             self.result.committed = False
             self.result.created = 0
@@ -846,11 +870,11 @@ def records_to_frame(kind: str, records: list[Any]) -> tuple[pd.DataFrame, list[
     errors: list[RowError] = []
     for i, record in enumerate(records):
         if not isinstance(record, dict):
-            errors.append(RowError(i, "", "ожидается JSON-объект"))
+            errors.append(RowError(i, "", "invalid_row", NOT_AN_OBJECT, str(record)[:VALUE_SHOWN]))
             continue
         unknown = [k for k in record if k not in known]
         if unknown:
-            errors.extend(RowError(i, k, "неизвестное поле") for k in unknown)
+            errors.extend(RowError(i, k, "unknown_field", UNKNOWN_FIELD) for k in unknown)
             continue
         row: dict[str, str | None] = {}
         seen_keys.update(record)
@@ -883,7 +907,7 @@ def ingest_records(
         frame[column] = None  # reported per row as "обязательное поле"
     batch = IngestBatch(client=client, kind=kind, columns=list(frame.columns), partial=partial)
     with batch:
-        shape_rejected = {e.row for e in shape_errors}
+        shape_rejected = {e.index for e in shape_errors}
         for error in shape_errors:
             batch._reject(error)
         batch.result.total += len(shape_rejected)

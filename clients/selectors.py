@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 
@@ -84,6 +85,16 @@ def revenue_by_month(*, client, months: int = 12) -> list[dict]:
     ]
 
 
+CONTACT_NORMALIZERS = {"email": normalize_email, "phone": normalize_phone}
+
+
+def customer_contact_q(*, field: str, value: str, prefix: str = "") -> Q:
+    """Customers whose ``field`` ("email" or "phone") is ``value`` in any spelling, normalised
+    the way ingestion stores it. Raises NormalizationError for a value that is no email / phone
+    (the API answers that with 400; :func:`customer_identity_q` falls back to the external id)."""
+    return Q(**{f"{prefix}{field}": CONTACT_NORMALIZERS[field](value)})
+
+
 def customer_identity_q(term: str, prefix: str = "") -> Q | None:
     """The one look-up of a customer by what a person types: external id, email or phone in any
     spelling ("8 (916) 123-45-67"), normalised the way ingestion stores them, so that the
@@ -93,9 +104,10 @@ def customer_identity_q(term: str, prefix: str = "") -> Q | None:
     if not term:
         return None
     q = Q(**{f"{prefix}external_id": term})
-    normalizer, field = (normalize_email, "email") if "@" in term else (normalize_phone, "phone")
     try:
-        q |= Q(**{f"{prefix}{field}": normalizer(term)})
+        q |= customer_contact_q(
+            field="email" if "@" in term else "phone", value=term, prefix=prefix
+        )
     except NormalizationError:
         pass  # not an email / phone: the external id is all there is to match
     return q
@@ -106,6 +118,17 @@ def customers_search(*, client, term: str) -> QuerySet:
     queryset = Customer.objects.for_client(client).order_by("-updated_at", "-id")
     q = customer_identity_q(term)
     return queryset if q is None else queryset.filter(q)
+
+
+def customer_ids_search(*, client_ids: Iterable[int], term: str, limit: int = 1000) -> list[int]:
+    """Ids of the customers of ``client_ids`` (the clients a staff user sees) that match
+    ``term`` by :func:`customer_identity_q`, at most ``limit``; for admin searches of the rows
+    that point to a customer (orders, events, the consent ledger)."""
+    q = customer_identity_q(term)
+    if q is None:
+        return []
+    customers = Customer.objects.unscoped().filter(client_id__in=sorted(client_ids)).filter(q)
+    return list(customers.values_list("pk", flat=True)[:limit])
 
 
 def customer_orders_recent(*, customer, limit: int = 100) -> QuerySet:

@@ -134,7 +134,7 @@ class ErrorReport:
         self.count = 0
 
     def add(self, error: RowError) -> None:
-        self.writer.writerow((error.row, error.field, error.reason, error.value))
+        self.writer.writerow((error.index, error.field, error.message, error.value))
         self.count += 1
 
     def content(self) -> bytes:
@@ -320,12 +320,12 @@ def _ingest_reply(result: IngestResult | None, records: list[dict[str, Any]]) ->
         return {"created": 0, "updated": 0, "rejected": 0, "errors": []}
     errors = []
     for error in result.errors:
-        record = records[error.row] if 0 <= error.row < len(records) else {}
+        record = records[error.index] if 0 <= error.index < len(records) else {}
         errors.append(
             {
                 "external_id": record.get("external_id", ""),
                 "field": error.field,
-                "reason": error.reason,
+                "reason": error.message,
                 "value": error.value,
             }
         )
@@ -595,7 +595,7 @@ def crm_deals_convert(
         result = ingest_records(client=client, kind="orders", records=orders, partial=True)
         rejected: dict[int, str] = {}
         for error in result.errors:
-            rejected.setdefault(error.row, f"заказ не принят: {error.field}: {error.reason}")
+            rejected.setdefault(error.index, f"заказ не принят: {error.field}: {error.message}")
         for row, deal in enumerate(order_deals):
             if row in rejected:
                 reasons[deal.pk] = rejected[row][:500]

@@ -15,7 +15,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
@@ -29,13 +29,12 @@ from agency.admin_base import (
     StaffRoleAdmin,
     TenantAdminForm,
     TenantScopedAdmin,
+    access_client_by_id,
     request_staff_client_ids,
     request_staff_role,
 )
 from agency.errors import ServiceError
-from agency.roles import staff_clients
-from clients.models import Customer
-from clients.selectors import customer_identity_q
+from clients.selectors import customer_ids_search
 
 from .compliance import client_compliance_checklist
 from .models import (
@@ -240,11 +239,7 @@ class ConsentTextAdmin(TenantScopedAdmin):
 
     def compliance_view(self, request: HttpRequest, client_id: int) -> HttpResponse:
         """Any staff role sees the checklist of a client it works with; others get a 404."""
-        if request_staff_role(request) is None:
-            raise Http404("клиент не найден")
-        client = staff_clients(request.user).filter(pk=client_id).first()
-        if client is None:
-            raise Http404("клиент не найден")
+        client = access_client_by_id(request=request, client_id=client_id)
         items = client_compliance_checklist(client=client)
         links = _checklist_links(self.admin_site.name, client)
         context = {
@@ -347,13 +342,7 @@ class ConsentRecordAdmin(LargeTableAdminMixin, TenantScopedAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        identity = customer_identity_q(term)
-        customer_ids = list(
-            Customer.objects.unscoped()
-            .filter(client_id__in=sorted(request_staff_client_ids(request)))
-            .filter(identity)
-            .values_list("pk", flat=True)[:1000]
-        )
+        customer_ids = customer_ids_search(client_ids=request_staff_client_ids(request), term=term)
         return queryset.filter(Q(customer_id__in=customer_ids) | Q(subject_id=term)), False
 
 

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.urls import re_path
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
@@ -37,6 +34,18 @@ from agency.api import ApiError, request_client
 from agency.audit import audit_log, request_ip
 from agency.tenancy import get_scoped_object_or_404
 from clients.api import ClientAccessPermission
+from clients.bulk import (
+    NOT_AN_OBJECT,
+    PARTIAL_PARAMETER,
+    REQUIRED,
+    UNKNOWN_FIELD,
+    VALUE_SHOWN,
+    BulkRowErrorSerializer,
+    RowError,
+    bulk_request,
+    bulk_response,
+    bulk_result_schema,
+)
 from clients.models import Client, Customer
 
 from .models import ConsentPurpose, ConsentRecord, ConsentText
@@ -147,30 +156,23 @@ class CustomerConsentsSerializer(serializers.Serializer):
     history = ConsentRecordSerializer(many=True, help_text="Все записи, новые сверху")
 
 
-ROW_ERROR = inline_serializer(
-    "ConsentRowError",
-    fields={
-        "index": serializers.IntegerField(),
-        "field": serializers.CharField(),
-        "code": serializers.CharField(),
-        "reason": serializers.CharField(),
-        "value": serializers.CharField(),
-    },
+BULK_RESULT = bulk_result_schema(
+    "ConsentBulkResult",
+    records=inline_serializer(
+        "ConsentBulkRecord",
+        fields={"index": serializers.IntegerField(), "id": serializers.IntegerField()},
+        many=True,
+        help_text="Записи журнала, созданные пакетом (пусто, если ничего не записано)",
+    ),
 )
 
-BULK_RESULT = inline_serializer(
-    "ConsentBulkResult",
+SINGLE_ERROR = inline_serializer(
+    "ConsentRecordError",
     fields={
-        "committed": serializers.BooleanField(),
-        "total": serializers.IntegerField(),
-        "created": serializers.IntegerField(),
-        "rejected": serializers.IntegerField(),
-        "records": inline_serializer(
-            "ConsentBulkRecord",
-            fields={"index": serializers.IntegerField(), "id": serializers.IntegerField()},
-            many=True,
-        ),
-        "errors": serializers.ListField(child=ROW_ERROR),
+        "code": serializers.CharField(help_text="Код первой ошибки записи"),
+        "message": serializers.CharField(),
+        "field": serializers.CharField(),
+        "errors": BulkRowErrorSerializer(many=True, help_text="Все ошибки записи (index 0)"),
     },
 )
 
@@ -204,24 +206,6 @@ SERVICE_ERROR_FIELDS = {
     "no_published_text": "purpose",
     "future_time": "at",
 }
-
-
-@dataclass(frozen=True)
-class RowError:
-    index: int
-    field: str
-    code: str
-    reason: str
-    value: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "field": self.field,
-            "code": self.code,
-            "reason": self.reason,
-            "value": self.value,
-        }
 
 
 @dataclass
@@ -291,7 +275,7 @@ def _as_id(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    return str(value)[:100]
+    return str(value)[:VALUE_SHOWN]
 
 
 def _parse_at(value: Any, tz) -> datetime | None:
@@ -319,7 +303,7 @@ def _parse_evidence(value: Any, index: int) -> tuple[Evidence, list[RowError]]:
             )
         ]
     errors = [
-        RowError(index, f"evidence.{key}", "unknown_field", "Неизвестное поле.", "")
+        RowError(index, f"evidence.{key}", "unknown_field", UNKNOWN_FIELD)
         for key in value
         if key not in EVIDENCE_FIELDS
     ]
@@ -352,11 +336,9 @@ def _parse_evidence(value: Any, index: int) -> tuple[Evidence, list[RowError]]:
 def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow | None, list]:
     """Check one input object; a ConsentRow to write, or the row's errors (all of them)."""
     if not isinstance(raw, dict):
-        return None, [RowError(index, "", "invalid_row", "Запись — JSON-объект.", _short(raw))]
+        return None, [RowError(index, "", "invalid_row", NOT_AN_OBJECT, _short(raw))]
     errors = [
-        RowError(index, key, "unknown_field", "Неизвестное поле.", "")
-        for key in raw
-        if key not in ROW_FIELDS
+        RowError(index, key, "unknown_field", UNKNOWN_FIELD) for key in raw if key not in ROW_FIELDS
     ]
 
     customer = None
@@ -412,7 +394,7 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
 
     purpose = raw.get("purpose")
     if purpose in (None, ""):
-        errors.append(RowError(index, "purpose", "required", "Обязательное поле."))
+        errors.append(RowError(index, "purpose", "required", REQUIRED))
     elif not isinstance(purpose, str) or purpose not in ctx.purposes:
         errors.append(
             RowError(
@@ -427,7 +409,7 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
 
     action = raw.get("action")
     if action in (None, ""):
-        errors.append(RowError(index, "action", "required", "Обязательное поле."))
+        errors.append(RowError(index, "action", "required", REQUIRED))
     elif action not in (ConsentRecord.Action.GRANTED, ConsentRecord.Action.WITHDRAWN):
         errors.append(
             RowError(index, "action", "invalid_action", "granted или withdrawn.", _short(action))
@@ -590,10 +572,6 @@ def consent_batch_record(*, client: Client, items: list[Any], partial: bool) -> 
 # Views
 
 
-def _is_partial(request: Request) -> bool:
-    return request.query_params.get("partial", "").lower() in ("1", "true", "yes")
-
-
 class ConsentRecordView(APIView):
     """``POST /api/v1/consents/``: one object, or a JSON array of up to BULK_MAX_RECORDS."""
 
@@ -618,19 +596,13 @@ class ConsentRecordView(APIView):
             resource_type_field_name=None,
             many=False,
         ),
-        parameters=[
-            OpenApiParameter(
-                "partial",
-                OpenApiTypes.BOOL,
-                description="Для пакета: true — принять корректные строки; иначе всё или ничего",
-            )
-        ],
+        parameters=[PARTIAL_PARAMETER],
         responses={
             201: OpenApiResponse(ConsentRecordSerializer, description="Одна запись создана"),
-            200: OpenApiResponse(BULK_RESULT, description="Пакет обработан"),
+            200: OpenApiResponse(BULK_RESULT, description="Пакет записан (с partial — его часть)"),
             422: OpenApiResponse(BULK_RESULT, description="Пакет отклонён, ничего не записано"),
-            400: OpenApiResponse(description="Одна запись некорректна: code, field, message"),
-            413: OpenApiResponse(description="Слишком много записей"),
+            400: OpenApiResponse(SINGLE_ERROR, description="Одна запись некорректна"),
+            413: OpenApiResponse(description="Слишком много записей: too_many_records"),
         },
         tags=["consents"],
     )
@@ -638,7 +610,7 @@ class ConsentRecordView(APIView):
         client = request_client(request)
         data = request.data
         if isinstance(data, list):
-            return self._bulk(request, client, data)
+            return self._bulk(request, client)
         if not isinstance(data, dict):
             raise ApiError("invalid_body", "Тело запроса — JSON-объект или массив объектов.")
         result = consent_batch_record(client=client, items=[data], partial=False)
@@ -648,31 +620,16 @@ class ConsentRecordView(APIView):
             first = result.errors[0]
             raise ApiError(
                 first.code,
-                first.reason,
+                first.message,
                 extra={"field": first.field, "errors": [e.as_dict() for e in result.errors]},
             )
         return Response(ConsentRecordSerializer(record).data, status=status.HTTP_201_CREATED)
 
-    def _bulk(self, request: Request, client: Client, items: list) -> Response:
-        if len(items) > settings.BULK_MAX_RECORDS:
-            raise ApiError(
-                "too_many_records",
-                f"Не больше {settings.BULK_MAX_RECORDS} записей за запрос, получено {len(items)}.",
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        partial = _is_partial(request)
+    def _bulk(self, request: Request, client: Client) -> Response:
+        items, partial = bulk_request(request)
         result = consent_batch_record(client=client, items=items, partial=partial)
         self._audit(request, client, mode="bulk", result=result, partial=partial)
-        body = result.as_dict()
-        if not result.committed:
-            body = {
-                "code": "invalid_rows",
-                "message": f"Отклонено записей: {body['rejected']}; ничего не записано. "
-                "Исправьте их или отправьте с ?partial=true.",
-                **body,
-            }
-            return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        return Response(body, status=status.HTTP_200_OK)
+        return bulk_response(result.as_dict())
 
     @staticmethod
     def _audit(request, client, *, mode, result, partial=False, record=None) -> None:

@@ -38,6 +38,7 @@ from rest_framework.views import APIView
 from agency.api import ApiError
 
 from .models import ConsentPurpose, ConsentRecord, ConsentSite, ConsentText
+from .purposes import AD_COOKIES, ANALYTICS_COOKIES
 from .services import Evidence, consent_record_append, latest_published_text
 
 BANNER_COOKIE = "cvm_consent"
@@ -407,10 +408,10 @@ def _first_active_site() -> ConsentSite | None:
 
 
 DEMO_TAGS = [
-    ("metrika", "Яндекс Метрика", "analytics_cookies"),
-    ("top_mail", "Top.Mail.Ru (счётчик VK)", "analytics_cookies"),
-    ("vk_pixel", "VK Реклама: пиксель ретаргетинга", "ad_cookies"),
-    ("direct", "Яндекс Директ: ретаргетинг", "ad_cookies"),
+    ("metrika", "Яндекс Метрика", ANALYTICS_COOKIES),
+    ("top_mail", "Top.Mail.Ru (счётчик VK)", ANALYTICS_COOKIES),
+    ("vk_pixel", "VK Реклама: пиксель ретаргетинга", AD_COOKIES),
+    ("direct", "Яндекс Директ: ретаргетинг", AD_COOKIES),
 ]
 
 

@@ -22,14 +22,15 @@ from .models import (
     DataSubjectRequest,
     Incident,
 )
+from .purposes import AUDIENCE_PURPOSE, CHANNEL_PURPOSE
 from .transfers import transfer_decision
 
 # Recipients that imply a purpose is in use even before the first consent is recorded.
 PURPOSE_OF_RECIPIENT_KIND = {
-    DataRecipient.Kind.AD_PLATFORM: "ad_audiences",
-    DataRecipient.Kind.EMAIL: "email_marketing",
-    DataRecipient.Kind.SMS: "sms_marketing",
-    DataRecipient.Kind.PUSH: "push_marketing",
+    DataRecipient.Kind.AD_PLATFORM: AUDIENCE_PURPOSE,
+    DataRecipient.Kind.EMAIL: CHANNEL_PURPOSE["email"],
+    DataRecipient.Kind.SMS: CHANNEL_PURPOSE["sms"],
+    DataRecipient.Kind.PUSH: CHANNEL_PURPOSE["push"],
 }
 
 OPEN_REQUEST_STATUSES = (DataSubjectRequest.Status.RECEIVED, DataSubjectRequest.Status.IN_PROGRESS)

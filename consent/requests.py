@@ -48,6 +48,7 @@ from .models import (
     ConsentText,
     DataSubjectRequest,
 )
+from .purposes import WITHDRAWAL_PURPOSES
 from .selectors import consent_current_state, consent_history, customers_not_erased
 from .services import ConsentError, consent_record_append, consent_records_erase
 
@@ -95,18 +96,6 @@ DEADLINES: dict[str, Deadline] = {
         "прямой маркетинг — немедленно (ст. 15)",
     ),
 }
-
-# What a withdrawal request withdraws: every marketing and profiling purpose (a stop_processing
-# request: every purpose). Analytics cookies are not marketing; the banner governs them.
-WITHDRAWAL_PURPOSES = (
-    "email_marketing",
-    "sms_marketing",
-    "push_marketing",
-    "messenger_marketing",
-    "ad_audiences",
-    "ad_cookies",
-    "profiling",
-)
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 

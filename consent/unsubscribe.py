@@ -36,6 +36,7 @@ from django.views.decorators.http import require_http_methods
 from clients.models import Client, Customer
 
 from .models import ConsentPurpose, ConsentRecord
+from .purposes import CHANNEL_PURPOSE
 from .selectors import consent_history
 from .services import ConsentError, Evidence, consent_purpose_get, consent_record_append
 
@@ -56,11 +57,14 @@ def public_base_url() -> str:
 
 
 def purpose_code_for_channel(channel: str) -> str:
-    """The purpose whose consent a message over ``channel`` needs (email → email_marketing)."""
-    purpose = ConsentPurpose.objects.filter(channel=channel).order_by("position").first()
-    if purpose is None:
-        raise ConsentError("unknown_channel", f"Нет цели обработки для канала {channel!r}.")
-    return purpose.code
+    """The purpose whose consent a message over ``channel`` needs (email → email_marketing):
+    :data:`consent.purposes.CHANNEL_PURPOSE`."""
+    try:
+        return CHANNEL_PURPOSE[channel]
+    except KeyError:
+        raise ConsentError(
+            "unknown_channel", f"Нет цели обработки для канала {channel!r}."
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clients.models import Client, Customer
+from consent import purposes
 from consent.models import ConsentPurpose, ConsentRecord, ConsentSite, ConsentText
 from consent.services import (
     consent_record_build,
@@ -22,17 +23,17 @@ from consent.services import (
 
 # Share of customers who granted each purpose, and of those who later withdrew.
 GRANT_SHARE = {
-    "email_marketing": 0.72,
-    "sms_marketing": 0.45,
-    "ad_audiences": 0.64,
-    "profiling": 0.8,
+    purposes.EMAIL_MARKETING: 0.72,
+    purposes.SMS_MARKETING: 0.45,
+    purposes.AD_AUDIENCES: 0.64,
+    purposes.PROFILING: 0.8,
 }
 WITHDRAW_SHARE = 0.08
 
 
 def _text_parts(client: Client, purpose: ConsentPurpose) -> dict[str, str]:
     processors = "ООО «Агентство CVM» (обработка по поручению оператора)"
-    if purpose.code == "ad_audiences":
+    if purpose.code == purposes.AUDIENCE_PURPOSE:
         processors += "; ООО «Яндекс», ООО «ВК» (рекламные платформы: хешированные контакты)"
     return {
         "title": f"Согласие: {purpose.name}",

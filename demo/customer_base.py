@@ -531,7 +531,9 @@ def _ingest(client, kind: str, frame: pd.DataFrame) -> int:
 
     result = ingest_frames(client=client, kind=kind, columns=list(frame.columns), frames=[frame])
     if not result.committed:
-        sample = "; ".join(f"{e.row}/{e.field}: {e.reason} ({e.value})" for e in result.errors[:5])
+        sample = "; ".join(
+            f"{e.index}/{e.field}: {e.message} ({e.value})" for e in result.errors[:5]
+        )
         raise DemoSeedError(f"{client.slug} {kind}: {result.rejected} rows rejected: {sample}")
     return result.total
 

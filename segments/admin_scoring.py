@@ -10,7 +10,8 @@
   analysts only look.
 - "Аналитика" (``scoringrun/analytics/<client>/``): the RFM grid as a heatmap (customer counts
   per R × FM cell, from the client's CustomerScore rows) and the cohort retention triangle
-  (``cohort_table`` over the paid orders of ``load_paid_orders``).
+  (``cohort_table`` over the paid orders of ``load_paid_orders``) when the client's tier has
+  cohort analysis (``clients.tiers``); otherwise the refusal naming the tier that has it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -36,12 +37,14 @@ from agency.admin_base import (
     ClientListFilter,
     TenantAdminForm,
     TenantScopedAdmin,
+    access_client_by_id,
     request_staff_role,
 )
 from agency.admin_jobs import JobAdminMixin
 from agency.audit import request_ip
 from agency.roles import staff_clients
 from clients.models import Client
+from clients.tiers import TierLimitError, tier_require
 
 from . import lifecycle, rfm
 from .cohorts import cohort_table, cohort_triangle
@@ -494,18 +497,6 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
             *super().get_urls(),
         ]
 
-    def _client_or_404(self, request: HttpRequest, client_id: Any) -> Client:
-        """One of the user's clients: the same 404 for a missing and a foreign client."""
-        if request_staff_role(request) is None:
-            raise Http404("клиент не найден")
-        try:
-            client = staff_clients(request.user).filter(pk=int(client_id)).first()
-        except (TypeError, ValueError):
-            client = None
-        if client is None:
-            raise Http404("клиент не найден")
-        return client
-
     def recompute_view(self, request: HttpRequest) -> HttpResponse:
         """GET: the user's clients with last and next runs. POST client=<id>: start a run."""
         if not self.has_view_permission(request):
@@ -514,7 +505,7 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
         if request.method == "POST":
             if not can_recompute(request):
                 raise PermissionDenied
-            client = self._client_or_404(request, request.POST.get("client"))
+            client = access_client_by_id(request=request, client_id=request.POST.get("client"))
             try:
                 run = scoring_run_request(
                     client=client, actor=request.user, source="admin", ip=request_ip(request)
@@ -540,12 +531,18 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
         """Every staff role sees the charts of a client it works with; others get a 404."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        client = self._client_or_404(request, client_id)
+        client = access_client_by_id(request=request, client_id=client_id)
         metric = request.GET.get("metric", "retention_pct")
         if metric not in COHORT_METRICS:
             metric = "retention_pct"
         as_of = timezone.localtime(timezone.now(), client.tzinfo).date()
         grid = rfm_grid(client)
+        try:
+            tier_require(client=client, feature="cohorts")
+        except TierLimitError as exc:
+            cohorts, cohorts_refusal = None, exc.message
+        else:
+            cohorts, cohorts_refusal = cohort_view(client, as_of=as_of, metric=metric), ""
         last_success = (
             ScoringRun.objects.for_client(client)
             .filter(status=ScoringRun.Status.SUCCEEDED)
@@ -564,7 +561,8 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
                 "counts": [s["count"] for s in grid["segments"]],
             },
             "last_success": last_success,
-            "cohorts": cohort_view(client, as_of=as_of, metric=metric),
+            "cohorts": cohorts,
+            "cohorts_refusal": cohorts_refusal,
             "metric": metric,
             "metrics": COHORT_METRICS,
             "as_of": as_of,

@@ -36,6 +36,7 @@ from agency.admin_base import (
 from agency.audit import audit_log, request_ip
 from agency.errors import ServiceError
 from clients.selectors import customer_identity_q
+from clients.tiers import TierLimitError
 
 from .models import Segment, SegmentMembership, SegmentSizeSnapshot
 from .segmentation import (
@@ -154,6 +155,8 @@ class SegmentAdminForm(TenantAdminForm):
                 self.add_error("kind", exc.message)
             else:
                 self.add_error(None, exc.message)
+        except TierLimitError as exc:
+            self.add_error(None, exc.message)
         return cleaned
 
 

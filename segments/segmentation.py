@@ -29,7 +29,8 @@ from django.utils import timezone
 
 from agency.audit import audit_log
 from agency.errors import ServiceError
-from clients.models import Client, Customer, Order, Tier
+from clients.models import Client, Customer, Order
+from clients.tiers import TierLimitError, tier_check_limit, tier_require
 from consent.selectors import customers_consented_for, customers_not_erased
 from consent.services import ConsentError, consent_purpose_get
 
@@ -82,12 +83,6 @@ class SegmentError(ServiceError, ValueError):
         if self.errors:
             body["errors"] = [e.as_dict() for e in self.errors]
         return body
-
-
-class TierLimitError(SegmentError):
-    """The client's tier does not allow it; the message names the tier that does."""
-
-    status = 403
 
 
 class TransitionUnavailable(SegmentError):
@@ -239,67 +234,27 @@ def segment_definition_describe(kind: str, definition: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Tier limits (data in clients.Tier, never hard-coded)
+# Tier limits: the one rule is clients.tiers (data in clients.Tier, never hard-coded)
 
 
-def _tier_upgrade(filter_q: Q) -> Tier | None:
-    return Tier.objects.filter(filter_q).order_by("position", "pk").first()
-
-
-def _check_predictive(tier: Tier, kind: str, definition: Any) -> None:
-    if tier.predictive or not segment_needs_predictive(kind, definition):
+def _check_predictive(client: Client, kind: str, definition: Any) -> None:
+    if not segment_needs_predictive(kind, definition):
         return
-    upgrade = _tier_upgrade(Q(predictive=True))
-    where = (
-        f"доступны с тарифа {upgrade.name}" if upgrade else "не входят ни в один тариф агентства"
-    )
+    context = hint = ""
     if kind == Kind.LOOKALIKE_SEED:
-        message = (
-            f"Основа look-alike по прогнозу CLV — предиктивная функция: предиктивные сегменты "
-            f"{where}, у клиента тариф {tier.name}. На этом тарифе возьмите основу по сумме "
-            'покупок ("by": "monetary").'
-        )
+        context = "Основа look-alike по прогнозу CLV — предиктивная функция."
+        hint = 'На этом тарифе возьмите основу по сумме покупок ("by": "monetary").'
     elif kind == Kind.RULE:
         used = sorted(f for f in rule_score_fields(definition) if SCORE_FIELDS[f].predictive)
-        message = (
-            f"Правило использует предиктивные оценки ({', '.join(used)}): предиктивные сегменты "
-            f"{where}, у клиента тариф {tier.name}."
-        )
-    else:
-        message = f"Предиктивные сегменты {where}; у клиента тариф {tier.name}."
-    raise TierLimitError(
-        "tier_feature_predictive",
-        message,
-        extra={"tier": tier.code, "required_tier": upgrade.code if upgrade else None},
-    )
+        context = f"Правило использует предиктивные оценки ({', '.join(used)})."
+    tier_require(client=client, feature="predictive", context=context, hint=hint)
 
 
-def _check_segment_count(tier: Tier, client: Client, exclude_pk: int | None) -> None:
-    if tier.max_segments is None:
-        return
+def _check_segment_count(client: Client, exclude_pk: int | None) -> None:
     active = Segment.objects.for_client(client).filter(is_active=True)
     if exclude_pk is not None:
         active = active.exclude(pk=exclude_pk)
-    count = active.count()
-    if count < tier.max_segments:
-        return
-    upgrade = _tier_upgrade(Q(max_segments__isnull=True) | Q(max_segments__gt=tier.max_segments))
-    if upgrade is None:
-        more = "Больше не предусмотрено ни одним тарифом."
-    elif upgrade.max_segments is None:
-        more = f"Без ограничения — с тарифа {upgrade.name}."
-    else:
-        more = f"До {upgrade.max_segments} — с тарифа {upgrade.name}."
-    raise TierLimitError(
-        "tier_limit_segments",
-        f"На тарифе {tier.name} не больше {tier.max_segments} активных сегментов, активно "
-        f"{count}. {more} Или отключите ненужный сегмент.",
-        extra={
-            "tier": tier.code,
-            "limit": tier.max_segments,
-            "required_tier": upgrade.code if upgrade else None,
-        },
-    )
+    tier_check_limit(client=client, limit="segments", current=active.count())
 
 
 def segment_check(
@@ -311,7 +266,8 @@ def segment_check(
     is_active: bool = True,
     segment: Segment | None = None,
 ) -> dict:
-    """Everything a create or update must satisfy; the normalised definition, or SegmentError.
+    """Everything a create or update must satisfy; the normalised definition, or SegmentError
+    (TierLimitError from ``clients.tiers`` for the tier).
 
     Order: shape (name, kind, definition), then the tier (feature, then the count of active
     segments, which the segment itself counts in only if it is becoming active)."""
@@ -334,11 +290,10 @@ def segment_check(
             "Определение сегмента с ошибками: " + "; ".join(str(e) for e in errors),
             errors=errors,
         )
-    tier = client.tier
-    _check_predictive(tier, kind, normalised)
+    _check_predictive(client, kind, normalised)
     becoming_active = is_active and (segment is None or not segment.is_active)
     if becoming_active:
-        _check_segment_count(tier, client, segment.pk if segment else None)
+        _check_segment_count(client, segment.pk if segment else None)
     return normalised
 
 
@@ -597,9 +552,10 @@ def _insert_entries(members: QuerySet, segment: Segment, now: datetime) -> int:
 
 
 def _tier_skip_reason(segment: Segment) -> str:
-    tier = segment.client.tier
-    if segment_needs_predictive(segment.kind, segment.definition) and not tier.predictive:
-        return f"не обновляется: предиктивные сегменты не входят в тариф {tier.name}"
+    try:
+        _check_predictive(segment.client, segment.kind, segment.definition)
+    except TierLimitError as exc:
+        return f"не обновляется: {exc.message}"
     return ""
 
 

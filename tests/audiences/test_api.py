@@ -451,7 +451,10 @@ def test_bid_modifiers_need_the_value_bidding_tier(api_a, client_a):
         assert response["Content-Type"].startswith("application/json")
         body = response.json()
         assert body["code"] == "tier_feature_value_bidding"
-        assert "Foundation" in body["message"] or client_a.tier.name in body["message"]
+        assert body["message"] == (
+            "Ставки по ценности клиента доступны с тарифа Advanced CVM; у клиента тариф Foundation."
+        )
+        assert (body["tier"], body["required_tier"]) == ("foundation", "advanced")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 
 from clients.models import Customer, Event, Order
+from clients.selectors import customers_search
 from clients.services import api_key_create, api_key_revoke
 
 pytestmark = pytest.mark.django_db
@@ -87,7 +88,9 @@ def test_all_or_nothing_writes_nothing_on_one_bad_row(api_a, client_a):
     assert body["rejected"] == 1
     assert body["errors"][0]["index"] == 3
     assert body["errors"][0]["field"] == "email"
-    assert "email" in body["errors"][0]["reason"]
+    assert body["errors"][0]["code"] == "invalid_email"
+    assert "email" in body["errors"][0]["message"]
+    assert body["errors"][0]["value"] == "not-an-email"
     assert Customer.objects.for_client(client_a).count() == 0
 
 
@@ -102,10 +105,10 @@ def test_partial_accepts_valid_rows_and_lists_rejected(api_a, client_a):
     assert response.status_code == 200
     body = response.json()
     assert (body["created"], body["rejected"], body["total"]) == (3, 3, 6)
-    assert [(e["index"], e["field"]) for e in body["errors"]] == [
-        (3, "phone"),
-        (4, "external_id"),
-        (5, ""),
+    assert [(e["index"], e["field"], e["code"]) for e in body["errors"]] == [
+        (3, "phone", "invalid_phone"),
+        (4, "external_id", "required"),
+        (5, "", "invalid_row"),
     ]
     assert set(Customer.objects.for_client(client_a).values_list("external_id", flat=True)) == {
         "c1",
@@ -157,11 +160,17 @@ def test_orders_bulk_links_customers_and_rejects_bad_values(api_a, client_a):
 
     body = post_bulk(api_a, "orders", orders, partial=True).json()
     assert (body["created"], body["rejected"]) == (2, 4)
-    reasons = {(e["index"], e["field"]): e["reason"] for e in body["errors"]}
+    reasons = {(e["index"], e["field"]): e["message"] for e in body["errors"]}
     assert "нет покупателя" in reasons[(2, "customer_external_id")]
     assert "не дата" in reasons[(3, "placed_at")]
     assert reasons[(4, "amount")] == "отрицательная сумма"
     assert "qty" in reasons[(5, "items")]
+    assert [(e["index"], e["code"]) for e in body["errors"]] == [
+        (2, "unknown_customer"),
+        (3, "invalid_time"),
+        (4, "invalid_amount"),
+        (5, "invalid_items"),
+    ]
     o1 = Order.objects.for_client(client_a).select_related("customer").get(external_id="o1")
     assert str(o1.amount) == "8000.50"
     assert o1.customer.external_id == "c1"
@@ -248,6 +257,28 @@ def test_list_filters_and_cursor_pagination(api_a, client_a):
     bad = api_a.get("/api/v1/customers/", {"updated_since": "yesterday"})
     assert bad.status_code == 400
     assert bad.json()["code"] == "invalid_filter"
+
+
+def test_contact_filters_are_the_shared_customer_look_up(api_a, client_a):
+    """?email= / ?phone= find who the portal's and the admin's look-up (clients.selectors) finds
+    for the same spelling, and answer 400 for a value that is no email / phone."""
+    post_bulk(api_a, "customers", CUSTOMERS)
+    for field, term, expected in [
+        ("phone", "8 916 123 45 67", ["c1"]),
+        ("phone", "+7 (916) 123-45-67", ["c1"]),
+        ("phone", "+7 999 000-00-00", []),
+        ("email", "IVAN@mail.ru", ["c1"]),
+        ("email", "nobody@example.ru", []),
+    ]:
+        found = api_a.get("/api/v1/customers/", {field: term}).json()["results"]
+        assert [r["external_id"] for r in found] == expected
+        searched = customers_search(client=client_a, term=term)
+        assert list(searched.values_list("external_id", flat=True)) == expected
+    for field, bad in [("email", "not-an-email"), ("phone", "12345")]:
+        response = api_a.get("/api/v1/customers/", {field: bad})
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_filter"
+        assert response.json()["message"]
 
 
 def test_retrieve_and_order_customer_filter(api_a, client_a):

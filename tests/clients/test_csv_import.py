@@ -42,7 +42,7 @@ def test_bad_values_are_reported_by_spreadsheet_row_and_field(client_a):
     result = run(client_a, "orders", orders)
     assert result.committed is False
     assert Order.objects.for_client(client_a).count() == 0
-    found = {(e.row, e.field) for e in result.errors}
+    found = {(e.index, e.field) for e in result.errors}
     assert found == {
         (3, "placed_at"),
         (4, "amount"),
@@ -50,7 +50,7 @@ def test_bad_values_are_reported_by_spreadsheet_row_and_field(client_a):
         (6, "customer_external_id"),
         (7, "amount"),
     }
-    assert [e.row for e in result.errors] == sorted(e.row for e in result.errors)
+    assert [e.index for e in result.errors] == sorted(e.index for e in result.errors)
     assert result.rejected == 5
 
     partial = run(client_a, "orders", orders, partial=True)
@@ -105,7 +105,7 @@ def test_chunks_keep_last_row_and_roll_back_together(client_a, monkeypatch):
     bad = bad + "c100,ok@example.ru,Тверь\n"
     failed = run(client_a, "customers", bad.replace("Тула", "Калуга"))
     assert failed.committed is False
-    assert [(e.row, e.field) for e in failed.errors] == [(11, "email")]
+    assert [(e.index, e.field) for e in failed.errors] == [(11, "email")]
     assert not Customer.objects.for_client(client_a).filter(external_id="c100").exists()
     assert Customer.objects.for_client(client_a).get(external_id="c3").city == "Тула"
 

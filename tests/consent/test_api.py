@@ -252,7 +252,13 @@ def test_batch_all_or_nothing_writes_nothing(api_a, client_a, texts_a, customers
         (3, "missing_subject"),
         (5, "invalid_row"),
     ]
-    assert body["errors"][1]["value"] == "ghost"
+    assert body["errors"][1] == {
+        "index": 2,
+        "field": "customer_external_id",
+        "code": "unknown_customer",
+        "message": "Покупатель с таким внешним id не найден.",
+        "value": "ghost",
+    }
     assert records(client_a).count() == 0
     assert audits(client_a).get().details["committed"] is False
 
@@ -279,6 +285,69 @@ def test_batch_partial_writes_the_good_rows(api_a, client_a, texts_a, customers_
         "created": 2,
         "rejected": 4,
     }
+
+
+GOOD_ROWS = {
+    "customers": {"external_id": "n1", "email": "n1@example.ru"},
+    "orders": {
+        "external_id": "o1",
+        "customer_external_id": "p0",
+        "placed_at": "2025-03-01T12:00:00+03:00",
+        "amount": "10",
+    },
+    "events": {"customer_external_id": "p0", "type": "visit", "occurred_at": "2025-03-01"},
+    "consents": {"customer_external_id": "p0", "purpose": "email_marketing", "action": "granted"},
+}
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_the_four_bulk_kinds_answer_one_row_error_shape(
+    api_a, client_a, texts_a, customers_a, partial
+):
+    """Customers, orders, events and consents: the same envelope (a JSON array, ?partial), the
+    same reply, and for the same faults the same row errors (clients.bulk)."""
+    replies = {}
+    for kind, good in GOOD_ROWS.items():
+        url = URL if kind == "consents" else f"/api/v1/{kind}/bulk/"
+        batch = [good, {**good, "nickname": "Ник"}, "x", {**good, "unknown": None}]
+        response = api_a.post(
+            url + ("?partial=true" if partial else ""),
+            data=json.dumps(batch),
+            content_type="application/json",
+        )
+        assert response.status_code == (200 if partial else 422), (kind, response.content)
+        replies[kind] = response.json()
+    for kind, body in replies.items():
+        assert body["errors"] == [
+            {
+                "index": 1,
+                "field": "nickname",
+                "code": "unknown_field",
+                "message": "неизвестное поле",
+                "value": "",
+            },
+            {
+                "index": 2,
+                "field": "",
+                "code": "invalid_row",
+                "message": "запись — не JSON-объект",
+                "value": "x",
+            },
+            {
+                "index": 3,
+                "field": "unknown",
+                "code": "unknown_field",
+                "message": "неизвестное поле",
+                "value": "",
+            },
+        ], kind
+        assert (body["committed"], body["total"], body["rejected"]) == (partial, 4, 3), kind
+        assert body["created"] == (1 if partial else 0), kind
+        if not partial:
+            assert body["code"] == "invalid_rows", kind
+            assert body["message"].startswith("Отклонено записей: 3; ничего не записано."), kind
+    assert records(client_a).count() == (1 if partial else 0)
+    assert Customer.objects.for_client(client_a).filter(external_id="n1").exists() == partial
 
 
 def test_batch_refusal_by_the_service_rolls_back_the_whole_batch(

@@ -11,6 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agency.roles import ACCOUNT_MANAGER
+from clients.ingest import ingest_records
+from clients.models import Customer
 from consent.compliance import client_compliance_checklist
 from consent.models import (
     ConsentPurpose,
@@ -25,7 +27,7 @@ from consent.models import (
 from consent.services import consent_record_append, consent_text_create, consent_text_publish
 from consent.transfers import TransferRefused, transfer_check
 
-from .conftest import TEXT_PARTS
+from .conftest import TEXT_PARTS, publish_texts
 
 pytestmark = pytest.mark.django_db
 
@@ -343,6 +345,47 @@ def test_ledger_is_read_only_and_searchable(client, client_a, texts_a, customers
     assert add.status_code == 403
     assert delete.status_code == 403
     assert ConsentRecord.objects.for_client(client_a).count() == 2
+
+
+def test_ledger_search_finds_the_person_by_contact_in_any_spelling(
+    client, client_a, client_b, texts_a, customers_a, account_manager
+):
+    """The ledger's search is the shared customer look-up (clients.selectors): a phone or an
+    email in any spelling, only among the clients of the signed-in person."""
+    mine = consent_record_append(
+        client=client_a,
+        customer=customers_a[2],
+        purpose_code="email_marketing",
+        action="granted",
+        source="web_form",
+    )
+    other = consent_record_append(
+        client=client_a,
+        customer=customers_a[3],
+        purpose_code="email_marketing",
+        action="granted",
+        source="web_form",
+    )
+    ingest_records(
+        client=client_b,
+        kind="customers",
+        records=[{"external_id": "b2", "phone": "+79160000002"}],
+    )
+    publish_texts(client_b)
+    foreign = consent_record_append(
+        client=client_b,
+        customer=Customer.objects.for_client(client_b).get(external_id="b2"),
+        purpose_code="email_marketing",
+        action="granted",
+        source="web_form",
+    )
+    client.force_login(account_manager)
+    url = reverse("admin:consent_consentrecord_changelist")
+    for term in ("8 (916) 000-00-02", "+7 916 000 00 02", "P2@Example.RU"):
+        page = client.get(url, {"q": term}).content.decode()
+        assert f"/consentrecord/{mine.pk}/change/" in page, term
+        assert f"/consentrecord/{other.pk}/change/" not in page, term
+        assert f"/consentrecord/{foreign.pk}/change/" not in page, term
 
 
 def test_refusals_are_listed_read_only(client, client_a, agency_admin):

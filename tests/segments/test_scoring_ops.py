@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clients.ingest import ingest_records
-from clients.models import Customer
+from clients.models import Customer, Tier
 from clients.services import client_create
 from segments import admin_scoring, rfm, tasks
 from segments.models import CustomerScore, ScoringRun, ScoringSettings
@@ -490,6 +490,8 @@ def test_rfm_heatmap_counts_customers_per_cell(client, analyst, small_base):
 
 
 def test_cohort_triangle_shows_retention_and_revenue_per_customer(client, analyst, small_base):
+    small_base.tier = Tier.objects.get(code="advanced")  # cohort analysis is Advanced CVM's
+    small_base.save(update_fields=["tier"])
     client.force_login(analyst)
     url = reverse("admin:segments_scoringrun_analytics", args=[small_base.pk])
     html = client.get(url).content.decode()
@@ -515,6 +517,21 @@ def test_cohort_triangle_shows_retention_and_revenue_per_customer(client, analys
     assert (values["0"], values["1"], values["2"]) == ("1100.00", "1466.67", "1700.00")
     size, values = row("2025-02", revenue)
     assert (values["0"], values["1"]) == ("400.00", "500.00")
+
+
+def test_cohorts_refused_on_foundation_naming_the_tier_that_has_them(client, analyst, small_base):
+    """Foundation's seeded row has cohorts off: the RFM charts stay, the triangle does not."""
+    assert small_base.tier.code == "foundation"
+    assert not small_base.tier.cohorts
+    client.force_login(analyst)
+    url = reverse("admin:segments_scoringrun_analytics", args=[small_base.pk])
+    html = client.get(url).content.decode()
+    refusal = html.split('<p class="cohorts-refusal">')[1].split("</p>")[0]
+    assert refusal == (
+        "Когортный анализ доступен с тарифа Advanced CVM; у клиента тариф Foundation."
+    )
+    assert "data-cohort=" not in html
+    assert 'data-r="5" data-fm="5" data-count="2"' in html
 
 
 def test_lost_and_dead_scoring_runs_are_sent_again(client_a, settings):

@@ -101,7 +101,7 @@ class Command(BaseCommand):
         )
         for error in result.errors[:ERRORS_SHOWN]:
             self.stdout.write(
-                f"  строка {error.row}, поле {error.field or '—'}: {error.reason}"
+                f"  строка {error.index}, поле {error.field or '—'}: {error.message}"
                 + (f" (значение: {error.value!r})" if error.value else "")
             )
         if report.count > ERRORS_SHOWN:

@@ -1,0 +1,131 @@
+"""The one tier rule: every feature flag and every limit of a client's tier is checked here.
+
+The flags and limits are data (``clients.Tier`` rows, seeded by a data migration and edited in
+the admin), never hard-coded in a view. A service that offers a tier feature calls
+:func:`tier_require`; a service that creates something counted by a tier calls
+:func:`tier_check_limit`. Both raise :class:`TierLimitError` (HTTP 403 through the API's error
+handler), whose message names the client's tier and the lowest tier (by ``position``) that
+unlocks the feature or allows more, read from the Tier rows. Pages that only show or hide a
+feature ask :func:`tier_has`.
+
+Codes, stable for API callers: ``tier_feature_<feature>`` (``tier_feature_predictive``,
+``tier_feature_value_bidding``, ``tier_feature_cohorts``, ...) and ``tier_limit_<limit>``
+(``tier_limit_segments``, ``tier_limit_trigger_chains``); the body also carries ``tier`` (the
+client's tier code), ``required_tier`` (the unlocking tier's code, or null when no tier does) and
+for limits ``limit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from agency.errors import ForbiddenError
+
+from .models import Client, Tier
+
+
+class TierLimitError(ForbiddenError):
+    """The client's tier does not allow it; the message names the tier that does."""
+
+    default_code = "tier_limit"
+
+
+@dataclass(frozen=True)
+class _Feature:
+    label: str  # the subject of the sentence, capitalised
+    plural: bool  # for the verb: "доступны" / "доступен"
+
+
+# What each flag of Tier.FEATURES is called in a refusal.
+FEATURES: dict[str, _Feature] = {
+    "predictive": _Feature("Предиктивные сегменты", plural=True),
+    "omnichannel": _Feature("Омниканальные триггеры", plural=True),
+    "value_bidding": _Feature("Ставки по ценности клиента", plural=True),
+    "cohorts": _Feature("Когортный анализ", plural=False),
+    "incrementality": _Feature("Тесты инкрементальности", plural=True),
+    "programmatic": _Feature("Programmatic / DMP-экспорт", plural=False),
+}
+
+
+@dataclass(frozen=True)
+class _Limit:
+    field: str  # the Tier field holding the maximum (null = no limit)
+    noun: str  # "не больше 5 <noun>"
+    hint: str  # what the client can do instead of upgrading
+
+
+LIMITS: dict[str, _Limit] = {
+    "segments": _Limit("max_segments", "активных сегментов", "Или отключите ненужный сегмент."),
+    "trigger_chains": _Limit(
+        "max_trigger_chains", "триггерных цепочек", "Или отключите ненужную цепочку."
+    ),
+}
+
+
+def _lowest_tier(condition: Q) -> Tier | None:
+    return Tier.objects.filter(condition).order_by("position", "pk").first()
+
+
+def tier_has(*, client: Client, feature: str) -> bool:
+    """Does the client's tier include ``feature`` (one of ``Tier.FEATURES``)?"""
+    return client.tier.has_feature(feature)
+
+
+def tier_unlocking(*, feature: str) -> Tier | None:
+    """The lowest tier that includes ``feature``, or None when none does."""
+    if feature not in Tier.FEATURES:
+        raise ValueError(f"unknown tier feature {feature!r}")
+    return _lowest_tier(Q(**{feature: True}))
+
+
+def tier_require(*, client: Client, feature: str, context: str = "", hint: str = "") -> None:
+    """Refuse unless the client's tier includes ``feature``.
+
+    ``context`` is a sentence put before the rule's own ("Правило использует предиктивные
+    оценки (churn_probability)."), ``hint`` one after it (what to do on this tier instead).
+    """
+    if tier_has(client=client, feature=feature):
+        return
+    tier = client.tier
+    upgrade = tier_unlocking(feature=feature)
+    label = FEATURES[feature]
+    if upgrade is not None:
+        where = f"{'доступны' if label.plural else 'доступен'} с тарифа {upgrade.name}"
+    else:
+        where = f"не {'входят' if label.plural else 'входит'} ни в один тариф агентства"
+    message = f"{label.label} {where}; у клиента тариф {tier.name}."
+    raise TierLimitError(
+        f"tier_feature_{feature}",
+        " ".join(part for part in (context, message, hint) if part),
+        extra={"tier": tier.code, "required_tier": upgrade.code if upgrade else None},
+    )
+
+
+def tier_check_limit(*, client: Client, limit: str, current: int) -> None:
+    """Refuse one more of ``limit`` (a key of :data:`LIMITS`) when the client already has
+    ``current`` of them and its tier allows no more."""
+    spec = LIMITS[limit]
+    tier = client.tier
+    maximum = getattr(tier, spec.field)
+    if maximum is None or current < maximum:
+        return
+    more_allowed = Q(**{f"{spec.field}__isnull": True}) | Q(**{f"{spec.field}__gt": maximum})
+    upgrade = _lowest_tier(more_allowed)
+    if upgrade is None:
+        more = "Больше не предусмотрено ни одним тарифом."
+    elif getattr(upgrade, spec.field) is None:
+        more = f"Без ограничения — с тарифа {upgrade.name}."
+    else:
+        more = f"До {getattr(upgrade, spec.field)} — с тарифа {upgrade.name}."
+    raise TierLimitError(
+        f"tier_limit_{limit}",
+        f"На тарифе {tier.name} не больше {maximum} {spec.noun}, сейчас {current}. {more} "
+        f"{spec.hint}",
+        extra={
+            "tier": tier.code,
+            "limit": maximum,
+            "required_tier": upgrade.code if upgrade else None,
+        },
+    )

@@ -52,11 +52,12 @@ from agency.admin_base import (
     request_staff_client_ids,
     request_staff_role,
 )
+from agency.exports import csv_response
 from agency.roles import staff_clients
 from clients.models import Client
 from segments.models import Segment
 
-from .bidding import bid_modifiers_csv, bidmodifiers_add_body
+from .bidding import CSV_COLUMNS, bid_modifiers_rows, bidmodifiers_add_body
 from .models import Audience, Destination, SyncRun
 from .services import (
     ACTIVE_RUN_STATUSES,
@@ -703,14 +704,11 @@ class AudienceAdmin(TenantScopedAdmin):
         output = request.GET.get("format")
         if recommendations is not None and output == "csv":
             stamp = timezone.localdate().strftime("%Y%m%d")
-            response = HttpResponse(
-                "\ufeff" + bid_modifiers_csv(recommendations),  # BOM: Excel reads UTF-8
-                content_type="text/csv; charset=utf-8",
+            return csv_response(
+                bid_modifiers_rows(recommendations),
+                f"bid-modifiers-{client.slug}-{stamp}.csv",
+                header=CSV_COLUMNS,
             )
-            response["Content-Disposition"] = (
-                f'attachment; filename="bid-modifiers-{client.slug}-{stamp}.csv"'
-            )
-            return response
         if recommendations is not None and output == "json":
             campaign = request.GET.get("campaign_id", "")
             if campaign.isdigit() and int(campaign) > 0:

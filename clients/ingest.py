@@ -30,6 +30,8 @@ import pyarrow.csv as pa_csv
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agency import pgcopy
+
 from .models import Client, Customer, Event, Order
 from .normalize import NormalizationError, normalize_email, normalize_phone
 
@@ -536,10 +538,7 @@ class _Writer:
                 buffer,
                 pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
             )
-            column_list = ", ".join(["row_no", *names])
-            with cursor.copy(
-                f"COPY ingest_stage ({column_list}) FROM STDIN WITH (FORMAT csv)"
-            ) as copy:
+            with pgcopy.copy_in(cursor, "ingest_stage", ["row_no", *names], format="csv") as copy:
                 copy.write(buffer.getvalue().to_pybytes())
             cursor.execute("ANALYZE ingest_stage")
         else:

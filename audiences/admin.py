@@ -57,10 +57,11 @@ from agency.admin_base import (
 from agency.admin_jobs import JobAdminMixin
 from agency.audit import request_ip
 from agency.errors import ServiceError
+from agency.exports import csv_response
 from agency.roles import staff_clients
 from segments.models import Segment
 
-from .bidding import bid_modifiers_csv, bidmodifiers_add_body
+from .bidding import CSV_COLUMNS, bid_modifiers_rows, bidmodifiers_add_body
 from .models import Audience, Destination, SyncRun
 from .services import (
     audience_create,
@@ -697,14 +698,11 @@ class AudienceAdmin(TenantScopedAdmin):
         output = request.GET.get("format")
         if recommendations is not None and output == "csv":
             stamp = timezone.localdate().strftime("%Y%m%d")
-            response = HttpResponse(
-                "\ufeff" + bid_modifiers_csv(recommendations),  # BOM: Excel reads UTF-8
-                content_type="text/csv; charset=utf-8",
+            return csv_response(
+                bid_modifiers_rows(recommendations),
+                f"bid-modifiers-{client.slug}-{stamp}.csv",
+                header=CSV_COLUMNS,
             )
-            response["Content-Disposition"] = (
-                f'attachment; filename="bid-modifiers-{client.slug}-{stamp}.csv"'
-            )
-            return response
         if recommendations is not None and output == "json":
             campaign = request.GET.get("campaign_id", "")
             if campaign.isdigit() and int(campaign) > 0:

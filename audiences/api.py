@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Model, OuterRef, Prefetch, QuerySet, Subquery
+from django.http import HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -40,10 +41,11 @@ from rest_framework.views import APIView
 
 from agency.api import ApiError, ClientScopedViewSetMixin, request_client
 from agency.audit import request_ip
+from agency.exports import csv_response
 from clients.api import ClientAccessPermission
 from segments.models import Segment
 
-from .bidding import CSV_COLUMNS, bid_modifiers_csv, bidmodifiers_add_body
+from .bidding import CSV_COLUMNS, bid_modifiers_rows, bidmodifiers_add_body
 from .models import Audience, Destination, SyncRun
 from .services import (
     ACTIVE_RUN_STATUSES,
@@ -620,7 +622,8 @@ class AudienceViewSet(
 
 
 class CsvRenderer(BaseRenderer):
-    """``?format=csv``: the view hands over the CSV text; errors stay JSON (see the view)."""
+    """``?format=csv``: makes the format negotiable; the view answers with the file built by
+    ``agency.exports`` (BOM, formulas neutralised) and errors stay JSON (see the view)."""
 
     media_type = "text/csv"
     format = "csv"
@@ -700,15 +703,14 @@ class BidModifiersView(APIView):
         },
         tags=TAGS,
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         recommendations = _recommendations(request)
         if request.accepted_renderer.format == "csv":
             stamp = timezone.localdate().strftime("%Y%m%d")
-            filename = f"bid-modifiers-{request_client(request).slug}-{stamp}.csv"
-            return Response(
-                bid_modifiers_csv(recommendations),
-                content_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            return csv_response(
+                bid_modifiers_rows(recommendations),
+                f"bid-modifiers-{request_client(request).slug}-{stamp}.csv",
+                header=CSV_COLUMNS,
             )
         return Response(
             {

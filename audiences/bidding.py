@@ -13,13 +13,11 @@ client's own CLV distribution (percentile of that mean among all the client's cu
 ``BidModifier`` is an integer percent of the bid (100 = unchanged), audience adjustments
 0..1300 (Yandex Direct API v5 ``bidmodifiers``). :func:`recommend` is pure (no Django);
 :func:`bid_modifiers_for_client` gathers the figures and :func:`bidmodifiers_add_body` /
-:func:`bid_modifiers_csv` export them.
+:func:`bid_modifiers_rows` (the CSV download) export them.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from bisect import bisect_left
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -133,12 +131,7 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
-def bid_modifiers_csv(recommendations: list[BidRecommendation]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for recommendation in recommendations:
-        row = recommendation.as_dict()
-        row["audience"] = recommendation.audience
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in CSV_COLUMNS})
-    return buffer.getvalue()
+def bid_modifiers_rows(recommendations: list[BidRecommendation]) -> list[list]:
+    """The rows of the CSV download (columns ``CSV_COLUMNS``; the file is written by
+    ``agency.exports``): numbers stay numbers, so a bid modifier is never taken for text."""
+    return [[getattr(r, column) for column in CSV_COLUMNS] for r in recommendations]

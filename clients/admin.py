@@ -30,6 +30,7 @@ from agency.admin_base import (
 )
 from agency.admin_jobs import JobAdminMixin
 from agency.audit import request_ip
+from agency.exports import csv_file_response
 from agency.roles import STAFF_GROUPS
 
 from .models import (
@@ -622,9 +623,4 @@ class ImportJobAdmin(JobAdminMixin, TenantScopedAdmin):
         job = self.get_object(request, unquote(object_id))
         if job is None or not self.has_view_permission(request, job) or not job.error_report:
             raise Http404("отчёт не найден")
-        return FileResponse(
-            job.error_report.open("rb"),
-            as_attachment=True,
-            filename=f"import-{job.pk}-errors.csv",
-            content_type="text/csv; charset=utf-8",
-        )
+        return csv_file_response(job.error_report.open("rb"), f"import-{job.pk}-errors.csv")

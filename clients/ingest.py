@@ -31,6 +31,7 @@ import pyarrow.csv as pa_csv
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agency import pgcopy
 from agency.errors import ServiceError
 
 from .bulk import NOT_AN_OBJECT, REQUIRED, UNKNOWN_FIELD, VALUE_SHOWN, RowError
@@ -560,10 +561,7 @@ class _Writer:
                 buffer,
                 pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
             )
-            column_list = ", ".join(["row_no", *names])
-            with cursor.copy(
-                f"COPY ingest_stage ({column_list}) FROM STDIN WITH (FORMAT csv)"
-            ) as copy:
+            with pgcopy.copy_in(cursor, "ingest_stage", ["row_no", *names], format="csv") as copy:
                 copy.write(buffer.getvalue().to_pybytes())
             cursor.execute("ANALYZE ingest_stage")
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 import secrets
@@ -22,6 +21,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import slugify
 
 from agency.audit import audit_log
+from agency.exports import CsvWriter
 from agency.jobs import enqueue_after_commit, job_audit_source
 from agency.recovery import job_recover
 
@@ -123,23 +123,24 @@ def api_key_revoke(*, api_key: ApiKey, actor: Any = None, source: str = "admin")
 
 
 class ErrorReport:
-    """Rejected rows as CSV (row, field, reason, value), written as they come."""
+    """Rejected rows as CSV (row, field, reason, value), written as they come by the one export
+    writer: the rejected values are the uploader's, so a formula among them is neutralised."""
 
     HEADER = ("row", "field", "reason", "value")
 
     def __init__(self) -> None:
-        self.buffer = io.StringIO()
-        self.writer = csv.writer(self.buffer)
-        self.writer.writerow(self.HEADER)
-        self.count = 0
+        self.buffer = io.StringIO(newline="")
+        self.writer = CsvWriter(self.buffer, header=self.HEADER)
+
+    @property
+    def count(self) -> int:
+        return self.writer.rows
 
     def add(self, error: RowError) -> None:
         self.writer.writerow((error.index, error.field, error.message, error.value))
-        self.count += 1
 
     def content(self) -> bytes:
-        # utf-8 with BOM so that Excel opens Cyrillic correctly.
-        return self.buffer.getvalue().encode("utf-8-sig")
+        return self.buffer.getvalue().encode("utf-8")  # the BOM is the writer's first character
 
 
 def csv_import(

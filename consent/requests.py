@@ -20,7 +20,6 @@ to be covered by one of these.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import secrets
@@ -37,6 +36,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from agency.audit import audit_log
+from agency.exports import csv_bytes
 from clients.models import Client, Customer, Event, Order
 
 from .calendar import add_working_days, working_days_between
@@ -572,25 +572,20 @@ def _json_default(value: Any) -> Any:
 
 
 def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """One section for Excel, by the one export writer (BOM, formulas neutralised: the
+    person's own values, such as a name, are written back to them)."""
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(c)) for c in columns])
-    return buffer.getvalue().encode("utf-8-sig")  # BOM: Excel opens it as UTF-8
+    return csv_bytes(([_csv_cell(row.get(c)) for c in columns] for row in rows), header=columns)
 
 
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
+def _csv_cell(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, default=_json_default)
     if isinstance(value, bool):
         return "да" if value else "нет"
-    return str(value)
+    return value  # numbers stay numbers, dates ISO, None empty (agency.exports)
 
 
 def access_archive_build(*, customer: Customer, request: DataSubjectRequest | None = None) -> bytes:

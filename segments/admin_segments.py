@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +34,7 @@ from agency.admin_base import (
 )
 from agency.audit import audit_log, request_ip
 from agency.errors import ServiceError
+from agency.exports import csv_streaming_response
 from clients.selectors import customer_identity_q
 from clients.tiers import TierLimitError
 
@@ -382,30 +382,21 @@ class SegmentAdmin(TenantScopedAdmin):
             details={"size": segment.size, "format": "csv"},
             ip=request_ip(request),
         )
-        response = StreamingHttpResponse(_csv_rows(segment), content_type="text/csv; charset=utf-8")
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-        response["Content-Disposition"] = (
-            f'attachment; filename="segment-{segment.pk}-members-{stamp}.csv"'
+        return csv_streaming_response(
+            _member_rows(segment),
+            f"segment-{segment.pk}-members-{stamp}.csv",
+            header=[header for _field, header in EXPORT_COLUMNS],
         )
-        return response
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_rows(segment: Segment) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield "\ufeff"  # a BOM, so that Excel reads UTF-8
-    yield writer.writerow([header for _field, header in EXPORT_COLUMNS])
+def _member_rows(segment: Segment) -> Iterator[tuple[Any, ...]]:
     rows = (
         segment_members_current(segment)
         .order_by("customer_id")
         .values_list(*(field for field, _header in EXPORT_COLUMNS))
     )
-    for row in rows.iterator(chunk_size=5000):
-        yield writer.writerow(["" if v is None else v for v in row])
+    return rows.iterator(chunk_size=5000)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,9 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -24,6 +23,7 @@ import pandas as pd
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from agency import pgcopy
 from agency.audit import audit_log
 from agency.errors import ConflictError
 from agency.jobs import ACTIVE_STATES, enqueue_after_commit, job_audit_source
@@ -63,63 +63,6 @@ def scoring_config_for(client: Client) -> ScoringConfig:
 # Extraction
 
 
-_PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 (PostgreSQL's epoch) in Unix microseconds
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-
-
-def _binary_copy_rows(sql: str, params: list[Any]) -> list[list[memoryview | None]]:
-    """The rows of ``COPY (sql) TO STDOUT (FORMAT binary)``, each a list of raw field values.
-
-    Meant for queries returning a few rows of whole-column arrays (``array_agg``): the driver
-    then handles a few large messages instead of one message per order."""
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        with raw.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params) as copy:
-            data = memoryview(b"".join(copy))
-    if bytes(data[:11]) != _COPY_SIGNATURE:
-        raise ValueError("unexpected COPY binary header")
-    (extension,) = struct.unpack_from(">i", data, 15)
-    pos = 19 + extension
-    rows = []
-    while True:
-        (count,) = struct.unpack_from(">h", data, pos)
-        pos += 2
-        if count == -1:
-            return rows
-        row: list[memoryview | None] = []
-        for _ in range(count):
-            (length,) = struct.unpack_from(">i", data, pos)
-            pos += 4
-            if length < 0:
-                row.append(None)
-            else:
-                row.append(data[pos : pos + length])
-                pos += length
-        rows.append(row)
-
-
-def _array_items(field: memoryview | None, dtype: str) -> np.ndarray:
-    """A one-dimensional, NULL-free PostgreSQL array of 8-byte values (binary), as a big-endian
-    view of the received bytes (no copy)."""
-    if field is None:
-        return np.empty(0, dtype=">" + dtype)
-    ndim, has_null, _oid = struct.unpack_from(">iii", field, 0)
-    if ndim == 0:
-        return np.empty(0, dtype=">" + dtype)
-    if ndim != 1 or has_null:
-        raise ValueError("expected a one-dimensional array without NULLs")
-    (size,) = struct.unpack_from(">i", field, 12)
-    items = np.frombuffer(
-        field, dtype=np.dtype([("length", ">i4"), ("value", ">" + dtype)]), count=size, offset=20
-    )
-    return items["value"]
-
-
-def _array_values(field: memoryview | None, dtype: str) -> np.ndarray:
-    """:func:`_array_items` as a native array."""
-    return _array_items(field, dtype).astype(dtype)
-
-
 #: Reads of a table at least this big (8 kB blocks) are split by block range over this many
 #: connections: PostgreSQL runs one COPY on one core, and the client only waits meanwhile.
 _SPLIT_MIN_BLOCKS = 16_384
@@ -157,21 +100,21 @@ def _paid_order_part(
             params.append(f"({end},0)")
     # Whole columns as binary arrays: a few COPY messages, no per-row parsing (a row per
     # message costs the driver more than the server's aggregation).
-    rows = _binary_copy_rows(
+    rows = pgcopy.copy_out_binary(
         "SELECT array_agg(customer_id), array_agg(placed_at), array_agg((amount * 100)::int8) "
         f"FROM {Order._meta.db_table} WHERE {where}",  # noqa: S608
         params,
     )
-    return [[_array_items(r[i], "i8") for r in rows] for i in range(3)]
+    return [[pgcopy.array_items(r[i], "i8") for r in rows] for i in range(3)]
 
 
 def _customer_id_array(client_id: int) -> np.ndarray:
-    rows = _binary_copy_rows(
+    rows = pgcopy.copy_out_binary(
         f"SELECT array_agg(id) FROM {Customer._meta.db_table} "  # noqa: S608
         "WHERE client_id = %s AND erased_at IS NULL",
         [client_id],
     )
-    return np.sort(np.concatenate([_array_values(r[0], "i8") for r in rows]))
+    return np.sort(np.concatenate([pgcopy.array_values(r[0], "i8") for r in rows]))
 
 
 def _wall_time(micros: np.ndarray, time_zone: str) -> np.ndarray:
@@ -211,7 +154,7 @@ def _orders_frame(parts: list[list[list[np.ndarray]]], time_zone: str) -> pd.Dat
             np.copyto(out[offset : offset + len(chunk)], chunk, casting="unsafe")
             offset += len(chunk)
     del chunks, parts
-    micros += _PG_EPOCH_US
+    micros += pgcopy.PG_EPOCH_US
     # Kopecks / 100 is the double nearest to the decimal amount, as amount::float8 would be.
     amount /= 100.0
     placed = _wall_time(micros, time_zone)
@@ -321,12 +264,12 @@ def _previous_segments(client: Client) -> list[tuple[str, np.ndarray]]:
     """The customers of each RFM segment in the client's current scores (the previous run)."""
     if connection.vendor == "postgresql":
         # One row per segment with its customers as a binary array, not one row per customer.
-        rows = _binary_copy_rows(
+        rows = pgcopy.copy_out_binary(
             f"SELECT rfm_segment, array_agg(customer_id) FROM {CustomerScore._meta.db_table} "  # noqa: S608
             f"WHERE client_id = %s AND rfm_segment <> '' GROUP BY rfm_segment",
             [client.pk],
         )
-        old = [(bytes(r[0]).decode(), _array_values(r[1], "i8")) for r in rows]
+        old = [(bytes(r[0]).decode(), pgcopy.array_values(r[1], "i8")) for r in rows]
     else:
         pairs = (
             CustomerScore.objects.for_client(client)
@@ -355,154 +298,32 @@ def _transitions(old: list[tuple[str, np.ndarray]], new: pd.Series) -> dict[str,
     return out
 
 
-# Binary COPY: every field's bytes are built by numpy. Each row is first laid out with a fixed
-# slot per field (its length word and room for its longest value), then the bytes a row does not
-# use (a NULL's value, the rest of a shorter text) are dropped with one boolean mask: rows come
-# out in the given order (customer id: PostgreSQL then inserts into the primary key in order).
-_COPY_HEADER = _COPY_SIGNATURE + struct.pack(">ii", 0, 0)
-_COPY_TRAILER = struct.pack(">h", -1)
-_NUMERIC_2 = np.dtype(
-    [
-        ("ndigits", ">i2"),
-        ("weight", ">i2"),
-        ("sign", ">u2"),
-        ("dscale", ">u2"),
-        ("digits", ">i2", 4),
-    ]
-)
-_MAX_NUMERIC_2 = 10**12  # numeric(14, 2): 12 digits before the point
-
-
-class _Field:
-    """One column of a binary COPY: big-endian values (NULL where ``null``), or text given as
-    codes into ``texts``."""
-
-    def __init__(
-        self,
-        values: np.ndarray | None = None,
-        null: np.ndarray | None = None,
-        *,
-        codes: np.ndarray | None = None,
-        texts: list[str] | None = None,
-    ):
-        self.values, self.null = values, null
-        self.codes = codes
-        if codes is not None:
-            encoded = [t.encode() for t in texts or []]
-            self.width = max((len(t) for t in encoded), default=0)
-            self.values = np.array(encoded, dtype=f"S{max(self.width, 1)}")
-            self.lengths = np.array([len(t) for t in encoded], dtype=np.int32)
-        else:
-            self.width = values.dtype.itemsize
-
-
-def _fixed(values: Any, dtype: str) -> _Field:
-    """Numbers (or booleans) as big-endian ``dtype``; NaN or a missing value is NULL."""
-    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
-        values = values.to_numpy(dtype=np.float64, na_value=np.nan)  # nullable integers
-    array = np.asarray(values)
-    null = np.isnan(array) if array.dtype.kind == "f" else None
-    if null is not None and not null.any():
-        null = None
-    if null is not None and np.dtype(dtype).kind != "f":
-        array = np.where(null, 0, array)
-    return _Field(array.astype(dtype), null)
-
-
-def _numeric_2(values: Any) -> _Field:
-    """numeric(_, 2) in PostgreSQL's binary form: four base-10000 digits, the last two places
-    after the point (rounded half to even, like ``round(2)``); NaN is NULL."""
-    array = np.asarray(values, dtype=np.float64)
-    null = np.isnan(array)
-    cents = np.rint(np.abs(np.where(null, 0.0, array)) * 100).astype(np.int64)
-    units, fraction = np.divmod(cents, 100)
-    if len(units) and units.max() >= _MAX_NUMERIC_2:
-        raise ValueError("an amount does not fit numeric(14, 2)")
-    out = np.zeros(len(array), dtype=_NUMERIC_2)
-    out["ndigits"], out["weight"], out["dscale"] = 4, 2, 2
-    out["sign"] = np.where(array < 0, 0x4000, 0)
-    digits = out["digits"]
-    digits[:, 0] = units // 10**8
-    digits[:, 1] = units // 10**4 % 10**4
-    digits[:, 2] = units % 10**4
-    digits[:, 3] = fraction * 100
-    return _Field(out, null if null.any() else None)
-
-
-def _text(values: pd.Series) -> _Field:
-    if isinstance(values.dtype, pd.CategoricalDtype):  # codes as they are, -1 (missing) as ""
-        return _Field(codes=values.cat.codes.to_numpy() + 1, texts=["", *values.cat.categories])
-    codes, texts = pd.factorize(values.astype(object).where(values.notna(), ""))
-    return _Field(codes=codes, texts=[str(t) for t in texts])
-
-
-def _binary_copy_chunks(
-    fields: list[_Field], rows_per_chunk: int = 1 << 14
-) -> Iterator[bytes | memoryview]:
-    """The whole ``COPY ... FROM STDIN (FORMAT binary)`` stream of ``fields`` (equal lengths),
-    in chunks of rows (so the server parses one while the next is built)."""
-    spec: list[tuple[str, Any]] = [("count", ">i2")]
-    for i, field in enumerate(fields):
-        spec.append((f"l{i}", ">i4"))
-        if field.width:
-            spec.append((f"v{i}", field.values.dtype if field.codes is None else f"S{field.width}"))
-    slots = np.dtype(spec)
-    n = len(fields[0].codes if fields[0].codes is not None else fields[0].values)
-    yield _COPY_HEADER
-    for start in range(0, n, rows_per_chunk):
-        rows = slice(start, min(n, start + rows_per_chunk))
-        size = rows.stop - rows.start
-        block = np.zeros(size, dtype=slots)
-        block["count"] = len(fields)
-        used = np.ones((size, slots.itemsize), dtype=bool)
-        for i, field in enumerate(fields):
-            if field.codes is not None:
-                codes = field.codes[rows]
-                length = field.lengths[codes]
-                block[f"l{i}"] = length
-                if field.width:
-                    block[f"v{i}"] = field.values[codes]
-                    at = slots.fields[f"v{i}"][1]
-                    used[:, at : at + field.width] = np.arange(field.width) < length[:, None]
-                continue
-            block[f"v{i}"] = field.values[rows]
-            if field.null is None:
-                block[f"l{i}"] = field.width
-            else:
-                null = field.null[rows]
-                block[f"l{i}"] = np.where(null, -1, field.width)
-                at = slots.fields[f"v{i}"][1]
-                used[:, at : at + field.width] = ~null[:, None]
-        yield memoryview(block.view(np.uint8).reshape(size, slots.itemsize)[used])
-    yield _COPY_TRAILER
-
-
-def _score_fields(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> list[_Field]:
+def _score_fields(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> list[pgcopy.Field]:
     """The fields of ``_WRITE_COLUMNS``, in that order."""
     n = len(scores)
     since_2000 = timezone.now() - dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     micros = since_2000 // dt.timedelta(microseconds=1)
     column = scores.__getitem__
     return [
-        _fixed(scores.index.to_numpy(), ">i8"),
-        _fixed(np.full(n, client.pk), ">i8"),
-        _fixed(np.full(n, run.pk), ">i8"),
-        _fixed(column("recency_days"), ">i4"),
-        _fixed(column("frequency"), ">i4"),
-        _numeric_2(column("monetary")),
-        _fixed(column("r_score"), ">i2"),
-        _fixed(column("f_score"), ">i2"),
-        _fixed(column("m_score"), ">i2"),
-        _text(column("rfm_segment")),
-        _text(column("lifecycle_stage")),
-        _fixed(column("at_risk"), "u1"),
-        _fixed(column("p_alive"), ">f8"),
-        _fixed(column("churn_probability"), ">f8"),
-        _fixed(column("expected_purchases_90d"), ">f8"),
-        _numeric_2(column("expected_order_value")),
-        _numeric_2(column("predicted_clv")),
-        _fixed(column("clv_percentile"), ">i2"),
-        _fixed(np.full(n, micros), ">i8"),
+        pgcopy.fixed(scores.index.to_numpy(), ">i8"),
+        pgcopy.fixed(np.full(n, client.pk), ">i8"),
+        pgcopy.fixed(np.full(n, run.pk), ">i8"),
+        pgcopy.fixed(column("recency_days"), ">i4"),
+        pgcopy.fixed(column("frequency"), ">i4"),
+        pgcopy.numeric_2(column("monetary")),
+        pgcopy.fixed(column("r_score"), ">i2"),
+        pgcopy.fixed(column("f_score"), ">i2"),
+        pgcopy.fixed(column("m_score"), ">i2"),
+        pgcopy.text(column("rfm_segment")),
+        pgcopy.text(column("lifecycle_stage")),
+        pgcopy.fixed(column("at_risk"), "u1"),
+        pgcopy.fixed(column("p_alive"), ">f8"),
+        pgcopy.fixed(column("churn_probability"), ">f8"),
+        pgcopy.fixed(column("expected_purchases_90d"), ">f8"),
+        pgcopy.numeric_2(column("expected_order_value")),
+        pgcopy.numeric_2(column("predicted_clv")),
+        pgcopy.fixed(column("clv_percentile"), ">i2"),
+        pgcopy.fixed(np.full(n, micros), ">i8"),
     ]
 
 
@@ -528,14 +349,8 @@ def _insert_scores(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> 
     """Insert the rows of ``scores`` (the client's old rows already deleted)."""
     if connection.vendor == "postgresql":
         fields = _score_fields(client=client, run=run, scores=scores)
-        columns = ", ".join(_WRITE_COLUMNS)
-        table = CustomerScore._meta.db_table
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)") as copy,
-        ):
-            for chunk in _binary_copy_chunks(fields):
-                copy.write(chunk)
+        with connection.cursor() as cursor:
+            pgcopy.copy_in_fields(cursor, CustomerScore._meta.db_table, _WRITE_COLUMNS, fields)
         return
     frame = scores.copy()
     frame["monetary"] = frame["monetary"].round(2)

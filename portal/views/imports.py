@@ -3,9 +3,10 @@ served publicly)."""
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.views.generic import ListView, View
 
+from agency.exports import csv_file_response
 from clients.models import ClientMembership, ImportJob
 from clients.selectors import import_jobs_list
 
@@ -34,9 +35,4 @@ class ImportJobErrorsView(ClientPortalMixin, View):
         job = self.get_scoped_object_or_404(ImportJob, pk=kwargs["pk"])
         if not job.error_report:
             raise Http404("no error report")
-        return FileResponse(
-            job.error_report.open("rb"),
-            as_attachment=True,
-            filename=f"import-{job.pk}-errors.csv",
-            content_type="text/csv; charset=utf-8",
-        )
+        return csv_file_response(job.error_report.open("rb"), f"import-{job.pk}-errors.csv")

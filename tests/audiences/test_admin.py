@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from django.urls import reverse
 
@@ -336,8 +339,13 @@ def test_bidding_page_table_and_downloads(client, analyst, valued_b, client_a): 
     csv_response = client.get(url + "?format=csv")
     assert csv_response["Content-Type"] == "text/csv; charset=utf-8"
     lines = csv_response.content.decode("utf-8-sig").splitlines()
-    assert lines[0].startswith("audience_id,audience,segment,members,mean_clv")
+    assert lines[0].startswith('"audience_id","audience","segment","members","mean_clv"')
     assert len(lines) == 6  # the header and five Yandex audiences
+    Audience.objects.for_client(valued_b).filter(name="Топ").update(name="@SUM(1+1)")
+    data = client.get(url + "?format=csv").content
+    assert data.startswith("\ufeff".encode())  # the BOM: Excel reads UTF-8
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert {r["audience"]: r["bid_modifier"] for r in rows}["'@SUM(1+1)"] == "200"
     body = client.get(url + "?format=json&exclude_bottom=1").json()
     assert {r["audience"]: r["bid_modifier"] for r in body}["Дно"] == 0
     direct = client.get(url + "?format=json&campaign_id=9").json()

@@ -557,16 +557,28 @@ def test_bid_modifiers_csv(api_b, valued_b):
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="bid-modifiers-')
-    text = response.content.decode()
-    assert text.splitlines()[0] == (
-        "audience_id,audience,segment,members,mean_clv,clv_percentile,bid_modifier,"
-        "retargeting_condition_id,remote_segment_id,reason"
-    )
+    assert response.content.startswith("\ufeff".encode())  # the BOM: Excel reads UTF-8
+    text = response.content.decode("utf-8-sig")
+    assert next(csv.reader(io.StringIO(text))) == [
+        "audience_id", "audience", "segment", "members", "mean_clv", "clv_percentile",
+        "bid_modifier", "retargeting_condition_id", "remote_segment_id", "reason",
+    ]  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == CSV_COLUMNS
     by_name = {r["audience"]: r for r in rows}
     assert (by_name["Топ"]["bid_modifier"], by_name["Топ"]["mean_clv"]) == ("200", "950.00")
     assert by_name["Без оценок"]["bid_modifier"] == ""
+
+
+def test_bid_modifiers_csv_neutralises_formulas(api_b, valued_b):
+    formula = '=HYPERLINK("http://x","click")'
+    Audience.objects.for_client(valued_b).filter(name="Топ").update(name=formula)
+    response = api_b.get("/api/v1/bid-modifiers/?format=csv")
+    assert response.content.startswith("\ufeff".encode())
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    (top,) = [r for r in rows if r["segment"] == "s-Топ"]
+    assert top["audience"] == "'" + formula
+    assert top["bid_modifier"] == "200"
 
 
 def test_direct_body(api_b, valued_b):

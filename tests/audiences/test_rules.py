@@ -12,7 +12,8 @@ from cryptography.fernet import Fernet
 from django.db import connection
 
 from agency.crypto import CredentialsUnreadable, secret_decrypt
-from audiences.bidding import bid_modifiers_csv, bidmodifiers_add_body, recommend
+from agency.exports import csv_bytes
+from audiences.bidding import CSV_COLUMNS, bid_modifiers_rows, bidmodifiers_add_body, recommend
 from audiences.hashing import EMAIL, HASHINGS, PHONE, hashed_sql, hasher_for, platform_value_sql
 from audiences.models import Destination
 from audiences.services import (
@@ -167,6 +168,10 @@ def test_bid_modifiers_hand_computed():
             ]
         },
     }
-    lines = bid_modifiers_csv(result).splitlines()
-    assert lines[0].startswith("audience_id,audience,segment,members,mean_clv")
-    assert lines[1].startswith("1,A1,S1,10,90.00,89.0,200,11")
+    rows = bid_modifiers_rows(result)
+    assert CSV_COLUMNS[:5] == ["audience_id", "audience", "segment", "members", "mean_clv"]
+    assert rows[0][:8] == [1, "A1", "S1", 10, Decimal("90.00"), 89.0, 200, 11]
+    # Written by agency.exports: numbers bare, text quoted.
+    lines = csv_bytes(rows, header=CSV_COLUMNS).decode("utf-8-sig").splitlines()
+    assert lines[0].startswith('"audience_id","audience","segment","members","mean_clv"')
+    assert lines[1].startswith('1,"A1","S1",10,90.00,89.0,200,11')

@@ -3,6 +3,8 @@ the read-only audit log and CSV uploads."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import pytest
@@ -533,7 +535,27 @@ def test_import_job_runs_and_shows_result(
     report = client.get(report_url)
     assert report.status_code == 200
     body = b"".join(report.streaming_content).decode("utf-8-sig")
-    assert "3,email" in body
+    assert list(csv.reader(io.StringIO(body)))[1][:2] == ["3", "email"]
+
+
+def test_import_error_report_download_neutralises_formulas(
+    client, account_manager, client_a, media_root, django_capture_on_commit_callbacks, eager_celery
+):
+    client.force_login(account_manager)
+    csv_bytes = b'external_id,email\nA-1,"=HYPERLINK(""http://x"")"\n'
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _upload(client, client_a, csv_bytes)
+
+    job = ImportJob.objects.for_client(client_a).get()
+    assert job.status == ImportJob.Status.REJECTED
+    report = client.get(reverse("admin:clients_importjob_error_report", args=[job.pk]))
+    assert report["Content-Type"] == "text/csv; charset=utf-8"
+    data = b"".join(report.streaming_content)
+    assert data.startswith("\ufeff".encode())  # the BOM: Excel reads UTF-8
+    row = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))[1]
+    assert row[:2] == ["2", "email"]
+    assert row[3] == '\'=HYPERLINK("http://x")'
 
 
 def test_import_job_reads_cp1251_upload(

@@ -159,6 +159,20 @@ def test_import_csv_partial_writes_good_rows_and_reports_bad(client_a, tmp_path)
     assert report[1][3] == "12345"
 
 
+def test_import_csv_error_report_neutralises_formulas(client_a, tmp_path):
+    formula = '=HYPERLINK("http://x","click")'
+    path = write_csv(tmp_path / "base.csv", [CUSTOMERS[0], ["C-1", formula, "", "", "", ""]])
+
+    with pytest.raises(CommandError):
+        run("import_csv", client_a.slug, "customers", str(path))
+
+    data = (tmp_path / "base.csv.errors.csv").read_bytes()
+    assert data.startswith("\ufeff".encode())  # the BOM: Excel reads UTF-8
+    report = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert report[1][:2] == ["2", "email"]
+    assert report[1][3] == "'" + formula
+
+
 def test_import_csv_orders_reference_known_customers(client_a, tmp_path):
     run("import_csv", client_a.slug, "customers", str(write_csv(tmp_path / "c.csv", CUSTOMERS)))
     orders = write_csv(

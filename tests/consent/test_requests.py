@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import zipfile
@@ -312,6 +313,23 @@ def test_access_archive_holds_the_persons_data_and_nothing_of_anyone_else(
     dsr_complete(request=request)
     request.refresh_from_db()
     assert request.status == Status.COMPLETED
+
+
+def test_access_archive_csv_neutralises_formulas(client_a, customers_a):
+    formula = '=HYPERLINK("http://x","click")'
+    customer = customers_a[0]
+    Customer.objects.for_client(client_a).filter(pk=customer.pk).update(first_name=formula)
+    customer.refresh_from_db()
+    request = dsr_create(client=client_a, kind=Kind.ACCESS, customer=customer)
+
+    dsr_access_archive(request=request)
+
+    data = archive_files(request)["profile.csv"]
+    assert data.startswith("\ufeff".encode())  # the BOM: Excel reads UTF-8
+    (profile,) = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    assert profile["first_name"] == "'" + formula
+    assert profile["phone"] == "'+79160000000"
+    assert profile["external_id"] == "p0"
 
 
 def test_access_archive_takes_sections_registered_by_later_apps(client_a, customers_a, monkeypatch):

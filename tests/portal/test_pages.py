@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
@@ -9,6 +12,7 @@ from django.urls import get_resolver, reverse
 
 from clients.ingest import ingest_records
 from clients.models import ClientMembership, Customer, ImportJob
+from clients.services import import_job_run
 
 pytestmark = pytest.mark.django_db
 
@@ -166,6 +170,25 @@ def test_error_report_download(client, portal_owner_a, client_a, base_a):
     response = client.get(reverse("portal:import_errors", args=[client_a.slug, base_a["job"].pk]))
     assert response.status_code == 200
     assert b"2,email,bad,x" in b"".join(response.streaming_content)
+
+
+def test_error_report_download_neutralises_formulas(
+    client, portal_owner_a, client_a, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    job = ImportJob.objects.create(client=client_a, kind="customers")
+    job.file.save("base.csv", ContentFile(b'external_id,email\nA-1,"@SUM(1+1)*cmd|x"\n'))
+    job = import_job_run(job=job)
+    assert job.status == ImportJob.Status.REJECTED
+
+    client.force_login(portal_owner_a)
+    response = client.get(reverse("portal:import_errors", args=[client_a.slug, job.pk]))
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    data = b"".join(response.streaming_content)
+    assert data.startswith("\ufeff".encode())  # the BOM: Excel reads UTF-8
+    row = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))[1]
+    assert row[:2] == ["2", "email"]
+    assert row[3] == "'@SUM(1+1)*cmd|x"
 
 
 def test_portal_is_russian_by_default_and_english_on_request(client, portal_owner_a, client_a):

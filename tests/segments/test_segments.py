@@ -624,6 +624,22 @@ def test_admin_members_csv_is_streamed_scoped_and_audited(
     )
 
 
+def test_admin_members_csv_neutralises_formulas_and_has_a_bom(staff, client_b, base_b):
+    formula = '=HYPERLINK("http://x","click")'
+    Customer.objects.for_client(client_b).filter(external_id="c1").update(
+        external_id=formula, phone="+79161234567"
+    )
+    segment = make(client_b, "rfm", {"names": ["Champions", "New"]})
+    response = staff.get(reverse("admin:segments_segment_members_csv", args=[segment.pk]))
+    data = b"".join(response.streaming_content)
+    assert data.startswith("\ufeff".encode())  # the BOM: Excel reads UTF-8
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    first = next(r for r in rows if r["email"] == "c1@shop.ru")
+    assert first["external_id"] == "'" + formula
+    assert first["phone"] == "'+79161234567"  # text starting with + is text, not a formula
+    assert first["predicted_clv"] == "9000.00"  # a number stays a number
+
+
 def test_admin_memberships_are_read_only(staff, client_b, base_b):
     segment = make(client_b, "rfm", {"names": ["Champions"]})
     url = reverse("admin:segments_segmentmembership_changelist")

@@ -171,16 +171,18 @@ def test_a_service_error_raised_in_a_route_gets_its_status_and_body(api_b, clien
 
 
 def test_a_services_own_refusal_reaches_the_api_unconverted(api_a, client_a):
-    """bid_modifiers_for_client refuses the Foundation tier with an AudienceError; the view
-    does not catch it, the handler answers its status and body."""
+    """bid_modifiers_for_client refuses the Foundation tier through the tier rule
+    (clients.tiers.TierLimitError); the view does not catch it, the handler answers its status
+    and body, naming the tier that unlocks the feature."""
     response = api_a.get("/api/v1/bid-modifiers/")
 
     assert response.status_code == 403
     body = response.json()
-    assert set(body) == {"code", "message", "field"}
+    assert set(body) == {"code", "message", "tier", "required_tier"}
     assert body["code"] == "tier_feature_value_bidding"
     assert client_a.tier.name in body["message"]
-    assert body["field"] is None
+    assert body["tier"] == client_a.tier.code
+    assert body["required_tier"] == "advanced"
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,27 +32,11 @@ from consent import hooks
 from consent.hooks import ArchiveSection, ErasureStep, ErasureSubject
 
 from .models import CustomerScore, SegmentMembership
+from .scoring import SCORE_COLUMNS
 
 SCORE_MODELS = ("segments.CustomerScore",)
 MEMBERSHIP_MODELS = ("segments.SegmentMembership",)
 
-SCORE_FIELDS = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_segment",
-    "lifecycle_stage",
-    "at_risk",
-    "p_alive",
-    "churn_probability",
-    "expected_purchases_90d",
-    "expected_order_value",
-    "predicted_clv",
-    "clv_percentile",
-)
 
 
 def _local(value: datetime | None, customer: Customer) -> str | None:
@@ -68,7 +52,7 @@ def scores_section(customer: Customer) -> list[dict[str, Any]]:
     )
     return [
         {
-            **{name: getattr(score, name) for name in SCORE_FIELDS},
+            **{name: getattr(score, name) for name in SCORE_COLUMNS},
             "computed_at": _local(score.computed_at, customer),
             "scoring_run_id": score.run_id,
             "scoring_as_of": score.run.as_of.isoformat() if score.run and score.run.as_of else None,

@@ -38,7 +38,6 @@ SCORE_MODELS = ("segments.CustomerScore",)
 MEMBERSHIP_MODELS = ("segments.SegmentMembership",)
 
 
-
 def _local(value: datetime | None, customer: Customer) -> str | None:
     return timezone.localtime(value, customer.client.tzinfo).isoformat() if value else None
 

@@ -34,4 +34,12 @@ PERIODIC_TASKS: list[dict] = [
         "crontab": {"minute": "0", "hour": "3"},
         "timezone": "Europe/Moscow",
     },
+    {
+        # A signed checkpoint of every client's consent ledger in the audit log (consent.tasks
+        # fans out one task per client); verify_consent_log holds the chain against them.
+        "name": "Ежедневные контрольные точки журнала согласий",
+        "task": "consent.tasks.consent_checkpoints_daily_task",
+        "crontab": {"minute": "30", "hour": "0"},
+        "timezone": "Europe/Moscow",
+    },
 ]

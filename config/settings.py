@@ -134,6 +134,12 @@ if DEBUG:
 else:
     CREDENTIALS_KEYS = env.list("CREDENTIALS_KEYS")
 
+# The consent ledger's checkpoints (consent.checkpoints) are signed with HMAC-SHA256 under this
+# key, kept in the environment and never in the database. Empty: derived from SECRET_KEY. Old
+# keys stay in the fallbacks after a rotation, so earlier checkpoints still verify.
+LEDGER_SIGNING_KEY = env.str("LEDGER_SIGNING_KEY", default="")
+LEDGER_SIGNING_KEY_FALLBACKS = env.list("LEDGER_SIGNING_KEY_FALLBACKS", default=[])
+
 # Ad-platform HTTP clients: seconds per request, attempts on 429/5xx/timeouts (with backoff),
 # and the longest backoff pause.
 AD_PLATFORM_TIMEOUT = env.float("AD_PLATFORM_TIMEOUT", default=120.0)

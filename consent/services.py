@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from django.utils import timezone
 from agency.audit import audit_log
 from agency.errors import ServiceError
 
+from .checkpoints import CHECKPOINT_ACTION, Checkpoint, consent_checkpoints
 from .hooks import WITHDRAWAL_HOOKS
 from .models import ConsentPurpose, ConsentRecord, ConsentSubjectLink, ConsentText
 
@@ -141,7 +143,9 @@ def consent_record_hash(record: ConsentRecord, prev_hash: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _lock_chain(client_id: int) -> None:
+def consent_chain_lock(client_id: int) -> None:
+    """One writer of a client's chain at a time (appends, erasure, checkpoints), until the
+    transaction ends; the caller holds a transaction."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -162,7 +166,7 @@ def _append_many(records: list[ConsentRecord]) -> list[ConsentRecord]:
     client_id = records[0].client_id
     if any(r.client_id != client_id for r in records):
         raise ValueError("one client's records at a time")
-    _lock_chain(client_id)
+    consent_chain_lock(client_id)
     last = ConsentRecord.objects.for_client(client_id).order_by("-id").values("hash").first()
     prev_hash = last["hash"] if last else ""
     now = timezone.now()
@@ -291,46 +295,126 @@ def consent_subject_link(*, client, subject_id: str, customer, source: str = "")
 ERASED_FIELDS = {"ip": None, "user_agent": "", "url": "", "form_id": "", "subject_id": ""}
 
 
+def consent_record_kept_hash(record: ConsentRecord) -> str:
+    """SHA-256 over what erasure keeps of a record (who, what, when, how, its chain hashes).
+
+    The erasure record names it for every record it blanks; the blanked record's own hash can
+    no longer be recomputed, so this is what shows that nothing kept was rewritten later."""
+    content = {
+        "id": record.pk,
+        "client": record.client_id,
+        "customer": record.customer_id,
+        "purpose": record.purpose_id,
+        "text": record.text_id,
+        "action": record.action,
+        "at": _canonical(record.at),
+        "source": record.source,
+        "recorded_at": _canonical(record.recorded_at),
+        "prev": record.prev_hash,
+        "hash": record.hash,
+    }
+    payload = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _blank_personal_fields(*, client, ids: list[int]) -> datetime:
+    """Blank the personal fields of records not erased yet; returns the erasure time.
+
+    On PostgreSQL only the database function ``consent_record_erase(id)`` may do it (the row
+    trigger refuses every other UPDATE, and in production the app's role has no UPDATE on the
+    table at all); it refuses a record erased already. SQLite (the embedded first run) has no
+    triggers or functions: there the same blanking goes through the ORM."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT max(consent_record_erase(id)) FROM unnest(%s::bigint[]) AS id", [ids]
+            )
+            return cursor.fetchone()[0]
+    now = timezone.now()
+    models.QuerySet.update(
+        ConsentRecord.objects.for_client(client).filter(pk__in=ids, erased_at__isnull=True),
+        erased_at=now,
+        details={},
+        **ERASED_FIELDS,
+    )
+    return now
+
+
 def consent_records_erase(*, client, customer, reason: str = "") -> ConsentRecord | None:
     """Blank the personal fields of a person's records, keeping their hashes, and write an
-    erasure record that names them (the verifier accepts an erased record only then)."""
+    erasure record that names them and what each kept (the verifier accepts an erased record
+    only then)."""
     from .selectors import subject_ids_of
 
     with transaction.atomic():
+        # Erasures and appends of one client one at a time: a record is blanked once.
+        consent_chain_lock(client.pk)
         subjects = subject_ids_of(customer=customer)
-        records = ConsentRecord.objects.for_client(client).filter(
-            models.Q(customer=customer) | models.Q(subject_id__in=subjects),
-            erased_at__isnull=True,
+        records = list(
+            ConsentRecord.objects.for_client(client)
+            .filter(
+                models.Q(customer=customer) | models.Q(subject_id__in=subjects),
+                erased_at__isnull=True,
+            )
+            .exclude(action=ConsentRecord.Action.ERASURE)
+            .order_by("pk")
         )
-        ids = sorted(
-            records.exclude(action=ConsentRecord.Action.ERASURE).values_list("pk", flat=True)
-        )
-        if not ids:
+        if not records:
             return None
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL cvm.consent_erasure = 'on'")
-        now = timezone.now()
-        # The one sanctioned UPDATE of the ledger (the PostgreSQL trigger checks its shape).
-        models.QuerySet.update(
-            ConsentRecord.objects.for_client(client).filter(pk__in=ids),
-            erased_at=now,
-            details={},
-            **ERASED_FIELDS,
-        )
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL cvm.consent_erasure = 'off'")
+        ids = [record.pk for record in records]
+        kept = {str(record.pk): consent_record_kept_hash(record) for record in records}
+        erased_at = _blank_personal_fields(client=client, ids=ids)
         return _append(
             ConsentRecord(
                 client=client,
                 customer=customer,
                 action=ConsentRecord.Action.ERASURE,
-                at=now,
+                at=erased_at,
                 source=ConsentRecord.Source.SUBJECT_REQUEST,
-                details={"erased_record_ids": ids, "reason": reason[:500]},
+                details={"erased_record_ids": ids, "kept_hashes": kept, "reason": reason[:500]},
             )
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints (consent.checkpoints): the chain anchored outside the ledger's table
+
+
+def consent_checkpoint_write(*, client, now: datetime | None = None) -> Checkpoint | None:
+    """Write a signed checkpoint of the client's chain (count, newest id and hash) to the audit
+    log; None while the ledger is empty. When the chain has not grown since the last checkpoint
+    that one is returned and nothing is written, so a repeated daily run (or a task delivered
+    twice) adds nothing."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Appends in flight finish first: the count and the head are of one chain state.
+        consent_chain_lock(client.pk)
+        records = ConsentRecord.objects.for_client(client)
+        head = records.order_by("-id").values("id", "hash").first()
+        if head is None:
+            return None
+        count = records.count()
+        last = consent_checkpoints(client=client)[-1:]
+        if last and (last[0].head_id, last[0].count) == (head["id"], count):
+            return last[0]
+        checkpoint = Checkpoint(
+            client_id=client.pk,
+            client=client.slug,
+            date=timezone.localtime(now, client.tzinfo).date().isoformat(),
+            at=_canonical(now),
+            count=count,
+            head_id=head["id"],
+            head_hash=head["hash"],
+        ).signed()
+        details = {**checkpoint.payload(), "signature": checkpoint.signature}
+        entry = audit_log(
+            action=CHECKPOINT_ACTION,
+            source="system",
+            client=client,
+            actor_label="beat",
+            details=details,
+        )
+    return Checkpoint.from_entry(entry)
 
 
 @dataclass
@@ -339,16 +423,37 @@ class ChainCheck:
     checked: int
     first_broken_id: int | None = None
     reason: str = ""
+    #: Checkpoints the ledger was checked against, and the newest one's date.
+    checkpoints: int = 0
+    last_checkpoint: str = ""
 
 
-def consent_log_verify(*, client) -> ChainCheck:
-    """Recompute the chain of one client; name the first record that does not fit."""
+def consent_log_verify(*, client, digests: Iterable[Checkpoint] = ()) -> ChainCheck:
+    """Recompute the chain of one client and hold it against its checkpoints; name the first
+    record that does not fit.
+
+    The chain alone finds an edited record or one missing in the middle. The checkpoints (the
+    signed ones in the audit log, and any ``digests`` a client kept) find what the chain cannot:
+    a ledger shorter than a checkpoint counted (truncated), and a checkpointed newest record
+    that is missing or different (a deleted tail, a rewritten chain)."""
+    digests = list(digests)
+    if any(digest.client_id != client.pk for digest in digests):
+        raise ConsentError("invalid_digest", "Дайджест относится к другому клиенту.")
+    anchors = [*consent_checkpoints(client=client), *digests]
+    forged = [anchor for anchor in anchors if not anchor.signature_ok()]
+    anchors = [anchor for anchor in anchors if anchor not in forged]
+    by_head: dict[int, list[Checkpoint]] = {}
+    for anchor in anchors:
+        by_head.setdefault(anchor.head_id, []).append(anchor)
+
     records = ConsentRecord.objects.for_client(client).order_by("id")
-    named_erased: set[int] = set()
+    named_erased: dict[int, str | None] = {}
     for details in records.filter(action=ConsentRecord.Action.ERASURE).values_list(
         "details", flat=True
     ):
-        named_erased.update(details.get("erased_record_ids", []))
+        kept = details.get("kept_hashes") or {}
+        for record_id in details.get("erased_record_ids", []):
+            named_erased[record_id] = kept.get(str(record_id))
     prev_hash = ""
     checked = 0
     for record in records.iterator(chunk_size=2000):
@@ -362,7 +467,62 @@ def consent_log_verify(*, client) -> ChainCheck:
                 return ChainCheck(
                     False, checked, record.pk, "поля удалены, но записи об удалении нет"
                 )
+            kept = named_erased[record.pk]
+            if any(getattr(record, name) != blank for name, blank in ERASED_FIELDS.items()) or (
+                record.details
+            ):
+                return ChainCheck(
+                    False, checked, record.pk, "запись удалена, но её персональные поля не пусты"
+                )
+            if kept is not None and consent_record_kept_hash(record) != kept:
+                return ChainCheck(
+                    False,
+                    checked,
+                    record.pk,
+                    "удалённая запись изменена: не совпадает с записью об удалении",
+                )
         elif consent_record_hash(record, prev_hash) != record.hash:
             return ChainCheck(False, checked, record.pk, "содержимое изменено: хеш не совпадает")
+        for anchor in by_head.get(record.pk, ()):
+            if record.hash != anchor.head_hash:
+                return ChainCheck(
+                    False,
+                    checked,
+                    record.pk,
+                    f"не совпадает с контрольной точкой от {anchor.date}: другой хеш",
+                )
+            if checked != anchor.count:
+                return ChainCheck(
+                    False,
+                    checked,
+                    record.pk,
+                    f"по эту запись {checked} записей, а контрольная точка от {anchor.date} "
+                    f"насчитывала {anchor.count}",
+                )
         prev_hash = record.hash
-    return ChainCheck(True, checked)
+        by_head.pop(record.pk, None)
+
+    # Checkpointed newest records never met: the tail is gone (or the whole ledger).
+    for anchor in sorted((a for group in by_head.values() for a in group), key=lambda a: -a.count):
+        if checked < anchor.count:
+            reason = (
+                f"журнал усечён: {checked} записей, а контрольная точка от {anchor.date} "
+                f"насчитывала {anchor.count} (по запись #{anchor.head_id})"
+            )
+        else:
+            reason = (
+                f"нет записи #{anchor.head_id}, последней в контрольной точке от {anchor.date}: "
+                "хвост журнала удалён"
+            )
+        return ChainCheck(False, checked, anchor.head_id, reason)
+    if forged:
+        return ChainCheck(
+            False,
+            checked,
+            None,
+            f"контрольная точка от {forged[0].date}: подпись неверна (подделана или чужой ключ)",
+        )
+    newest = max(anchors, key=lambda a: a.count, default=None)
+    return ChainCheck(
+        True, checked, checkpoints=len(anchors), last_checkpoint=newest.date if newest else ""
+    )

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from .views.audiences import AudienceListView
+from .views.consent_ledger import ConsentCheckpointDigestView, ConsentLedgerView
 from .views.customers import CustomerDetailView, CustomerListView
 from .views.dashboard import DashboardView
 from .views.home import PortalHomeView
@@ -31,4 +32,10 @@ urlpatterns = [
         name="import_errors",
     ),
     path("<slug:client_slug>/audiences/", AudienceListView.as_view(), name="audiences"),
+    path("<slug:client_slug>/consent-ledger/", ConsentLedgerView.as_view(), name="consent_ledger"),
+    path(
+        "<slug:client_slug>/consent-ledger/<int:pk>.json",
+        ConsentCheckpointDigestView.as_view(),
+        name="consent_checkpoint",
+    ),
 ]

@@ -10,9 +10,11 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.urls import get_resolver, reverse
 
+from agency.models import AuditLogEntry
 from clients.ingest import ingest_records
 from clients.models import ClientMembership, Customer, ImportJob
 from clients.services import import_job_run
+from consent.checkpoints import CHECKPOINT_ACTION
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +61,14 @@ def base_a(client_a):
     )
     job = ImportJob.objects.create(client=client_a, kind="customers", status="rejected")
     job.error_report.save("e.csv", ContentFile(b"row,field,reason,value\n2,email,bad,x\n"))
-    return {"customer": Customer.objects.for_client(client_a).get(external_id="c1"), "job": job}
+    checkpoint = AuditLogEntry.objects.create(
+        action=CHECKPOINT_ACTION, source="system", client_id=client_a.pk, details={}
+    )
+    return {
+        "customer": Customer.objects.for_client(client_a).get(external_id="c1"),
+        "job": job,
+        "checkpoint": checkpoint,
+    }
 
 
 @pytest.fixture
@@ -121,7 +130,11 @@ def _portal_routes() -> list[tuple[str, list[str]]]:
 
 
 #: Which of client A's objects fills a route's arguments besides the client slug.
-OBJECT_ARGUMENT = {"customer": "customer", "import_errors": "job"}
+OBJECT_ARGUMENT = {
+    "customer": "customer",
+    "import_errors": "job",
+    "consent_checkpoint": "checkpoint",
+}
 
 
 def test_every_client_page_is_404_for_another_clients_user(

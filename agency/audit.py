@@ -1,9 +1,13 @@
-"""One way to write the audit log, for every entry point (admin, API, webhooks, CLI)."""
+"""One way to write the audit log, for every entry point (admin, API, webhooks, CLI), and one
+answer to "which IP is the client?" (``request_ip``)."""
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 
 from .models import AuditLogEntry
@@ -40,5 +44,54 @@ def audit_log(
     )
 
 
+# --------------------------------------------------------------------------------------------
+# The client's IP: the one answer for the audit log, consent evidence and rate limits
+
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(trusted: tuple[str, ...]) -> tuple[_Network, ...]:
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in trusted if entry)
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    # An IPv4 client seen through an IPv6 socket (::ffff:203.0.113.7) is that IPv4 client.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def is_trusted_proxy(address: str | None) -> bool:
+    """Whether ``address`` is one of ``TRUSTED_PROXIES`` (IPs or CIDR networks)."""
+    ip = _ip(address or "")
+    networks = _networks(tuple(settings.TRUSTED_PROXIES))
+    return ip is not None and any(ip in network for network in networks)
+
+
 def request_ip(request: Any) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's IP address.
+
+    The direct peer (REMOTE_ADDR), unless it is a trusted proxy (``TRUSTED_PROXIES``): then the
+    X-Forwarded-For chain is read from the right, past every trusted proxy, and the first address
+    that is not one is the client. X-Forwarded-For from anyone else is ignored, so a visitor
+    cannot choose the IP that rate limits count and evidence records."""
+    peer = _ip(request.META.get("REMOTE_ADDR") or "")
+    if peer is None:
+        return None
+    if not is_trusted_proxy(str(peer)):
+        return str(peer)
+    client = peer
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    for hop in reversed([part for part in forwarded.split(",") if part.strip()]):
+        address = _ip(hop)
+        if address is None:
+            break  # a malformed entry: nothing to its left can be trusted
+        client = address
+        if not is_trusted_proxy(str(address)):
+            break
+    return str(client)

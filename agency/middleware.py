@@ -10,7 +10,25 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from rest_framework.response import Response
 
+from .audit import is_trusted_proxy
 from .errors import SERVER_ERROR_MESSAGE, ServiceError, error_for_exception
+
+
+class TrustedProxyMiddleware:
+    """Proxy headers count only from a trusted proxy (``TRUSTED_PROXIES``): from any other peer
+    X-Forwarded-Proto is dropped before Django reads it (``SECURE_PROXY_SSL_HEADER``, so a
+    plain-HTTP request cannot pass as HTTPS). X-Forwarded-For is read by
+    ``agency.audit.request_ip`` alone, which applies the same rule."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "HTTP_X_FORWARDED_PROTO" in request.META and not is_trusted_proxy(
+            request.META.get("REMOTE_ADDR")
+        ):
+            del request.META["HTTP_X_FORWARDED_PROTO"]
+        return self.get_response(request)
 
 
 class ApiBodyLimitMiddleware:

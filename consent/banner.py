@@ -36,6 +36,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from agency.api import ApiError
+from agency.audit import request_ip
 
 from .models import ConsentPurpose, ConsentRecord, ConsentSite, ConsentText
 from .purposes import AD_COOKIES, ANALYTICS_COOKIES
@@ -217,7 +218,7 @@ class BannerRateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request, view) -> str:
         site = hashlib.sha256(request.query_params.get("site", "").encode()).hexdigest()[:24]
-        ip = request.META.get("REMOTE_ADDR", "")
+        ip = request_ip(request) or ""
         return self.cache_format % {"scope": self.scope, "ident": f"{site}:{ip}"}
 
 
@@ -428,7 +429,7 @@ def banner_demo(request: HttpRequest) -> HttpResponse:
         )
     page_origin = normalize_origin(request.build_absolute_uri("/"))
     names = {p.code: p.name for p in cookie_purposes()}
-    return render(
+    response = render(
         request,
         "consent/demo.html",
         {
@@ -442,6 +443,12 @@ def banner_demo(request: HttpRequest) -> HttpResponse:
             ],
         },
     )
+    # The page's Content-Security-Policy lets the banner post to its endpoint (PUBLIC_BASE_URL),
+    # also when the demo is opened under another host name.
+    endpoint_origin = normalize_origin(settings.PUBLIC_BASE_URL)
+    if endpoint_origin:
+        response._csp_update = {"connect-src": [endpoint_origin]}
+    return response
 
 
 urlpatterns = [

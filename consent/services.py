@@ -16,7 +16,7 @@ from typing import Any
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from agency.audit import audit_log
+from agency.audit import audit_log, request_ip
 from agency.errors import ServiceError
 
 from .checkpoints import CHECKPOINT_ACTION, Checkpoint, consent_checkpoints
@@ -193,7 +193,7 @@ class Evidence:
     def from_request(cls, request: Any, *, url: str = "", form_id: str = "") -> Evidence:
         meta = request.META
         return cls(
-            ip=meta.get("REMOTE_ADDR") or None,
+            ip=request_ip(request),
             user_agent=(meta.get("HTTP_USER_AGENT") or "")[:500],
             url=(url or meta.get("HTTP_REFERER") or "")[:1000],
             form_id=form_id[:200],

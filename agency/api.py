@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import models
 from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
 from django.utils.translation import gettext_lazy as _
-from rest_framework import exceptions
+from rest_framework import exceptions, permissions
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
@@ -115,6 +116,14 @@ def request_client(request: Any) -> Any:
             client = found[0]
     request._cvm_client = client
     return client
+
+
+class ApiDocsPermission(permissions.BasePermission):
+    """The OpenAPI schema and Swagger UI: for anyone signed in (a session or an API key), and
+    for everyone only where ``API_DOCS_PUBLIC`` says so (by default only with DEBUG)."""
+
+    def has_permission(self, request, view) -> bool:
+        return bool(settings.API_DOCS_PUBLIC or (request.user and request.user.is_authenticated))
 
 
 class UpdatedCursorPagination(CursorPagination):

@@ -4,9 +4,12 @@ Development defaults are safe; production secrets have no default, so a producti
 them stops here.
 """
 
+import ipaddress as _ipaddress
 from pathlib import Path
 
+import csp.constants as _csp
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from .schedules import PERIODIC_TASKS  # noqa: F401  (read by setup_periodic_tasks)
 
@@ -256,3 +259,69 @@ LOGGING = {
 if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True
     X_FRAME_OPTIONS = "DENY"
+
+# --- Production defaults: HTTPS, the Content-Security-Policy, proxies, API docs -----------------
+# (Kept in one block of their own; .env.example documents every variable.)
+
+# Behind a reverse proxy: its addresses (IPs or CIDR networks, comma-separated). Only from these
+# peers are X-Forwarded-For (agency.audit.request_ip: the client's IP for rate limits, consent
+# evidence and the audit log) and X-Forwarded-Proto (HTTPS detection) believed.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        _ipaddress.ip_network(_proxy.strip(), strict=False)
+    except ValueError as _error:
+        _message = f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or a network"
+        raise ImproperlyConfigured(_message) from _error
+MIDDLEWARE.insert(0, "agency.middleware.TrustedProxyMiddleware")
+if TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+
+# HTTPS: on by default in production (DEBUG off): HSTS, redirect to HTTPS, Secure cookies.
+# DJANGO_SECURE_HTTPS=0 turns them off for a plain-HTTP deployment on loopback.
+def _bool_or(name: str, default: bool) -> bool:
+    """A boolean variable whose empty value (as .env.example writes it) means the default."""
+    return env.bool(name) if env.str(name, default="").strip() else default
+
+
+SECURE_HTTPS = _bool_or("DJANGO_SECURE_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = SECURE_HTTPS
+SECURE_HSTS_SECONDS = 365 * 24 * 60 * 60 if SECURE_HTTPS else 0
+SESSION_COOKIE_SECURE = SECURE_HTTPS
+CSRF_COOKIE_SECURE = SECURE_HTTPS
+LANGUAGE_COOKIE_SECURE = SECURE_HTTPS
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Content-Security-Policy (django-csp): every script, style, font and image from this site
+# (vendored: Chart.js, the admin's, Swagger UI from drf-spectacular-sidecar); inline <script>
+# and <style> elements only with the per-response nonce (``{{ request.csp_nonce }}``); no eval,
+# no frames, no plugins. Style attributes are allowed (the admin's status colours come from
+# format_html in several admin modules): they run no script, and img-src/font-src keep CSS from
+# fetching anything foreign. The banner demo adds its endpoint's origin (consent.banner).
+INSTALLED_APPS += ["csp"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "csp.middleware.CSPMiddleware",
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_csp.SELF],
+        "script-src": [_csp.SELF, _csp.NONCE],
+        "style-src": [_csp.SELF, _csp.NONCE],
+        "style-src-attr": [_csp.UNSAFE_INLINE],
+        "img-src": [_csp.SELF, "data:"],
+        "font-src": [_csp.SELF],
+        "connect-src": [_csp.SELF],
+        "object-src": [_csp.NONE],
+        "base-uri": [_csp.SELF],
+        "form-action": [_csp.SELF],
+        "frame-ancestors": [_csp.NONE],
+    },
+}
+
+# The OpenAPI schema and Swagger UI (/api/schema/, /api/docs/) need a login or an API key unless
+# API_DOCS_PUBLIC (on by default only with DEBUG).
+API_DOCS_PUBLIC = _bool_or("API_DOCS_PUBLIC", DEBUG)
+SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = ["agency.api.ApiDocsPermission"]

@@ -14,9 +14,16 @@
  *     once their categories are granted.
  *
  * No external resources: no fonts, images or other scripts are loaded.
+ *
+ * Under a Content-Security-Policy with nonces, give this script tag the page's nonce
+ * (<script src="…/banner.js?site=KEY" nonce="…">): the banner's own <style> carries it, and so
+ * do blocked inline tags when they run (give them the nonce too).
  */
 (function () {
   "use strict";
+
+  // Only readable while this script first runs.
+  var NONCE = (document.currentScript && document.currentScript.nonce) || "";
 
   var config = window.CVM_CONSENT_CONFIG;
   if (!config || !config.endpoint || !config.categories) {
@@ -106,10 +113,12 @@
       if (!needed.length || !needed.every(granted)) return;
       var tag = document.createElement("script");
       Array.prototype.forEach.call(old.attributes, function (attr) {
-        if (attr.name !== "type" && attr.name !== "data-consent") {
+        if (attr.name !== "type" && attr.name !== "data-consent" && attr.name !== "nonce") {
           tag.setAttribute(attr.name, attr.value);
         }
       });
+      // The browser hides a nonce attribute's value; the property keeps it.
+      if (old.nonce) tag.nonce = old.nonce;
       tag.text = old.text;
       old.setAttribute("data-consent-loaded", "1");
       old.parentNode.insertBefore(tag, old.nextSibling);
@@ -252,7 +261,9 @@
   function build() {
     var host = el("div", { id: "cvm-consent" });
     root = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
-    root.appendChild(el("style", { text: CSS }));
+    var style = el("style", { text: CSS });
+    if (NONCE) style.nonce = NONCE;
+    root.appendChild(style);
 
     var operator = config.operator && config.operator.name ? config.operator.name : "Сайт";
     var intro = operator + " использует необходимые cookie для работы сайта, а аналитические " +

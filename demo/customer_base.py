@@ -13,10 +13,12 @@ and events (visits, carts, purchases, email opens and clicks) follow the orders.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -506,24 +508,35 @@ class DemoSeedResult:
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # (who, username, password)
 
 
-def _ensure_user(username: str, *, role: str | None, superuser: bool = False):
-    """A demo user whose password equals the username; an existing one keeps its password."""
+def _ensure_user(
+    username: str, *, role: str | None, superuser: bool = False, random_password: bool = False
+):
+    """A demo user and the password it was given now (None: an existing user keeps its own).
+
+    In development the password equals the username. With ``random_password`` (production: DEBUG
+    off) it is random, to be shown once, and an existing user still on the well-known password
+    gets a random one too."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
     user_model = get_user_model()
     user = user_model.objects.filter(username=username).first()
     staff = role is not None
+    password = None
     if user is None:
         user = user_model(username=username, email=f"{username}@example.com")
-        user.set_password(username)
+        password = secrets.token_urlsafe(12) if random_password else username
+    elif random_password and user.check_password(username):
+        password = secrets.token_urlsafe(12)
+    if password is not None:
+        user.set_password(password)
     user.is_active = True
     user.is_staff = user.is_staff or staff
     user.is_superuser = user.is_superuser or superuser
     user.save()
     if role:
         user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
+    return user, password
 
 
 def _ingest(client, kind: str, frame: pd.DataFrame) -> int:
@@ -544,11 +557,13 @@ def demo_seed(
     seed: int = 42,
     now: datetime | None = None,
     on_step: Callable[[str], None] | None = None,
+    random_passwords: bool = False,
 ) -> DemoSeedResult:
     """Create (or bring up to date) the demo agency: staff, clients, portal owners, API keys and
     each client's customer base, written through ``ingest_frames``. Re-running converges: users,
     clients and memberships are reused, the base is upserted by external id, and each client's
-    demo API key is replaced (a raw key cannot be shown again)."""
+    demo API key is replaced (a raw key cannot be shown again). ``random_passwords`` (production)
+    gives the users random passwords instead of their usernames (``_ensure_user``)."""
     from django.db import transaction
     from django.utils import timezone
 
@@ -562,10 +577,18 @@ def demo_seed(
     now = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(seconds=1)
     result = DemoSeedResult()
 
+    passwords: dict[str, str | None] = {}
+
+    def ensure_user(username: str, **kwargs: Any):
+        user, passwords[username] = _ensure_user(
+            username, random_password=random_passwords, **kwargs
+        )
+        return user
+
     with transaction.atomic():
-        admin = _ensure_user("admin", role=AGENCY_ADMIN, superuser=True)
-        manager = _ensure_user("manager", role=ACCOUNT_MANAGER)
-        _ensure_user("analyst", role=ANALYST)
+        admin = ensure_user("admin", role=AGENCY_ADMIN, superuser=True)
+        manager = ensure_user("manager", role=ACCOUNT_MANAGER)
+        ensure_user("analyst", role=ANALYST)
         clients = []
         for index, spec in enumerate(DEMO_CLIENTS):
             client = Client.objects.filter(slug=spec.slug).first() or client_create(
@@ -581,7 +604,7 @@ def demo_seed(
             )
             if index < 2:
                 client.account_managers.add(manager)
-            owner = _ensure_user(f"owner-{spec.slug}", role=None)
+            owner = ensure_user(f"owner-{spec.slug}", role=None)
             ClientMembership.objects.get_or_create(
                 client=client, user=owner, defaults={"role": ClientMembership.Role.OWNER}
             )
@@ -609,10 +632,15 @@ def demo_seed(
         step(f"{spec.slug}: события")
         result.clients.append(entry)
 
+    def login(who: str, username: str) -> tuple[str, str, str]:
+        if random_passwords:
+            return who, username, passwords[username] or "(пароль прежний, не изменён)"
+        return who, username, username
+
     result.logins = [
-        ("агентство, администратор", "admin", "admin"),
-        ("аккаунт-менеджер", "manager", "manager"),
-        ("аналитик", "analyst", "analyst"),
-        *(("портал, владелец", f"owner-{s.slug}", f"owner-{s.slug}") for s in DEMO_CLIENTS),
+        login("агентство, администратор", "admin"),
+        login("аккаунт-менеджер", "manager"),
+        login("аналитик", "analyst"),
+        *(login("портал, владелец", f"owner-{s.slug}") for s in DEMO_CLIENTS),
     ]
     return result

@@ -26,7 +26,8 @@ def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def test_seed_demo_creates_clients_on_three_tiers_with_orders(fast_passwords):
+def test_seed_demo_creates_clients_on_three_tiers_with_orders(fast_passwords, settings):
+    settings.DEBUG = True  # development: the password is the username
     lines = run("seed_demo", "--customers", "50")
 
     clients = list(Client.objects.select_related("tier").order_by("tier__position"))
@@ -73,3 +74,34 @@ def test_seed_demo_is_idempotent(fast_passwords):
     assert get_user_model().objects.filter(username="admin").count() == 1
     for client in Client.objects.all():
         assert ApiKey.objects.filter(client=client, revoked_at__isnull=True).count() == 1
+
+
+def test_seed_demo_in_production_sets_random_passwords_shown_once(fast_passwords, settings):
+    """With DEBUG off no demo user gets a well-known password: random ones, printed once, that
+    log in; a re-run keeps them (and shows none), and a user still on username-as-password from
+    a development seed gets a random one."""
+    settings.DEBUG = False
+    get_user_model().objects.create_user(username="manager", password="manager")
+    lines = run("seed_demo", "--customers", "20")
+    logins = {}
+    start = lines.index(next(line for line in lines if line.startswith("Входы")))
+    assert "случайные" in lines[start]
+    for line in lines[start + 1 :]:
+        username, password = line.split()[-3], line.split()[-1]
+        logins[username] = password
+    users = get_user_model().objects.all()
+    assert set(logins) == {u.username for u in users}
+    assert len(logins) == 6
+    for user in users:
+        assert logins[user.username] != user.username
+        assert len(logins[user.username]) >= 16
+        assert user.check_password(logins[user.username])
+        assert not user.check_password(user.username)
+    admin = users.get(username="admin")
+    assert not admin.check_password("admin")
+
+    again = "\n".join(run("seed_demo", "--customers", "20"))
+    for username, password in logins.items():
+        assert password not in again
+        assert get_user_model().objects.get(username=username).check_password(password)
+    assert "пароль прежний" in again

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -25,11 +26,12 @@ def positive_int(value: str) -> int:
 
 class Command(BaseCommand):
     help = (
-        "Создать демо-данные: администратора агентства (admin/admin), аккаунт-менеджера "
-        "(manager/manager), аналитика (analyst/analyst), трёх клиентов на трёх тарифах, "
-        "владельцев в портале (owner-<код>/owner-<код>), по API-ключу на клиента и клиентскую "
-        "базу (покупатели, заказы, события) через обычный конвейер загрузки. Повторный запуск "
-        "не создаёт дублей."
+        "Создать демо-данные: администратора агентства (admin), аккаунт-менеджера (manager), "
+        "аналитика (analyst), трёх клиентов на трёх тарифах, владельцев в портале "
+        "(owner-<код>), по API-ключу на клиента и клиентскую базу (покупатели, заказы, события) "
+        "через обычный конвейер загрузки. При DJANGO_DEBUG=1 пароль равен логину; без DEBUG "
+        "(production) пароли случайные и показываются один раз. Повторный запуск не создаёт "
+        "дублей."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -63,7 +65,11 @@ class Command(BaseCommand):
 
             try:
                 result = demo_seed(
-                    customers=options["customers"], seed=options["seed"], on_step=on_step
+                    customers=options["customers"],
+                    seed=options["seed"],
+                    on_step=on_step,
+                    # Production (DEBUG off): no well-known password, random ones shown once.
+                    random_passwords=not settings.DEBUG,
                 )
             except DemoSeedError as exc:
                 raise CommandError(str(exc)) from exc
@@ -90,6 +96,11 @@ class Command(BaseCommand):
         for entry in result.clients:
             self.stdout.write(f"  {entry.client.slug:<24} {entry.api_key}")
         self.stdout.write(f"Админка: {options['base_url'].rstrip('/')}/admin/")
-        self.stdout.write("Входы (логин / пароль):")
+        if settings.DEBUG:
+            self.stdout.write("Входы (логин / пароль):")
+        else:
+            self.stdout.write(
+                "Входы (логин / пароль; пароли случайные и показываются один раз — сохраните их):"
+            )
         for who, username, password in result.logins:
             self.stdout.write(f"  {who:<26} {username} / {password}")

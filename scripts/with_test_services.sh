@@ -163,7 +163,7 @@ export CELERY_RESULT_BACKEND="redis://127.0.0.1:$REDIS_PORT/1"
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/2"
 export DJANGO_DEBUG=0
 # Plain HTTP on loopback: no HTTPS redirect, HSTS or Secure cookies (the test client and the live
-# server speak HTTP); tests/test_deploy_settings.py checks the production defaults itself.
+# server speak HTTP); tests/test_production_defaults.py checks the production defaults itself.
 export DJANGO_SECURE_HTTPS=0
 export SECRET_KEY="test-only-secret-not-for-production"
 # A fixed Fernet key for destination credentials in tests (never a production key).

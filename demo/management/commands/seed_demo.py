@@ -3,10 +3,10 @@ simulated customer base written through the ingestion pipeline."""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -47,8 +47,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=42, help="Зерно генератора (42).")
         parser.add_argument(
             "--base-url",
-            default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}",
-            help="Адрес сайта для ссылки на админку.",
+            default=settings.PUBLIC_BASE_URL,
+            help="Адрес сайта для ссылки на админку (по умолчанию PUBLIC_BASE_URL).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

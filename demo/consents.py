@@ -112,6 +112,7 @@ def demo_consents(*, client: Client, seed: int = 42) -> int:
                             purpose_code=code,
                             action="withdrawn",
                             source="unsubscribe_link",
+                            text=texts[code],  # the text withdrawn (else looked up per record)
                             at=granted_at + timedelta(seconds=float(rng.uniform(30, span))),
                         )
                     )

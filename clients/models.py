@@ -131,6 +131,14 @@ class Client(models.Model):
         help_text="Токен, которым CRM подписывает вебхуки (Битрикс24: application_token; amoCRM: "
         "параметр secret в URL).",
     )
+    bitrix24_rest_encrypted = models.TextField(
+        "входящий вебхук Битрикс24 (зашифрован)",
+        blank=True,
+        editable=False,
+        help_text="Адрес https://<портал>.bitrix24.ru/rest/<id>/<код>/, зашифрованный "
+        "(agency.crypto): по нему платформа читает контакт и сделку, о которых сообщил "
+        "исходящий вебхук (crm.contact.get, crm.deal.get).",
+    )
     is_active = models.BooleanField("активен", default=True)
     created_at = models.DateTimeField("создан", auto_now_add=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import secrets
 import zoneinfo
@@ -21,9 +22,24 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import slugify
 
 from agency.audit import audit_log
+from agency.crypto import CredentialsUnreadable, secret_decrypt, secret_encrypt, secret_rotate
+from agency.errors import ServiceError
 from agency.exports import CsvWriter
 from agency.jobs import enqueue_after_commit, job_audit_source
 from agency.recovery import job_recover
+from integrations.bitrix24.client import (
+    Bitrix24Client,
+    Bitrix24UrlInvalid,
+    is_not_found,
+    rest_webhook_parse,
+)
+from integrations.bitrix24.formats import (
+    BITRIX24_PREFIX,
+    bitrix24_contact_record,
+    bitrix24_deal_record,
+)
+from integrations.crm.forms import skipped as skipped_entry
+from integrations.http import PlatformError, PlatformUnavailable
 
 from .ingest import (
     BatchError,
@@ -35,6 +51,8 @@ from .ingest import (
 )
 from .models import ApiKey, Client, CrmDeal, Customer, ImportJob, Order, Tier
 from .selectors import API_KEY_PREFIX, api_key_hash
+
+logger = logging.getLogger(__name__)
 
 _TRANSLIT = str.maketrans(
     {
@@ -636,9 +654,12 @@ def crm_webhook_ingest(
     ``records`` is what ``clients.webhooks`` mapped: ``customers`` (ingestion records),
     ``deals`` (deal fields as text: deal_id, status open|won|lost, stage, contact_id, amount,
     currency, closed_at, created_at; absent = not sent), ``links`` (deal_id, contact_id) and
-    ``skipped`` (entries the mapping already refused). Customers are written first, then the
-    deals and links are remembered, then every deal that now can be becomes an order
-    (:func:`crm_deals_convert`).
+    ``skipped`` (entries the mapping already refused) and, from Bitrix24, ``fetch`` (contacts
+    and deals the event names by ID only). Customers are written first, then the deals and
+    links are remembered, then every deal that now can be becomes an order
+    (:func:`crm_deals_convert`). Each ``fetch`` entry is read through the client's Bitrix24
+    REST webhook by a task sent after the commit (:func:`crm_bitrix24_fetch`), so the CRM gets
+    its answer at once; without a REST webhook it is skipped, and the reply says how to connect.
 
     One transaction: the reply, the audit entry and the data agree, and a failure leaves
     nothing half-written for the CRM's retry (which is idempotent: upserts by external id).
@@ -647,6 +668,14 @@ def crm_webhook_ingest(
         raise ValueError(f"unknown CRM {crm!r}")
     customers = records.get("customers", [])
     skipped = list(records.get("skipped", []))
+    fetch = list(records.get("fetch", []))
+    fetching: list[dict[str, str]] = []
+    if fetch and (crm != CrmDeal.Crm.BITRIX24 or not client.bitrix24_rest_encrypted):
+        skipped += [
+            skipped_entry(item["entity"], item["id"], _fetch_unavailable_reason(item["entity"]))
+            for item in fetch
+        ]
+        fetch = []
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -667,10 +696,19 @@ def crm_webhook_ingest(
         )
         conversion = crm_deals_convert(client=client, crm=crm, hooked=hooked, linked=linked)
         skipped += bad_deals + conversion.skipped
+        if fetch:
+            from .tasks import crm_bitrix24_fetch_task
+
+            for item in fetch:
+                enqueue_after_commit(
+                    crm_bitrix24_fetch_task, client.pk, item["entity"], item["id"], event
+                )
+                fetching.append({"entity": item["entity"], "id": item["id"]})
         reply = {
             "customers": _ingest_reply(customers_result, customers),
             "orders": _ingest_reply(conversion.result, conversion.orders),
             "skipped": skipped,
+            "fetching": fetching,
         }
         audit_log(
             action="crm_webhook",
@@ -685,7 +723,167 @@ def crm_webhook_ingest(
                 },
                 "deals": len(dict.fromkeys([*hooked, *linked])),
                 "skipped": len(skipped),
+                # What did not become data and why (the first few): a background fetch has no
+                # one to reply to, so this is where its refusals are seen.
+                "skipped_reasons": [f"{s['entity']} {s['id']}: {s['reason']}" for s in skipped[:5]],
+                "fetching": len(fetching),
             },
             ip=ip,
         )
     return reply
+
+
+# --------------------------------------------------------------------------------------------
+# Bitrix24 REST: reading the contacts and deals its outbound webhooks name by ID
+
+
+class Bitrix24WebhookInvalid(ServiceError):
+    """Not the URL of a Bitrix24 cloud inbound webhook (the message says why)."""
+
+    default_code = "invalid_bitrix24_webhook"
+
+
+_B24_METHOD = {"contact": "crm.contact.get", "deal": "crm.deal.get"}
+_B24_ENTITY_WORD = {"contact": "контакта", "deal": "сделки"}
+
+
+def _fetch_unavailable_reason(entity: str) -> str:
+    method = _B24_METHOD.get(entity, "crm.*.get")
+    return (
+        f"в событии только ID {_B24_ENTITY_WORD.get(entity, '')}, без полей; чтобы платформа "
+        f"прочитала их ({method}), укажите в настройках клиента входящий вебхук Битрикс24"
+    )
+
+
+def client_bitrix24_rest_set(
+    *, client: Client, url: str, actor: Any = None, source: str = "admin", ip: str | None = None
+) -> Client:
+    """Store the client's Bitrix24 inbound-webhook URL encrypted (``agency.crypto``), or forget
+    it (an empty ``url``). Only a Bitrix24 cloud portal over HTTPS is accepted
+    (``integrations.bitrix24.client.rest_webhook_parse``): the host is not the tenant's to
+    choose. The audit entry names the portal, never the token."""
+    url = (url or "").strip()
+    portal = None
+    if url:
+        try:
+            webhook = rest_webhook_parse(url)
+        except Bitrix24UrlInvalid as exc:
+            raise Bitrix24WebhookInvalid(message=str(exc), field="bitrix24_rest_url") from exc
+        client.bitrix24_rest_encrypted = secret_encrypt({"url": webhook.url})
+        portal = webhook.host
+    else:
+        client.bitrix24_rest_encrypted = ""
+    with transaction.atomic():
+        client.save(update_fields=["bitrix24_rest_encrypted"])
+        audit_log(
+            action="client_bitrix24_webhook_set",
+            source=source,
+            actor=actor,
+            client=client,
+            obj=client,
+            details={"portal": portal},
+            ip=ip,
+        )
+    return client
+
+
+def client_bitrix24_rest_url(client: Client) -> str:
+    """The client's Bitrix24 inbound-webhook URL, decrypted ("" when none is set)."""
+    if not client.bitrix24_rest_encrypted:
+        return ""
+    return str(secret_decrypt(client.bitrix24_rest_encrypted).get("url", ""))
+
+
+def client_bitrix24_portal(client: Client) -> str:
+    """The portal host of the client's REST webhook, for display ("" when none is set)."""
+    try:
+        url = client_bitrix24_rest_url(client)
+        return rest_webhook_parse(url).host if url else ""
+    except (CredentialsUnreadable, Bitrix24UrlInvalid):
+        return "?"
+
+
+def client_credentials_rotate() -> int:
+    """Re-encrypt every client's CRM credentials with the newest key; returns how many."""
+    count = 0
+    for client in Client.objects.exclude(bitrix24_rest_encrypted=""):
+        Client.objects.filter(pk=client.pk).update(
+            bitrix24_rest_encrypted=secret_rotate(client.bitrix24_rest_encrypted)
+        )
+        count += 1
+    return count
+
+
+def crm_bitrix24_fetch(
+    *,
+    client: Client,
+    entity: str,
+    entity_id: str,
+    event: str = "",
+    http_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Read a contact or deal that a Bitrix24 webhook named by ID (``crm.contact.get`` /
+    ``crm.deal.get`` through the client's REST webhook) and write it as that webhook would
+    have (:func:`crm_webhook_ingest`, audited). A deal whose contact is not a customer yet
+    brings the contact too, so a won deal does not wait for a contact hook that may never come.
+
+    Safe to repeat (upserts by external id; it reads the CRM's current state). What Bitrix24
+    refuses (no such entity, credentials revoked) is skipped with its words; 429/5xx/timeouts
+    that outlast the client's retries raise ``PlatformUnavailable`` for the task to retry.
+    """
+    if entity not in _B24_METHOD:
+        raise ValueError(f"unknown Bitrix24 entity {entity!r}")
+    records: dict[str, list[dict[str, Any]]] = {
+        "customers": [],
+        "deals": [],
+        "links": [],
+        "skipped": [],
+    }
+    url = client_bitrix24_rest_url(client)
+    if not url:
+        records["skipped"].append(
+            skipped_entry(entity, entity_id, _fetch_unavailable_reason(entity))
+        )
+        return crm_webhook_ingest(client=client, crm=CrmDeal.Crm.BITRIX24, records=records)
+    with Bitrix24Client(webhook_url=url, **(http_options or {})) as api:
+        current, current_id = entity, entity_id
+        try:
+            if entity == "deal":
+                deal = bitrix24_deal_record(api.deal_get(entity_id))
+                records["deals"].append(deal)
+                contact_id = deal.get("contact_id", "")
+                known = Customer.objects.for_client(client).filter(
+                    external_id=BITRIX24_PREFIX + contact_id
+                )
+                if contact_id and not known.exists():
+                    current, current_id = "contact", contact_id
+                    records["customers"].append(
+                        bitrix24_contact_record(api.contact_get(contact_id))
+                    )
+            else:
+                records["customers"].append(bitrix24_contact_record(api.contact_get(entity_id)))
+        except PlatformUnavailable:
+            raise
+        except PlatformError as exc:
+            logger.warning(
+                "Bitrix24 %s of client %s refused %s %s: %s",
+                api.portal,
+                client.pk,
+                _B24_METHOD[current],
+                current_id,
+                exc.message,
+            )
+            what = "нет такого" if is_not_found(exc) else "отказ"
+            records["skipped"].append(
+                skipped_entry(
+                    current,
+                    current_id,
+                    f"Битрикс24 {api.portal}, {_B24_METHOD[current]}: {what}: {exc.message}",
+                )
+            )
+    return crm_webhook_ingest(
+        client=client,
+        crm=CrmDeal.Crm.BITRIX24,
+        records=records,
+        event=f"{event} {_B24_METHOD[entity]}".strip(),
+    )

@@ -6,8 +6,10 @@ import logging
 
 from celery import shared_task
 
-from .models import ImportJob
-from .services import import_job_run, import_jobs_recover
+from integrations.http import PlatformUnavailable
+
+from .models import Client, ImportJob
+from .services import crm_bitrix24_fetch, import_job_run, import_jobs_recover
 
 logger = logging.getLogger(__name__)
 
@@ -31,3 +33,22 @@ def import_jobs_recover_task() -> list[int]:
     for job_id in job_ids:
         import_job_run_task.delay(job_id)
     return job_ids
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(PlatformUnavailable,),
+    retry_backoff=30,
+    retry_backoff_max=900,
+    max_retries=6,
+)
+def crm_bitrix24_fetch_task(client_id: int, entity: str, entity_id: str, event: str = "") -> dict:
+    """Read a Bitrix24 contact or deal that a webhook named by ID and write it. Safe to deliver
+    twice (upserts by external id); retried with backoff while Bitrix24 is unavailable."""
+    client = Client.objects.filter(pk=client_id, is_active=True).first()
+    if client is None:
+        logger.warning(
+            "client %s is gone or inactive; Bitrix24 %s %s not read", client_id, entity, entity_id
+        )
+        return {}
+    return crm_bitrix24_fetch(client=client, entity=entity, entity_id=entity_id, event=event)

@@ -6,7 +6,10 @@ the admin), never hard-coded in a view. A service that offers a tier feature cal
 :func:`tier_check_limit`. Both raise :class:`TierLimitError` (HTTP 403 through the API's error
 handler), whose message names the client's tier and the lowest tier (by ``position``) that
 unlocks the feature or allows more, read from the Tier rows. Pages that only show or hide a
-feature ask :func:`tier_has`.
+feature ask :func:`tier_has`; pages that show what the client's tier offers (the portal
+dashboard) take :func:`tier_offer`, which lists only what the platform has built: a feature of the
+agency's offer that does not exist yet (trigger chains, omnichannel triggers, incrementality
+tests, programmatic/DMP export) is never shown as something the client has.
 
 Codes, stable for API callers: ``tier_feature_<feature>`` (``tier_feature_predictive``,
 ``tier_feature_value_bidding``, ``tier_feature_cohorts``, ...) and ``tier_limit_<limit>``
@@ -20,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Q
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from agency.errors import ForbiddenError
 
@@ -36,16 +41,35 @@ class TierLimitError(ForbiddenError):
 class _Feature:
     label: str  # the subject of the sentence, capitalised
     plural: bool  # for the verb: "доступны" / "доступен"
+    title: Promise  # what the portal calls it (gettext)
+    built: bool  # does the platform have it? Not yet: in the offer, never shown as working
 
 
-# What each flag of Tier.FEATURES is called in a refusal.
+# What each flag of Tier.FEATURES is called in a refusal and in the portal, and whether it is
+# built. A feature is switched to built=True in the change that makes it work.
 FEATURES: dict[str, _Feature] = {
-    "predictive": _Feature("Предиктивные сегменты", plural=True),
-    "omnichannel": _Feature("Омниканальные триггеры", plural=True),
-    "value_bidding": _Feature("Ставки по ценности клиента", plural=True),
-    "cohorts": _Feature("Когортный анализ", plural=False),
-    "incrementality": _Feature("Тесты инкрементальности", plural=True),
-    "programmatic": _Feature("Programmatic / DMP-экспорт", plural=False),
+    "predictive": _Feature(
+        "Предиктивные сегменты",
+        plural=True,
+        title=_("Predictive segments (churn, CLV)"),
+        built=True,
+    ),
+    "omnichannel": _Feature(
+        "Омниканальные триггеры", plural=True, title=_("Omnichannel triggers"), built=False
+    ),
+    "value_bidding": _Feature(
+        "Ставки по ценности клиента", plural=True, title=_("Value-based bidding"), built=True
+    ),
+    "cohorts": _Feature("Когортный анализ", plural=False, title=_("Cohort analysis"), built=True),
+    "incrementality": _Feature(
+        "Тесты инкрементальности", plural=True, title=_("Incrementality tests"), built=False
+    ),
+    "programmatic": _Feature(
+        "Programmatic / DMP-экспорт",
+        plural=False,
+        title=_("Programmatic / DMP export"),
+        built=False,
+    ),
 }
 
 
@@ -54,14 +78,40 @@ class _Limit:
     field: str  # the Tier field holding the maximum (null = no limit)
     noun: str  # "не больше 5 <noun>"
     hint: str  # what the client can do instead of upgrading
+    title: Promise  # what the portal calls it (gettext)
+    built: bool  # is what it counts built? (see _Feature.built)
 
 
 LIMITS: dict[str, _Limit] = {
-    "segments": _Limit("max_segments", "активных сегментов", "Или отключите ненужный сегмент."),
+    "segments": _Limit(
+        "max_segments",
+        "активных сегментов",
+        "Или отключите ненужный сегмент.",
+        title=_("Segments"),
+        built=True,
+    ),
     "trigger_chains": _Limit(
-        "max_trigger_chains", "триггерных цепочек", "Или отключите ненужную цепочку."
+        "max_trigger_chains",
+        "триггерных цепочек",
+        "Или отключите ненужную цепочку.",
+        title=_("Trigger chains"),
+        built=False,
     ),
 }
+
+
+@dataclass(frozen=True)
+class TierOfferItem:
+    """One line of what a client's tier offers: a limit (``limit``: the maximum, None for no
+    limit) or a feature (``available``: the tier has it; ``upgrade``: else the name of the
+    lowest tier that has it, or "" when none does)."""
+
+    code: str
+    title: Promise
+    is_limit: bool
+    available: bool
+    limit: int | None = None
+    upgrade: str = ""
 
 
 def _lowest_tier(condition: Q) -> Tier | None:
@@ -129,3 +179,35 @@ def tier_check_limit(*, client: Client, limit: str, current: int) -> None:
             "required_tier": upgrade.code if upgrade else None,
         },
     )
+
+
+def tier_offer(*, client: Client) -> list[TierOfferItem]:
+    """What the client's tier offers, limits first, among the things the platform has built
+    (``built``); features the tier lacks come with the tier that unlocks them."""
+    tier = client.tier
+    items = [
+        TierOfferItem(
+            code=code,
+            title=spec.title,
+            is_limit=True,
+            available=True,
+            limit=getattr(tier, spec.field),
+        )
+        for code, spec in LIMITS.items()
+        if spec.built
+    ]
+    for code, spec in FEATURES.items():
+        if not spec.built:
+            continue
+        available = tier.has_feature(code)
+        upgrade = None if available else tier_unlocking(feature=code)
+        items.append(
+            TierOfferItem(
+                code=code,
+                title=spec.title,
+                is_limit=False,
+                available=available,
+                upgrade=upgrade.name if upgrade is not None else "",
+            )
+        )
+    return items

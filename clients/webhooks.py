@@ -21,7 +21,9 @@ Verification (a 403 ``invalid_webhook_secret`` otherwise, the same for an unknow
 client slugs cannot be probed):
 
 - Bitrix24: URL ``.../webhooks/bitrix24/?client=<slug>``; the body's ``auth[application_token]``
-  must equal the client's ``webhook_secret``.
+  must equal the client's ``webhook_secret``. Its events carry only ``data[FIELDS][ID]``: the
+  contact or deal is read back through the client's REST webhook by a background task
+  (``clients.services.crm_bitrix24_fetch``), so the reply comes at once.
 - amoCRM: its webhooks carry no signature, so the secret rides in the URL:
   ``.../webhooks/amocrm/?client=<slug>&secret=<webhook_secret>``.
 """
@@ -114,7 +116,9 @@ REFUSED_MESSAGE = "Неверный секрет вебхука или неиз�
 WEBHOOK_RESULT = OpenApiResponse(
     description="Итог: customers и orders — {created, updated, rejected, errors: [{external_id, "
     "field, reason, value}]}; skipped — [{entity, id, reason}]: события и сделки, не ставшие "
-    "записями, с причиной (например, выигранная сделка ждёт свой контакт).",
+    "записями, с причиной (например, выигранная сделка ждёт свой контакт); fetching — "
+    "[{entity, id}]: контакты и сделки Битрикс24, названные только по ID, которые платформа "
+    "читает через REST-вебхук клиента в фоне.",
 )
 
 
@@ -186,8 +190,12 @@ _BODY = {
 
 @extend_schema(
     summary="Вебхук Битрикс24 (ONCRMCONTACTADD/UPDATE, ONCRMDEALADD/UPDATE)",
-    description="Исходящий вебхук Битрикс24: event, data[FIELDS][...], auth[application_token]. "
-    "Токен приложения должен совпадать с секретом вебхуков клиента.",
+    description="Исходящий вебхук Битрикс24: event, data[FIELDS][ID], auth[application_token]. "
+    "Токен приложения должен совпадать с секретом вебхуков клиента. Битрикс24 присылает только "
+    "ID: контакт и сделку платформа читает сама (crm.contact.get, crm.deal.get) через входящий "
+    "вебхук клиента (https://<портал>.bitrix24.ru/rest/<id>/<код>/, задаётся в админке), в "
+    "фоне: ответ приходит сразу, с этими записями в fetching. Поля, пришедшие в data[FIELDS], "
+    "записываются сразу.",
     parameters=[_CLIENT_PARAM],
     request=_BODY,
     responses={200: WEBHOOK_RESULT, 403: OpenApiResponse(description="invalid_webhook_secret")},

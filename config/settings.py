@@ -154,6 +154,9 @@ AD_PLATFORM_MAX_BACKOFF = env.float("AD_PLATFORM_MAX_BACKOFF", default=30.0)
 YANDEX_AUDIENCES_BASE_URL = env.str("YANDEX_AUDIENCES_BASE_URL", default="")
 VK_ADS_BASE_URL = env.str("VK_ADS_BASE_URL", default="")
 MYTARGET_BASE_URL = env.str("MYTARGET_BASE_URL", default="")
+# Bitrix24 REST calls go to the client's own cloud portal (<portal>.bitrix24.ru, checked against
+# the Bitrix24 domains); set this only to send them to a proxy or a stub instead.
+BITRIX24_BASE_URL = env.str("BITRIX24_BASE_URL", default="")
 
 # The demo's destinations (seed_demo) point at the loopback stubs that `make run` starts.
 DEMO_AD_PLATFORM_URLS = {

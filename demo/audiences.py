@@ -10,17 +10,11 @@ from audiences.models import Audience, Destination
 from audiences.services import audience_create, audience_sync_request, destination_create
 from clients.models import Client
 from segments.models import Segment
-from segments.segmentation import segment_create
+
+from .segments import demo_segment
 
 DEMO_YANDEX_TOKEN = "demo-yandex-token"  # noqa: S105 - the stub's demo token, not a secret
 DEMO_VK_CLIENT = ("demo", "demo-secret")
-
-
-def _segment(client: Client, name: str, kind: str, definition: dict) -> Segment:
-    existing = Segment.objects.for_client(client).filter(name=name).first()
-    return existing or segment_create(
-        client=client, name=name, kind=kind, definition=definition, source="demo"
-    )
 
 
 def demo_audiences(*, client: Client, queue_sync: bool = True) -> list[Audience]:
@@ -28,13 +22,13 @@ def demo_audiences(*, client: Client, queue_sync: bool = True) -> list[Audience]
     if Destination.objects.for_client(client).exists():
         return list(Audience.objects.for_client(client))
     urls = settings.DEMO_AD_PLATFORM_URLS
-    buyers = _segment(
+    buyers = demo_segment(
         client,
         "Покупатели за год",
         Segment.Kind.RULE,
         {"all": [{"orders": {"within_days": 365}}]},
     )
-    recent = _segment(
+    recent = demo_segment(
         client,
         "Купили за 14 дней (исключить)",
         Segment.Kind.SUPPRESSION,

@@ -4,6 +4,7 @@ ledger, the banner demo and (later) consent-aware audiences have real numbers to
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import numpy as np
 from django.conf import settings
@@ -48,6 +49,18 @@ def _text_parts(client: Client, purpose: ConsentPurpose) -> dict[str, str]:
     }
 
 
+def local_origins(base_url: str) -> list[str]:
+    """The site's origin, and for a loopback address both spellings (127.0.0.1 and localhost)
+    on the same port: the banner demo works whichever one the browser shows."""
+    parts = urlsplit(base_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    origins = {origin}
+    if parts.hostname in ("127.0.0.1", "localhost"):
+        port = f":{parts.port}" if parts.port else ""
+        origins |= {f"{parts.scheme}://{host}{port}" for host in ("127.0.0.1", "localhost")}
+    return sorted(origins)
+
+
 def demo_consents(*, client: Client, seed: int = 42) -> int:
     """Publish texts for every purpose, register the local banner site, and write a consent
     history for the client's customers (once: a client that already has records is left alone).
@@ -59,9 +72,7 @@ def demo_consents(*, client: Client, seed: int = 42) -> int:
                     client=client, purpose_code=purpose.code, **_text_parts(client, purpose)
                 )
                 consent_text_publish(text=draft, source="cli")
-        origins = sorted(
-            {settings.PUBLIC_BASE_URL, "http://127.0.0.1:8000", "http://localhost:8000"}
-        )
+        origins = local_origins(settings.PUBLIC_BASE_URL)
         ConsentSite.objects.get_or_create(
             client=client, name=f"{client.name}: сайт", defaults={"allowed_origins": origins}
         )
@@ -101,6 +112,7 @@ def demo_consents(*, client: Client, seed: int = 42) -> int:
                             purpose_code=code,
                             action="withdrawn",
                             source="unsubscribe_link",
+                            text=texts[code],  # the text withdrawn (else looked up per record)
                             at=granted_at + timedelta(seconds=float(rng.uniform(30, span))),
                         )
                     )

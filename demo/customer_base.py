@@ -434,6 +434,10 @@ class DemoClient:
     time_zone: str
     products: tuple[str, ...]
     home_cities: tuple[str, ...]
+    # Customers: this many times ``seed_demo --customers``. The Enterprise client is the big one:
+    # at 4 × 2,000 its VK Ads users lists (last year's buyers with ad consent, each list one
+    # identifier) pass the platform's 2,000-line minimum, so the demo shows a working VK sync.
+    scale: int = 1
 
 
 DEMO_CLIENTS = (
@@ -481,6 +485,7 @@ DEMO_CLIENTS = (
             "Внешний SSD 1 ТБ", "Робот-пылесос",
         ),
         home_cities=("Новосибирск", "Омск", "Томск", "Барнаул", "Красноярск"),
+        scale=4,
     ),
 )  # fmt: skip
 DEMO_KEY_NAME = "демо"
@@ -499,6 +504,7 @@ class DemoClientResult:
     orders: int = 0
     events: int = 0
     consents: int = 0
+    scoring: object = None  # the first ScoringRun (seed_demo)
     audiences: list = field(default_factory=list)
 
 
@@ -560,10 +566,11 @@ def demo_seed(
     random_passwords: bool = False,
 ) -> DemoSeedResult:
     """Create (or bring up to date) the demo agency: staff, clients, portal owners, API keys and
-    each client's customer base, written through ``ingest_frames``. Re-running converges: users,
-    clients and memberships are reused, the base is upserted by external id, and each client's
-    demo API key is replaced (a raw key cannot be shown again). ``random_passwords`` (production)
-    gives the users random passwords instead of their usernames (``_ensure_user``)."""
+    each client's customer base (``customers`` times the client's ``scale``), written through
+    ``ingest_frames``. Re-running converges: users, clients and memberships are reused, the base
+    is upserted by external id, and each client's demo API key is replaced (a raw key cannot be
+    shown again). ``random_passwords`` (production) gives the users random passwords instead
+    of their usernames (``_ensure_user``)."""
     from django.db import transaction
     from django.utils import timezone
 
@@ -621,7 +628,11 @@ def demo_seed(
     for index, (spec, client, raw_key) in enumerate(clients):
         rng = np.random.default_rng([seed, index])
         base = generate_customer_base(
-            rng, customers, now=now, products=spec.products, home_cities=spec.home_cities
+            rng,
+            customers * spec.scale,
+            now=now,
+            products=spec.products,
+            home_cities=spec.home_cities,
         )
         entry = DemoClientResult(client=client, api_key=raw_key)
         entry.customers = _ingest(client, "customers", base.customers)

@@ -3,21 +3,49 @@
 # Migrates, seeds a demo client once, then runs the web server, a Celery worker and Celery beat
 # until Ctrl-C. If any of the three dies, the others are stopped and the script exits non-zero.
 #
-# Every default can be overridden from the environment (see .env.example); PORT sets the web port.
+# Every default can be overridden from the environment (see .env.example). PORT sets the web port
+# and everything follows it: PUBLIC_BASE_URL (the banner, links in emails) and the loopback stubs
+# of the ad platforms, on STUBS_PORT_BASE+1..3 (default PORT+701..703: 8701..8703 for PORT 8000),
+# which the platform base URLs (YANDEX_AUDIENCES_BASE_URL, VK_ADS_BASE_URL, MYTARGET_BASE_URL) and
+# the demo destinations point at.
+#
+#   scripts/run_embedded.sh --print-config   print the derived settings and exit
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
-PY="${PYTHON:-$ROOT/.venv/bin/python}"
-[[ -x "$PY" ]] || { echo "run_embedded: $PY not found; run 'make venv' first" >&2; exit 1; }
+PRINT_CONFIG=0
+case "${1:-}" in
+    --print-config) PRINT_CONFIG=1 ;;
+    "") ;;
+    *) echo "usage: $0 [--print-config]" >&2; exit 2 ;;
+esac
+
+is_port() { [[ "$1" =~ ^[0-9]+$ ]] && (( $1 >= 1 && $1 <= 65535 )); }
 
 PORT="${PORT:-8000}"
+is_port "$PORT" || { echo "run_embedded: PORT must be a port number, not '$PORT'" >&2; exit 2; }
+STUBS_PORT_BASE="${STUBS_PORT_BASE:-$((PORT + 700))}"
+[[ "$STUBS_PORT_BASE" =~ ^[0-9]+$ ]] || {
+    echo "run_embedded: STUBS_PORT_BASE must be a number, not '$STUBS_PORT_BASE'" >&2
+    exit 2
+}
+YANDEX_STUB_PORT=$((STUBS_PORT_BASE + 1))
+VK_STUB_PORT=$((STUBS_PORT_BASE + 2))
+MYTARGET_STUB_PORT=$((STUBS_PORT_BASE + 3))
+for port in "$YANDEX_STUB_PORT" "$VK_STUB_PORT" "$MYTARGET_STUB_PORT"; do
+    is_port "$port" || {
+        echo "run_embedded: stub port $port out of range (set STUBS_PORT_BASE)" >&2
+        exit 2
+    }
+done
 
 # agency/settings.py also reads ./.env without overriding the environment, so a default is
 # exported here only when neither the environment nor .env sets the variable.
+ENV_FILE="${RUN_EMBEDDED_ENV_FILE:-$ROOT/.env}"
 in_dotenv() {
-    [[ -f "$ROOT/.env" ]] && grep -qE "^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=" "$ROOT/.env"
+    [[ -f "$ENV_FILE" ]] && grep -qE "^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=" "$ENV_FILE"
 }
 set_default() {
     local name="$1" value="$2"
@@ -31,6 +59,35 @@ set_default DATABASE_URL "sqlite:///$ROOT/var/db.sqlite3"
 set_default CELERY_BROKER_URL "filesystem://"
 set_default CELERY_FS_BROKER_DIR "$ROOT/var/celery-broker"
 set_default MEDIA_ROOT "$ROOT/var/media"
+set_default PUBLIC_BASE_URL "http://127.0.0.1:$PORT"
+# The platforms' base URLs are deployment configuration: here, the loopback stubs.
+set_default YANDEX_AUDIENCES_BASE_URL "http://127.0.0.1:$YANDEX_STUB_PORT/v1/management/"
+set_default VK_ADS_BASE_URL "http://127.0.0.1:$VK_STUB_PORT/api/"
+set_default MYTARGET_BASE_URL "http://127.0.0.1:$MYTARGET_STUB_PORT/api/"
+set_default DEMO_YANDEX_AUDIENCES_URL "http://127.0.0.1:$YANDEX_STUB_PORT/v1/management/"
+set_default DEMO_VK_ADS_URL "http://127.0.0.1:$VK_STUB_PORT/api/"
+set_default DEMO_MYTARGET_URL "http://127.0.0.1:$MYTARGET_STUB_PORT/api/"
+
+# Loopback stubs of Yandex Audiences, VK Ads and myTarget (tests/stubs): the demo destinations
+# point at them, so a first sync runs end to end with no network.
+STUB_ARGS=(--yandex-port "$YANDEX_STUB_PORT" --vk-port "$VK_STUB_PORT"
+           --mytarget-port "$MYTARGET_STUB_PORT" --processing-delay 20
+           --yandex-token demo-yandex-token --vk-client-id demo --vk-client-secret demo-secret
+           --quiet)
+
+if [[ "$PRINT_CONFIG" -eq 1 ]]; then
+    # One NAME=value line each; "(from .env)" when .env sets it and this script does not.
+    for name in PORT STUBS_PORT_BASE PUBLIC_BASE_URL YANDEX_AUDIENCES_BASE_URL VK_ADS_BASE_URL \
+                MYTARGET_BASE_URL DEMO_YANDEX_AUDIENCES_URL DEMO_VK_ADS_URL DEMO_MYTARGET_URL \
+                DATABASE_URL CELERY_BROKER_URL; do
+        echo "$name=${!name-(from .env)}"
+    done
+    echo "STUB_ARGS=${STUB_ARGS[*]}"
+    exit 0
+fi
+
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
+[[ -x "$PY" ]] || { echo "run_embedded: $PY not found; run 'make venv' first" >&2; exit 1; }
 
 # The filesystem transport uses one folder as both data_folder_in and data_folder_out (a single
 # queue shared by producers and the worker) and moves consumed messages to processed/.
@@ -39,13 +96,6 @@ if [[ "${CELERY_BROKER_URL:-}" == filesystem://* && -n "${CELERY_FS_BROKER_DIR:-
     mkdir -p "$CELERY_FS_BROKER_DIR/queue" "$CELERY_FS_BROKER_DIR/processed"
 fi
 if [[ -n "${MEDIA_ROOT:-}" ]]; then mkdir -p "$MEDIA_ROOT"; fi
-
-# Loopback stubs of Yandex Audiences, VK Ads and myTarget (tests/stubs): the demo destinations
-# point at them, so a first sync runs end to end with no network. Started first: seed_demo
-# queues a sync of each demo audience.
-STUB_ARGS=(--yandex-port 8701 --vk-port 8702 --mytarget-port 8703 --processing-delay 20
-           --yandex-token demo-yandex-token --vk-client-id demo --vk-client-secret demo-secret
-           --quiet)
 
 "$PY" manage.py migrate --noinput
 "$PY" manage.py setup_periodic_tasks
@@ -95,7 +145,8 @@ cat <<MSG
   Admin:    http://127.0.0.1:$PORT/admin/
   Portal:   http://127.0.0.1:$PORT/portal/
   API docs: http://127.0.0.1:$PORT/api/docs/
-  Ad-platform stubs: Yandex Audiences :8701, VK Ads :8702, myTarget :8703 (loopback)
+  Ad-platform stubs: Yandex Audiences :$YANDEX_STUB_PORT, VK Ads :$VK_STUB_PORT, myTarget :$MYTARGET_STUB_PORT (loopback)
+  Public base URL (banner, email links): ${PUBLIC_BASE_URL:-(from .env)}
 
   Database: ${DATABASE_URL:-(from .env)}
   Broker:   ${CELERY_BROKER_URL:-(from .env)}

@@ -52,7 +52,8 @@ def _b24_deal_status(fields: Mapping[str, Any]) -> str:
     return DEAL_OPEN
 
 
-def _b24_contact(fields: Mapping[str, Any]) -> dict[str, Any]:
+def bitrix24_contact_record(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A contact's fields (as crm.contact.get returns them) as an ingestion customer record."""
     return without_blanks(
         {
             "external_id": BITRIX24_PREFIX + as_text(fields.get("ID")),
@@ -67,7 +68,7 @@ def _b24_contact(fields: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def _b24_deal(fields: Mapping[str, Any]) -> dict[str, Any]:
+def bitrix24_deal_record(fields: Mapping[str, Any]) -> dict[str, Any]:
     """What a deal event says about the deal (see ``crm_webhook_ingest``); absent = not sent."""
     contact_id = as_text(fields.get("CONTACT_ID"))
     if contact_id in ("", "0"):
@@ -90,17 +91,20 @@ def _b24_deal(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def bitrix24_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """One Bitrix24 outbound event -> ``{"customers", "deals", "links", "skipped"}``.
+    """One Bitrix24 outbound event -> ``{"customers", "deals", "links", "skipped", "fetch"}``.
 
-    Bitrix24 itself sends only ``data[FIELDS][ID]`` (its integrations then call crm.contact.get);
-    the entity's fields, when the sender includes them under ``data[FIELDS]`` in the shape
-    crm.contact.get / crm.deal.get return, are mapped: a contact to a customer record, a deal to
-    what it says about the deal (stage, status, CONTACT_ID, OPPORTUNITY...). Whether a deal is an
-    order is decided when it is written, against what earlier hooks said (its contact may come
-    later). An event without fields is skipped with the reason, as are deletions (erasure goes
-    through a data-subject request) and other events. Bitrix24 contacts carry no deal links.
+    Bitrix24 itself sends only ``data[FIELDS][ID]``: such a contact or deal event becomes a
+    ``fetch`` entry (``{"entity": "contact"|"deal", "id"}``), for the caller to read the fields
+    through the client's REST webhook (``crm.contact.get`` / ``crm.deal.get``,
+    ``integrations.bitrix24.client``) and map them with this same function. Fields that come in
+    the event itself, in the shape crm.contact.get / crm.deal.get return, are mapped at once: a
+    contact to a customer record, a deal to what it says about the deal (stage, status,
+    CONTACT_ID, OPPORTUNITY...). Whether a deal is an order is decided when it is written,
+    against what earlier hooks said (its contact may come later). Deletions are skipped with the
+    reason (erasure goes through a data-subject request), as are other events. Bitrix24 contacts
+    carry no deal links.
     """
-    result = empty_records()
+    result = {**empty_records(), "fetch": []}
     event = as_text(payload.get("event")).upper()
     data = payload.get("data")
     fields = data.get("FIELDS") if isinstance(data, dict) else None
@@ -110,26 +114,14 @@ def bitrix24_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, 
     entity_id = fields.get("ID")
     if event in B24_CONTACT_EVENTS:
         if not any(key in fields for key in B24_CONTACT_DATA_FIELDS):
-            result["skipped"].append(
-                skipped(
-                    "contact",
-                    entity_id,
-                    "в событии только ID контакта, нет полей (NAME, EMAIL, PHONE)",
-                )
-            )
+            result["fetch"].append({"entity": "contact", "id": as_text(entity_id)})
         else:
-            result["customers"].append(_b24_contact(fields))
+            result["customers"].append(bitrix24_contact_record(fields))
     elif event in B24_DEAL_EVENTS:
         if not as_text(fields.get("STAGE_ID")):
-            result["skipped"].append(
-                skipped(
-                    "deal",
-                    entity_id,
-                    "в событии только ID сделки, нет полей (STAGE_ID, OPPORTUNITY, CONTACT_ID)",
-                )
-            )
+            result["fetch"].append({"entity": "deal", "id": as_text(entity_id)})
         else:
-            result["deals"].append(_b24_deal(fields))
+            result["deals"].append(bitrix24_deal_record(fields))
     elif event in B24_DELETE_EVENTS:
         result["skipped"].append(
             skipped(

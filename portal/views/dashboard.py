@@ -1,10 +1,12 @@
-"""The client's dashboard: the base in numbers and revenue by month (a chart)."""
+"""The client's dashboard: the base in numbers, revenue by month (a chart) and what the client's
+tier offers (``clients.tiers.tier_offer``: only what the platform has built)."""
 
 from __future__ import annotations
 
 from django.views.generic import TemplateView
 
 from clients.selectors import client_base_summary, revenue_by_month
+from clients.tiers import tier_offer
 
 from ..mixins import ClientPortalMixin
 
@@ -24,5 +26,6 @@ class DashboardView(ClientPortalMixin, TemplateView):
                 "buyers": [m["buyers"] for m in monthly],
             },
             tier=self.client.tier,
+            tier_offer=tier_offer(client=self.client),
         )
         return context

@@ -170,12 +170,12 @@ def test_bitrix24_deal_stages_map_to_deal_status(fields, expected_status):
     assert records["customers"] == records["links"] == records["skipped"] == []
 
 
-def test_bitrix24_deal_event_with_only_an_id_is_skipped_not_guessed():
+def test_bitrix24_deal_event_with_only_an_id_is_fetched_not_guessed():
     payload = {"event": "ONCRMDEALADD", "data": {"FIELDS": {"ID": "9", "OPPORTUNITY": "10"}}}
     records = bitrix24_to_records(payload)
     assert records["deals"] == []
-    assert [(s["entity"], s["id"]) for s in records["skipped"]] == [("deal", "9")]
-    assert "только ID" in records["skipped"][0]["reason"]
+    assert records["skipped"] == []
+    assert records["fetch"] == [{"entity": "deal", "id": "9"}]  # crm.deal.get reads it
 
 
 def test_amocrm_company_is_not_a_customer_and_lead_is_mapped_as_open_deal():

@@ -8,9 +8,20 @@ import io
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 
+from audiences.models import SyncRun
+from audiences.sync import sync_run_execute
 from clients.models import ApiKey, Client, ClientMembership, Customer, Event, Order
+from clients.tiers import tier_has
 from clients.validators import inn_is_valid
+from demo.audiences import DEMO_VK_CLIENT, DEMO_YANDEX_TOKEN
+from integrations.vk_ads import MIN_LIST_LINES as VK_MIN_LIST_LINES
+from segments.models import CustomerScore, ScoringRun, Segment, SegmentMembership
+from segments.segmentation import WARNING_NO_SCORES
+from tests.audiences.conftest import FAST
+from tests.stubs.vk_ads import VkAdsStub
+from tests.stubs.yandex_audiences import YandexAudiencesStub
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +45,9 @@ def test_seed_demo_creates_clients_on_three_tiers_with_orders(fast_passwords, se
     assert [c.tier.code for c in clients] == ["foundation", "advanced", "enterprise"]
     for client in clients:
         assert inn_is_valid(client.inn)
-        assert Customer.objects.for_client(client).count() == 50
+        assert Customer.objects.for_client(client).count() == 50 * (
+            4 if client.tier.code == "enterprise" else 1
+        )
         assert Order.objects.for_client(client).count() > 50  # repeat purchases
         assert Event.objects.for_client(client).filter(type="purchase").exists()
         assert ClientMembership.objects.filter(
@@ -105,3 +118,88 @@ def test_seed_demo_in_production_sets_random_passwords_shown_once(fast_passwords
         assert password not in again
         assert get_user_model().objects.get(username=username).check_password(password)
     assert "пароль прежний" in again
+
+
+# --------------------------------------------------------------------------------------------
+# The first run shows scores, filled segments and a working VK sync
+
+
+def test_seed_demo_scores_every_client_and_fills_its_segments(fast_passwords):
+    run("seed_demo", "--customers", "300")
+
+    for client in Client.objects.select_related("tier"):
+        runs = ScoringRun.objects.for_client(client)
+        assert [r.status for r in runs] == [ScoringRun.Status.SUCCEEDED], client.slug
+        customers = Customer.objects.for_client(client).count()
+        assert CustomerScore.objects.for_client(client).count() == customers
+        segments = {s.kind: s for s in Segment.objects.for_client(client)}
+        expected = {"rfm", "lookalike_seed", "rule", "suppression"}
+        if tier_has(client=client, feature="predictive"):
+            expected |= {"predictive", "lifecycle"}
+        assert set(segments) == expected, client.slug
+        for segment in Segment.objects.for_client(client).exclude(kind="suppression"):
+            members = SegmentMembership.objects.for_client(client).filter(
+                segment=segment, left_at__isnull=True
+            )
+            assert segment.size > 0, segment.name
+            assert members.count() == segment.size, segment.name
+            assert WARNING_NO_SCORES not in segment.warnings, segment.name
+        # The tier rule holds: at most max_segments active segments.
+        if client.tier.max_segments is not None:
+            assert len(Segment.objects.for_client(client)) < client.tier.max_segments
+
+
+def test_seed_demo_enterprise_client_is_four_times_larger(fast_passwords):
+    run("seed_demo", "--customers", "40")
+    sizes = {
+        c.tier.code: Customer.objects.for_client(c).count()
+        for c in Client.objects.select_related("tier")
+    }
+    assert sizes == {"foundation": 40, "advanced": 40, "enterprise": 160}
+
+
+@pytest.fixture
+def demo_stubs(settings):
+    """The platform stubs as `make run` starts them (demo credentials), and the settings that
+    point the demo destinations at them."""
+    with (
+        YandexAudiencesStub(tokens={DEMO_YANDEX_TOKEN}, quota_per_minute=None) as yandex,
+        VkAdsStub(credentials={DEMO_VK_CLIENT[0]: DEMO_VK_CLIENT[1]}) as vk,
+    ):
+        settings.DEMO_AD_PLATFORM_URLS = {
+            "yandex_audiences": yandex.base_url,
+            "vk_ads": vk.base_url,
+            "mytarget": vk.base_url,
+        }
+        settings.YANDEX_AUDIENCES_BASE_URL = yandex.base_url
+        settings.VK_ADS_BASE_URL = vk.base_url
+        yield yandex, vk
+
+
+def test_first_demo_syncs_include_a_succeeded_vk_sync(fast_passwords, demo_stubs):
+    """With the default size, the queued first syncs, executed against the stubs, give the
+    Enterprise client a VK audience whose lists pass the 2,000-line minimum."""
+    _yandex, vk = demo_stubs
+    run("seed_demo")
+    # What autovacuum does after a real seed: planner statistics (the test's rows are never
+    # committed, so it cannot; without them the snapshot query is planned for empty tables).
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+    runs = SyncRun.objects.unscoped().filter(status=SyncRun.Status.PENDING).order_by("pk")
+    assert runs.count() == 6
+    finished = [sync_run_execute(r, http_options=FAST) for r in runs]
+
+    vk_runs = {r.client.slug: r for r in finished if r.audience.destination.platform == "vk_ads"}
+    enterprise = vk_runs["sibirskaya-elektronika"]
+    assert enterprise.status == SyncRun.Status.SUCCEEDED, enterprise.message or enterprise.error
+    lists = enterprise.audience.remote["lists"]
+    assert set(lists) == {"emails", "phones"}
+    for held in lists.values():
+        assert len(vk.list_values(held["id"])) >= VK_MIN_LIST_LINES
+    assert len(vk.segments()) == 1
+    # The smaller clients' VK lists stay under the minimum and are said to be.
+    for slug in ("uyutnyi-dom", "velosport"):
+        assert vk_runs[slug].status == SyncRun.Status.SKIPPED
+        assert "от 2000" in vk_runs[slug].message
+    assert not [r for r in finished if r.status == SyncRun.Status.FAILED]

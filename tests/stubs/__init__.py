@@ -5,7 +5,8 @@ formats, size limits, status transitions, token limits, quotas) so that the plat
 clients are tested against something stricter than a mock, and they run as a process for the
 `make run` demo (`python -m tests.stubs --help`). The facts they follow are in
 /work/shared/reference/ad-platforms.md; see the module docstrings of yandex_audiences.py and
-vk_ads.py for what each stub checks.
+vk_ads.py for what each stub checks. bitrix24.py is the Bitrix24 REST API as a portal's inbound
+webhooks serve it (crm.contact.get, crm.deal.get), for the CRM webhook tests.
 """
 
 from tests.stubs.base import StubServer

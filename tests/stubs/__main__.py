@@ -3,11 +3,15 @@
     python -m tests.stubs --yandex-port 8701 --vk-port 8702 --mytarget-port 8703 \\
         --processing-delay 20 --yandex-token demo-yandex-token \\
         --vk-client-id demo --vk-client-secret demo-secret
+
+Without port options the stubs listen on STUBS_PORT_BASE+1..3 (default PORT+701..703), the ports
+scripts/run_embedded.sh derives too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from typing import Any
@@ -17,15 +21,24 @@ from tests.stubs.vk_ads import VkAdsStub
 from tests.stubs.yandex_audiences import YandexAudiencesStub
 
 
+def stubs_port_base(environ: dict[str, str] | None = None) -> int:
+    """STUBS_PORT_BASE, else PORT + 700 (PORT 8000 by default), as run_embedded.sh derives it."""
+    environ = os.environ if environ is None else environ
+    if environ.get("STUBS_PORT_BASE"):
+        return int(environ["STUBS_PORT_BASE"])
+    return int(environ.get("PORT") or 8000) + 700
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    base = stubs_port_base()
     parser = argparse.ArgumentParser(
         prog="python -m tests.stubs",
         description="Loopback stubs of Yandex Audiences, VK Ads and myTarget.",
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--yandex-port", type=int, default=8701)
-    parser.add_argument("--vk-port", type=int, default=8702)
-    parser.add_argument("--mytarget-port", type=int, default=8703)
+    parser.add_argument("--yandex-port", type=int, default=base + 1)
+    parser.add_argument("--vk-port", type=int, default=base + 2)
+    parser.add_argument("--mytarget-port", type=int, default=base + 3)
     parser.add_argument(
         "--processing-delay", type=float, default=20.0, help="seconds a segment/list processes"
     )

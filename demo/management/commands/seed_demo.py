@@ -3,7 +3,6 @@ simulated customer base written through the ingestion pipeline."""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -15,6 +14,8 @@ from clients.models import Client
 from demo.audiences import demo_audiences
 from demo.consents import demo_consents
 from demo.customer_base import DEMO_STEPS, DemoSeedError, demo_seed
+from demo.segments import demo_scoring, demo_segments
+from segments.models import ScoringRun, Segment
 
 
 def positive_int(value: str) -> int:
@@ -28,10 +29,11 @@ class Command(BaseCommand):
     help = (
         "Создать демо-данные: администратора агентства (admin), аккаунт-менеджера (manager), "
         "аналитика (analyst), трёх клиентов на трёх тарифах, владельцев в портале "
-        "(owner-<код>), по API-ключу на клиента и клиентскую базу (покупатели, заказы, события) "
-        "через обычный конвейер загрузки. При DJANGO_DEBUG=1 пароль равен логину; без DEBUG "
-        "(production) пароли случайные и показываются один раз. Повторный запуск не создаёт "
-        "дублей."
+        "(owner-<код>), по API-ключу на клиента, клиентскую базу (покупатели, заказы, события) "
+        "через обычный конвейер загрузки, согласия, сегменты с первым скорингом (здесь же, с "
+        "индикатором хода) и аудитории с первой синхронизацией в очереди. При DJANGO_DEBUG=1 "
+        "пароль равен логину; без DEBUG (production) пароли случайные и показываются один раз. "
+        "Повторный запуск не создаёт дублей."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -39,7 +41,8 @@ class Command(BaseCommand):
             "--customers",
             type=positive_int,
             default=2000,
-            help="Покупателей на клиента (по умолчанию 2000).",
+            help="Покупателей на клиента (по умолчанию 2000); у клиента на тарифе Enterprise "
+            "вчетверо больше, чтобы списки VK Реклама набрали минимум в 2000 строк.",
         )
         parser.add_argument(
             "--if-empty",
@@ -49,8 +52,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=42, help="Зерно генератора (42).")
         parser.add_argument(
             "--base-url",
-            default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}",
-            help="Адрес сайта для ссылки на админку.",
+            default=settings.PUBLIC_BASE_URL,
+            help="Адрес сайта для ссылки на админку (по умолчанию PUBLIC_BASE_URL).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -76,6 +79,8 @@ class Command(BaseCommand):
 
         for entry in result.clients:
             entry.consents = demo_consents(client=entry.client, seed=options["seed"])
+            demo_segments(client=entry.client)
+            entry.scoring = self._score(entry.client)
             entry.audiences = demo_audiences(client=entry.client)
 
         self.stdout.write("Клиенты:")
@@ -86,6 +91,14 @@ class Command(BaseCommand):
                 f"{entry.customers}, заказов {entry.orders}, событий {entry.events}, "
                 f"записей о согласиях {entry.consents}"
             )
+        self.stdout.write("Скоринг и сегменты (участников):")
+        for entry in result.clients:
+            run = entry.scoring
+            self.stdout.write(
+                f"  {entry.client.slug:<24} скоринг, запуск {run.pk}: {run.get_status_display()}"
+            )
+            for segment in Segment.objects.for_client(entry.client).order_by("pk"):
+                self.stdout.write(f"  {'':<24}   {segment.name}: {segment.size}")
         self.stdout.write(
             "Аудитории (кабинеты — заглушки платформ на 127.0.0.1, первая синхронизация в очереди):"
         )
@@ -104,3 +117,18 @@ class Command(BaseCommand):
             )
         for who, username, password in result.logins:
             self.stdout.write(f"  {who:<26} {username} / {password}")
+
+    def _score(self, client: Client) -> ScoringRun:
+        """The client's first scoring run, here and now, with a progress bar."""
+        with tqdm(total=100, unit="%", file=sys.stderr, desc=f"скоринг {client.slug}") as bar:
+
+            def on_progress(percent: int, stage: str) -> None:
+                bar.set_postfix_str(stage, refresh=False)
+                bar.update(max(percent - bar.n, 0))
+
+            try:
+                return demo_scoring(client=client, on_progress=on_progress)
+            except Exception as exc:
+                raise CommandError(
+                    f"скоринг клиента {client.slug} не удался: {type(exc).__name__}: {exc}"
+                ) from exc

@@ -146,15 +146,6 @@ YANDEX_AUDIENCES_BASE_URL = env.str("YANDEX_AUDIENCES_BASE_URL", default="")
 VK_ADS_BASE_URL = env.str("VK_ADS_BASE_URL", default="")
 MYTARGET_BASE_URL = env.str("MYTARGET_BASE_URL", default="")
 
-# The demo's destinations (seed_demo) point at the loopback stubs that `make run` starts.
-DEMO_AD_PLATFORM_URLS = {
-    "yandex_audiences": env.str(
-        "DEMO_YANDEX_AUDIENCES_URL", default="http://127.0.0.1:8701/v1/management/"
-    ),
-    "vk_ads": env.str("DEMO_VK_ADS_URL", default="http://127.0.0.1:8702/api/"),
-    "mytarget": env.str("DEMO_MYTARGET_URL", default="http://127.0.0.1:8703/api/"),
-}
-
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
 

@@ -40,9 +40,12 @@ if [[ "${CELERY_BROKER_URL:-}" == filesystem://* && -n "${CELERY_FS_BROKER_DIR:-
 fi
 if [[ -n "${MEDIA_ROOT:-}" ]]; then mkdir -p "$MEDIA_ROOT"; fi
 
-# Loopback stubs of Yandex Audiences, VK Ads and myTarget (tests/stubs): the demo destinations
-# point at them, so a first sync runs end to end with no network. Started first: seed_demo
-# queues a sync of each demo audience.
+# Loopback stubs of Yandex Audiences, VK Ads and myTarget (tests/stubs): the platforms'
+# addresses (deployment settings, never a destination's data) point at them, so a first sync
+# runs end to end with no network. Started first: seed_demo queues a sync of each demo audience.
+set_default YANDEX_AUDIENCES_BASE_URL "http://127.0.0.1:8701/v1/management/"
+set_default VK_ADS_BASE_URL "http://127.0.0.1:8702/api/"
+set_default MYTARGET_BASE_URL "http://127.0.0.1:8703/api/"
 STUB_ARGS=(--yandex-port 8701 --vk-port 8702 --mytarget-port 8703 --processing-delay 20
            --yandex-token demo-yandex-token --vk-client-id demo --vk-client-secret demo-secret
            --quiet)

@@ -4,6 +4,7 @@ Development defaults are safe; production secrets have no default, so a producti
 them stops here.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -37,6 +38,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "agency",
     "clients",
     "consent",
@@ -58,7 +60,26 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login lockout (django-axes) on every sign-in form (admin, portal): after LOGIN_FAILURE_LIMIT
+# failures within LOGIN_LOCKOUT_MINUTES a username is locked, whatever the address, and an
+# address is locked, whatever the username, until the failures are that old or an agency admin
+# unlocks them (admin: "Попытки доступа", action "Разблокировать вход"). Failures are kept in
+# the database.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "agency.audit.request_ip"
+AXES_LOCKOUT_CALLABLE = "agency.views.login_locked_out"
+AXES_ENABLE_ADMIN = False  # agency.admin registers the attempts with role permissions
+AXES_VERBOSE = False  # no banner on every start; lockouts are still logged (as warnings)
 
 ROOT_URLCONF = "config.urls"
 
@@ -148,6 +169,10 @@ MYTARGET_BASE_URL = env.str("MYTARGET_BASE_URL", default="")
 
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
+
+# Wrong API keys accepted per client address and minute; more answer 429 with Retry-After
+# (clients.auth; counted in the cache, which production shares between processes: CACHE_URL).
+API_KEY_FAILURE_LIMIT = env.int("API_KEY_FAILURE_LIMIT", default=20)
 
 # Bodies above this answer 413 with a JSON error (bulk endpoints take up to 10,000 records).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)

@@ -9,12 +9,21 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
 from clients.models import ClientMembership
 from clients.services import api_key_create, client_create
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Counters kept in Django's cache (wrong API keys per address, DRF throttles) start at zero
+    in every test, as the login lockouts (django-axes, in the database) do with the test's
+    rollback: both stay on in tests."""
+    cache.clear()
 
 
 @pytest.fixture

@@ -254,13 +254,38 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://localhost:25")
 vars().update(EMAIL_CONFIG)
 
+# Secrets that travel in URLs (the amoCRM webhook's, in its path) are masked in every log line
+# that carries a request's path (agency.log_masking; gunicorn's access log: config/gunicorn.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"mask_secrets": {"()": "agency.log_masking.SecretMaskingFilter"}},
+    "formatters": {
+        # Django's own format of the development server's access log
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["mask_secrets"]},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server"},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # httpx logs every request at INFO; the SyncRun log keeps what matters (steps, request ids).
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        # httpx logs every request at INFO; the SyncRun log keeps what matters (steps, ids).
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        # Request paths, masked before any handler (Django's default ones included).
+        "django.request": {"filters": ["mask_secrets"]},
+        "django.server": {
+            "handlers": ["django.server"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["mask_secrets"],
+        },
+    },
 }
 
 if not DEBUG:

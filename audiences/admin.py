@@ -198,13 +198,9 @@ class SecretTextarea(forms.Textarea):
 
 
 class DestinationAdminForm(ServiceForm):
-    base_url = forms.URLField(
-        label="адрес API",
-        required=False,
-        assume_scheme="https",
-        max_length=200,
-        help_text=Destination._meta.get_field("base_url").help_text,
-    )
+    """No address and no country: the platform's address is deployment configuration
+    (``<PROVIDER>_BASE_URL``) and the recipient's country is the platform operator's."""
+
     credentials = forms.CharField(
         label="учётные данные",
         required=False,
@@ -223,7 +219,7 @@ class DestinationAdminForm(ServiceForm):
 
     class Meta:
         model = Destination
-        fields = ("client", "name", "platform", "base_url", "hashing", "country", "is_active")
+        fields = ("client", "name", "platform", "hashing", "is_active")
 
     def clean_credentials(self) -> dict | None:
         raw = self.cleaned_data.get("credentials") or ""
@@ -250,9 +246,7 @@ class DestinationAdminForm(ServiceForm):
                 name=data["name"],
                 platform=data["platform"],
                 credentials=data["credentials"],
-                base_url=data.get("base_url") or "",
                 hashing=data.get("hashing") or None,
-                country=data.get("country") or "RU",
                 is_active=data.get("is_active", True),
                 **audit,
             )
@@ -261,7 +255,7 @@ class DestinationAdminForm(ServiceForm):
         )
         changes = {
             name: data[name]
-            for name in ("name", "base_url", "hashing", "country", "is_active")
+            for name in ("name", "hashing", "is_active")
             if name in self.changed_data
         }
         return destination_update(
@@ -282,7 +276,6 @@ class DestinationAdmin(TenantScopedAdmin):
         "platform",
         "country",
         "is_active",
-        "base_url",
         "token_expires_at",
     )
     list_filter = (ClientListFilter, "platform", "is_active")
@@ -295,21 +288,23 @@ class DestinationAdmin(TenantScopedAdmin):
             "client",
             "name",
             "platform",
-            "base_url",
             "hashing",
-            "country",
             "is_active",
             "credentials",
         ]
         if obj is not None:
-            fields += ["recipient", "token_expires_at", "created_at"]
+            fields += ["country", "recipient", "token_expires_at", "created_at"]
         return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
         if obj is None:
             return ()
         # A cabinet never moves between clients nor changes platform.
-        return ("client", "platform", "recipient", "token_expires_at", "created_at")
+        return ("client", "platform", "country", "recipient", "token_expires_at", "created_at")
+
+    @admin.display(description="страна получателя")
+    def country(self, obj: Destination) -> str:
+        return obj.country
 
     def save_model(self, request: HttpRequest, obj: Destination, form: Any, change: bool) -> None:
         _adopt(obj, form.service_call(**_audited(request)))

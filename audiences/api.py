@@ -71,7 +71,7 @@ ERROR_BODY = inline_serializer(
     "AudienceErrorBody",
     fields={
         "code": serializers.CharField(
-            help_text="invalid_platform, invalid_hashing, invalid_country, invalid_credentials, "
+            help_text="invalid_platform, invalid_hashing, invalid_credentials, "
             "name_taken, invalid_field, segment_not_found, destination_not_found, "
             "invalid_segment, invalid_suppression, invalid_lookalike_value, invalid_schedule, "
             "tier_feature_value_bidding; invalid (неверная форма, подробности в errors)"
@@ -125,6 +125,10 @@ class DestinationSerializer(serializers.ModelSerializer):
     has_token = serializers.SerializerMethodField(
         help_text="Есть действующий доступ: OAuth-токен Яндекса или живой токен VK/myTarget"
     )
+    country = serializers.CharField(
+        read_only=True,
+        help_text="Страна получателя данных (ISO 3166-1): страна оператора платформы, RU",
+    )
 
     class Meta:
         model = Destination
@@ -132,7 +136,6 @@ class DestinationSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "platform",
-            "base_url",
             "hashing",
             "country",
             "is_active",
@@ -151,19 +154,17 @@ class DestinationSerializer(serializers.ModelSerializer):
 
 
 class DestinationInputSerializer(serializers.Serializer):
-    """Shape only; hashing per platform, credentials and the country are checked by
-    audiences.services."""
+    """Shape only; hashing per platform and credentials are checked by audiences.services. The
+    platform's address and the recipient's country are not inputs (see FIXED_FIELDS)."""
 
     name = serializers.CharField(max_length=200)
     platform = serializers.ChoiceField(choices=Destination.Platform.choices)
     credentials = serializers.JSONField(write_only=True, help_text=CREDENTIALS_HELP)
-    base_url = serializers.URLField(required=False, allow_blank=True, max_length=200)
     hashing = serializers.ChoiceField(
         choices=Destination.Hashing.choices,
         required=False,
         help_text="По умолчанию: sha256 для Яндекса, md5 для VK Рекламы и myTarget",
     )
-    country = serializers.CharField(required=False, min_length=2, max_length=2)
     is_active = serializers.BooleanField(required=False)
 
     def validate_credentials(self, value: Any) -> dict:
@@ -176,6 +177,27 @@ class DestinationUpdateInputSerializer(DestinationInputSerializer):
     """PATCH: every field optional; new credentials replace the stored ones."""
 
     platform = None  # a cabinet never changes platform: connect another one
+
+
+# Fields a client may not choose, refused by name rather than ignored (a client that still sends
+# them learns why): the platform's address is deployment configuration (SSRF: a client-chosen
+# address would receive the platform token and the hashed identifiers), and the data recipient's
+# country is the platform operator's.
+FIXED_FIELDS = {
+    "base_url": "Адрес API платформы задаётся настройкой развёртывания "
+    "(YANDEX_AUDIENCES_BASE_URL, VK_ADS_BASE_URL, MYTARGET_BASE_URL), а не клиентом: "
+    "уберите поле base_url из запроса.",
+    "country": "Страна получателя определяется платформой (Яндекс и VK — российские "
+    "компании), а не клиентом: уберите поле country из запроса.",
+}
+
+
+def _refuse_fixed_fields(data: Any) -> None:
+    if not hasattr(data, "keys"):
+        return  # not an object: the serializer refuses the shape
+    for name, message in FIXED_FIELDS.items():
+        if name in data:
+            raise ApiError("invalid_field", message, field=name)
 
 
 DESTINATION_EXAMPLES = [
@@ -228,6 +250,7 @@ class DestinationViewSet(
         tags=TAGS,
     )
     def create(self, request: Request) -> Response:
+        _refuse_fixed_fields(request.data)
         data = DestinationInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
@@ -243,6 +266,7 @@ class DestinationViewSet(
     )
     def partial_update(self, request: Request, pk: str) -> Response:
         destination = self.get_object()
+        _refuse_fixed_fields(request.data)
         if "platform" in request.data:
             raise ApiError(
                 "invalid_field",

@@ -17,7 +17,13 @@ from agency.tenancy import TenantModel
 
 
 class Destination(TenantModel):
-    """One ad cabinet of the client on one platform, with its credentials (encrypted)."""
+    """One ad cabinet of the client on one platform, with its credentials (encrypted).
+
+    Where its platform is and which country it is in are the platform's, not the cabinet's: the
+    address is deployment configuration (``<PROVIDER>_BASE_URL``, ``integrations``), so no
+    client or staff input can point a worker at an address of its choosing (SSRF); the country
+    of its data recipient is the platform operator's (:data:`PLATFORM_COUNTRY`).
+    """
 
     class Platform(models.TextChoices):
         YANDEX_AUDIENCES = "yandex_audiences", "Яндекс Аудитории"
@@ -31,11 +37,6 @@ class Destination(TenantModel):
 
     name = models.CharField("название", max_length=200)
     platform = models.CharField("платформа", max_length=20, choices=Platform.choices)
-    base_url = models.URLField(
-        "адрес API",
-        blank=True,
-        help_text="Пусто — настоящий адрес платформы. Для тестов и демо — адрес заглушки.",
-    )
     hashing = models.CharField(
         "хеширование",
         max_length=10,
@@ -43,14 +44,6 @@ class Destination(TenantModel):
         default=Hashing.SHA256,
         help_text=(
             "Яндекс Аудитории: только SHA-256. VK Реклама и myTarget: MD5 или без хеширования."
-        ),
-    )
-    country = models.CharField(
-        "страна получателя (ISO 3166-1)",
-        max_length=2,
-        default="RU",
-        help_text=(
-            "Передача за пределы России — только с уведомлением Роскомнадзора (152-ФЗ ст. 12)."
         ),
     )
     recipient = models.ForeignKey(
@@ -82,6 +75,20 @@ class Destination(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_platform_display()})"
+
+    @property
+    def country(self) -> str:
+        """ISO 3166-1 country of the platform operator: the data recipient's country."""
+        return PLATFORM_COUNTRY[self.platform]
+
+
+# Yandex Audiences is run by ООО «Яндекс», VK Ads and myTarget by ООО «ВК»: Russian companies,
+# so an export to them is not a cross-border transfer (152-FZ art. 12).
+PLATFORM_COUNTRY = {
+    Destination.Platform.YANDEX_AUDIENCES: "RU",
+    Destination.Platform.VK_ADS: "RU",
+    Destination.Platform.MYTARGET: "RU",
+}
 
 
 class Audience(TenantModel):

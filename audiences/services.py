@@ -3,9 +3,11 @@ audience, and sync runs (creation; execution is in ``audiences.sync``).
 
 Every entry point (admin, API, commands, demo) calls these, so the rules hold everywhere:
 credentials are only ever stored encrypted; Yandex Audiences takes SHA-256 only, VK Ads and
-myTarget MD5 or plain; a destination's country is its DataRecipient's (the cross-border guard
-reads it); an audience and its segments belong to the destination's client; each audience has
-exactly one django-celery-beat PeriodicTask that follows its schedule and active flag.
+myTarget MD5 or plain; a destination's data recipient is its platform's operator, in the
+operator's country (``PLATFORM_COUNTRY``; the cross-border guard reads the recipient), and its
+platform's address is deployment configuration, never an argument here; an audience and its
+segments belong to the destination's client; each audience has exactly one django-celery-beat
+PeriodicTask that follows its schedule and active flag.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from clients.tiers import tier_require
 from consent.models import DataRecipient
 from segments.models import Segment
 
-from .models import Audience, Destination, SyncRun
+from .models import PLATFORM_COUNTRY, Audience, Destination, SyncRun
 
 SCHEDULED_TASK = "audiences.tasks.audience_scheduled_sync_task"
 ACTIVE_RUN_STATUSES = ACTIVE_STATES
@@ -72,7 +74,7 @@ class AudienceError(ServiceError):
 # Destinations
 
 
-def _check_destination(platform: str, hashing: str, country: str) -> None:
+def _check_destination(platform: str, hashing: str) -> None:
     if platform not in Destination.Platform.values:
         raise AudienceError(
             "invalid_platform", f"неизвестная платформа: {platform}", field="platform"
@@ -83,10 +85,6 @@ def _check_destination(platform: str, hashing: str, country: str) -> None:
             "invalid_hashing",
             f"{Destination.Platform(platform).label} принимает хеширование: {allowed}",
             field="hashing",
-        )
-    if len(country or "") != 2 or not country.isalpha() or not country.isupper():
-        raise AudienceError(
-            "invalid_country", "страна — код ISO 3166-1 из двух заглавных букв", field="country"
         )
 
 
@@ -124,18 +122,17 @@ def destination_create(
     name: str,
     platform: str,
     credentials: dict[str, Any],
-    base_url: str = "",
     hashing: str | None = None,
-    country: str = "RU",
     is_active: bool = True,
     actor: Any = None,
     source: str = "system",
     ip: str | None = None,
 ) -> Destination:
-    """Connect an ad cabinet (credentials stored encrypted, a data recipient of its country);
-    audited (never the credentials)."""
+    """Connect an ad cabinet (credentials stored encrypted, its platform's operator as the data
+    recipient, in the operator's country); audited (never the credentials)."""
     hashing = hashing or DEFAULT_HASHING.get(platform, "")
-    _check_destination(platform, hashing, country)
+    _check_destination(platform, hashing)
+    country = PLATFORM_COUNTRY[platform]
     credentials = _check_credentials(platform, credentials)
     if Destination.objects.for_client(client).filter(name=name).exists():
         raise AudienceError("name_taken", f"кабинет «{name}» уже есть", field="name")
@@ -150,9 +147,7 @@ def destination_create(
         client=client,
         name=name,
         platform=platform,
-        base_url=base_url,
         hashing=hashing,
-        country=country,
         is_active=is_active,
         recipient=recipient,
         credentials_encrypted=secret_encrypt(credentials),
@@ -180,14 +175,15 @@ def destination_update(
 ) -> Destination:
     """Change fields; new credentials replace the stored ones (and drop the cached token).
     Audited with the names of the changed fields (never the credentials)."""
-    allowed = {"name", "base_url", "hashing", "country", "is_active"}
+    allowed = {"name", "hashing", "is_active"}
     unknown = set(changes) - allowed
     if unknown:
-        raise AudienceError("invalid_field", f"нельзя изменить: {', '.join(sorted(unknown))}")
+        names = sorted(unknown)
+        raise AudienceError("invalid_field", f"нельзя изменить: {', '.join(names)}", field=names[0])
     for key, value in changes.items():
         setattr(destination, key, value)
     try:
-        _check_destination(destination.platform, destination.hashing, destination.country)
+        _check_destination(destination.platform, destination.hashing)
     except AudienceError:
         destination.refresh_from_db()  # the caller's instance is left as stored
         raise
@@ -208,10 +204,6 @@ def destination_update(
         destination.token_expires_at = None
         fields += ["credentials_encrypted", "token_encrypted", "token_expires_at"]
     destination.save(update_fields=fields or None)
-    if "country" in changes:
-        DataRecipient.objects.for_client(destination.client_id).filter(
-            pk=destination.recipient_id
-        ).update(country=destination.country)
     if "is_active" in changes:
         for audience in Audience.objects.for_client(destination.client_id).filter(
             destination=destination

@@ -459,16 +459,16 @@ def _release(destination: Destination, run: SyncRun) -> None:
 
 
 def platform_client(destination: Destination, **http_options: Any):
-    """The HTTP client of the destination's platform, at its base URL."""
+    """The HTTP client of the destination's platform, at the platform's address from the
+    deployment's settings (``<PROVIDER>_BASE_URL``, else the official host): never an address
+    from tenant data."""
     credentials = secret_decrypt(destination.credentials_encrypted)
     if destination.platform == Destination.Platform.YANDEX_AUDIENCES:
         return yandex_api.YandexAudiencesClient(
-            base_url=destination.base_url or yandex_api.base_url(),
-            token=credentials["token"],
-            **http_options,
+            base_url=yandex_api.base_url(), token=credentials["token"], **http_options
         )
     provider = mytarget if destination.platform == Destination.Platform.MYTARGET else vk_ads
-    base_url = destination.base_url or provider.base_url()
+    base_url = provider.base_url()
     tokens = VkTokenCache(
         destination,
         lambda: PlatformHttp(base_url, error_parser=vk_api.vk_error, **http_options),

@@ -39,6 +39,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.db import connection  # noqa: E402
+from django.test import override_settings  # noqa: E402
 from measure import PeakRss  # noqa: E402
 
 from audiences.services import audience_create, destination_create  # noqa: E402
@@ -185,15 +186,18 @@ def main() -> None:
         t0 = time.perf_counter()
         client, segment, stop = setup(size)
         print(f"  set-up (not timed): {time.perf_counter() - t0:.1f} s")
-        with stubs_process() as (yandex_url, vk_url):
+        with (
+            stubs_process() as (yandex_url, vk_url),
+            # the platforms' addresses are deployment settings, as `make run` sets them
+            override_settings(YANDEX_AUDIENCES_BASE_URL=yandex_url, VK_ADS_BASE_URL=vk_url),
+        ):
             ya_dest = destination_create(
                 client=client, name="Я", platform="yandex_audiences",
-                credentials={"token": "bench"}, base_url=yandex_url,
+                credentials={"token": "bench"},
             )  # fmt: skip
             vk_dest = destination_create(
                 client=client, name="VK", platform="vk_ads",
                 credentials={"client_id": "bench", "client_secret": "bench-secret"},
-                base_url=vk_url,
             )  # fmt: skip
             audiences = [
                 audience_create(

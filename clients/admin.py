@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import Count, Q, QuerySet
@@ -191,6 +192,7 @@ class ClientAdmin(TenantScopedAdmin):
             {
                 "fields": (
                     "webhook_secret",
+                    "amocrm_webhook_url",
                     "bitrix24_portal",
                     "bitrix24_rest_url",
                     "bitrix24_rest_clear",
@@ -218,7 +220,11 @@ class ClientAdmin(TenantScopedAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
-        fields = ["created_at"] if obj is None else ["slug", "created_at", "bitrix24_portal"]
+        fields = (
+            ["created_at"]
+            if obj is None
+            else ["slug", "created_at", "amocrm_webhook_url", "bitrix24_portal"]
+        )
         if request_staff_role(request) != AGENCY_ADMIN:
             # Commercial terms and team assignment are the agency admin's decision.
             fields += ["tier", "account_managers", "webhook_secret"]
@@ -233,6 +239,17 @@ class ClientAdmin(TenantScopedAdmin):
                 .order_by("username")
             )
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.display(description="URL вебхука amoCRM")
+    def amocrm_webhook_url(self, obj: Client) -> str:
+        """What to paste into amoCRM (Настройки → Интеграции → Вебхуки): the secret is a segment
+        of the path, masked in the access logs."""
+        if not obj.pk or not obj.webhook_secret:
+            return "—"
+        path = reverse(
+            "webhook-amocrm", kwargs={"client_slug": obj.slug, "secret": obj.webhook_secret}
+        )
+        return settings.PUBLIC_BASE_URL + path
 
     @admin.display(description="участников портала", ordering="members_count")
     def members_count(self, obj: Client) -> int:

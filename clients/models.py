@@ -128,8 +128,8 @@ class Client(models.Model):
         "секрет вебхуков CRM",
         max_length=64,
         blank=True,
-        help_text="Токен, которым CRM подписывает вебхуки (Битрикс24: application_token; amoCRM: "
-        "параметр secret в URL).",
+        help_text="Токен, которым CRM подтверждает вебхуки (Битрикс24: application_token; amoCRM: "
+        "сегмент пути URL вебхука, см. «URL вебхука amoCRM»; в журналах маскируется).",
     )
     bitrix24_rest_encrypted = models.TextField(
         "входящий вебхук Битрикс24 (зашифрован)",

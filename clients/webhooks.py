@@ -24,8 +24,12 @@ client slugs cannot be probed):
   must equal the client's ``webhook_secret``. Its events carry only ``data[FIELDS][ID]``: the
   contact or deal is read back through the client's REST webhook by a background task
   (``clients.services.crm_bitrix24_fetch``), so the reply comes at once.
-- amoCRM: its webhooks carry no signature, so the secret rides in the URL:
-  ``.../webhooks/amocrm/?client=<slug>&secret=<webhook_secret>``.
+- amoCRM: its webhooks carry no signature and amoCRM sends no custom header, so the secret
+  rides in the URL's path: ``.../webhooks/amocrm/<slug>/<webhook_secret>/``. Every log that
+  writes a request's path masks that segment (``agency.log_masking``). The former form
+  ``.../webhooks/amocrm/?client=<slug>&secret=<secret>`` put the secret in the query string, and
+  so in access logs; it is refused with a 400 ``webhook_url_changed`` that names the new form
+  (its ``secret=`` is masked in the logs too).
 """
 
 from __future__ import annotations
@@ -137,8 +141,8 @@ class _CrmWebhookView(APIView):
             raise ApiError("invalid_body", "Тело запроса — форма или JSON-объект.")
         return parse_php_form(data)
 
-    def find_client(self, request: Request, given_secret: Any) -> Client:
-        slug = request.query_params.get("client", "")
+    def find_client(self, request: Request, slug: Any, given_secret: Any) -> Client:
+        slug = slug if isinstance(slug, str) else ""
         client = Client.objects.filter(slug=slug, is_active=True).first() if slug else None
         if not _same_secret(given_secret, client):
             logger.warning(
@@ -151,7 +155,8 @@ class _CrmWebhookView(APIView):
             )
         return client
 
-    def verify(self, request: Request, payload: dict[str, Any]) -> Client:
+    def verify(self, request: Request, payload: dict[str, Any], **url: str) -> Client:
+        """The client the request is for, from the URL's keywords and the payload."""
         raise NotImplementedError
 
     def to_records(self, payload: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -160,9 +165,9 @@ class _CrmWebhookView(APIView):
     def event_name(self, payload: dict[str, Any]) -> str:
         return ""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, **url: str) -> Response:
         payload = self.read_payload(request)
-        client = self.verify(request, payload)
+        client = self.verify(request, payload, **url)
         request.webhook_client = client
         self.check_throttles(request)
         records = self.to_records(payload)
@@ -204,10 +209,10 @@ _BODY = {
 class Bitrix24WebhookView(_CrmWebhookView):
     crm = BITRIX24
 
-    def verify(self, request: Request, payload: dict[str, Any]) -> Client:
+    def verify(self, request: Request, payload: dict[str, Any], **url: str) -> Client:
         auth = payload.get("auth")
         token = auth.get("application_token") if isinstance(auth, dict) else None
-        return self.find_client(request, token)
+        return self.find_client(request, request.query_params.get("client", ""), token)
 
     def to_records(self, payload: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         return bitrix24_to_records(payload)
@@ -219,10 +224,22 @@ class Bitrix24WebhookView(_CrmWebhookView):
 @extend_schema(
     summary="Вебхук amoCRM (контакты: add/update; сделки: add/update/status)",
     description="Вебхук amoCRM: contacts[add][0][...], leads[status][0][...]. amoCRM не "
-    "подписывает вебхуки, поэтому секрет клиента передаётся в URL параметром secret.",
+    "подписывает вебхуки и не передаёт своих заголовков, поэтому секрет клиента — часть пути "
+    "URL: /api/v1/webhooks/amocrm/<код клиента>/<секрет>/. В журналах доступа этот сегмент "
+    "заменён на ***.",
     parameters=[
-        _CLIENT_PARAM,
-        OpenApiParameter("secret", OpenApiTypes.STR, required=True, description="Секрет вебхуков"),
+        OpenApiParameter(
+            "client_slug",
+            OpenApiTypes.STR,
+            OpenApiParameter.PATH,
+            description="Код (slug) клиента в платформе",
+        ),
+        OpenApiParameter(
+            "secret",
+            OpenApiTypes.STR,
+            OpenApiParameter.PATH,
+            description="Секрет вебхуков клиента (в журналах маскируется)",
+        ),
     ],
     request=_BODY,
     responses={200: WEBHOOK_RESULT, 403: OpenApiResponse(description="invalid_webhook_secret")},
@@ -231,8 +248,8 @@ class Bitrix24WebhookView(_CrmWebhookView):
 class AmoCrmWebhookView(_CrmWebhookView):
     crm = AMOCRM
 
-    def verify(self, request: Request, payload: dict[str, Any]) -> Client:
-        return self.find_client(request, request.query_params.get("secret"))
+    def verify(self, request: Request, payload: dict[str, Any], **url: str) -> Client:
+        return self.find_client(request, url.get("client_slug"), url.get("secret"))
 
     def to_records(self, payload: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         return amocrm_to_records(payload)
@@ -247,7 +264,39 @@ class AmoCrmWebhookView(_CrmWebhookView):
         return ",".join(names)
 
 
+AMOCRM_URL_FORM = "/api/v1/webhooks/amocrm/<код клиента>/<секрет>/"
+
+
+@extend_schema(
+    summary="Прежний адрес вебхука amoCRM (?client=&secret=): отказ 400 с новым адресом",
+    description="Секрет в строке запроса попадал в журналы доступа; теперь он — часть пути: "
+    f"{AMOCRM_URL_FORM}.",
+    request=_BODY,
+    responses={400: OpenApiResponse(description="webhook_url_changed")},
+    auth=[],
+    deprecated=True,
+)
+class AmoCrmOldUrlView(APIView):
+    """The retired ``?client=&secret=`` form: refused before anything is read or verified."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        raise ApiError(
+            "webhook_url_changed",
+            "Адрес вебхука amoCRM изменился: секрет передаётся в пути, а не в параметрах "
+            f"запроса. Укажите в настройках вебхука amoCRM адрес {AMOCRM_URL_FORM} "
+            "(готовый адрес — в карточке клиента в админке).",
+        )
+
+
 urlpatterns = [
     path("bitrix24/", Bitrix24WebhookView.as_view(), name="webhook-bitrix24"),
-    path("amocrm/", AmoCrmWebhookView.as_view(), name="webhook-amocrm"),
+    path(
+        "amocrm/<str:client_slug>/<str:secret>/",
+        AmoCrmWebhookView.as_view(),
+        name="webhook-amocrm",
+    ),
+    path("amocrm/", AmoCrmOldUrlView.as_view(), name="webhook-amocrm-old"),
 ]

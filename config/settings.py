@@ -5,6 +5,7 @@ them stops here.
 """
 
 import ipaddress as _ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import csp.constants as _csp
@@ -40,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "agency",
     "clients",
     "consent",
@@ -61,7 +63,26 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login lockout (django-axes) on every sign-in form (admin, portal): after LOGIN_FAILURE_LIMIT
+# failures within LOGIN_LOCKOUT_MINUTES a username is locked, whatever the address, and an
+# address is locked, whatever the username, until the failures are that old or an agency admin
+# unlocks them (admin: "Попытки доступа", action "Разблокировать вход"). Failures are kept in
+# the database.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "agency.audit.request_ip"
+AXES_LOCKOUT_CALLABLE = "agency.views.login_locked_out"
+AXES_ENABLE_ADMIN = False  # agency.admin registers the attempts with role permissions
+AXES_VERBOSE = False  # no banner on every start; lockouts are still logged (as warnings)
 
 ROOT_URLCONF = "config.urls"
 
@@ -158,17 +179,12 @@ MYTARGET_BASE_URL = env.str("MYTARGET_BASE_URL", default="")
 # the Bitrix24 domains); set this only to send them to a proxy or a stub instead.
 BITRIX24_BASE_URL = env.str("BITRIX24_BASE_URL", default="")
 
-# The demo's destinations (seed_demo) point at the loopback stubs that `make run` starts.
-DEMO_AD_PLATFORM_URLS = {
-    "yandex_audiences": env.str(
-        "DEMO_YANDEX_AUDIENCES_URL", default="http://127.0.0.1:8701/v1/management/"
-    ),
-    "vk_ads": env.str("DEMO_VK_ADS_URL", default="http://127.0.0.1:8702/api/"),
-    "mytarget": env.str("DEMO_MYTARGET_URL", default="http://127.0.0.1:8703/api/"),
-}
-
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
+
+# Wrong API keys accepted per client address and minute; more answer 429 with Retry-After
+# (clients.auth; counted in the cache, which production shares between processes: CACHE_URL).
+API_KEY_FAILURE_LIMIT = env.int("API_KEY_FAILURE_LIMIT", default=20)
 
 # Bodies above this answer 413 with a JSON error (bulk endpoints take up to 10,000 records).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
@@ -250,13 +266,38 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://localhost:25")
 vars().update(EMAIL_CONFIG)
 
+# Secrets that travel in URLs (the amoCRM webhook's, in its path) are masked in every log line
+# that carries a request's path (agency.log_masking; gunicorn's access log: config/gunicorn.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"mask_secrets": {"()": "agency.log_masking.SecretMaskingFilter"}},
+    "formatters": {
+        # Django's own format of the development server's access log
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["mask_secrets"]},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server"},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # httpx logs every request at INFO; the SyncRun log keeps what matters (steps, request ids).
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        # httpx logs every request at INFO; the SyncRun log keeps what matters (steps, ids).
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        # Request paths, masked before any handler (Django's default ones included).
+        "django.request": {"filters": ["mask_secrets"]},
+        "django.server": {
+            "handlers": ["django.server"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["mask_secrets"],
+        },
+    },
 }
 
 if not DEBUG:

@@ -1,10 +1,9 @@
 """Demo audiences for `make run`: each demo client gets a Yandex Audiences and a VK Ads cabinet
-pointing at the loopback stubs (settings.DEMO_AD_PLATFORM_URLS), a segment of last year's
+(with the stubs' demo credentials: `make run` points the platforms' addresses,
+YANDEX_AUDIENCES_BASE_URL and VK_ADS_BASE_URL, at the loopback stubs), a segment of last year's
 buyers with recent purchasers suppressed, and a first sync queued for the worker."""
 
 from __future__ import annotations
-
-from django.conf import settings
 
 from audiences.models import Audience, Destination
 from audiences.services import audience_create, audience_sync_request, destination_create
@@ -21,7 +20,6 @@ def demo_audiences(*, client: Client, queue_sync: bool = True) -> list[Audience]
     """Create (once) the client's demo cabinets and audiences; returns the audiences."""
     if Destination.objects.for_client(client).exists():
         return list(Audience.objects.for_client(client))
-    urls = settings.DEMO_AD_PLATFORM_URLS
     buyers = demo_segment(
         client,
         "Покупатели за год",
@@ -39,14 +37,12 @@ def demo_audiences(*, client: Client, queue_sync: bool = True) -> list[Audience]
         name="Яндекс Аудитории (демо)",
         platform=Destination.Platform.YANDEX_AUDIENCES,
         credentials={"token": DEMO_YANDEX_TOKEN},
-        base_url=urls["yandex_audiences"],
     )
     vk = destination_create(
         client=client,
         name="VK Реклама (демо)",
         platform=Destination.Platform.VK_ADS,
         credentials={"client_id": DEMO_VK_CLIENT[0], "client_secret": DEMO_VK_CLIENT[1]},
-        base_url=urls["vk_ads"],
     )
     audiences = [
         audience_create(

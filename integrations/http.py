@@ -168,6 +168,25 @@ def _json_or_text(response: httpx.Response) -> Any:
         return response.text[:2000]
 
 
+MAX_MESSAGE_CHARS = 500
+
+
+def unparsed_error(response: httpx.Response) -> tuple[str, str]:
+    """The error of a reply whose body is not the platform's error format (an HTML page of a
+    proxy, plain text, JSON of another shape): ``HTTP <status>`` only. The body itself is never
+    shown to a client (sync messages, the portal, the API); it is logged at debug level."""
+    logger.debug("unparsed error body of HTTP %s: %r", response.status_code, response.text[:2000])
+    return "http_error", f"HTTP {response.status_code}"
+
+
+def error_text(value: Any) -> str:
+    """A message the platform's error format carries, as text of reasonable length; anything
+    that is not text is no message (``""``)."""
+    if not isinstance(value, str):
+        return ""
+    return value.strip()[:MAX_MESSAGE_CHARS]
+
+
 def base_url_setting(name: str, default: str) -> str:
     """A provider's base URL: deployment configuration (``<PROVIDER>_BASE_URL``), never tenant
     data, so no client can point a worker at an address of its choosing."""

@@ -64,12 +64,11 @@ set_default PUBLIC_BASE_URL "http://127.0.0.1:$PORT"
 set_default YANDEX_AUDIENCES_BASE_URL "http://127.0.0.1:$YANDEX_STUB_PORT/v1/management/"
 set_default VK_ADS_BASE_URL "http://127.0.0.1:$VK_STUB_PORT/api/"
 set_default MYTARGET_BASE_URL "http://127.0.0.1:$MYTARGET_STUB_PORT/api/"
-set_default DEMO_YANDEX_AUDIENCES_URL "http://127.0.0.1:$YANDEX_STUB_PORT/v1/management/"
-set_default DEMO_VK_ADS_URL "http://127.0.0.1:$VK_STUB_PORT/api/"
-set_default DEMO_MYTARGET_URL "http://127.0.0.1:$MYTARGET_STUB_PORT/api/"
 
-# Loopback stubs of Yandex Audiences, VK Ads and myTarget (tests/stubs): the demo destinations
-# point at them, so a first sync runs end to end with no network.
+# Loopback stubs of Yandex Audiences, VK Ads and myTarget (tests/stubs): the platforms'
+# addresses above (deployment settings, never a destination's data) point at them, so a first
+# sync runs end to end with no network. Started first: seed_demo queues a sync of each demo
+# audience.
 STUB_ARGS=(--yandex-port "$YANDEX_STUB_PORT" --vk-port "$VK_STUB_PORT"
            --mytarget-port "$MYTARGET_STUB_PORT" --processing-delay 20
            --yandex-token demo-yandex-token --vk-client-id demo --vk-client-secret demo-secret
@@ -78,7 +77,7 @@ STUB_ARGS=(--yandex-port "$YANDEX_STUB_PORT" --vk-port "$VK_STUB_PORT"
 if [[ "$PRINT_CONFIG" -eq 1 ]]; then
     # One NAME=value line each; "(from .env)" when .env sets it and this script does not.
     for name in PORT STUBS_PORT_BASE PUBLIC_BASE_URL YANDEX_AUDIENCES_BASE_URL VK_ADS_BASE_URL \
-                MYTARGET_BASE_URL DEMO_YANDEX_AUDIENCES_URL DEMO_VK_ADS_URL DEMO_MYTARGET_URL \
+                MYTARGET_BASE_URL \
                 DATABASE_URL CELERY_BROKER_URL; do
         echo "$name=${!name-(from .env)}"
     done

@@ -9,12 +9,21 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
 from clients.models import ClientMembership
 from clients.services import api_key_create, client_create
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Counters kept in Django's cache (wrong API keys per address, DRF throttles) start at zero
+    in every test, as the login lockouts (django-axes, in the database) do with the test's
+    rollback: both stay on in tests."""
+    cache.clear()
 
 
 @pytest.fixture
@@ -96,11 +105,17 @@ def portal_owner_a(django_user_model, client_a):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Deployment settings a worker reads from its environment that tests point elsewhere (the ad
+# platforms' addresses, at the stubs): a started worker gets the test's values.
+WORKER_SETTINGS = ("YANDEX_AUDIENCES_BASE_URL", "VK_ADS_BASE_URL", "MYTARGET_BASE_URL")
+
+
 @pytest.fixture
 def start_worker(settings):
     """Start real Celery worker processes on the test database and the Redis broker of
-    `make test` (extra environment variables as keyword arguments); all are stopped at the end.
-    Tests that use it need ``django_db(transaction=True)`` so the worker sees their rows."""
+    `make test` (extra environment variables as keyword arguments, and the test's values of
+    ``WORKER_SETTINGS``); all are stopped at the end. Tests that use it need
+    ``django_db(transaction=True)`` so the worker sees their rows."""
     if not settings.CELERY_BROKER_URL.startswith("redis://"):
         pytest.skip("needs the Redis broker that scripts/with_test_services.sh starts")
     processes: list[subprocess.Popen] = []
@@ -110,6 +125,7 @@ def start_worker(settings):
         env = {
             **os.environ,
             "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            **{name: str(getattr(settings, name)) for name in WORKER_SETTINGS},
             **extra_env,
         }
         process = subprocess.Popen(

@@ -15,7 +15,14 @@ from typing import Any, Protocol
 
 import httpx
 
-from ..http import PlatformError, PlatformHttp, base_url_setting
+from ..http import (
+    MAX_MESSAGE_CHARS,
+    PlatformError,
+    PlatformHttp,
+    base_url_setting,
+    error_text,
+    unparsed_error,
+)
 
 DEFAULT_BASE_URL = "https://ads.vk.com/api/"
 MIN_LIST_LINES = 2000
@@ -24,15 +31,24 @@ LIST_TYPES = {1: "emails", 2: "phones"}
 
 
 def vk_error(response: httpx.Response) -> tuple[str, str]:
+    """``(code, message)`` from the VK Ads / myTarget error body, with the fields at fault;
+    any other body is ``HTTP <status>`` (:func:`~integrations.http.unparsed_error`), never its
+    text."""
     try:
-        error = response.json().get("error") or {}
-    except (ValueError, AttributeError):
-        return "http_error", f"HTTP {response.status_code}: {response.text[:300]}"
-    if not isinstance(error, dict):
-        return "error", str(error)
-    code = str(error.get("code", response.status_code))
-    parts = [error.get("message") or code]
-    for field, problems in (error.get("fields") or {}).items():
+        body = response.json()
+    except ValueError:
+        return unparsed_error(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str) and error_text(error):
+        # OAuth replies: {"error": "invalid_client", "error_description": "..."}
+        description = error_text(body.get("error_description"))
+        return error_text(error), description or error_text(error)
+    if not isinstance(error, dict) or not error:
+        return unparsed_error(response)
+    code = error_text(str(error.get("code", response.status_code)))
+    parts = [error_text(error.get("message")) or code]
+    fields = error.get("fields")
+    for field, problems in fields.items() if isinstance(fields, dict) else ():
         if isinstance(problems, list):
             for problem in problems[:5]:
                 if isinstance(problem, dict) and "line_number" in problem:
@@ -44,7 +60,7 @@ def vk_error(response: httpx.Response) -> tuple[str, str]:
                     parts.append(f"{field}: {problem}")
         else:
             parts.append(f"{field}: {problems}")
-    return code, "; ".join(str(p) for p in parts)
+    return code, "; ".join(str(p) for p in parts)[:MAX_MESSAGE_CHARS]
 
 
 def obtain_token(http: PlatformHttp, credentials: dict, refresh_token: str = "") -> dict:

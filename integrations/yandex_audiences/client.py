@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from ..http import PlatformHttp, base_url_setting
+from ..http import PlatformHttp, base_url_setting, error_text, unparsed_error
 
 DEFAULT_BASE_URL = "https://api-audience.yandex.ru/v1/management/"
 MIN_ROWS = 100  # below this the confirm is refused (unless check_size=false)
@@ -23,18 +23,27 @@ FEW_DATA = "few_data"
 
 
 def yandex_error(response: httpx.Response) -> tuple[str, str]:
+    """``(error_type, message)`` from Yandex's error body; any other body is ``HTTP <status>``
+    (:func:`~integrations.http.unparsed_error`), never its text."""
     try:
         body = response.json()
     except ValueError:
-        return "http_error", f"HTTP {response.status_code}: {response.text[:300]}"
-    errors = body.get("errors") or []
-    if errors and isinstance(errors[0], dict):
-        first = errors[0]
-        message = first.get("message") or body.get("message") or ""
-        if first.get("location"):
-            message = f"{message} ({first['location']})"
-        return first.get("error_type", "error"), message
-    return str(body.get("code", response.status_code)), str(body.get("message", body))
+        return unparsed_error(response)
+    if not isinstance(body, dict):
+        return unparsed_error(response)
+    errors = body.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    if isinstance(first, dict):
+        message = error_text(first.get("message")) or error_text(body.get("message"))
+        if message:
+            location = error_text(first.get("location"))
+            if location:
+                message = f"{message} ({location})"
+            return error_text(first.get("error_type")) or "error", message
+    message = error_text(body.get("message"))
+    if message:
+        return str(body.get("code", response.status_code))[:50], message
+    return unparsed_error(response)
 
 
 class YandexAudiencesClient:

@@ -109,36 +109,49 @@ def build_world(client, size: int, *, no_consent: int = 10, suppressed: int = 5)
     )
 
 
+def point_platforms_at(settings, *, yandex=None, vk=None, mytarget=None) -> None:
+    """Point the platforms' addresses (deployment settings, never a destination's data) at
+    stubs, as `make run` does with environment variables; the ``settings`` fixture restores
+    them after the test. A worker started by ``start_worker`` inherits them."""
+    if yandex is not None:
+        settings.YANDEX_AUDIENCES_BASE_URL = yandex.base_url
+    if vk is not None:
+        settings.VK_ADS_BASE_URL = vk.base_url
+    if mytarget is not None:
+        settings.MYTARGET_BASE_URL = mytarget.base_url
+
+
 @pytest.fixture
-def yandex_stub():
+def yandex_stub(settings):
     with YandexAudiencesStub(tokens={YANDEX_TOKEN}, quota_per_minute=None) as stub:
+        point_platforms_at(settings, yandex=stub)
         yield stub
 
 
 @pytest.fixture
-def vk_stub():
+def vk_stub(settings):
+    """The VK Ads stub, at the address of VK Ads and of myTarget (the same API)."""
     with VkAdsStub(credentials={VK_CLIENT: VK_SECRET}) as stub:
+        point_platforms_at(settings, vk=stub, mytarget=stub)
         yield stub
 
 
-def yandex_destination(client, stub, **extra):
+def yandex_destination(client, **extra):
     return destination_create(
         client=client,
         name=extra.pop("name", "Яндекс"),
         platform="yandex_audiences",
         credentials={"token": extra.pop("token", YANDEX_TOKEN)},
-        base_url=stub.base_url,
         **extra,
     )
 
 
-def vk_destination(client, stub, platform="vk_ads", **extra):
+def vk_destination(client, platform="vk_ads", **extra):
     return destination_create(
         client=client,
         name=extra.pop("name", platform),
         platform=platform,
         credentials={"client_id": VK_CLIENT, "client_secret": extra.pop("secret", VK_SECRET)},
-        base_url=stub.base_url,
         **extra,
     )
 

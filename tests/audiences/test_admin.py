@@ -120,9 +120,7 @@ def test_destination_add_and_edit_keep_credentials_secret(client, agency_admin, 
         "client": client_b.pk,
         "name": "VK агентский",
         "platform": "vk_ads",
-        "base_url": "",
         "hashing": "md5",
-        "country": "RU",
         "is_active": "on",
         "credentials": '{"client_id": "77", "client_secret": "very-secret-vk-value"}',
     }
@@ -162,7 +160,6 @@ def test_destination_form_reports_the_services_refusal(client, agency_admin, cli
         "name": "Яндекс",
         "platform": "yandex_audiences",
         "hashing": "md5",
-        "country": "RU",
         "is_active": "on",
         "credentials": '{"token": "typed-secret-token"}',
     }

@@ -88,8 +88,8 @@ def sent(monkeypatch):
 def synced(client_a, yandex_stub, vk_stub):
     """2100 customers in one segment, synced to Yandex Audiences (SHA-256) and VK Ads (MD5)."""
     world = build_world(client_a, 2100)
-    yandex = make_audience(world, yandex_destination(client_a, yandex_stub), name="Я")
-    vk = make_audience(world, vk_destination(client_a, vk_stub), name="ВК")
+    yandex = make_audience(world, yandex_destination(client_a), name="Я")
+    vk = make_audience(world, vk_destination(client_a), name="ВК")
     for audience in (yandex, vk):
         assert sync(audience).status == SyncRun.Status.SUCCEEDED
         audience.refresh_from_db()
@@ -251,7 +251,7 @@ def test_a_sync_under_way_at_the_erasure_is_followed_by_one_that_removes_the_per
     client_a, yandex_stub, sent, django_capture_on_commit_callbacks
 ):
     world = build_world(client_a, 150)
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub))
+    audience = make_audience(world, yandex_destination(client_a))
     assert sync(audience).status == SyncRun.Status.SUCCEEDED
     yandex_stub.process_all()
     person = world.customers[PERSON]
@@ -289,7 +289,7 @@ def test_switched_off_audience_keeps_the_person_until_its_next_sync_then_lets_go
     client_a, yandex_stub, sent, django_capture_on_commit_callbacks
 ):
     world = build_world(client_a, 150)
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub))
+    audience = make_audience(world, yandex_destination(client_a))
     assert sync(audience).status == SyncRun.Status.SUCCEEDED
     yandex_stub.process_all()
     audience.refresh_from_db()  # audience_update saves the whole row, remote state included
@@ -319,7 +319,7 @@ def test_erasure_of_someone_no_audience_holds_starts_no_sync(
     client_a, yandex_stub, sent, django_capture_on_commit_callbacks
 ):
     world = build_world(client_a, 150)
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub))
+    audience = make_audience(world, yandex_destination(client_a))
     assert sync(audience).status == SyncRun.Status.SUCCEEDED
     outsider = Customer.objects.create(
         client=client_a, external_id="outsider", email="outsider@example.ru", city="Казань"

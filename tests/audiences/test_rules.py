@@ -84,10 +84,13 @@ def test_destination_rules_and_encrypted_credentials(client_a):
         stored = cursor.fetchone()[0]
     assert "s3cr3t" not in stored
     assert secret_decrypt(stored) == {"token": "s3cr3t-tok"}
-    assert destination.recipient.country == "RU"
-    destination_update(destination=destination, country="KZ")
+    assert (destination.country, destination.recipient.country) == ("RU", "RU")
+    # The recipient's country is the platform operator's: no caller declares it.
+    with pytest.raises(AudienceError) as refused:
+        destination_update(destination=destination, country="KZ")
+    assert (refused.value.code, refused.value.field) == ("invalid_field", "country")
     destination.recipient.refresh_from_db()
-    assert destination.recipient.country == "KZ"
+    assert destination.recipient.country == "RU"
 
 
 def test_key_rotation(client_a, settings):
@@ -110,7 +113,7 @@ def test_schedule_follows_the_audience(client_a, yandex_stub):
     from .conftest import yandex_destination
 
     world = build_world(client_a, 5)
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub))
+    audience = make_audience(world, yandex_destination(client_a))
     task = audience.periodic_task
     assert task.task == "audiences.tasks.audience_scheduled_sync_task"
     assert json.loads(task.args) == [audience.pk]

@@ -175,9 +175,7 @@ def test_admin_changes_are_audited_by_the_service_once(client, agency_admin, cli
         "client": client_b.pk,
         "name": "Яндекс",
         "platform": "yandex_audiences",
-        "base_url": "",
         "hashing": "sha256",
-        "country": "RU",
         "is_active": "on",
         "credentials": json.dumps({"token": TOKEN}),
     }

@@ -88,7 +88,7 @@ def test_build_in_sorted_chunks_with_shared_identifiers_once(client_a, vk_stub, 
     customer_erase(customer=world.customers["c000039"])
     segment_refresh(segment=world.segment)
     audience = make_audience(
-        world, vk_destination(client_a, vk_stub, hashing="md5"), identifiers="email_phone"
+        world, vk_destination(client_a, hashing="md5"), identifiers="email_phone"
     )
     snapshot = AudienceSnapshot.objects.create(client_id=client_a.pk, audience=audience)
 
@@ -126,7 +126,7 @@ def test_build_in_sorted_chunks_with_shared_identifiers_once(client_a, vk_stub, 
 @pytest.mark.django_db
 def test_snapshot_values_hash_as_the_platform_expects(client_a, vk_stub):
     world = build_world(client_a, 12, no_consent=1, suppressed=1)
-    audience = make_audience(world, vk_destination(client_a, vk_stub, hashing="plain"))
+    audience = make_audience(world, vk_destination(client_a, hashing="plain"))
     snapshot = AudienceSnapshot.objects.create(client_id=client_a.pk, audience=audience)
     snapshot_build(audience, snapshot, hashing="sha256")
     assert list(snapshot_values(snapshot.pk, EMAIL)) == sorted(world.emails(sha256))

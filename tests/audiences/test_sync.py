@@ -9,7 +9,7 @@ from django.utils import timezone
 from audiences.models import Audience, AudienceSnapshotChunk, SyncRun
 from audiences.services import audience_sync_request
 from audiences.sync import DestinationBusy, audience_sync_now, sync_run_execute
-from consent.models import ConsentRecord, TransferRefusal
+from consent.models import ConsentRecord, DataRecipient, TransferRefusal
 from consent.requests import customer_erase
 
 from .conftest import (
@@ -18,6 +18,7 @@ from .conftest import (
     grant,
     make_audience,
     md5,
+    point_platforms_at,
     sha256,
     vk_destination,
     yandex_destination,
@@ -45,7 +46,7 @@ def test_yandex_first_sync_uploads_exactly_the_consented_unsuppressed_members(
     world = build_world(client_a, 150)
     erased = world.customers["c000149"]
     customer_erase(customer=erased)
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub))
+    audience = make_audience(world, yandex_destination(client_a))
 
     run = sync(audience)
 
@@ -77,7 +78,7 @@ def test_yandex_changes_wait_for_processing_then_withdrawal_removes_the_person(
 ):
     world = build_world(client_a, 140)
     yandex_stub.processing_delay = 3600  # stays "is_processed" until process_all()
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub))
+    audience = make_audience(world, yandex_destination(client_a))
     assert sync(audience).status == SyncRun.Status.SUCCEEDED
     segment_id = remote(audience)["segment_id"]
     gone = world.customers["c000100"]
@@ -112,7 +113,7 @@ def test_yandex_changes_wait_for_processing_then_withdrawal_removes_the_person(
 
 def test_yandex_below_minimum_is_not_sent(client_a, yandex_stub):
     world = build_world(client_a, 60)
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub))
+    audience = make_audience(world, yandex_destination(client_a))
     run = sync(audience)
     assert run.status == SyncRun.Status.SKIPPED
     assert "не меньше 100" in run.message
@@ -124,7 +125,7 @@ def test_yandex_below_minimum_is_not_sent(client_a, yandex_stub):
 def test_yandex_lookalike_created_from_processed_seed(client_a, yandex_stub):
     world = build_world(client_a, 130)
     audience = make_audience(
-        world, yandex_destination(client_a, yandex_stub), purpose="lookalike", lookalike_value=4
+        world, yandex_destination(client_a), purpose="lookalike", lookalike_value=4
     )
     first = sync(audience)
     assert "после обработки" in first.message or "когда Яндекс обработает" in first.message
@@ -140,7 +141,7 @@ def test_yandex_lookalike_created_from_processed_seed(client_a, yandex_stub):
 
 def test_yandex_refusal_ends_the_run_with_the_platform_message(client_a, yandex_stub):
     world = build_world(client_a, 120)
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub, token="wrong"))
+    audience = make_audience(world, yandex_destination(client_a, token="wrong"))
     run = sync(audience)
     assert run.status == SyncRun.Status.FAILED
     assert run.platform_error
@@ -166,7 +167,7 @@ def vk_world(client_a):
 def test_vk_lists_hold_the_consented_members_md5_and_segment_relations(
     client_a, vk_stub, vk_world, purpose, relation
 ):
-    audience = make_audience(vk_world, vk_destination(client_a, vk_stub), purpose=purpose)
+    audience = make_audience(vk_world, vk_destination(client_a), purpose=purpose)
     run = sync(audience)
     assert run.status == SyncRun.Status.SUCCEEDED, run.error
     lists = remote(audience)["lists"]
@@ -181,7 +182,7 @@ def test_vk_lists_hold_the_consented_members_md5_and_segment_relations(
 
 
 def test_vk_withdrawal_sent_as_a_padded_removal_list(client_a, vk_stub, vk_world):
-    audience = make_audience(vk_world, vk_destination(client_a, vk_stub))
+    audience = make_audience(vk_world, vk_destination(client_a))
     sync(audience)
     gone = vk_world.customers["c000500"]
     grant(client_a, [gone], action=ConsentRecord.Action.WITHDRAWN)
@@ -197,7 +198,7 @@ def test_vk_withdrawal_sent_as_a_padded_removal_list(client_a, vk_stub, vk_world
 
 
 def test_vk_token_is_reused_and_refreshed_never_minted_per_sync(client_a, vk_stub, vk_world):
-    audience = make_audience(vk_world, vk_destination(client_a, vk_stub))
+    audience = make_audience(vk_world, vk_destination(client_a))
     sync(audience)
     sync(audience)
     assert vk_stub.tokens_issued == 1
@@ -212,7 +213,7 @@ def test_vk_token_is_reused_and_refreshed_never_minted_per_sync(client_a, vk_stu
 
 def test_vk_plain_identifiers(client_a, vk_stub, vk_world):
     audience = make_audience(
-        vk_world, vk_destination(client_a, vk_stub, hashing="plain"), identifiers="phone"
+        vk_world, vk_destination(client_a, hashing="plain"), identifiers="phone"
     )
     sync(audience)
     lists = remote(audience)["lists"]
@@ -222,7 +223,7 @@ def test_vk_plain_identifiers(client_a, vk_stub, vk_world):
 
 def test_vk_below_2000_lines_is_not_sent(client_a, vk_stub):
     world = build_world(client_a, 300)
-    audience = make_audience(world, vk_destination(client_a, vk_stub, platform="mytarget"))
+    audience = make_audience(world, vk_destination(client_a, platform="mytarget"))
     run = sync(audience)
     assert run.status == SyncRun.Status.SKIPPED
     assert "от 2000" in run.message
@@ -233,7 +234,7 @@ def test_vk_below_2000_lines_is_not_sent(client_a, vk_stub):
 # Faults, leases, the cross-border guard
 
 
-def test_runs_converge_under_faults_without_duplicate_uploads(client_a, vk_world):
+def test_runs_converge_under_faults_without_duplicate_uploads(client_a, vk_world, settings):
     from tests.stubs.vk_ads import VkAdsStub
     from tests.stubs.yandex_audiences import YandexAudiencesStub
 
@@ -252,8 +253,9 @@ def test_runs_converge_under_faults_without_duplicate_uploads(client_a, vk_world
             timeout_sleep=1.2,
         ) as vk,
     ):
-        ya_audience = make_audience(vk_world, yandex_destination(client_a, yandex), name="Я")
-        vk_audience = make_audience(vk_world, vk_destination(client_a, vk), name="VK")
+        point_platforms_at(settings, yandex=yandex, vk=vk)
+        ya_audience = make_audience(vk_world, yandex_destination(client_a), name="Я")
+        vk_audience = make_audience(vk_world, vk_destination(client_a), name="VK")
         gone = vk_world.customers["c001000"]
         for step in range(3):
             if step == 2:
@@ -278,7 +280,7 @@ def test_runs_converge_under_faults_without_duplicate_uploads(client_a, vk_world
 
 def test_one_sync_at_a_time_per_destination(client_a, yandex_stub):
     world = build_world(client_a, 110)
-    destination = yandex_destination(client_a, yandex_stub)
+    destination = yandex_destination(client_a)
     first = make_audience(world, destination, name="A")
     second = make_audience(world, destination, name="B")
     holder, _ = audience_sync_request(audience=first, source="test")
@@ -298,7 +300,13 @@ def test_one_sync_at_a_time_per_destination(client_a, yandex_stub):
 
 def test_cross_border_destination_refused_before_anything_is_sent(client_a, yandex_stub):
     world = build_world(client_a, 110)
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub, country="DE"))
+    destination = yandex_destination(client_a)
+    # A destination's recipient is its platform's operator, in Russia; the guard still stands
+    # for a recipient recorded abroad (staff can edit recipients in the consent admin).
+    DataRecipient.objects.for_client(client_a).filter(pk=destination.recipient_id).update(
+        country="DE"
+    )
+    audience = make_audience(world, destination)
     run = sync(audience)
     assert run.status == SyncRun.Status.FAILED
     assert "152-ФЗ" in run.error

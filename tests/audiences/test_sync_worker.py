@@ -19,7 +19,15 @@ from consent import services as consent_services
 from tests.stubs.vk_ads import VkAdsStub
 from tests.stubs.yandex_audiences import YandexAudiencesStub
 
-from .conftest import build_world, make_audience, md5, sha256, vk_destination, yandex_destination
+from .conftest import (
+    build_world,
+    make_audience,
+    md5,
+    point_platforms_at,
+    sha256,
+    vk_destination,
+    yandex_destination,
+)
 
 # serialized_rollback: the flush after each test keeps the migrations' reference data (tiers,
 # consent purposes, content types) for the transactional tests that run later.
@@ -57,19 +65,18 @@ def wait_for(run: SyncRun, worker, seconds: float = 120) -> SyncRun:
     raise AssertionError(f"run {run.pk} still {run.status}")
 
 
-def test_worker_syncs_a_segment_to_each_platform(start_worker, seeded_client):
+def test_worker_syncs_a_segment_to_each_platform(start_worker, seeded_client, settings):
     world = build_world(seeded_client, 2050)
     with (
         YandexAudiencesStub(tokens={"test-yandex-token"}, quota_per_minute=None) as yandex,
         VkAdsStub(credentials={"test-client": "test-secret"}) as vk,
         VkAdsStub(credentials={"test-client": "test-secret"}, platform="mytarget") as mytarget,
     ):
+        point_platforms_at(settings, yandex=yandex, vk=vk, mytarget=mytarget)
         audiences = [
-            make_audience(world, yandex_destination(seeded_client, yandex), name="Я"),
-            make_audience(world, vk_destination(seeded_client, vk), name="VK"),
-            make_audience(
-                world, vk_destination(seeded_client, mytarget, platform="mytarget"), name="MT"
-            ),
+            make_audience(world, yandex_destination(seeded_client), name="Я"),
+            make_audience(world, vk_destination(seeded_client), name="VK"),
+            make_audience(world, vk_destination(seeded_client, platform="mytarget"), name="MT"),
         ]
         worker = start_worker(**WORKER_ENV)
         runs = []
@@ -108,11 +115,12 @@ class StallingYandexStub(YandexAudiencesStub):
 
 
 def test_worker_killed_mid_sync_then_the_run_completes_without_a_second_upload(
-    start_worker, seeded_client
+    start_worker, seeded_client, settings
 ):
     world = build_world(seeded_client, 300)
     with StallingYandexStub(tokens={"test-yandex-token"}, quota_per_minute=None) as yandex:
-        audience = make_audience(world, yandex_destination(seeded_client, yandex))
+        point_platforms_at(settings, yandex=yandex)
+        audience = make_audience(world, yandex_destination(seeded_client))
         worker = start_worker(**WORKER_ENV)
         run, _ = audience_sync_request(audience=audience, source="test")
         assert yandex.uploaded.wait(60), "the upload never reached the stub"

@@ -441,9 +441,7 @@ def test_webhooks_are_throttled_per_verified_client(api, client_a, client_b, mon
 
 
 def amo_url(client, secret: str | None = None) -> str:
-    return (
-        f"{AMO_URL}?{urlencode({'client': client.slug, 'secret': secret or client.webhook_secret})}"
-    )
+    return f"{AMO_URL}{client.slug}/{secret or client.webhook_secret}/"
 
 
 AMO_CONTACT_AND_WON_LEAD = [
@@ -595,11 +593,15 @@ def test_amocrm_wrong_or_foreign_secret_is_403_and_writes_nothing(api, client_a,
     foreign = post_form(
         api, amo_url(client_b, secret=client_a.webhook_secret), AMO_CONTACT_AND_WON_LEAD
     )
-    missing = post_form(api, f"{AMO_URL}?client={client_a.slug}", AMO_CONTACT_AND_WON_LEAD)
+    unknown = post_form(
+        api, f"{AMO_URL}nobody/{client_a.webhook_secret}/", AMO_CONTACT_AND_WON_LEAD
+    )
+    missing = post_form(api, f"{AMO_URL}{client_a.slug}/", AMO_CONTACT_AND_WON_LEAD)
 
-    for response in (wrong, foreign, missing):
+    for response in (wrong, foreign, unknown):
         assert response.status_code == 403
         assert response.json()["code"] == "invalid_webhook_secret"
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     assert not Customer.objects.for_client(client_a).exists()
     assert not Customer.objects.for_client(client_b).exists()
     assert not webhook_audit_entries().exists()

@@ -27,6 +27,9 @@ EXEMPT = {
     "auth.User": "email of a staff or portal account",
     # The hash of an API key's secret, not of anyone's identifier.
     "clients.ApiKey": "hashed_secret",
+    # django-axes' log of sign-ins to the admin and the portal: the session hash of a staff or
+    # portal account, not of a client's data subject.
+    "axes.AccessLog": "session_hash of a staff or portal sign-in",
 }
 
 

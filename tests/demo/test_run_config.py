@@ -25,18 +25,12 @@ DERIVED = (
     "YANDEX_AUDIENCES_BASE_URL",
     "VK_ADS_BASE_URL",
     "MYTARGET_BASE_URL",
-    "DEMO_YANDEX_AUDIENCES_URL",
-    "DEMO_VK_ADS_URL",
-    "DEMO_MYTARGET_URL",
 )
 # Which stub each platform URL must point at (index into the stub ports).
 PLATFORM_URLS = {
     "YANDEX_AUDIENCES_BASE_URL": "yandex_port",
-    "DEMO_YANDEX_AUDIENCES_URL": "yandex_port",
     "VK_ADS_BASE_URL": "vk_port",
-    "DEMO_VK_ADS_URL": "vk_port",
     "MYTARGET_BASE_URL": "mytarget_port",
-    "DEMO_MYTARGET_URL": "mytarget_port",
 }
 
 
@@ -88,7 +82,7 @@ def test_stubs_port_base_can_be_set_and_the_default_run_is_unchanged():
     default = print_config()
     assert default["PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"
     assert port_of(default["VK_ADS_BASE_URL"]) == 8702
-    assert port_of(default["DEMO_YANDEX_AUDIENCES_URL"]) == 8701
+    assert port_of(default["YANDEX_AUDIENCES_BASE_URL"]) == 8701
 
 
 def test_a_value_from_the_environment_wins_over_the_derived_one():
@@ -124,8 +118,7 @@ def test_django_settings_read_the_derived_variables():
         "import json, django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; "
         "django.setup(); from django.conf import settings as s; print(json.dumps({"
         "'public': s.PUBLIC_BASE_URL, 'yandex': s.YANDEX_AUDIENCES_BASE_URL, "
-        "'vk': s.VK_ADS_BASE_URL, 'mytarget': s.MYTARGET_BASE_URL, "
-        "'demo': getattr(s, 'DEMO_AD_PLATFORM_URLS', {})}))"
+        "'vk': s.VK_ADS_BASE_URL, 'mytarget': s.MYTARGET_BASE_URL}))"
     )
     done = subprocess.run(  # noqa: S603
         [sys.executable, "-c", code],
@@ -143,8 +136,6 @@ def test_django_settings_read_the_derived_variables():
         8782,
         8783,
     )
-    for platform, url in seen["demo"].items():
-        assert port_of(url) in (8781, 8782, 8783), platform
 
 
 @pytest.mark.parametrize(

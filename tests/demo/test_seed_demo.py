@@ -161,16 +161,11 @@ def test_seed_demo_enterprise_client_is_four_times_larger(fast_passwords):
 @pytest.fixture
 def demo_stubs(settings):
     """The platform stubs as `make run` starts them (demo credentials), and the settings that
-    point the demo destinations at them."""
+    point the platform clients at them."""
     with (
         YandexAudiencesStub(tokens={DEMO_YANDEX_TOKEN}, quota_per_minute=None) as yandex,
         VkAdsStub(credentials={DEMO_VK_CLIENT[0]: DEMO_VK_CLIENT[1]}) as vk,
     ):
-        settings.DEMO_AD_PLATFORM_URLS = {
-            "yandex_audiences": yandex.base_url,
-            "vk_ads": vk.base_url,
-            "mytarget": vk.base_url,
-        }
         settings.YANDEX_AUDIENCES_BASE_URL = yandex.base_url
         settings.VK_ADS_BASE_URL = vk.base_url
         yield yandex, vk

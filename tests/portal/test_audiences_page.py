@@ -16,11 +16,11 @@ def test_portal_lists_audiences_with_their_last_runs(
     client, portal_owner_a, client_a, client_b, yandex_stub, django_user_model
 ):
     world = build_world(client_a, 120)
-    audience = make_audience(world, yandex_destination(client_a, yandex_stub))
+    audience = make_audience(world, yandex_destination(client_a))
     run = audience_sync_now(audience, source="test", http_options=FAST)
     assert run.status == SyncRun.Status.SUCCEEDED, run.error
     other = build_world(client_b, 110)
-    make_audience(other, yandex_destination(client_b, yandex_stub), name="Чужая аудитория")
+    make_audience(other, yandex_destination(client_b), name="Чужая аудитория")
 
     client.force_login(portal_owner_a)
     response = client.get(reverse("portal:audiences", args=[client_a.slug]))

@@ -1,10 +1,13 @@
-"""The staff admin site: Russian titles and the read-only audit log."""
+"""The staff admin site: its titles (the brand, ``settings.BRAND_NAME``) and the read-only audit
+log."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from .admin_base import (
     AGENCY_ADMIN,
@@ -15,9 +18,9 @@ from .admin_base import (
 )
 from .models import AuditLogEntry
 
-admin.site.site_header = "Агентство CVM"
-admin.site.site_title = "Агентство CVM"
-admin.site.index_title = "Администрирование"
+admin.site.site_header = settings.BRAND_NAME
+admin.site.site_title = settings.BRAND_NAME
+admin.site.index_title = _("Администрирование")
 
 
 @admin.register(AuditLogEntry)

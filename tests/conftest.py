@@ -10,11 +10,21 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
 from clients.models import ClientMembership
 from clients.services import api_key_create, client_create
+
+
+@pytest.fixture(autouse=True)
+def _site_language():
+    """Every test starts and ends in the site's language: a request in English (the language
+    cookie, Accept-Language) leaves English active in its thread, as in any Django process."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

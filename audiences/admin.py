@@ -43,6 +43,8 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from agency.admin_base import (
     ACCOUNT_MANAGER,
@@ -605,11 +607,17 @@ class AudienceAdmin(TenantScopedAdmin):
             started += created
             running += not created
         if started:
-            self.message_user(request, f"Синхронизаций запущено: {started}.", messages.SUCCESS)
+            message = ngettext(
+                "Запущена %(n)s синхронизация.", "Запущено %(n)s синхронизаций.", started
+            ) % {"n": started}
+            self.message_user(request, message, messages.SUCCESS)
         if running:
-            self.message_user(
-                request, f"Уже шли (вторая не запускается): {running}.", messages.INFO
-            )
+            message = ngettext(
+                "%(n)s синхронизация уже шла (вторая не запускается).",
+                "%(n)s синхронизаций уже шли (вторая не запускается).",
+                running,
+            ) % {"n": running}
+            self.message_user(request, message, messages.INFO)
 
     def sync_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
@@ -621,9 +629,13 @@ class AudienceAdmin(TenantScopedAdmin):
             raise PermissionDenied
         run, created = self._sync(request, audience)
         if created:
-            messages.success(request, f"Синхронизация аудитории «{audience}» запущена.")
+            messages.success(
+                request, _("Синхронизация аудитории «%(name)s» запущена.") % {"name": audience}
+            )
         else:
-            messages.info(request, f"Синхронизация аудитории «{audience}» уже идёт.")
+            messages.info(
+                request, _("Синхронизация аудитории «%(name)s» уже идёт.") % {"name": audience}
+            )
         return HttpResponseRedirect(_run_url(self.admin_site.name, run.pk))
 
     # pages ----------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from agency.admin_base import (
     ACCOUNT_MANAGER,
@@ -208,7 +210,10 @@ class ConsentTextAdmin(TenantScopedAdmin):
                 continue
             published += 1
         if published:
-            self.message_user(request, f"Опубликовано текстов: {published}.", messages.SUCCESS)
+            message = ngettext(
+                "Опубликован %(n)s текст.", "Опубликовано %(n)s текстов.", published
+            ) % {"n": published}
+            self.message_user(request, message, messages.SUCCESS)
 
     @admin.action(description="Создать новую версию (черновик) из выбранных", permissions=["add"])
     def new_version(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -221,9 +226,8 @@ class ConsentTextAdmin(TenantScopedAdmin):
             )
             self.audit(request, "admin_add", draft, {"copied_from": text.pk})
             created.append(f"{text.client} · {draft}")
-        self.message_user(
-            request, "Созданы черновики: " + ", ".join(created) + ".", messages.SUCCESS
-        )
+        message = _("Созданы черновики: %(drafts)s.") % {"drafts": ", ".join(created)}
+        self.message_user(request, message, messages.SUCCESS)
 
     # -- the 152-FZ checklist page of a client ---------------------------------------------
 

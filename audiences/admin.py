@@ -60,6 +60,7 @@ from agency.admin_jobs import JobAdminMixin
 from agency.audit import request_ip
 from agency.errors import ServiceError
 from agency.exports import csv_response
+from agency.i18n import client_localtime
 from agency.roles import staff_clients
 from segments.models import Segment
 
@@ -231,7 +232,7 @@ class DestinationAdminForm(ServiceForm):
         raw = self.cleaned_data.get("credentials") or ""
         if not raw:
             if self.instance.pk is None:
-                raise forms.ValidationError("Укажите учётные данные кабинета.")
+                raise forms.ValidationError(_("Укажите учётные данные кабинета."))
             return None
         try:
             value = json.loads(raw)
@@ -241,7 +242,7 @@ class DestinationAdminForm(ServiceForm):
                 f"Это не JSON (строка {exc.lineno}, столбец {exc.colno})."
             ) from exc
         if not isinstance(value, dict):
-            raise forms.ValidationError("Учётные данные — JSON-объект.")
+            raise forms.ValidationError(_("Учётные данные — JSON-объект."))
         return value
 
     def service_call(self, **audit: Any) -> Destination:
@@ -529,7 +530,7 @@ class AudienceAdmin(TenantScopedAdmin):
         when = audience_next_sync(obj)
         if when is None:
             return "по расписанию не синхронизируется"
-        return timezone.localtime(when).strftime("%d.%m.%Y %H:%M")
+        return client_localtime(obj, when).strftime("%d.%m.%Y %H:%M")
 
     @admin.display(description="расписание")
     def schedule_link(self, obj: Audience) -> str:
@@ -560,7 +561,7 @@ class AudienceAdmin(TenantScopedAdmin):
                 (
                     _run_url(site, run.pk),
                     run.pk,
-                    timezone.localtime(run.created_at).strftime("%d.%m.%Y %H:%M"),
+                    client_localtime(obj, run.created_at).strftime("%d.%m.%Y %H:%M"),
                     _badge(run.get_status_display(), STATUS_COLOURS.get(run.status, "inherit")),
                     _progress(run.progress),
                     run.exported,

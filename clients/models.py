@@ -11,8 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 from agency.i18n import client_localtime
 from agency.jobs import BackgroundJob, job_status_field
@@ -25,7 +25,7 @@ from .validators import validate_inn
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
-        raise ValidationError(f"Неизвестный часовой пояс: {value}")
+        raise ValidationError(gettext("Неизвестный часовой пояс: %(zone)s") % {"zone": value})
 
 
 class Tier(models.Model):

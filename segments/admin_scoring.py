@@ -43,6 +43,7 @@ from agency.admin_base import (
 )
 from agency.admin_jobs import JobAdminMixin
 from agency.audit import request_ip
+from agency.i18n import in_client_zone
 from agency.roles import staff_clients
 from clients.models import Client
 from clients.tiers import TierLimitError, tier_require
@@ -578,4 +579,5 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
             "cohorts_shown": COHORTS_SHOWN,
         }
         request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/segments/analytics.html", context)
+        with in_client_zone(client):
+            return TemplateResponse(request, "admin/segments/analytics.html", context).render()

@@ -143,6 +143,17 @@ def test_api_errors_follow_accept_language(api_a):
     assert unknown.json() == {"code": "not_found", "message": "Not found."}
 
 
+def test_a_refusal_before_the_language_middleware_follows_accept_language(api_a, settings):
+    settings.API_MAX_BODY_BYTES = 100
+    body = json.dumps([{"external_id": f"x{i}"} for i in range(20)])
+    url = "/api/v1/customers/bulk/"
+    russian = api_a.post(url, data=body, content_type="application/json").json()
+    assert russian["message"].startswith("Тело запроса ")
+    english = api_a.post(url, data=body, content_type="application/json", **ENGLISH).json()
+    assert english["code"] == "payload_too_large"
+    assert english["message"].startswith(f"The request body of {len(body)} bytes is over")
+
+
 def test_schema_in_russian_by_default_and_in_english_with_lang(api_a):
     accept = {"HTTP_ACCEPT": "application/vnd.oai.openapi+json"}
     russian = json.loads(api_a.get("/api/schema/", **accept).content)

@@ -27,7 +27,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin import widgets
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.db.models import QuerySet
@@ -315,7 +315,7 @@ class TenantScopedAdmin(TenantScopeMixin, RolePermissionsMixin, admin.ModelAdmin
             return None
         try:
             field = self.model._meta.get_field(name)
-        except Exception:  # a method, a property, a lookup through a relation
+        except FieldDoesNotExist:  # a method, a property, a lookup through a relation
             return None
         if not isinstance(field, models.DateTimeField):
             return None

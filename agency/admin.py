@@ -1,5 +1,6 @@
-"""The staff admin site: Russian titles, the read-only audit log, and the sign-in lockouts
-(django-axes' attempts and logins) with the unlock action, for agency admins only."""
+"""The staff admin site: its titles (the brand, ``settings.BRAND_NAME``), the read-only audit
+log, and the sign-in lockouts (django-axes' attempts and logins) with the unlock action, for
+agency admins only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from .admin_base import (
     AGENCY_ADMIN,
@@ -21,9 +23,9 @@ from .admin_base import (
 from .audit import audit_log, request_ip
 from .models import AuditLogEntry
 
-admin.site.site_header = "Агентство CVM"
-admin.site.site_title = "Агентство CVM"
-admin.site.index_title = "Администрирование"
+admin.site.site_header = settings.BRAND_NAME
+admin.site.site_title = settings.BRAND_NAME
+admin.site.index_title = _("Администрирование")
 
 
 @admin.register(AuditLogEntry)

@@ -10,27 +10,37 @@ Every admin of a client's data (and of ``Client`` itself) inherits :class:`Tenan
 its changelist, change form, foreign-key choices and raw-id widgets see only the clients of the
 signed-in person (``agency.roles.staff_clients``), so a foreign object is "not found" exactly like
 a missing one. Admin additions, changes and deletions are also written to the audit log.
+
+Times of a client's data are shown in the client's time zone (``agency.i18n``): a change form in
+its object's client's zone (and read in it), and each date-time column of a list in its row's
+client's zone, with the zone's abbreviation.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import zoneinfo
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin import widgets
-from django.core.exceptions import ValidationError
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils import formats, timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
 
 from .audit import audit_log, request_ip
+from .i18n import in_client_zone
 from .roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST, STAFF_GROUPS, staff_clients, staff_role
 from .tenancy import get_from_scoped_or_404, tenant_model
 
@@ -51,6 +61,15 @@ def request_staff_client_ids(request: HttpRequest) -> frozenset[int]:
         ids = staff_clients(request.user).values_list("pk", flat=True)
         request._cvm_staff_client_ids = frozenset(ids)
     return request._cvm_staff_client_ids
+
+
+def request_client_zones(request: HttpRequest) -> dict[int, str]:
+    """Time zone names of the clients the request's user works with, by client id, looked up
+    once per request."""
+    if not hasattr(request, "_cvm_client_zones"):
+        zones = staff_clients(request.user).values_list("pk", "time_zone")
+        request._cvm_client_zones = dict(zones)
+    return request._cvm_client_zones
 
 
 def access_client_by_id(*, request: HttpRequest, client_id: Any) -> models.Model:
@@ -181,7 +200,7 @@ class TenantAdminForm(forms.ModelForm):
                 continue
             other = object_client_id(value)
             if other is not _NO_CLIENT and other != client_id:
-                self.add_error(name, "Этот объект принадлежит другому клиенту.")
+                self.add_error(name, _("Этот объект принадлежит другому клиенту."))
         return cleaned
 
 
@@ -257,6 +276,71 @@ class TenantScopedAdmin(TenantScopeMixin, RolePermissionsMixin, admin.ModelAdmin
         actions.pop("delete_selected", None)
         return actions
 
+    # -- times in the client's zone ----------------------------------------------------------
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ):
+        obj = self.get_object(request, unquote(object_id)) if object_id else None
+        if obj is None or object_client_id(obj) in (None, _NO_CLIENT):
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        with in_client_zone(obj):
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render") and not response.is_rendered:
+                response.render()  # inside the zone: a TemplateResponse renders late
+            return response
+
+    def get_list_display(self, request: HttpRequest):
+        list_display = super().get_list_display(request)
+        if not is_client_scoped_model(self.model):
+            return list_display
+        zones = request_client_zones(request)
+        return [self._client_time_column(name, zones) or name for name in list_display]
+
+    def get_list_display_links(self, request: HttpRequest, list_display):
+        links = super().get_list_display_links(request, list_display)
+        if not links:
+            return links
+        columns = {getattr(c, "client_time_field", None): c for c in list_display}
+        return [columns.get(name, name) if isinstance(name, str) else name for name in links]
+
+    def _client_time_column(self, name: Any, zones: dict[int, str]) -> Callable | None:
+        """A list column showing the date-time field ``name`` in each row's client's zone, or
+        None when ``name`` is not a date-time field of the model."""
+        if not isinstance(name, str):
+            return None
+        try:
+            field = self.model._meta.get_field(name)
+        except FieldDoesNotExist:  # a method, a property, a lookup through a relation
+            return None
+        if not isinstance(field, models.DateTimeField):
+            return None
+        empty = self.get_empty_value_display()
+        site_zone = timezone.get_default_timezone_name()
+
+        def column(obj: Any) -> str:
+            value = getattr(obj, name)
+            if value is None:
+                return empty
+            zone = zoneinfo.ZoneInfo(zones.get(obj.client_id) or site_zone)
+            local = timezone.localtime(value, zone)
+            return format_html(
+                '{} <span class="quiet" title="{}">{}</span>',
+                formats.localize(local),
+                str(zone),
+                local.tzname(),
+            )
+
+        column.__name__ = name
+        column.short_description = field.verbose_name
+        column.admin_order_field = name
+        column.client_time_field = name
+        return column
+
     def audit(self, request: HttpRequest, action: str, obj: Any, details: dict | None = None):
         client_id = object_client_id(obj)
         return audit_log(
@@ -312,7 +396,7 @@ class ClientListFilter(admin.SimpleListFilter):
     """Filter by client, offering only the user's clients (the stock related filter lists all
     clients, or scans the table for distinct ones)."""
 
-    title = "клиент"
+    title = _("клиент")
     parameter_name = "client"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[int, str]]:

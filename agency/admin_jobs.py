@@ -18,6 +18,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 STATUS_COLOURS = {
     "pending": "#666666",
@@ -45,7 +46,7 @@ class JobAdminMixin:
     )
     status_css = "job-status"
 
-    @admin.display(description="статус", ordering="status")
+    @admin.display(description=_("статус"), ordering="status")
     def status_badge(self, obj: Any) -> str:
         colour = {**STATUS_COLOURS, **self.status_colours}.get(obj.status, "inherit")
         return format_html(
@@ -57,7 +58,7 @@ class JobAdminMixin:
             obj.get_status_display(),
         )
 
-    @admin.display(description="ход")
+    @admin.display(description=_("ход"))
     def progress_bar(self, obj: Any) -> str:
         percent = obj.progress_percent
         return format_html(
@@ -67,16 +68,16 @@ class JobAdminMixin:
             percent,
         )
 
-    @admin.display(description="признак жизни", ordering="heartbeat_at")
+    @admin.display(description=_("признак жизни"), ordering="heartbeat_at")
     def heartbeat(self, obj: Any) -> str:
         if obj.heartbeat_at is None:
             return "—"
         label = timezone.localtime(obj.heartbeat_at).strftime("%d.%m.%Y %H:%M:%S")
         if obj.is_active and obj.is_stalled():
             return format_html(
-                '<span style="color: #ba2121">{} — исполнитель не отвечает; задание будет '
-                "отправлено заново</span>",
+                '<span style="color: #ba2121">{} — {}</span>',
                 label,
+                _("исполнитель не отвечает; задание будет отправлено заново"),
             )
         return label
 

@@ -71,7 +71,7 @@ def json_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, _LEFT_TO_DJANGO):
         return None
     if isinstance(exc, Http404):
-        exc = exceptions.NotFound("Не найдено.")
+        exc = exceptions.NotFound(_("Не найдено."))
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
@@ -80,7 +80,8 @@ def json_exception_handler(exc: Exception, context: dict) -> Response | None:
     code = next((c for cls, c in _CODE_BY_CLASS.items() if isinstance(exc, cls)), "error")
     detail = response.data
     if isinstance(exc, exceptions.ValidationError):
-        body: dict[str, Any] = {"code": code, "message": "Некорректные данные.", "errors": detail}
+        message = str(_("Некорректные данные."))
+        body: dict[str, Any] = {"code": code, "message": message, "errors": detail}
     else:
         message = detail.get("detail", detail) if isinstance(detail, dict) else detail
         body = {"code": code, "message": str(message)}

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from .i18n import site_language
 from .models import AuditLogEntry
 
 
@@ -30,6 +31,8 @@ def audit_log(
     # A principal that is not a user (an API key) is named by its label.
     named = user or (actor if getattr(actor, "is_authenticated", False) else None)
     label = actor_label or (named.get_username() if hasattr(named, "get_username") else "")
+    with site_language():  # evidence: written in the site's language, whoever asked
+        represented = str(obj)[:300] if obj is not None else ""
     return AuditLogEntry.objects.create(
         action=action,
         source=source,
@@ -38,7 +41,7 @@ def audit_log(
         client_id=getattr(client, "pk", client),
         object_type=obj._meta.label if obj is not None else "",
         object_id=str(obj.pk) if obj is not None else "",
-        object_repr=str(obj)[:300] if obj is not None else "",
+        object_repr=represented,
         details=details or {},
         ip=ip,
     )

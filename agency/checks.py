@@ -1,7 +1,11 @@
-"""System checks that stop a boot which would break the law or leak secrets."""
+"""System checks that stop a boot which would break the law or leak secrets.
+
+Their messages are in the site's language (``LANGUAGE_CODE``: Russian by default,
+``LANGUAGE_CODE=en`` for English), as every command's output is."""
 
 from django.conf import settings
 from django.core.checks import Error, Tags, register
+from django.utils.translation import gettext as _
 
 
 @register("compliance")
@@ -11,9 +15,12 @@ def check_personal_data_location(app_configs, **kwargs):
     if country != "RU":
         return [
             Error(
-                f"The personal-data database is declared as located in {country or 'nowhere'}; "
-                "152-FZ requires Russia.",
-                hint="Set PD_DATABASE_COUNTRY=RU for a database located in Russia.",
+                _(
+                    "База персональных данных объявлена расположенной в стране «%(country)s»; "
+                    "152-ФЗ требует России."
+                )
+                % {"country": country or _("не указана")},
+                hint=_("Укажите PD_DATABASE_COUNTRY=RU для базы, расположенной в России."),
                 id="agency.E001",
             )
         ]
@@ -25,8 +32,8 @@ def check_no_debug_in_production(app_configs, **kwargs):
     if settings.DEBUG:
         return [
             Error(
-                "DJANGO_DEBUG is on in a deployment check.",
-                hint="Set DJANGO_DEBUG=0 in production.",
+                _("DJANGO_DEBUG включён при проверке развёртывания."),
+                hint=_("Укажите DJANGO_DEBUG=0 в рабочем окружении."),
                 id="agency.E002",
             )
         ]

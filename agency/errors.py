@@ -19,14 +19,16 @@ from typing import Any
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest
+from django.utils.translation import gettext, gettext_lazy
 
 logger = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
-    """A refused operation: a stable machine-readable ``code``, a human ``message`` (Russian by
-    default), the HTTP ``status`` it maps to, an optional ``field`` at fault and ``extra`` keys
-    for the JSON body."""
+    """A refused operation: a stable machine-readable ``code``, a human ``message`` (in the
+    active language: the request's, Russian by default; services build it with ``gettext`` and
+    named placeholders), the HTTP ``status`` it maps to, an optional ``field`` at fault and
+    ``extra`` keys for the JSON body."""
 
     status: int = 400
     default_code: str = "invalid"
@@ -89,7 +91,7 @@ class DatabaseUnavailable(ServiceError):
 
 
 DATABASE_OUTAGE = (OperationalError, InterfaceError)
-SERVER_ERROR_MESSAGE = "Внутренняя ошибка сервера; повторите запрос позже."
+SERVER_ERROR_MESSAGE = gettext_lazy("Внутренняя ошибка сервера; повторите запрос позже.")
 
 
 def error_for_exception(exc: BaseException, *, request: HttpRequest | None) -> ServiceError:
@@ -109,7 +111,7 @@ def error_for_exception(exc: BaseException, *, request: HttpRequest | None) -> S
         got_request_exception.send(sender=None, request=request)
     if outage:
         return DatabaseUnavailable(
-            message=f"База данных временно недоступна; повторите запрос через "
-            f"{DatabaseUnavailable.retry_after} с."
+            message=gettext("База данных временно недоступна; повторите запрос через %(s)s с.")
+            % {"s": DatabaseUnavailable.retry_after}
         )
     return ServerError(message=SERVER_ERROR_MESSAGE)

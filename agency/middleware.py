@@ -8,6 +8,9 @@ from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework.response import Response
 
 from .audit import is_trusted_proxy
@@ -45,13 +48,14 @@ class ApiBodyLimitMiddleware:
                 length = 0
             limit = settings.API_MAX_BODY_BYTES
             if length > limit:
+                # Before LocaleMiddleware: the language of the request is asked for here.
+                with translation.override(translation.get_language_from_request(request)):
+                    message = _(
+                        "Тело запроса %(length)s байт больше предела %(limit)s байт; разбейте "
+                        "данные на запросы до %(records)s записей."
+                    ) % {"length": length, "limit": limit, "records": settings.BULK_MAX_RECORDS}
                 return JsonResponse(
-                    {
-                        "code": "payload_too_large",
-                        "message": f"Тело запроса {length} байт больше предела {limit} байт; "
-                        f"разбейте данные на запросы до {settings.BULK_MAX_RECORDS} записей.",
-                    },
-                    status=413,
+                    {"code": "payload_too_large", "message": str(message)}, status=413
                 )
         return self.get_response(request)
 
@@ -78,10 +82,10 @@ _ANSWERED_BY_DJANGO = (
 )
 
 _ERROR_BY_STATUS = {
-    400: ("bad_request", "Некорректный запрос."),
-    403: ("permission_denied", "Доступ запрещён."),
-    404: ("not_found", "Не найдено."),
-    405: ("method_not_allowed", "Метод не разрешён."),
+    400: ("bad_request", gettext_lazy("Некорректный запрос.")),
+    403: ("permission_denied", gettext_lazy("Доступ запрещён.")),
+    404: ("not_found", gettext_lazy("Не найдено.")),
+    405: ("method_not_allowed", gettext_lazy("Метод не разрешён.")),
     500: ("server_error", SERVER_ERROR_MESSAGE),
 }
 

@@ -2,8 +2,10 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from .append_only import AppendOnlyModelMixin, AppendOnlyQuerySetMixin
+from .i18n import client_localtime
 
 
 class AuditLogQuerySet(AppendOnlyQuerySetMixin, models.QuerySet):
@@ -12,12 +14,12 @@ class AuditLogQuerySet(AppendOnlyQuerySetMixin, models.QuerySet):
 
 class AuditLogEntry(AppendOnlyModelMixin, models.Model):
     class Source(models.TextChoices):
-        ADMIN = "admin", "админка"
+        ADMIN = "admin", _("админка")
         API = "api", "API"
-        WEBHOOK = "webhook", "вебхук"
-        CLI = "cli", "командная строка"
-        PORTAL = "portal", "портал"
-        SYSTEM = "system", "система"
+        WEBHOOK = "webhook", _("вебхук")
+        CLI = "cli", _("командная строка")
+        PORTAL = "portal", _("портал")
+        SYSTEM = "system", _("система")
 
     at = models.DateTimeField("время", auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
@@ -57,4 +59,5 @@ class AuditLogEntry(AppendOnlyModelMixin, models.Model):
         indexes = [models.Index(fields=["client", "-at"], name="audit_client_at")]
 
     def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_repr}"
+        at = client_localtime(self, self.at)
+        return f"{at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_repr}"

@@ -43,6 +43,8 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from agency.admin_base import (
     ACCOUNT_MANAGER,
@@ -58,6 +60,7 @@ from agency.admin_jobs import JobAdminMixin
 from agency.audit import request_ip
 from agency.errors import ServiceError
 from agency.exports import csv_response
+from agency.i18n import client_localtime
 from agency.roles import staff_clients
 from segments.models import Segment
 
@@ -225,7 +228,7 @@ class DestinationAdminForm(ServiceForm):
         raw = self.cleaned_data.get("credentials") or ""
         if not raw:
             if self.instance.pk is None:
-                raise forms.ValidationError("Укажите учётные данные кабинета.")
+                raise forms.ValidationError(_("Укажите учётные данные кабинета."))
             return None
         try:
             value = json.loads(raw)
@@ -235,7 +238,7 @@ class DestinationAdminForm(ServiceForm):
                 f"Это не JSON (строка {exc.lineno}, столбец {exc.colno})."
             ) from exc
         if not isinstance(value, dict):
-            raise forms.ValidationError("Учётные данные — JSON-объект.")
+            raise forms.ValidationError(_("Учётные данные — JSON-объект."))
         return value
 
     def service_call(self, **audit: Any) -> Destination:
@@ -522,7 +525,7 @@ class AudienceAdmin(TenantScopedAdmin):
         when = audience_next_sync(obj)
         if when is None:
             return "по расписанию не синхронизируется"
-        return timezone.localtime(when).strftime("%d.%m.%Y %H:%M")
+        return client_localtime(obj, when).strftime("%d.%m.%Y %H:%M")
 
     @admin.display(description="расписание")
     def schedule_link(self, obj: Audience) -> str:
@@ -553,7 +556,7 @@ class AudienceAdmin(TenantScopedAdmin):
                 (
                     _run_url(site, run.pk),
                     run.pk,
-                    timezone.localtime(run.created_at).strftime("%d.%m.%Y %H:%M"),
+                    client_localtime(obj, run.created_at).strftime("%d.%m.%Y %H:%M"),
                     _badge(run.get_status_display(), STATUS_COLOURS.get(run.status, "inherit")),
                     _progress(run.progress),
                     run.exported,
@@ -600,11 +603,17 @@ class AudienceAdmin(TenantScopedAdmin):
             started += created
             running += not created
         if started:
-            self.message_user(request, f"Синхронизаций запущено: {started}.", messages.SUCCESS)
+            message = ngettext(
+                "Запущена %(n)s синхронизация.", "Запущено %(n)s синхронизаций.", started
+            ) % {"n": started}
+            self.message_user(request, message, messages.SUCCESS)
         if running:
-            self.message_user(
-                request, f"Уже шли (вторая не запускается): {running}.", messages.INFO
-            )
+            message = ngettext(
+                "%(n)s синхронизация уже шла (вторая не запускается).",
+                "%(n)s синхронизаций уже шли (вторая не запускается).",
+                running,
+            ) % {"n": running}
+            self.message_user(request, message, messages.INFO)
 
     def sync_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
@@ -616,9 +625,13 @@ class AudienceAdmin(TenantScopedAdmin):
             raise PermissionDenied
         run, created = self._sync(request, audience)
         if created:
-            messages.success(request, f"Синхронизация аудитории «{audience}» запущена.")
+            messages.success(
+                request, _("Синхронизация аудитории «%(name)s» запущена.") % {"name": audience}
+            )
         else:
-            messages.info(request, f"Синхронизация аудитории «{audience}» уже идёт.")
+            messages.info(
+                request, _("Синхронизация аудитории «%(name)s» уже идёт.") % {"name": audience}
+            )
         return HttpResponseRedirect(_run_url(self.admin_site.name, run.pk))
 
     # pages ----------------------------------------------------------------------------------

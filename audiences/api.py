@@ -20,6 +20,7 @@ from django.db.models import Model, OuterRef, Prefetch, QuerySet, Subquery
 from django.http import HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -106,8 +107,11 @@ def _lookup(model: type[Model], client: Any, value: Any, code: str, field: str) 
     if isinstance(value, int) and not isinstance(value, bool):
         found = model.objects.for_client(client).filter(pk=value).first()
     if found is None:
-        label = {"segment_not_found": "сегмент", "destination_not_found": "кабинет"}[code]
-        raise ApiError(code, f"{label} {value} не найден", extra={"field": field})
+        message = {
+            "segment_not_found": _("сегмент %(id)s не найден"),
+            "destination_not_found": _("кабинет %(id)s не найден"),
+        }[code] % {"id": value}
+        raise ApiError(code, message, extra={"field": field})
     return found
 
 
@@ -169,7 +173,7 @@ class DestinationInputSerializer(serializers.Serializer):
 
     def validate_credentials(self, value: Any) -> dict:
         if not isinstance(value, dict):
-            raise serializers.ValidationError("Учётные данные — JSON-объект.")
+            raise serializers.ValidationError(_("Учётные данные — JSON-объект."))
         return value
 
 
@@ -224,8 +228,8 @@ DESTINATION_EXAMPLES = [
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Рекламные кабинеты клиента", tags=TAGS),
-    retrieve=extend_schema(summary="Рекламный кабинет", parameters=[ID_PARAMETER], tags=TAGS),
+    list=extend_schema(summary=_("Рекламные кабинеты клиента"), tags=TAGS),
+    retrieve=extend_schema(summary=_("Рекламный кабинет"), parameters=[ID_PARAMETER], tags=TAGS),
 )
 class DestinationViewSet(
     ClientScopedViewSetMixin,
@@ -243,7 +247,7 @@ class DestinationViewSet(
     lookup_value_converter = "str"
 
     @extend_schema(
-        summary="Подключить рекламный кабинет",
+        summary=_("Подключить рекламный кабинет"),
         request=DestinationInputSerializer,
         examples=DESTINATION_EXAMPLES,
         responses={201: DestinationSerializer, 400: ERROR_BODY},
@@ -258,7 +262,7 @@ class DestinationViewSet(
         return Response(self.get_serializer(destination).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="Изменить рекламный кабинет (новые учётные данные заменяют старые)",
+        summary=_("Изменить рекламный кабинет (новые учётные данные заменяют старые)"),
         request=DestinationUpdateInputSerializer,
         parameters=[ID_PARAMETER],
         responses={200: DestinationSerializer, 400: ERROR_BODY},
@@ -270,7 +274,7 @@ class DestinationViewSet(
         if "platform" in request.data:
             raise ApiError(
                 "invalid_field",
-                "Платформу кабинета изменить нельзя: подключите новый кабинет.",
+                _("Платформу кабинета изменить нельзя: подключите новый кабинет."),
                 extra={"field": "platform"},
             )
         data = DestinationUpdateInputSerializer(data=request.data, partial=True)
@@ -363,9 +367,9 @@ class SyncRunSummarySerializer(serializers.ModelSerializer):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Синхронизации аудиторий клиента, новые первыми", tags=TAGS),
+    list=extend_schema(summary=_("Синхронизации аудиторий клиента, новые первыми"), tags=TAGS),
     retrieve=extend_schema(
-        summary="Синхронизация: статус, ход, итоги и ответ платформы",
+        summary=_("Синхронизация: статус, ход, итоги и ответ платформы"),
         parameters=[ID_PARAMETER],
         tags=TAGS,
     ),
@@ -486,7 +490,7 @@ def _with_last_run_id(queryset: QuerySet) -> QuerySet:
 
 @extend_schema_view(
     retrieve=extend_schema(
-        summary="Аудитория: состояние, расписание, последняя синхронизация",
+        summary=_("Аудитория: состояние, расписание, последняя синхронизация"),
         parameters=[ID_PARAMETER],
         tags=TAGS,
     ),
@@ -522,7 +526,7 @@ class AudienceViewSet(
         return self._output([fresh])[0]
 
     @extend_schema(
-        summary="Аудитории клиента с итогом последней синхронизации",
+        summary=_("Аудитории клиента с итогом последней синхронизации"),
         responses={200: AudienceSerializer(many=True)},
         tags=TAGS,
     )
@@ -556,7 +560,7 @@ class AudienceViewSet(
         return fields
 
     @extend_schema(
-        summary="Создать аудиторию (сегмент → кабинет) с расписанием синхронизации",
+        summary=_("Создать аудиторию (сегмент → кабинет) с расписанием синхронизации"),
         request=AudienceInputSerializer,
         examples=[AUDIENCE_EXAMPLE],
         responses={201: AudienceSerializer, 400: ERROR_BODY},
@@ -570,8 +574,10 @@ class AudienceViewSet(
         return Response(self._one(audience), status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="Изменить аудиторию (новый сегмент или идентификаторы — новая удалённая "
-        "аудитория при следующей синхронизации)",
+        summary=_(
+            "Изменить аудиторию (новый сегмент или идентификаторы — новая удалённая "
+            "аудитория при следующей синхронизации)"
+        ),
         request=AudienceInputSerializer(partial=True),
         parameters=[ID_PARAMETER],
         responses={200: AudienceSerializer, 400: ERROR_BODY},
@@ -588,7 +594,7 @@ class AudienceViewSet(
     @extend_schema(
         methods=["GET"],
         operation_id="audience_sync_status",
-        summary="Синхронизация аудитории, которая идёт сейчас (иначе последняя; null — не было)",
+        summary=_("Синхронизация аудитории, которая идёт сейчас (иначе последняя; null — не было)"),
         parameters=[ID_PARAMETER],
         responses={200: AudienceSyncOutputSerializer},
         tags=TAGS,
@@ -596,7 +602,7 @@ class AudienceViewSet(
     @extend_schema(
         methods=["POST"],
         operation_id="audience_sync_start",
-        summary="Синхронизировать сейчас: новая синхронизация в очереди или уже идущая",
+        summary=_("Синхронизировать сейчас: новая синхронизация в очереди или уже идущая"),
         request=None,
         parameters=[ID_PARAMETER],
         responses={
@@ -621,7 +627,7 @@ class AudienceViewSet(
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        summary="Синхронизации аудитории, новые первыми (курсорная пагинация)",
+        summary=_("Синхронизации аудитории, новые первыми (курсорная пагинация)"),
         parameters=[ID_PARAMETER],
         responses={200: SyncRunSerializer(many=True)},
         tags=TAGS,
@@ -710,8 +716,9 @@ class BidModifiersView(APIView):
 
     @extend_schema(
         operation_id="bid_modifiers",
-        summary="Рекомендуемые корректировки ставок Яндекс Директа по ценности (CLV); "
-        "?format=csv — CSV",
+        summary=_(
+            "Рекомендуемые корректировки ставок Яндекс Директа по ценности (CLV); ?format=csv — CSV"
+        ),
         parameters=[
             EXCLUDE_BOTTOM,
             OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"]),
@@ -780,7 +787,7 @@ class DirectBodyView(APIView):
 
     @extend_schema(
         operation_id="bid_modifiers_direct_body",
-        summary="Тело запроса bidmodifiers.add Яндекс Директа для кампании",
+        summary=_("Тело запроса bidmodifiers.add Яндекс Директа для кампании"),
         request=DirectBodyInputSerializer,
         examples=[OpenApiExample("Кампания", value={"campaign_id": 123456}, request_only=True)],
         responses={200: DIRECT_BODY, 400: ERROR_BODY, 403: ERROR_BODY},

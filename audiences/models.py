@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from agency.jobs import BackgroundJob, job_status_field
 from agency.tenancy import TenantModel
@@ -26,14 +28,14 @@ class Destination(TenantModel):
     """
 
     class Platform(models.TextChoices):
-        YANDEX_AUDIENCES = "yandex_audiences", "Яндекс Аудитории"
-        VK_ADS = "vk_ads", "VK Реклама"
+        YANDEX_AUDIENCES = "yandex_audiences", _("Яндекс Аудитории")
+        VK_ADS = "vk_ads", _("VK Реклама")
         MYTARGET = "mytarget", "myTarget"
 
     class Hashing(models.TextChoices):
         SHA256 = "sha256", "SHA-256"
         MD5 = "md5", "MD5"
-        PLAIN = "plain", "без хеширования"
+        PLAIN = "plain", _("без хеширования")
 
     name = models.CharField("название", max_length=200)
     platform = models.CharField("платформа", max_length=20, choices=Platform.choices)
@@ -95,21 +97,21 @@ class Audience(TenantModel):
     """A segment kept in step with a remote audience on a schedule."""
 
     class Purpose(models.TextChoices):
-        RETARGETING = "retargeting", "ретаргетинг"
+        RETARGETING = "retargeting", _("ретаргетинг")
         LOOKALIKE = "lookalike", "look-alike"
-        EXCLUSION = "exclusion", "исключение"
+        EXCLUSION = "exclusion", _("исключение")
 
     class Identifiers(models.TextChoices):
         EMAIL = "email", "email"
-        PHONE = "phone", "телефон"
-        EMAIL_PHONE = "email_phone", "email и телефон"
+        PHONE = "phone", _("телефон")
+        EMAIL_PHONE = "email_phone", _("email и телефон")
 
     class State(models.TextChoices):
-        NEW = "new", "ещё не синхронизирована"
-        SYNCED = "synced", "синхронизирована"
-        PROCESSING = "processing", "обрабатывается платформой"
-        TOO_SMALL = "too_small", "слишком мала"
-        FAILED = "failed", "ошибка"
+        NEW = "new", _("ещё не синхронизирована")
+        SYNCED = "synced", _("синхронизирована")
+        PROCESSING = "processing", _("обрабатывается платформой")
+        TOO_SMALL = "too_small", _("слишком мала")
+        FAILED = "failed", _("ошибка")
 
     name = models.CharField("название", max_length=200)
     segment = models.ForeignKey(
@@ -268,12 +270,12 @@ class SyncRun(BackgroundJob, TenantModel):
     said. Failed runs keep the platform's own error text."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "в очереди"
-        RUNNING = "running", "выполняется"
-        SUCCEEDED = "succeeded", "выполнена"
-        DEFERRED = "deferred", "отложена (платформа ещё обрабатывает)"
-        SKIPPED = "skipped", "пропущена"
-        FAILED = "failed", "ошибка"
+        PENDING = "pending", _("в очереди")
+        RUNNING = "running", _("выполняется")
+        SUCCEEDED = "succeeded", _("выполнена")
+        DEFERRED = "deferred", _("отложена (платформа ещё обрабатывает)")
+        SKIPPED = "skipped", _("пропущена")
+        FAILED = "failed", _("ошибка")
 
     audience = models.ForeignKey(
         Audience, on_delete=models.CASCADE, related_name="sync_runs", verbose_name="аудитория"
@@ -310,7 +312,7 @@ class SyncRun(BackgroundJob, TenantModel):
     platform_error = models.TextField("ошибка платформы", blank=True)
     error = models.TextField("ошибка", blank=True)
 
-    recovery_reset = {"stage": "возобновление после сбоя"}
+    recovery_reset = {"stage": gettext_noop("возобновление после сбоя")}
 
     class Meta:
         verbose_name = "синхронизация"

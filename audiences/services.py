@@ -19,11 +19,13 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Avg, Count
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from agency.audit import audit_log
 from agency.crypto import secret_decrypt, secret_encrypt, secret_rotate
 from agency.errors import ServiceError
+from agency.i18n import site_language
 from agency.jobs import ACTIVE_STATES, enqueue_after_commit, job_audit_source
 from agency.recovery import job_recover
 from clients.models import Client
@@ -77,25 +79,30 @@ class AudienceError(ServiceError):
 def _check_destination(platform: str, hashing: str) -> None:
     if platform not in Destination.Platform.values:
         raise AudienceError(
-            "invalid_platform", f"неизвестная платформа: {platform}", field="platform"
+            "invalid_platform",
+            _("неизвестная платформа: %(platform)s") % {"platform": platform},
+            field="platform",
         )
     if hashing not in ALLOWED_HASHING[platform]:
         allowed = ", ".join(ALLOWED_HASHING[platform])
         raise AudienceError(
             "invalid_hashing",
-            f"{Destination.Platform(platform).label} принимает хеширование: {allowed}",
+            _("%(platform)s принимает хеширование: %(allowed)s")
+            % {"platform": Destination.Platform(platform).label, "allowed": allowed},
             field="hashing",
         )
 
 
 def _check_credentials(platform: str, credentials: dict[str, Any]) -> dict[str, str]:
     if not isinstance(credentials, dict):
-        raise AudienceError("invalid_credentials", "учётные данные — объект", field="credentials")
+        raise AudienceError(
+            "invalid_credentials", _("учётные данные — объект"), field="credentials"
+        )
     missing = [key for key in REQUIRED_CREDENTIALS[platform] if not credentials.get(key)]
     if missing:
         raise AudienceError(
             "invalid_credentials",
-            f"не хватает учётных данных: {', '.join(missing)}",
+            _("не хватает учётных данных: %(missing)s") % {"missing": ", ".join(missing)},
             field="credentials",
         )
     return {key: str(value) for key, value in credentials.items() if value not in (None, "")}
@@ -135,10 +142,14 @@ def destination_create(
     country = PLATFORM_COUNTRY[platform]
     credentials = _check_credentials(platform, credentials)
     if Destination.objects.for_client(client).filter(name=name).exists():
-        raise AudienceError("name_taken", f"кабинет «{name}» уже есть", field="name")
+        raise AudienceError(
+            "name_taken", _("кабинет «%(name)s» уже есть") % {"name": name}, field="name"
+        )
+    with site_language():  # a stored record: in the site's language
+        recipient_name = f"{Destination.Platform(platform).label}: {name}"[:200]
     recipient = DataRecipient.objects.create(
         client=client,
-        name=f"{Destination.Platform(platform).label}: {name}"[:200],
+        name=recipient_name,
         legal_name=RECIPIENT_LEGAL_NAMES[platform],
         kind=DataRecipient.Kind.AD_PLATFORM,
         country=country,
@@ -179,7 +190,11 @@ def destination_update(
     unknown = set(changes) - allowed
     if unknown:
         names = sorted(unknown)
-        raise AudienceError("invalid_field", f"нельзя изменить: {', '.join(names)}", field=names[0])
+        raise AudienceError(
+            "invalid_field",
+            _("нельзя изменить: %(fields)s") % {"fields": ", ".join(names)},
+            field=names[0],
+        )
     for key, value in changes.items():
         setattr(destination, key, value)
     try:
@@ -194,7 +209,8 @@ def destination_update(
         .exclude(pk=destination.pk)
         .exists()
     ):
-        raise AudienceError("name_taken", f"кабинет «{destination.name}» уже есть", field="name")
+        message = _("кабинет «%(name)s» уже есть") % {"name": destination.name}
+        raise AudienceError("name_taken", message, field="name")
     fields = list(changes)
     if credentials is not None:
         destination.credentials_encrypted = secret_encrypt(
@@ -245,32 +261,36 @@ def credentials_rotate() -> int:
 def _check_audience(audience: Audience, suppression: list[Segment] | None) -> None:
     client_id = audience.client_id
     if audience.segment.client_id != client_id:
-        raise AudienceError("segment_not_found", "сегмент не найден", field="segment")
+        raise AudienceError("segment_not_found", _("сегмент не найден"), field="segment")
     if audience.destination.client_id != client_id:
-        raise AudienceError("destination_not_found", "кабинет не найден", field="destination")
+        raise AudienceError("destination_not_found", _("кабинет не найден"), field="destination")
     if audience.segment.kind == Segment.Kind.SUPPRESSION:
         raise AudienceError(
             "invalid_segment",
-            "сегмент-исключение нельзя выгружать как аудиторию; укажите его в исключениях",
+            _("сегмент-исключение нельзя выгружать как аудиторию; укажите его в исключениях"),
             field="segment",
         )
     if not 1 <= int(audience.lookalike_value) <= 5:
         raise AudienceError(
-            "invalid_lookalike_value", "точность look-alike — от 1 до 5", field="lookalike_value"
+            "invalid_lookalike_value",
+            _("точность look-alike — от 1 до 5"),
+            field="lookalike_value",
         )
     if not 1 <= int(audience.sync_every_days) <= 60:
         raise AudienceError(
-            "invalid_schedule", "период обновления — от 1 до 60 дней", field="sync_every_days"
+            "invalid_schedule",
+            _("период обновления — от 1 до 60 дней"),
+            field="sync_every_days",
         )
     for segment in suppression or []:
         if segment.client_id != client_id:
             raise AudienceError(
-                "segment_not_found", "сегмент не найден", field="suppression_segments"
+                "segment_not_found", _("сегмент не найден"), field="suppression_segments"
             )
         if segment.pk == audience.segment_id:
             raise AudienceError(
                 "invalid_suppression",
-                "сегмент аудитории не может быть своим исключением",
+                _("сегмент аудитории не может быть своим исключением"),
                 field="suppression_segments",
             )
 
@@ -294,7 +314,9 @@ def audience_create(
     )
     _check_audience(audience, suppression_segments)
     if Audience.objects.for_client(client).filter(name=name).exists():
-        raise AudienceError("name_taken", f"аудитория «{name}» уже есть", field="name")
+        raise AudienceError(
+            "name_taken", _("аудитория «%(name)s» уже есть") % {"name": name}, field="name"
+        )
     audience.save()
     _suppression_set(audience, suppression_segments or [])
     audience_schedule_sync(audience)
@@ -338,7 +360,8 @@ def audience_update(
     }
     unknown = set(changes) - allowed
     if unknown:
-        raise AudienceError("invalid_field", f"нельзя изменить: {', '.join(sorted(unknown))}")
+        names = ", ".join(sorted(unknown))
+        raise AudienceError("invalid_field", _("нельзя изменить: %(fields)s") % {"fields": names})
     restart = any(
         key in changes and getattr(audience, key) != changes[key]
         for key in ("segment", "identifiers", "purpose")
@@ -356,7 +379,9 @@ def audience_update(
         .exclude(pk=audience.pk)
         .exists()
     ):
-        raise AudienceError("name_taken", f"аудитория «{audience.name}» уже есть", field="name")
+        raise AudienceError(
+            "name_taken", _("аудитория «%(name)s» уже есть") % {"name": audience.name}, field="name"
+        )
     if restart:
         audience.remote = {}
         audience.confirmed_snapshot = None
@@ -391,7 +416,7 @@ def _suppression_set(audience: Audience, segments: list[Segment]) -> None:
 def audience_schedule_sync(audience: Audience) -> PeriodicTask:
     """Create or update the audience's beat entry: every ``sync_every_days`` days, enabled
     while the audience and its destination are active. Staff may edit it in the beat admin."""
-    interval, _ = IntervalSchedule.objects.get_or_create(
+    interval, _created = IntervalSchedule.objects.get_or_create(
         every=audience.sync_every_days, period=IntervalSchedule.DAYS
     )
     enabled = audience.is_active and audience.destination.is_active

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import connection, transaction
+from django.utils.translation import gettext_noop
 
 from agency import pgcopy
 from clients.models import Customer
@@ -201,7 +202,7 @@ def snapshot_build(
         if connection.vendor == "postgresql":
             cursor.execute(f"ANALYZE {candidates}")  # a planner that knows its size sorts in memory
         if progress:
-            progress("участники отобраны, согласия проверены")
+            progress(gettext_noop("участники отобраны, согласия проверены"))
         counts = _count_fates(cursor, candidates, kinds)
         for kind in kinds:
             counts.per_kind[kind] = _write_chunks(

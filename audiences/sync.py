@@ -28,8 +28,10 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop, ngettext
 
 from agency.crypto import CredentialsUnreadable, secret_decrypt
+from agency.i18n import site_language
 from consent.transfers import TransferRefused, transfer_check
 from integrations import mytarget, vk_ads
 from integrations import vk_ads as vk_api
@@ -148,7 +150,7 @@ def _yandex_upload(ctx: SyncContext, api: yandex_api.YandexAudiencesClient) -> d
     def create() -> dict:
         blocks = {kind: snapshot_blocks(ctx.snapshot.pk, kind) for kind in kinds}
         with yandex_csv(blocks) as export:
-            ctx.progress(60, "загрузка файла в Яндекс Аудитории")
+            ctx.progress(60, gettext_noop("загрузка файла в Яндекс Аудитории"))
             segment = api.upload_csv(export.path, filename=f"{name}.csv")
             ctx.outcome.uploaded = export.lines
             return segment
@@ -194,8 +196,14 @@ def sync_yandex(ctx: SyncContext, api: yandex_api.YandexAudiencesClient) -> None
         if snapshot.size < yandex_api.MIN_ROWS:
             outcome.status, outcome.state = Status.SKIPPED, State.TOO_SMALL
             outcome.messages.append(
-                f"К выгрузке {snapshot.size} идентификаторов, а Яндекс Аудитории принимают "
-                f"не меньше {yandex_api.MIN_ROWS}: аудитория не загружена."
+                ngettext(
+                    "К выгрузке %(n)s идентификатор, а Яндекс Аудитории принимают не меньше "
+                    "%(min)s: аудитория не загружена.",
+                    "К выгрузке %(n)s идентификаторов, а Яндекс Аудитории принимают не меньше "
+                    "%(min)s: аудитория не загружена.",
+                    snapshot.size,
+                )
+                % {"n": snapshot.size, "min": yandex_api.MIN_ROWS}
             )
             return
         segment = _yandex_upload(ctx, api)
@@ -340,8 +348,12 @@ def sync_vk(ctx: SyncContext, api: vk_api.VkAdsClient) -> None:
         if held is None:
             if size < vk_api.MIN_LIST_LINES:
                 outcome.messages.append(
-                    f"{list_type}: {size} строк, а список принимается от "
-                    f"{vk_api.MIN_LIST_LINES}: не загружен."
+                    ngettext(
+                        "%(list)s: %(n)s строка, а список принимается от %(min)s: не загружен.",
+                        "%(list)s: %(n)s строк, а список принимается от %(min)s: не загружен.",
+                        size,
+                    )
+                    % {"list": list_type, "n": size, "min": vk_api.MIN_LIST_LINES}
                 )
                 continue
             name = f"{ctx.key}-{list_type}"
@@ -576,9 +588,9 @@ def _execute(
     try:
         if not destination.is_active:
             raise PlatformError("кабинет отключён: синхронизация не выполняется")
-        progress(2, "проверка трансграничной передачи")
+        progress(2, gettext_noop("проверка трансграничной передачи"))
         transfer_check(recipient=destination.recipient, operation=f"audience_sync:{audience.pk}")
-        progress(5, "отбор участников")
+        progress(5, gettext_noop("отбор участников"))
         snapshot = _snapshot_for(run, audience, destination, progress)
         api = platform_client(destination, **http_options)
         ctx = SyncContext(run, audience, destination, snapshot, outcome, progress, http_options)
@@ -611,11 +623,13 @@ def _execute(
 
 def _finish(run: SyncRun, audience: Audience, outcome: Outcome, api, error: str) -> SyncRun:
     now = timezone.now()
+    with site_language():  # stored; the portal translates it when it shows it
+        stage = str(Status(outcome.status).label)
     run.finish(
         outcome.status,
         finished_at=now,
         progress=100,
-        stage=Status(outcome.status).label,
+        stage=stage,
         uploaded=outcome.uploaded,
         added=outcome.added,
         removed=outcome.removed,

@@ -17,6 +17,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import ngettext
 
 from agency.admin_base import (
     AGENCY_ADMIN,
@@ -404,7 +405,8 @@ class ApiKeyAdmin(TenantScopedAdmin):
         for api_key in queryset.filter(revoked_at__isnull=True).select_related("client"):
             api_key_revoke(api_key=api_key, actor=request.user, source="admin")
             revoked += 1
-        self.message_user(request, f"Отозвано ключей: {revoked}.", messages.SUCCESS)
+        message = ngettext("Отозван %(n)s ключ.", "Отозвано %(n)s ключей.", revoked)
+        self.message_user(request, message % {"n": revoked}, messages.SUCCESS)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -28,7 +29,7 @@ from .selectors import customer_contact_q
 class ClientAccessPermission(permissions.BasePermission):
     """Keys need the ``read``/``write`` scope; people need a role that allows writing."""
 
-    message = "Недостаточно прав для этого действия."
+    message = _("Недостаточно прав для этого действия.")
 
     def has_permission(self, request: Request, view) -> bool:
         writing = request.method not in permissions.SAFE_METHODS
@@ -198,7 +199,7 @@ class BaseDataViewSet(
         if since := params.get("updated_since"):
             parsed = parse_datetime(since)
             if parsed is None:
-                raise ApiError("invalid_filter", "updated_since: ожидается дата-время ISO 8601")
+                raise ApiError("invalid_filter", _("updated_since: ожидается дата-время ISO 8601"))
             queryset = queryset.filter(updated_at__gte=parsed)
         if external_id := params.get("external_id"):
             queryset = queryset.filter(external_id=external_id)

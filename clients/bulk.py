@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers, status
@@ -74,11 +75,12 @@ def bulk_request(request: Request) -> BulkRequest:
     """The records of a bulk request and its mode, or an ApiError for a malformed envelope."""
     items = request.data
     if not isinstance(items, list):
-        raise ApiError("invalid_body", "Тело запроса — JSON-массив записей.")
+        raise ApiError("invalid_body", _("Тело запроса — JSON-массив записей."))
     if len(items) > settings.BULK_MAX_RECORDS:
         raise ApiError(
             "too_many_records",
-            f"Не больше {settings.BULK_MAX_RECORDS} записей за запрос, получено {len(items)}.",
+            _("Не больше %(max)s записей за запрос, получено %(n)s.")
+            % {"max": settings.BULK_MAX_RECORDS, "n": len(items)},
             status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     return BulkRequest(items=items, partial=bulk_partial(request))
@@ -90,8 +92,11 @@ def bulk_response(body: dict[str, Any]) -> Response:
         return Response(body, status=status.HTTP_200_OK)
     body = {
         "code": "invalid_rows",
-        "message": f"Отклонено записей: {body['rejected']}; ничего не записано. "
-        "Исправьте их или отправьте с ?partial=true.",
+        "message": _(
+            "Отклонено записей: %(n)s; ничего не записано. Исправьте их или отправьте с "
+            "?partial=true."
+        )
+        % {"n": body["rejected"]},
         **body,
     }
     return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)

@@ -11,7 +11,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
+from agency.i18n import client_localtime
 from agency.jobs import BackgroundJob, job_status_field
 from agency.tenancy import TenantModel
 from integrations.amocrm.formats import AMOCRM_PREFIX
@@ -22,7 +25,7 @@ from .validators import validate_inn
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
-        raise ValidationError(f"Неизвестный часовой пояс: {value}")
+        raise ValidationError(gettext("Неизвестный часовой пояс: %(zone)s") % {"zone": value})
 
 
 class Tier(models.Model):
@@ -161,9 +164,9 @@ class ClientMembership(models.Model):
     """A portal user's access to one client."""
 
     class Role(models.TextChoices):
-        OWNER = "owner", "владелец"
-        ANALYST = "analyst", "аналитик"
-        VIEWER = "viewer", "наблюдатель"
+        OWNER = "owner", _("владелец")
+        ANALYST = "analyst", _("аналитик")
+        VIEWER = "viewer", _("наблюдатель")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -192,8 +195,8 @@ class ApiKey(models.Model):
     """A per-client API key; only a hash of the secret is kept, the key is shown once."""
 
     class Scope(models.TextChoices):
-        READ = "read", "чтение"
-        WRITE = "write", "запись"
+        READ = "read", _("чтение")
+        WRITE = "write", _("запись")
 
     client = models.ForeignKey(
         Client, on_delete=models.CASCADE, related_name="api_keys", verbose_name="клиент"
@@ -292,9 +295,9 @@ class Customer(TimestampedTenantModel):
 
 class Order(TimestampedTenantModel):
     class Status(models.TextChoices):
-        PAID = "paid", "оплачен"
-        REFUNDED = "refunded", "возврат"
-        CANCELLED = "cancelled", "отменён"
+        PAID = "paid", _("оплачен")
+        REFUNDED = "refunded", _("возврат")
+        CANCELLED = "cancelled", _("отменён")
 
     external_id = models.CharField("внешний id", max_length=100)
     customer = models.ForeignKey(
@@ -334,16 +337,16 @@ EVENT_TYPE_RE = r"^[a-z][a-z0-9_]{0,49}$"
 
 class Event(TimestampedTenantModel):
     class Type(models.TextChoices):
-        REGISTRATION = "registration", "регистрация"
-        VISIT = "visit", "визит"
-        CART = "cart", "корзина"
-        PURCHASE = "purchase", "покупка"
-        EMAIL_OPEN = "email_open", "открытие письма"
-        EMAIL_CLICK = "email_click", "клик в письме"
-        SMS_CLICK = "sms_click", "клик в SMS"
-        PUSH_OPEN = "push_open", "открытие push"
-        APP_OPEN = "app_open", "открытие приложения"
-        PRODUCT_VIEW = "product_view", "просмотр товара"
+        REGISTRATION = "registration", _("регистрация")
+        VISIT = "visit", _("визит")
+        CART = "cart", _("корзина")
+        PURCHASE = "purchase", _("покупка")
+        EMAIL_OPEN = "email_open", _("открытие письма")
+        EMAIL_CLICK = "email_click", _("клик в письме")
+        SMS_CLICK = "sms_click", _("клик в SMS")
+        PUSH_OPEN = "push_open", _("открытие push")
+        APP_OPEN = "app_open", _("открытие приложения")
+        PRODUCT_VIEW = "product_view", _("просмотр товара")
 
     external_id = models.CharField(
         "внешний id",
@@ -388,7 +391,7 @@ class Event(TimestampedTenantModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.type} {self.occurred_at:%Y-%m-%d %H:%M}"
+        return f"{self.type} {client_localtime(self, self.occurred_at):%Y-%m-%d %H:%M}"
 
 
 def import_upload_path(instance: ImportJob, filename: str) -> str:
@@ -397,16 +400,16 @@ def import_upload_path(instance: ImportJob, filename: str) -> str:
 
 class ImportJob(BackgroundJob, TenantModel):
     class Kind(models.TextChoices):
-        CUSTOMERS = "customers", "покупатели"
-        ORDERS = "orders", "заказы"
-        EVENTS = "events", "события"
+        CUSTOMERS = "customers", _("покупатели")
+        ORDERS = "orders", _("заказы")
+        EVENTS = "events", _("события")
 
     class Status(models.TextChoices):
-        PENDING = "pending", "в очереди"
-        RUNNING = "running", "выполняется"
-        SUCCEEDED = "succeeded", "выполнен"
-        REJECTED = "rejected", "отклонён (ошибки в строках)"
-        FAILED = "failed", "сбой"
+        PENDING = "pending", _("в очереди")
+        RUNNING = "running", _("выполняется")
+        SUCCEEDED = "succeeded", _("выполнен")
+        REJECTED = "rejected", _("отклонён (ошибки в строках)")
+        FAILED = "failed", _("сбой")
 
     kind = models.CharField("что загружаем", max_length=20, choices=Kind.choices)
     file = models.FileField("файл CSV", upload_to=import_upload_path)
@@ -446,7 +449,8 @@ class ImportJob(BackgroundJob, TenantModel):
         indexes = [models.Index(fields=["client", "-created_at"], name="importjob_client_created")]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} · {self.created_at:%Y-%m-%d %H:%M}"
+        created = client_localtime(self, self.created_at)
+        return f"{self.get_kind_display()} · {created:%Y-%m-%d %H:%M}"
 
     @property
     def progress_percent(self) -> int:
@@ -474,13 +478,13 @@ class CrmDeal(TenantModel):
     """
 
     class Crm(models.TextChoices):
-        BITRIX24 = "bitrix24", "Битрикс24"
+        BITRIX24 = "bitrix24", _("Битрикс24")
         AMOCRM = "amocrm", "amoCRM"
 
     class Status(models.TextChoices):
-        OPEN = "open", "в работе"
-        WON = "won", "выиграна"
-        LOST = "lost", "проиграна"
+        OPEN = "open", pgettext_lazy("CRM deal", "в работе")
+        WON = "won", _("выиграна")
+        LOST = "lost", _("проиграна")
 
     # Prefix of the customer and order external ids written for this CRM's contacts and deals.
     EXTERNAL_ID_PREFIXES = {Crm.BITRIX24: BITRIX24_PREFIX, Crm.AMOCRM: AMOCRM_PREFIX}

@@ -20,6 +20,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import slugify
+from django.utils.translation import ngettext
 
 from agency.audit import audit_log
 from agency.crypto import CredentialsUnreadable, secret_decrypt, secret_encrypt, secret_rotate
@@ -280,10 +281,13 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
             rows_updated=result.updated,
         )
         if not result.committed:
-            fields["error_message"] = (
-                f"{result.rejected} строк с ошибками; файл не загружен. Исправьте строки из отчёта "
-                "или включите «принять корректные строки»."
-            )
+            fields["error_message"] = ngettext(
+                "%(n)s строка с ошибкой; файл не загружен. Исправьте строки из отчёта или "
+                "включите «принять корректные строки».",
+                "%(n)s строк с ошибками; файл не загружен. Исправьте строки из отчёта или "
+                "включите «принять корректные строки».",
+                result.rejected,
+            ) % {"n": result.rejected}
     finally:
         if report.count:
             job.error_report.save(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 from django.utils.functional import Promise
+from django.utils.translation import gettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from agency.errors import ForbiddenError
@@ -39,34 +40,59 @@ class TierLimitError(ForbiddenError):
 
 @dataclass(frozen=True)
 class _Feature:
-    label: str  # the subject of the sentence, capitalised
-    plural: bool  # for the verb: "доступны" / "доступен"
-    title: Promise  # what the portal calls it (gettext)
+    name: Promise  # the subject of the sentence, capitalised
+    available_from: Promise  # "... available from the %(tier)s tier" (the verb agrees with it)
+    in_no_tier: Promise
+    title: Promise  # what the portal calls it
     built: bool  # does the platform have it? Not yet: in the offer, never shown as working
+
+    @property
+    def label(self) -> str:
+        return str(self.name)
 
 
 # What each flag of Tier.FEATURES is called in a refusal and in the portal, and whether it is
 # built. A feature is switched to built=True in the change that makes it work.
 FEATURES: dict[str, _Feature] = {
     "predictive": _Feature(
-        "Предиктивные сегменты",
-        plural=True,
+        _("Предиктивные сегменты"),
+        _("Предиктивные сегменты доступны с тарифа %(tier)s"),
+        _("Предиктивные сегменты не входят ни в один тариф агентства"),
         title=_("Predictive segments (churn, CLV)"),
         built=True,
     ),
     "omnichannel": _Feature(
-        "Омниканальные триггеры", plural=True, title=_("Omnichannel triggers"), built=False
+        _("Омниканальные триггеры"),
+        _("Омниканальные триггеры доступны с тарифа %(tier)s"),
+        _("Омниканальные триггеры не входят ни в один тариф агентства"),
+        title=_("Omnichannel triggers"),
+        built=False,
     ),
     "value_bidding": _Feature(
-        "Ставки по ценности клиента", plural=True, title=_("Value-based bidding"), built=True
+        _("Ставки по ценности клиента"),
+        _("Ставки по ценности клиента доступны с тарифа %(tier)s"),
+        _("Ставки по ценности клиента не входят ни в один тариф агентства"),
+        title=_("Value-based bidding"),
+        built=True,
     ),
-    "cohorts": _Feature("Когортный анализ", plural=False, title=_("Cohort analysis"), built=True),
+    "cohorts": _Feature(
+        _("Когортный анализ"),
+        _("Когортный анализ доступен с тарифа %(tier)s"),
+        _("Когортный анализ не входит ни в один тариф агентства"),
+        title=_("Cohort analysis"),
+        built=True,
+    ),
     "incrementality": _Feature(
-        "Тесты инкрементальности", plural=True, title=_("Incrementality tests"), built=False
+        _("Тесты инкрементальности"),
+        _("Тесты инкрементальности доступны с тарифа %(tier)s"),
+        _("Тесты инкрементальности не входят ни в один тариф агентства"),
+        title=_("Incrementality tests"),
+        built=False,
     ),
     "programmatic": _Feature(
-        "Programmatic / DMP-экспорт",
-        plural=False,
+        _("Programmatic / DMP-экспорт"),
+        _("Programmatic / DMP-экспорт доступен с тарифа %(tier)s"),
+        _("Programmatic / DMP-экспорт не входит ни в один тариф агентства"),
         title=_("Programmatic / DMP export"),
         built=False,
     ),
@@ -76,24 +102,32 @@ FEATURES: dict[str, _Feature] = {
 @dataclass(frozen=True)
 class _Limit:
     field: str  # the Tier field holding the maximum (null = no limit)
-    noun: str  # "не больше 5 <noun>"
-    hint: str  # what the client can do instead of upgrading
-    title: Promise  # what the portal calls it (gettext)
+    rule: Promise  # the sentence, its noun in the plural form of the maximum
+    hint: Promise  # what the client can do instead of upgrading
+    title: Promise  # what the portal calls it
     built: bool  # is what it counts built? (see _Feature.built)
 
 
 LIMITS: dict[str, _Limit] = {
     "segments": _Limit(
         "max_segments",
-        "активных сегментов",
-        "Или отключите ненужный сегмент.",
+        ngettext_lazy(
+            "На тарифе %(tier)s не больше %(maximum)s активного сегмента, сейчас %(current)s.",
+            "На тарифе %(tier)s не больше %(maximum)s активных сегментов, сейчас %(current)s.",
+            "maximum",
+        ),
+        _("Или отключите ненужный сегмент."),
         title=_("Segments"),
         built=True,
     ),
     "trigger_chains": _Limit(
         "max_trigger_chains",
-        "триггерных цепочек",
-        "Или отключите ненужную цепочку.",
+        ngettext_lazy(
+            "На тарифе %(tier)s не больше %(maximum)s триггерной цепочки, сейчас %(current)s.",
+            "На тарифе %(tier)s не больше %(maximum)s триггерных цепочек, сейчас %(current)s.",
+            "maximum",
+        ),
+        _("Или отключите ненужную цепочку."),
         title=_("Trigger chains"),
         built=False,
     ),
@@ -142,13 +176,13 @@ def tier_require(*, client: Client, feature: str, context: str = "", hint: str =
     upgrade = tier_unlocking(feature=feature)
     label = FEATURES[feature]
     if upgrade is not None:
-        where = f"{'доступны' if label.plural else 'доступен'} с тарифа {upgrade.name}"
+        where = label.available_from % {"tier": upgrade.name}
     else:
-        where = f"не {'входят' if label.plural else 'входит'} ни в один тариф агентства"
-    message = f"{label.label} {where}; у клиента тариф {tier.name}."
+        where = str(label.in_no_tier)
+    message = gettext("%(rule)s; у клиента тариф %(tier)s.") % {"rule": where, "tier": tier.name}
     raise TierLimitError(
         f"tier_feature_{feature}",
-        " ".join(part for part in (context, message, hint) if part),
+        " ".join(str(part) for part in (context, message, hint) if part),
         extra={"tier": tier.code, "required_tier": upgrade.code if upgrade else None},
     )
 
@@ -164,15 +198,22 @@ def tier_check_limit(*, client: Client, limit: str, current: int) -> None:
     more_allowed = Q(**{f"{spec.field}__isnull": True}) | Q(**{f"{spec.field}__gt": maximum})
     upgrade = _lowest_tier(more_allowed)
     if upgrade is None:
-        more = "Больше не предусмотрено ни одним тарифом."
+        more = gettext("Больше не предусмотрено ни одним тарифом.")
     elif getattr(upgrade, spec.field) is None:
-        more = f"Без ограничения — с тарифа {upgrade.name}."
+        more = gettext("Без ограничения — с тарифа %(tier)s.") % {"tier": upgrade.name}
     else:
-        more = f"До {getattr(upgrade, spec.field)} — с тарифа {upgrade.name}."
+        more = gettext("До %(maximum)s — с тарифа %(tier)s.") % {
+            "maximum": getattr(upgrade, spec.field),
+            "tier": upgrade.name,
+        }
+    rule = spec.rule % {
+        "tier": tier.name,
+        "maximum": maximum,
+        "current": current,
+    }
     raise TierLimitError(
         f"tier_limit_{limit}",
-        f"На тарифе {tier.name} не больше {maximum} {spec.noun}, сейчас {current}. {more} "
-        f"{spec.hint}",
+        f"{rule} {more} {spec.hint}",
         extra={
             "tier": tier.code,
             "limit": maximum,

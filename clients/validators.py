@@ -1,6 +1,7 @@
 """Validators for Russian company identifiers."""
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 _INN10_WEIGHTS = (2, 4, 10, 3, 5, 9, 4, 6, 8)
 _INN12_WEIGHTS_11 = (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
@@ -27,7 +28,7 @@ def inn_is_valid(value: str) -> bool:
 def validate_inn(value: str) -> None:
     if not value.isdigit() or len(value) not in (10, 12):
         raise ValidationError(
-            "ИНН состоит из 10 (организация) или 12 (ИП) цифр.", code="inn_format"
+            _("ИНН состоит из 10 (организация) или 12 (ИП) цифр."), code="inn_format"
         )
     if not inn_is_valid(value):
-        raise ValidationError("Неверная контрольная сумма ИНН.", code="inn_checksum")
+        raise ValidationError(_("Неверная контрольная сумма ИНН."), code="inn_checksum")

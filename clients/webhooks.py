@@ -43,6 +43,8 @@ from urllib.parse import parse_qsl
 from django.conf import settings
 from django.urls import path
 from django.utils.datastructures import MultiValueDict
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -100,7 +102,7 @@ class WebhookFormParser(FormParser):
             text = stream.read().decode(encoding)
             pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=self.max_fields)
         except (UnicodeDecodeError, LookupError, ValueError) as exc:
-            raise ParseError(f"Тело формы не читается: {exc}") from exc
+            raise ParseError(_("Тело формы не читается: %(error)s") % {"error": exc}) from exc
         data = MultiValueDict()
         for key, value in pairs:
             data.appendlist(key, value)
@@ -115,7 +117,7 @@ def _same_secret(given: Any, client: Client | None) -> bool:
     return matches and client is not None and bool(expected)
 
 
-REFUSED_MESSAGE = "Неверный секрет вебхука или неизвестный клиент."
+REFUSED_MESSAGE = gettext_lazy("Неверный секрет вебхука или неизвестный клиент.")
 
 WEBHOOK_RESULT = OpenApiResponse(
     description="Итог: customers и orders — {created, updated, rejected, errors: [{external_id, "
@@ -138,7 +140,7 @@ class _CrmWebhookView(APIView):
     def read_payload(self, request: Request) -> dict[str, Any]:
         data = request.data
         if not isinstance(data, Mapping):
-            raise ApiError("invalid_body", "Тело запроса — форма или JSON-объект.")
+            raise ApiError("invalid_body", _("Тело запроса — форма или JSON-объект."))
         return parse_php_form(data)
 
     def find_client(self, request: Request, slug: Any, given_secret: Any) -> Client:
@@ -181,7 +183,9 @@ class _CrmWebhookView(APIView):
         return Response(reply, status=status.HTTP_200_OK)
 
     def throttled(self, request: Request, wait: float | None) -> None:
-        raise Throttled(wait, detail="Слишком много вебхуков от этого клиента; CRM повторит позже.")
+        raise Throttled(
+            wait, detail=_("Слишком много вебхуков от этого клиента; CRM повторит позже.")
+        )
 
 
 _CLIENT_PARAM = OpenApiParameter(

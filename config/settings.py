@@ -11,6 +11,8 @@ from pathlib import Path
 import csp.constants as _csp
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from .schedules import PERIODIC_TASKS  # noqa: F401  (read by setup_periodic_tasks)
 
@@ -99,6 +101,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "agency.context_processors.brand",
             ],
         },
     },
@@ -132,7 +135,11 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="ru")
 LANGUAGES = [("ru", "Русский"), ("en", "English")]
+# Source strings are Russian in Python code and English in templates: locale/en translates the
+# first, locale/ru the second (README, "Languages").
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The product's one name: the admin's header, the portal's, the API schema's title.
+BRAND_NAME = _("Агентство CVM")
 TIME_ZONE = env.str("TIME_ZONE", default="Europe/Moscow")
 USE_I18N = True
 USE_TZ = True
@@ -213,10 +220,13 @@ REST_FRAMEWORK = {
 }
 
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Agency CVM API",
-    "DESCRIPTION": (
-        "Customer base ingestion (customers, orders, events), CRM webhooks. "
-        "Authenticate with `Authorization: Api-Key <key>`; one key reaches exactly one client."
+    # In the request's language (Accept-Language) or ?lang=en|ru.
+    "TITLE": format_lazy(_("API «{brand}»"), brand=BRAND_NAME),
+    "DESCRIPTION": _(
+        "Загрузка клиентской базы (покупатели, заказы, события), согласия, сегменты, аудитории, "
+        "вебхуки CRM. Авторизация: заголовок `Authorization: Api-Key <ключ>`; один ключ даёт "
+        'доступ к данным ровно одного клиента. Ошибки — JSON `{"code", "message"}`; '
+        "язык сообщений — по заголовку Accept-Language (ru по умолчанию, en)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -20,6 +20,8 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from agency.admin_base import (
     ACCOUNT_MANAGER,
@@ -34,6 +36,7 @@ from agency.admin_base import (
     request_staff_role,
 )
 from agency.errors import ServiceError
+from agency.i18n import client_localtime, in_client_zone
 from clients.selectors import customer_ids_search
 
 from .compliance import client_compliance_checklist
@@ -65,8 +68,9 @@ def _adopt(target: Any, source: Any) -> None:
     target._state.db = source._state.db
 
 
-def _local(value: datetime | None) -> str:
-    return timezone.localtime(value).strftime("%d.%m.%Y %H:%M") if value else "—"
+def _local(obj: Any, value: datetime | None) -> str:
+    """``value`` in the time zone of ``obj``'s client."""
+    return client_localtime(obj, value).strftime("%d.%m.%Y %H:%M") if value else "—"
 
 
 def _hours(delta) -> int:
@@ -208,7 +212,10 @@ class ConsentTextAdmin(TenantScopedAdmin):
                 continue
             published += 1
         if published:
-            self.message_user(request, f"Опубликовано текстов: {published}.", messages.SUCCESS)
+            message = ngettext(
+                "Опубликован %(n)s текст.", "Опубликовано %(n)s текстов.", published
+            ) % {"n": published}
+            self.message_user(request, message, messages.SUCCESS)
 
     @admin.action(description="Создать новую версию (черновик) из выбранных", permissions=["add"])
     def new_version(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -221,9 +228,8 @@ class ConsentTextAdmin(TenantScopedAdmin):
             )
             self.audit(request, "admin_add", draft, {"copied_from": text.pk})
             created.append(f"{text.client} · {draft}")
-        self.message_user(
-            request, "Созданы черновики: " + ", ".join(created) + ".", messages.SUCCESS
-        )
+        message = _("Созданы черновики: %(drafts)s.") % {"drafts": ", ".join(created)}
+        self.message_user(request, message, messages.SUCCESS)
 
     # -- the 152-FZ checklist page of a client ---------------------------------------------
 
@@ -250,10 +256,12 @@ class ConsentTextAdmin(TenantScopedAdmin):
             "opts": client._meta,
             "items": [(item, links.get(item.code)) for item in items],
             "all_ok": all(item.ok for item in items),
-            "checked_at": timezone.localtime(),
+            "checked_at": client_localtime(client, timezone.now()),
         }
         request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/consent/compliance_checklist.html", context)
+        with in_client_zone(client):
+            response = TemplateResponse(request, "admin/consent/compliance_checklist.html", context)
+            return response.render()
 
 
 def _checklist_links(site: str, client: Any) -> dict[str, str]:
@@ -519,26 +527,26 @@ class IncidentForm(TenantAdminForm):
         return cleaned
 
 
-def _deadline_cell(deadline: datetime, done: datetime | None, closed: bool) -> str:
+def _deadline_cell(obj: Any, deadline: datetime, done: datetime | None, closed: bool) -> str:
     if done is not None:
         if done > deadline:
             return format_html(
                 '<span style="color:#b26a00">направлено {} — опоздание {} ч</span>',
-                _local(done),
+                _local(obj, done),
                 _hours(done - deadline),
             )
-        return format_html('<span style="color:#2e7d32">направлено {}</span>', _local(done))
+        return format_html('<span style="color:#2e7d32">направлено {}</span>', _local(obj, done))
     if closed:
-        return format_html("до {} (инцидент закрыт)", _local(deadline))
+        return format_html("до {} (инцидент закрыт)", _local(obj, deadline))
     now = timezone.now()
     if now > deadline:
         return format_html(
             '<strong style="color:#fff;background:#ba2121;padding:1px 4px">ПРОСРОЧЕНО: '
             "срок {} (прошло {} ч)</strong>",
-            _local(deadline),
+            _local(obj, deadline),
             _hours(now - deadline),
         )
-    return format_html("до {} (осталось {} ч)", _local(deadline), _hours(deadline - now))
+    return format_html("до {} (осталось {} ч)", _local(obj, deadline), _hours(deadline - now))
 
 
 @admin.register(Incident)
@@ -587,7 +595,7 @@ class IncidentAdmin(TenantScopedAdmin):
         if obj.pk is None:
             return "—"
         return _deadline_cell(
-            obj.notify_deadline, obj.notified_at, obj.status == Incident.Status.CLOSED
+            obj, obj.notify_deadline, obj.notified_at, obj.status == Incident.Status.CLOSED
         )
 
     @admin.display(description="результаты расследования (72 ч)")
@@ -595,6 +603,7 @@ class IncidentAdmin(TenantScopedAdmin):
         if obj.pk is None:
             return "—"
         return _deadline_cell(
+            obj,
             obj.investigation_deadline,
             obj.investigation_reported_at,
             obj.status == Incident.Status.CLOSED,

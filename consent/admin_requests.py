@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import ngettext
 
 from agency.admin_base import (
     ACCOUNT_MANAGER,
@@ -323,9 +324,12 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
                     customer=dsr.customer, request=dsr, actor=request.user, source="admin"
                 )
             if eligible:
-                self.message_user(
-                    request, f"Данные удалены по запросам: {len(eligible)}.", messages.SUCCESS
-                )
+                message = ngettext(
+                    "Данные удалены по %(n)s запросу.",
+                    "Данные удалены по %(n)s запросам.",
+                    len(eligible),
+                ) % {"n": len(eligible)}
+                self.message_user(request, message, messages.SUCCESS)
             for dsr, reason in skipped:
                 self.message_user(request, f"{dsr} (№{dsr.pk}): {reason}.", messages.WARNING)
             return None

@@ -17,6 +17,8 @@ from django.db import transaction
 from django.urls import re_path
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -299,7 +301,11 @@ def _parse_evidence(value: Any, index: int) -> tuple[Evidence, list[RowError]]:
     if not isinstance(value, dict):
         return Evidence(), [
             RowError(
-                index, "evidence", "invalid_evidence", "evidence — JSON-объект.", _short(value)
+                index,
+                "evidence",
+                "invalid_evidence",
+                gettext("evidence — JSON-объект."),
+                _short(value),
             )
         ]
     errors = [
@@ -315,7 +321,13 @@ def _parse_evidence(value: Any, index: int) -> tuple[Evidence, list[RowError]]:
             ip = str(ipaddress.ip_address(str(ip).strip()))
         except ValueError:
             errors.append(
-                RowError(index, "evidence.ip", "invalid_ip", "Некорректный IP-адрес.", _short(ip))
+                RowError(
+                    index,
+                    "evidence.ip",
+                    "invalid_ip",
+                    gettext("Некорректный IP-адрес."),
+                    _short(ip),
+                )
             )
             ip = None
     texts = {}
@@ -327,7 +339,9 @@ def _parse_evidence(value: Any, index: int) -> tuple[Evidence, list[RowError]]:
             texts[name] = raw[:limit]
         else:
             errors.append(
-                RowError(index, f"evidence.{name}", "invalid_evidence", "Ожидается строка.", "")
+                RowError(
+                    index, f"evidence.{name}", "invalid_evidence", gettext("Ожидается строка."), ""
+                )
             )
             texts[name] = ""
     return Evidence(ip=ip, **texts), errors
@@ -350,7 +364,7 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
                 index,
                 "customer_external_id",
                 "invalid_customer_external_id",
-                "Ожидается непустая строка.",
+                gettext("Ожидается непустая строка."),
                 _short(raw_customer),
             )
         )
@@ -362,7 +376,7 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
                     index,
                     "customer_external_id",
                     "unknown_customer",
-                    "Покупатель с таким внешним id не найден.",
+                    gettext("Покупатель с таким внешним id не найден."),
                     external_id[:100],
                 )
             )
@@ -375,7 +389,7 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
                 index,
                 "subject_id",
                 "invalid_subject_id",
-                "subject_id — строка до 64 символов.",
+                gettext("subject_id — строка до 64 символов."),
                 _short(subject_id),
             )
         )
@@ -388,7 +402,7 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
                 index,
                 "customer_external_id",
                 "missing_subject",
-                "Нужен customer_external_id или subject_id.",
+                gettext("Нужен customer_external_id или subject_id."),
             )
         )
 
@@ -401,7 +415,8 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
                 index,
                 "purpose",
                 "unknown_purpose",
-                "Неизвестная цель; есть: " + ", ".join(sorted(ctx.purposes)) + ".",
+                gettext("Неизвестная цель; есть: %(purposes)s.")
+                % {"purposes": ", ".join(sorted(ctx.purposes))},
                 _short(purpose),
             )
         )
@@ -412,7 +427,9 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
         errors.append(RowError(index, "action", "required", REQUIRED))
     elif action not in (ConsentRecord.Action.GRANTED, ConsentRecord.Action.WITHDRAWN):
         errors.append(
-            RowError(index, "action", "invalid_action", "granted или withdrawn.", _short(action))
+            RowError(
+                index, "action", "invalid_action", gettext("granted или withdrawn."), _short(action)
+            )
         )
 
     at = None
@@ -421,12 +438,22 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
         if at is None:
             errors.append(
                 RowError(
-                    index, "at", "invalid_time", "Ожидается дата-время ISO 8601.", _short(raw["at"])
+                    index,
+                    "at",
+                    "invalid_time",
+                    gettext("Ожидается дата-время ISO 8601."),
+                    _short(raw["at"]),
                 )
             )
         elif at > ctx.now + FUTURE_TOLERANCE:
             errors.append(
-                RowError(index, "at", "future_time", "Время согласия в будущем.", raw["at"][:100])
+                RowError(
+                    index,
+                    "at",
+                    "future_time",
+                    gettext("Время согласия в будущем."),
+                    raw["at"][:100],
+                )
             )
 
     source = raw.get("source") or ConsentRecord.Source.API
@@ -436,7 +463,8 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
                 index,
                 "source",
                 "invalid_source",
-                "Источник: " + ", ".join(ConsentRecord.Source.values) + ".",
+                gettext("Источник: %(sources)s.")
+                % {"sources": ", ".join(ConsentRecord.Source.values)},
                 _short(source),
             )
         )
@@ -450,7 +478,7 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
                     index,
                     "text_version",
                     "invalid_text_version",
-                    "Ожидается номер версии (целое ≥ 1).",
+                    gettext("Ожидается номер версии (целое ≥ 1)."),
                     _short(version),
                 )
             )
@@ -462,7 +490,10 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
                         index,
                         "text_version",
                         "unknown_text_version",
-                        f"Нет опубликованной версии {version} текста для цели {purpose}.",
+                        gettext(
+                            "Нет опубликованной версии %(version)s текста для цели %(purpose)s."
+                        )
+                        % {"version": version, "purpose": purpose},
                         str(version),
                     )
                 )
@@ -474,7 +505,11 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
                 index,
                 "purpose",
                 "no_published_text",
-                f"Нет опубликованного текста согласия для цели {purpose}: согласие не доказуемо.",
+                gettext(
+                    "Нет опубликованного текста согласия для цели %(purpose)s: "
+                    "согласие не доказуемо."
+                )
+                % {"purpose": purpose},
                 purpose,
             )
         )
@@ -580,7 +615,7 @@ class ConsentRecordView(APIView):
 
     @extend_schema(
         operation_id="consents_record",
-        summary="Записать согласия или их отзыв (одно или пакет)",
+        summary=_("Записать согласия или их отзыв (одно или пакет)"),
         description=(
             "Тело — один объект или JSON-массив (до 10 000). Пакет — всё или ничего; с "
             "`?partial=true` корректные строки записываются, остальные возвращаются в `errors` "
@@ -612,7 +647,7 @@ class ConsentRecordView(APIView):
         if isinstance(data, list):
             return self._bulk(request, client)
         if not isinstance(data, dict):
-            raise ApiError("invalid_body", "Тело запроса — JSON-объект или массив объектов.")
+            raise ApiError("invalid_body", _("Тело запроса — JSON-объект или массив объектов."))
         result = consent_batch_record(client=client, items=[data], partial=False)
         record = result.records[0][1] if result.committed and result.records else None
         self._audit(request, client, mode="single", result=result, record=record)
@@ -660,7 +695,7 @@ class CustomerConsentsView(APIView):
 
     @extend_schema(
         operation_id="customer_consents",
-        summary="История согласий покупателя и текущее состояние по целям",
+        summary=_("История согласий покупателя и текущее состояние по целям"),
         responses={200: CustomerConsentsSerializer, 404: OpenApiResponse(description="Не найден")},
         tags=["consents"],
     )

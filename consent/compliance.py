@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from agency.i18n import client_localtime
+
 from .models import (
     ConsentPurpose,
     ConsentRecord,
@@ -49,8 +51,9 @@ def _dates(items, limit: int = 5) -> str:
     return shown + (f" и ещё {len(items) - limit}" if len(items) > limit else "")
 
 
-def _local(value: datetime) -> str:
-    return timezone.localtime(value).strftime("%d.%m.%Y %H:%M")
+def _local(client, value: datetime) -> str:
+    """``value`` in the client's time zone."""
+    return client_localtime(client, value).strftime("%d.%m.%Y %H:%M")
 
 
 def check_database_location() -> CheckItem:
@@ -157,14 +160,14 @@ def check_incidents(client, now: datetime) -> CheckItem:
         missing = []
         if incident.notified_at is None:
             missing.append(
-                f"не направлено уведомление РКН (срок {_local(incident.notify_deadline)})"
+                f"не направлено уведомление РКН (срок {_local(client, incident.notify_deadline)})"
             )
         if incident.investigation_reported_at is None and incident.investigation_deadline < now:
             missing.append(
                 "не направлены результаты расследования "
-                f"(срок {_local(incident.investigation_deadline)})"
+                f"(срок {_local(client, incident.investigation_deadline)})"
             )
-        parts.append(f"Инцидент {_local(incident.detected_at)}: " + " и ".join(missing))
+        parts.append(f"Инцидент {_local(client, incident.detected_at)}: " + " и ".join(missing))
     return CheckItem(
         "Нет инцидентов с истёкшим сроком уведомления (24 ч / 72 ч)",
         not overdue,

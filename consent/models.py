@@ -10,8 +10,10 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from agency.append_only import AppendOnlyModelMixin, AppendOnlyQuerySetMixin
+from agency.i18n import client_localtime
 from agency.tenancy import TenantModel, TenantQuerySet
 
 
@@ -43,8 +45,8 @@ class ConsentText(TenantModel):
     """A versioned consent text of one client for one purpose; immutable once published."""
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "черновик"
-        PUBLISHED = "published", "опубликован"
+        DRAFT = "draft", _("черновик")
+        PUBLISHED = "published", _("опубликован")
 
     purpose = models.ForeignKey(
         ConsentPurpose, on_delete=models.PROTECT, related_name="texts", verbose_name="цель"
@@ -146,19 +148,19 @@ class ConsentRecord(AppendOnlyModelMixin, TenantModel):
     """
 
     class Action(models.TextChoices):
-        GRANTED = "granted", "дано"
-        WITHDRAWN = "withdrawn", "отозвано"
-        ERASURE = "erasure", "запись об удалении данных"
+        GRANTED = "granted", _("дано")
+        WITHDRAWN = "withdrawn", _("отозвано")
+        ERASURE = "erasure", _("запись об удалении данных")
 
     class Source(models.TextChoices):
-        WEB_FORM = "web_form", "веб-форма"
-        COOKIE_BANNER = "cookie_banner", "cookie-баннер"
+        WEB_FORM = "web_form", _("веб-форма")
+        COOKIE_BANNER = "cookie_banner", _("cookie-баннер")
         API = "api", "API"
-        CRM_IMPORT = "crm_import", "импорт из CRM"
-        UNSUBSCRIBE_LINK = "unsubscribe_link", "ссылка отписки"
-        PORTAL = "portal", "портал"
-        SUBJECT_REQUEST = "subject_request", "запрос субъекта"
-        ADMIN = "admin", "админка"
+        CRM_IMPORT = "crm_import", _("импорт из CRM")
+        UNSUBSCRIBE_LINK = "unsubscribe_link", _("ссылка отписки")
+        PORTAL = "portal", _("портал")
+        SUBJECT_REQUEST = "subject_request", _("запрос субъекта")
+        ADMIN = "admin", _("админка")
 
     customer = models.ForeignKey(
         "clients.Customer",
@@ -249,17 +251,17 @@ class DataSubjectRequest(TenantModel):
     """A person's request under 152-FZ, with a due date in Russian working days."""
 
     class Kind(models.TextChoices):
-        ACCESS = "access", "доступ к данным"
-        RECTIFICATION = "rectification", "уточнение"
-        ERASURE = "erasure", "удаление"
-        WITHDRAWAL = "withdrawal", "отзыв согласия"
-        STOP_PROCESSING = "stop_processing", "прекращение обработки"
+        ACCESS = "access", _("доступ к данным")
+        RECTIFICATION = "rectification", _("уточнение")
+        ERASURE = "erasure", _("удаление")
+        WITHDRAWAL = "withdrawal", _("отзыв согласия")
+        STOP_PROCESSING = "stop_processing", _("прекращение обработки")
 
     class Status(models.TextChoices):
-        RECEIVED = "received", "получен"
-        IN_PROGRESS = "in_progress", "в работе"
-        COMPLETED = "completed", "исполнен"
-        REJECTED = "rejected", "отказано (с обоснованием)"
+        RECEIVED = "received", _("получен")
+        IN_PROGRESS = "in_progress", _("в работе")
+        COMPLETED = "completed", _("исполнен")
+        REJECTED = "rejected", _("отказано (с обоснованием)")
 
     kind = models.CharField("вид", max_length=20, choices=Kind.choices)
     customer = models.ForeignKey(
@@ -299,7 +301,10 @@ class DataSubjectRequest(TenantModel):
         indexes = [models.Index(fields=["client", "status", "due_date"], name="dsr_client_due")]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} · до {self.due_date:%d.%m.%Y}"
+        return _("%(kind)s · до %(date)s") % {
+            "kind": self.get_kind_display(),
+            "date": f"{self.due_date:%d.%m.%Y}",
+        }
 
     @property
     def is_open(self) -> bool:
@@ -318,11 +323,11 @@ class DataRecipient(TenantModel):
     push or email provider. Its country decides whether a transfer is cross-border."""
 
     class Kind(models.TextChoices):
-        AD_PLATFORM = "ad_platform", "рекламная платформа"
-        SMS = "sms", "SMS-провайдер"
-        PUSH = "push", "push-провайдер"
-        EMAIL = "email", "email-провайдер"
-        OTHER = "other", "другое"
+        AD_PLATFORM = "ad_platform", _("рекламная платформа")
+        SMS = "sms", _("SMS-провайдер")
+        PUSH = "push", _("push-провайдер")
+        EMAIL = "email", _("email-провайдер")
+        OTHER = "other", _("другое")
 
     name = models.CharField("получатель", max_length=200)
     legal_name = models.CharField("юридическое лицо", max_length=300, blank=True)
@@ -376,10 +381,10 @@ class Incident(TenantModel):
     """A personal-data breach (152-FZ art. 21 part 3.1): notify in 24 h, report in 72 h."""
 
     class Status(models.TextChoices):
-        OPEN = "open", "открыт"
-        NOTIFIED = "notified", "РКН уведомлён (24 ч)"
-        INVESTIGATED = "investigated", "результаты направлены (72 ч)"
-        CLOSED = "closed", "закрыт"
+        OPEN = "open", _("открыт")
+        NOTIFIED = "notified", _("РКН уведомлён (24 ч)")
+        INVESTIGATED = "investigated", _("результаты направлены (72 ч)")
+        CLOSED = "closed", _("закрыт")
 
     detected_at = models.DateTimeField("обнаружен")
     description = models.TextField("что произошло")
@@ -400,7 +405,8 @@ class Incident(TenantModel):
         ordering = ["-detected_at"]
 
     def __str__(self) -> str:
-        return f"Инцидент {timezone.localtime(self.detected_at):%d.%m.%Y %H:%M}"
+        when = client_localtime(self, self.detected_at)
+        return _("Инцидент %(when)s") % {"when": f"{when:%d.%m.%Y %H:%M}"}
 
     @property
     def notify_deadline(self):

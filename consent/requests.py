@@ -34,6 +34,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from agency.audit import audit_log
 from agency.exports import csv_bytes
@@ -130,14 +131,15 @@ def dsr_working_days_left(request: DataSubjectRequest, *, today: date | None = N
 
 def _check_open(request: DataSubjectRequest) -> None:
     if not request.is_open:
-        raise ConsentError("request_closed", f"Запрос уже закрыт ({request.get_status_display()}).")
+        message = _("Запрос уже закрыт (%(status)s).") % {"status": request.get_status_display()}
+        raise ConsentError("request_closed", message)
 
 
 def _check_customer(client: Client, customer: Customer | None) -> None:
     if customer is not None and customer.client_id != client.pk:
-        raise ConsentError("no_subject", "Покупатель не найден.")
+        raise ConsentError("no_subject", _("Покупатель не найден."))
     if customer is not None and customer.erased_at is not None:
-        raise ConsentError("subject_erased", "Данные этого покупателя уже удалены.")
+        raise ConsentError("subject_erased", _("Данные этого покупателя уже удалены."))
 
 
 def dsr_create(
@@ -154,14 +156,16 @@ def dsr_create(
     """Register a request with its due date. A withdrawal or stop_processing request of a known
     person is written to the consent ledger at once and completed (:func:`_dsr_withdraw`)."""
     if kind not in DEADLINES:
-        raise ConsentError("invalid_kind", f"Вид запроса: {', '.join(DEADLINES)}.")
+        raise ConsentError(
+            "invalid_kind", _("Вид запроса: %(kinds)s.") % {"kinds": ", ".join(DEADLINES)}
+        )
     _check_customer(client, customer)
     now = timezone.now()
     received_at = received_at or now
     if timezone.is_naive(received_at):
-        raise ConsentError("naive_time", "Время получения без часового пояса.")
+        raise ConsentError("naive_time", _("Время получения без часового пояса."))
     if received_at > now + FUTURE_TOLERANCE:
-        raise ConsentError("future_time", "Время получения запроса в будущем.")
+        raise ConsentError("future_time", _("Время получения запроса в будущем."))
     with transaction.atomic():
         request = DataSubjectRequest.objects.create(
             client=client,
@@ -192,7 +196,7 @@ def dsr_subject_set(
     withdrawal or stop_processing request then takes effect at once."""
     _check_open(request)
     if request.customer_id is not None:
-        raise ConsentError("subject_set", "Субъект запроса уже указан.")
+        raise ConsentError("subject_set", _("Субъект запроса уже указан."))
     _check_customer(request.client, customer)
     with transaction.atomic():
         request.customer = customer
@@ -322,7 +326,7 @@ def dsr_complete(
             "archive_missing", "Сначала сформируйте архив сведений о субъекте (доступ к данным)."
         )
     if request.kind == Kind.ERASURE and request.customer_id and not request.customer.erased_at:
-        raise ConsentError("not_erased", "Сначала удалите данные субъекта.")
+        raise ConsentError("not_erased", _("Сначала удалите данные субъекта."))
     if not resolution:
         resolution = request.resolution or {
             Kind.ACCESS: "Сведения о субъекте (архив) направлены субъекту.",
@@ -340,7 +344,9 @@ def dsr_reject(
     """Refuse a request; the law wants the refusal reasoned, so a resolution is required."""
     _check_open(request)
     if not (resolution or "").strip():
-        raise ConsentError("reason_required", "Отказ должен быть мотивированным: укажите причину.")
+        raise ConsentError(
+            "reason_required", _("Отказ должен быть мотивированным: укажите причину.")
+        )
     with transaction.atomic():
         return _dsr_close(
             request, status=Status.REJECTED, resolution=resolution, actor=actor, source=source
@@ -631,12 +637,12 @@ def dsr_access_archive(
     media URL."""
     _check_open(request)
     if request.kind != Kind.ACCESS:
-        raise ConsentError("not_access", "Архив формируется только по запросу доступа к данным.")
+        raise ConsentError("not_access", _("Архив формируется только по запросу доступа к данным."))
     if request.customer_id is None:
-        raise ConsentError("no_subject", "Сначала укажите субъекта (покупателя) запроса.")
+        raise ConsentError("no_subject", _("Сначала укажите субъекта (покупателя) запроса."))
     customer = request.customer
     if customer.erased_at is not None:
-        raise ConsentError("subject_erased", "Данные этого покупателя удалены.")
+        raise ConsentError("subject_erased", _("Данные этого покупателя удалены."))
     content = access_archive_build(customer=customer, request=request)
     old_name = request.archive.name
     storage = request.archive.storage
@@ -735,9 +741,9 @@ def customer_erase(
     if request is not None:
         _check_open(request)
         if request.client_id != client.pk or request.customer_id not in (None, customer.pk):
-            raise ConsentError("no_subject", "Запрос относится к другому субъекту.")
+            raise ConsentError("no_subject", _("Запрос относится к другому субъекту."))
         if request.kind != Kind.ERASURE:
-            raise ConsentError("not_erasure", "Удаление выполняется по запросу на удаление.")
+            raise ConsentError("not_erasure", _("Удаление выполняется по запросу на удаление."))
     with transaction.atomic():
         customer = Customer.objects.for_client(client).select_for_update().get(pk=customer.pk)
         erased_now = customer.erased_at is None

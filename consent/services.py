@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from agency.audit import audit_log, request_ip
 from agency.errors import ServiceError
@@ -75,7 +76,8 @@ def consent_text_publish(
     if missing:
         raise ConsentError(
             "consent_text_incomplete",
-            "Текст нельзя опубликовать: не заполнено — " + ", ".join(missing) + ".",
+            _("Текст нельзя опубликовать: не заполнено — %(parts)s.")
+            % {"parts": ", ".join(missing)},
         )
     now = timezone.now()
     ConsentText.objects.for_client(text.client_id).filter(
@@ -98,7 +100,8 @@ def consent_purpose_get(code: str) -> ConsentPurpose:
         return purpose
     except ConsentPurpose.DoesNotExist as exc:
         codes = ", ".join(ConsentPurpose.objects.values_list("code", flat=True))
-        raise ConsentError("unknown_purpose", f"Неизвестная цель {code!r}; есть: {codes}.") from exc
+        message = _("Неизвестная цель %(code)r; есть: %(codes)s.") % {"code": code, "codes": codes}
+        raise ConsentError("unknown_purpose", message) from exc
 
 
 def latest_published_text(*, client, purpose: ConsentPurpose) -> ConsentText | None:
@@ -235,26 +238,28 @@ def consent_record_build(
     none is given): a consent whose wording cannot be shown is no proof.
     """
     if action not in (ConsentRecord.Action.GRANTED, ConsentRecord.Action.WITHDRAWN):
-        raise ConsentError("invalid_action", "Действие: granted или withdrawn.")
+        raise ConsentError("invalid_action", _("Действие: granted или withdrawn."))
     if customer is None and not subject_id:
-        raise ConsentError("no_subject", "Нужен покупатель или id cookie-субъекта.")
+        raise ConsentError("no_subject", _("Нужен покупатель или id cookie-субъекта."))
     if customer is not None and customer.client_id != client.pk:
-        raise ConsentError("no_subject", "Покупатель не найден.")
+        raise ConsentError("no_subject", _("Покупатель не найден."))
     if source not in ConsentRecord.Source.values:
-        raise ConsentError("invalid_source", f"Источник: {', '.join(ConsentRecord.Source.values)}.")
+        sources = ", ".join(ConsentRecord.Source.values)
+        raise ConsentError("invalid_source", _("Источник: %(sources)s.") % {"sources": sources})
     purpose = consent_purpose_get(purpose_code)
     if text is None:
         text = latest_published_text(client=client, purpose=purpose)
     elif text.client_id != client.pk or text.purpose_id != purpose.pk or not text.is_published:
-        raise ConsentError("invalid_text", "Версия текста не опубликована для этой цели.")
+        raise ConsentError("invalid_text", _("Версия текста не опубликована для этой цели."))
     if action == ConsentRecord.Action.GRANTED and text is None:
         raise ConsentError(
             "no_published_text",
-            f"Нет опубликованного текста согласия для цели {purpose.code}: согласие не доказуемо.",
+            _("Нет опубликованного текста согласия для цели %(purpose)s: согласие не доказуемо.")
+            % {"purpose": purpose.code},
         )
     now = timezone.now()
     if at is not None and at > now + timedelta(minutes=5):
-        raise ConsentError("future_time", "Время согласия в будущем.")
+        raise ConsentError("future_time", _("Время согласия в будущем."))
     evidence = evidence or Evidence()
     return ConsentRecord(
         client=client,

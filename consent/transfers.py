@@ -36,6 +36,7 @@ from datetime import date, datetime, timedelta
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .calendar import add_working_days
 from .models import CrossBorderTransferNotice, DataRecipient, TransferRefusal
@@ -93,18 +94,21 @@ def transfer_decision(*, recipient: DataRecipient, today: date | None = None) ->
     """Read-only: may personal data go to ``recipient`` on ``today``? Writes nothing."""
     country = recipient.country.upper()
     if country == HOME_COUNTRY:
-        return TransferDecision(True, False, "Получатель в России: передача не трансграничная.")
+        return TransferDecision(True, False, _("Получатель в России: передача не трансграничная."))
     today = today or timezone.localdate()
     notices = list(notices_for(recipient))
     if not notices:
         return TransferDecision(
             False,
             True,
-            f"Передача персональных данных получателю {_describe(recipient)} запрещена: нет "
-            f"уведомления Роскомнадзора о трансграничной передаче в страну {country} этому "
-            "получателю (152-ФЗ ст. 12). Внесите уведомление в разделе «Уведомления о "
-            "трансграничной передаче»; передача станет возможна по истечении 10 рабочих дней "
-            "с даты уведомления.",
+            _(
+                "Передача персональных данных получателю %(recipient)s запрещена: нет уведомления "
+                "Роскомнадзора о трансграничной передаче в страну %(country)s этому получателю "
+                "(152-ФЗ ст. 12). Внесите уведомление в разделе «Уведомления о трансграничной "
+                "передаче»; передача станет возможна по истечении 10 рабочих дней с даты "
+                "уведомления."
+            )
+            % {"recipient": _describe(recipient), "country": country},
         )
     # The notice whose waiting period ends first decides.
     notice = min(notices, key=lambda n: (notice_allowed_from(n.notified_at), n.pk))
@@ -113,17 +117,24 @@ def transfer_decision(*, recipient: DataRecipient, today: date | None = None) ->
         return TransferDecision(
             True,
             True,
-            f"Уведомление Роскомнадзора от {notice.notified_at:%d.%m.%Y}: передача разрешена "
-            f"с {allowed_from:%d.%m.%Y}.",
+            _("Уведомление Роскомнадзора от %(notified)s: передача разрешена с %(allowed)s.")
+            % {"notified": f"{notice.notified_at:%d.%m.%Y}", "allowed": f"{allowed_from:%d.%m.%Y}"},
             notice=notice,
             allowed_from=allowed_from,
         )
     return TransferDecision(
         False,
         True,
-        f"Передача персональных данных получателю {_describe(recipient)} пока запрещена: "
-        f"уведомление Роскомнадзора от {notice.notified_at:%d.%m.%Y} ещё не выдержало 10 "
-        f"рабочих дней (152-ФЗ ст. 12); передача возможна с {allowed_from:%d.%m.%Y}.",
+        _(
+            "Передача персональных данных получателю %(recipient)s пока запрещена: уведомление "
+            "Роскомнадзора от %(notified)s ещё не выдержало 10 рабочих дней (152-ФЗ ст. 12); "
+            "передача возможна с %(allowed)s."
+        )
+        % {
+            "recipient": _describe(recipient),
+            "notified": f"{notice.notified_at:%d.%m.%Y}",
+            "allowed": f"{allowed_from:%d.%m.%Y}",
+        },
         notice=notice,
         allowed_from=allowed_from,
     )

@@ -1,6 +1,7 @@
 """The portal's one tenancy rule: every portal view acts for the client named in its URL, and
 only for a signed-in user who may see that client; anyone else gets the same 404. A page may
-also ask for a membership role (``allowed_roles``); a member with another role gets a 403."""
+also ask for a membership role (``allowed_roles``); a member with another role gets a 403.
+Every page of a client shows times in the client's time zone (``agency.i18n``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import Http404
 
+from agency.i18n import in_client_zone
 from agency.roles import staff_role, user_clients
 from agency.tenancy import get_scoped_object_or_404
 from clients.selectors import membership_role
@@ -41,6 +43,11 @@ class ClientPortalMixin(LoginRequiredMixin):
                 and self.portal_role not in self.allowed_roles
             ):
                 raise PermissionDenied("this page needs another portal role")
+            with in_client_zone(client):
+                response = super().dispatch(request, *args, **kwargs)
+                if hasattr(response, "render") and not response.is_rendered:
+                    response.render()  # inside the zone: a TemplateResponse renders late
+                return response
         return super().dispatch(request, *args, **kwargs)
 
     def scoped(self, model: type[models.Model]) -> models.QuerySet:

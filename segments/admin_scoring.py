@@ -29,6 +29,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 from django_celery_beat.models import PeriodicTask
 
 from agency.admin_base import (
@@ -42,12 +43,14 @@ from agency.admin_base import (
 )
 from agency.admin_jobs import JobAdminMixin
 from agency.audit import request_ip
+from agency.i18n import in_client_zone
 from agency.roles import staff_clients
 from clients.models import Client
 from clients.tiers import TierLimitError, tier_require
 
 from . import lifecycle, rfm
 from .cohorts import cohort_table, cohort_triangle
+from .labels import rfm_segment_label
 from .models import CustomerScore, ScoringRun, ScoringSettings
 from .services import ScoringRunActive, load_paid_orders, scoring_run_request
 
@@ -105,6 +108,7 @@ def rfm_grid(client: Client) -> dict[str, Any]:
                     "count": n,
                     "share": 100.0 * n / scored if scored else 0.0,
                     "segment": rfm.SEGMENT_GRID[r - 1][fm - 1],
+                    "label": rfm_segment_label(rfm.SEGMENT_GRID[r - 1][fm - 1]),
                     "background": f"rgba(32, 84, 147, {0.06 + 0.84 * intensity:.3f})",
                     "dark": intensity > 0.5,
                 }
@@ -118,7 +122,10 @@ def rfm_grid(client: Client) -> dict[str, Any]:
         "grid": grid,
         "scored": scored,
         "without_orders": total - scored,
-        "segments": [{"name": name, "count": n} for name, n in by_segment.items()],
+        "segments": [
+            {"name": name, "label": rfm_segment_label(name), "count": n}
+            for name, n in by_segment.items()
+        ],
     }
 
 
@@ -454,8 +461,10 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
                 format_html("<strong>{}</strong>", n) if dst == src and n else (n or "")
                 for dst, n in ((dst, row.get(dst, 0)) for dst in targets)
             ]
-            rows.append([format_html("<strong>{}</strong>", src), *cells, sum(row.values())])
-        return _table(["было \\ стало", *targets, "всего"], rows, "scoring-transitions")
+            name = format_html("<strong>{}</strong>", rfm_segment_label(src))
+            rows.append([name, *cells, sum(row.values())])
+        headers = [rfm_segment_label(dst) for dst in targets]
+        return _table(["было \\ стало", *headers, "всего"], rows, "scoring-transitions")
 
     # -- pages -------------------------------------------------------------------------------
 
@@ -511,9 +520,10 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
                     client=client, actor=request.user, source="admin", ip=request_ip(request)
                 )
             except ScoringRunActive as exc:
-                messages.info(request, f"Пересчёт клиента «{client}» уже идёт.")
+                message = _("Пересчёт клиента «%(name)s» уже идёт.") % {"name": client}
+                messages.info(request, message)
                 return HttpResponseRedirect(_run_url(site, exc.run.pk))
-            messages.success(request, f"Пересчёт клиента «{client}» запущен.")
+            messages.success(request, _("Пересчёт клиента «%(name)s» запущен.") % {"name": client})
             return HttpResponseRedirect(_run_url(site, run.pk))
         context = {
             **self.admin_site.each_context(request),
@@ -557,7 +567,7 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
             "client": client,
             "rfm": grid,
             "segment_chart": {
-                "labels": [s["name"] for s in grid["segments"]],
+                "labels": [s["label"] for s in grid["segments"]],
                 "counts": [s["count"] for s in grid["segments"]],
             },
             "last_success": last_success,
@@ -569,4 +579,5 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
             "cohorts_shown": COHORTS_SHOWN,
         }
         request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/segments/analytics.html", context)
+        with in_client_zone(client):
+            return TemplateResponse(request, "admin/segments/analytics.html", context).render()

@@ -24,6 +24,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.translation import ngettext
 
 from agency.admin_base import (
     ClientListFilter,
@@ -328,7 +329,12 @@ class SegmentAdmin(TenantScopedAdmin):
         if done:
             self.message_user(
                 request,
-                f"Обновлено сегментов: {done}; вошли {entered}, вышли {left}.",
+                ngettext(
+                    "Обновлён %(n)s сегмент; вошли %(entered)s, вышли %(left)s.",
+                    "Обновлено %(n)s сегментов; вошли %(entered)s, вышли %(left)s.",
+                    done,
+                )
+                % {"n": done, "entered": entered, "left": left},
                 messages.SUCCESS,
             )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -168,8 +169,8 @@ SEGMENT_EXAMPLES = [
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Сегменты клиента с размерами", tags=TAGS),
-    retrieve=extend_schema(summary="Сегмент", parameters=[ID_PARAMETER], tags=TAGS),
+    list=extend_schema(summary=_("Сегменты клиента с размерами"), tags=TAGS),
+    retrieve=extend_schema(summary=_("Сегмент"), parameters=[ID_PARAMETER], tags=TAGS),
 )
 class SegmentViewSet(
     ClientScopedViewSetMixin,
@@ -194,7 +195,7 @@ class SegmentViewSet(
         return segment_update(segment=segment, actor=request.user, source="api", **fields)
 
     @extend_schema(
-        summary="Создать сегмент",
+        summary=_("Создать сегмент"),
         request=SegmentInputSerializer,
         examples=SEGMENT_EXAMPLES,
         responses={201: SegmentSerializer, 400: ERROR_BODY, 403: ERROR_BODY},
@@ -205,7 +206,7 @@ class SegmentViewSet(
         return Response(self.get_serializer(segment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="Изменить сегмент целиком",
+        summary=_("Изменить сегмент целиком"),
         request=SegmentInputSerializer,
         parameters=[ID_PARAMETER],
         responses={200: SegmentSerializer, 400: ERROR_BODY, 403: ERROR_BODY},
@@ -216,7 +217,7 @@ class SegmentViewSet(
         return Response(self.get_serializer(segment).data)
 
     @extend_schema(
-        summary="Изменить поля сегмента",
+        summary=_("Изменить поля сегмента"),
         request=SegmentInputSerializer(partial=True),
         parameters=[ID_PARAMETER],
         responses={200: SegmentSerializer, 400: ERROR_BODY, 403: ERROR_BODY},
@@ -227,7 +228,7 @@ class SegmentViewSet(
         return Response(self.get_serializer(segment).data)
 
     @extend_schema(
-        summary="Участники сегмента (курсорная пагинация)",
+        summary=_("Участники сегмента (курсорная пагинация)"),
         parameters=[ID_PARAMETER],
         responses={200: SegmentMemberSerializer(many=True)},
         tags=TAGS,
@@ -293,7 +294,7 @@ class CustomerScoresView(APIView):
 
     @extend_schema(
         operation_id="customer_scores",
-        summary="Оценки покупателя (последний скоринг) и его текущие сегменты",
+        summary=_("Оценки покупателя (последний скоринг) и его текущие сегменты"),
         parameters=[ID_PARAMETER],
         responses={
             200: CustomerScoreSerializer,
@@ -315,7 +316,7 @@ class CustomerScoresView(APIView):
         if found is None:
             raise ApiError(
                 "not_scored",
-                "Покупатель ещё не оценён: оценки появятся после запуска скоринга.",
+                _("Покупатель ещё не оценён: оценки появятся после запуска скоринга."),
                 status_code=status.HTTP_404_NOT_FOUND,
             )
         return Response(CustomerScoreSerializer(found).data)
@@ -359,7 +360,7 @@ class ScoringRunStartView(APIView):
 
     @extend_schema(
         operation_id="scoring_run_start",
-        summary="Запустить скоринг клиента в фоне",
+        summary=_("Запустить скоринг клиента в фоне"),
         request=None,
         responses={
             202: ScoringRunSerializer,
@@ -388,9 +389,9 @@ class ScoringRunPagination(CursorPagination):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Запуски скоринга, новые первыми", tags=["scoring"]),
+    list=extend_schema(summary=_("Запуски скоринга, новые первыми"), tags=["scoring"]),
     retrieve=extend_schema(
-        summary="Запуск скоринга: статус и ход", parameters=[ID_PARAMETER], tags=["scoring"]
+        summary=_("Запуск скоринга: статус и ход"), parameters=[ID_PARAMETER], tags=["scoring"]
     ),
 )
 class ScoringRunViewSet(

@@ -8,7 +8,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
+from agency.i18n import client_localtime
 from agency.jobs import ACTIVE_STATES, BackgroundJob, job_status_field
 from agency.tenancy import TenantManager, TenantModel
 
@@ -48,17 +50,17 @@ class ScoringSettings(TenantModel):
         constraints = [models.UniqueConstraint(fields=["client"], name="scoringsettings_client")]
 
     def __str__(self) -> str:
-        return f"Скоринг: {self.client}"
+        return _("Скоринг: %(client)s") % {"client": self.client}
 
 
 class ScoringRun(BackgroundJob, TenantModel):
     """One computation of every score of a client: when, how long, what the models said."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "в очереди"
-        RUNNING = "running", "выполняется"
-        SUCCEEDED = "succeeded", "выполнен"
-        FAILED = "failed", "сбой"
+        PENDING = "pending", _("в очереди")
+        RUNNING = "running", _("выполняется")
+        SUCCEEDED = "succeeded", _("выполнен")
+        FAILED = "failed", _("сбой")
 
     status = job_status_field(Status)
     as_of = models.DateField("на дату", null=True, blank=True)
@@ -105,7 +107,11 @@ class ScoringRun(BackgroundJob, TenantModel):
         ]
 
     def __str__(self) -> str:
-        return f"Скоринг {self.created_at:%d.%m.%Y %H:%M} · {self.get_status_display()}"
+        when = client_localtime(self, self.created_at)
+        return _("Скоринг %(when)s · %(status)s") % {
+            "when": f"{when:%d.%m.%Y %H:%M}",
+            "status": self.get_status_display(),
+        }
 
 
 class CustomerScore(models.Model):
@@ -195,11 +201,11 @@ class Segment(TenantModel):
 
     class Kind(models.TextChoices):
         RFM = "rfm", "RFM"
-        LIFECYCLE = "lifecycle", "жизненный цикл"
-        PREDICTIVE = "predictive", "предиктивный (отток, CLV)"
-        RULE = "rule", "по правилу"
-        LOOKALIKE_SEED = "lookalike_seed", "основа для look-alike"
-        SUPPRESSION = "suppression", "исключения"
+        LIFECYCLE = "lifecycle", _("жизненный цикл")
+        PREDICTIVE = "predictive", _("предиктивный (отток, CLV)")
+        RULE = "rule", _("по правилу")
+        LOOKALIKE_SEED = "lookalike_seed", _("основа для look-alike")
+        SUPPRESSION = "suppression", _("исключения")
 
     name = models.CharField("название", max_length=200)
     kind = models.CharField("вид", max_length=20, choices=Kind.choices)
@@ -333,4 +339,4 @@ class SegmentSizeSnapshot(TenantModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.segment_id} · {self.at:%Y-%m-%d %H:%M}: {self.size}"
+        return f"{self.segment_id} · {client_localtime(self, self.at):%Y-%m-%d %H:%M}: {self.size}"

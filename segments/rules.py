@@ -67,11 +67,15 @@ from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from agency.errors import ServiceError
 from clients.models import EVENT_TYPE_RE, Client, Event, Order
 
 from . import lifecycle, rfm
+from .labels import lifecycle_stage_label, rfm_segment_label
 from .models import CustomerScore
 
 GROUPS: tuple[str, ...] = ("all", "any", "none")
@@ -107,32 +111,42 @@ JSON_OPS = (*TEXT_OPS, *COMPARE_OPS)
 @dataclass(frozen=True)
 class ScoreField:
     kind: str  # "int", "number", "choice", "bool"
-    label: str
+    label: Promise
     bounds: tuple[float, float] | None = None
     choices: tuple[str, ...] = ()
     predictive: bool = False  # from the CLV/churn models (tier feature ``predictive``)
 
 
 SCORE_FIELDS: dict[str, ScoreField] = {
-    "recency_days": ScoreField("int", "давность последней покупки, дней", (0, math.inf)),
-    "frequency": ScoreField("int", "заказов", (0, math.inf)),
-    "monetary": ScoreField("number", "сумма покупок, ₽", (0, math.inf)),
-    "r_score": ScoreField("int", "оценка R", (1, 5)),
-    "f_score": ScoreField("int", "оценка F", (1, 5)),
-    "m_score": ScoreField("int", "оценка M", (1, 5)),
-    "rfm_segment": ScoreField("choice", "RFM-сегмент", choices=rfm.SEGMENTS),
-    "lifecycle_stage": ScoreField("choice", "стадия жизненного цикла", choices=lifecycle.STAGES),
-    "at_risk": ScoreField("bool", "в зоне риска"),
-    "p_alive": ScoreField("number", "вероятность, что покупатель активен", (0, 1), predictive=True),
-    "churn_probability": ScoreField("number", "вероятность оттока", (0, 1), predictive=True),
+    "recency_days": ScoreField(
+        "int", gettext_lazy("давность последней покупки, дней"), (0, math.inf)
+    ),
+    "frequency": ScoreField("int", gettext_lazy("заказов"), (0, math.inf)),
+    "monetary": ScoreField("number", gettext_lazy("сумма покупок, ₽"), (0, math.inf)),
+    "r_score": ScoreField("int", gettext_lazy("оценка R"), (1, 5)),
+    "f_score": ScoreField("int", gettext_lazy("оценка F"), (1, 5)),
+    "m_score": ScoreField("int", gettext_lazy("оценка M"), (1, 5)),
+    "rfm_segment": ScoreField("choice", gettext_lazy("RFM-сегмент"), choices=rfm.SEGMENTS),
+    "lifecycle_stage": ScoreField(
+        "choice", gettext_lazy("стадия жизненного цикла"), choices=lifecycle.STAGES
+    ),
+    "at_risk": ScoreField("bool", gettext_lazy("в зоне риска")),
+    "p_alive": ScoreField(
+        "number", gettext_lazy("вероятность, что покупатель активен"), (0, 1), predictive=True
+    ),
+    "churn_probability": ScoreField(
+        "number", gettext_lazy("вероятность оттока"), (0, 1), predictive=True
+    ),
     "expected_purchases_90d": ScoreField(
-        "number", "ожидаемых покупок за 90 дней", (0, math.inf), predictive=True
+        "number", gettext_lazy("ожидаемых покупок за 90 дней"), (0, math.inf), predictive=True
     ),
     "expected_order_value": ScoreField(
-        "number", "ожидаемый средний чек, ₽", (0, math.inf), predictive=True
+        "number", gettext_lazy("ожидаемый средний чек, ₽"), (0, math.inf), predictive=True
     ),
-    "predicted_clv": ScoreField("number", "прогноз CLV, ₽", (0, math.inf), predictive=True),
-    "clv_percentile": ScoreField("int", "перцентиль CLV", (1, 100), predictive=True),
+    "predicted_clv": ScoreField(
+        "number", gettext_lazy("прогноз CLV, ₽"), (0, math.inf), predictive=True
+    ),
+    "clv_percentile": ScoreField("int", gettext_lazy("перцентиль CLV"), (1, 100), predictive=True),
 }
 SCORE_OPS: dict[str, tuple[str, ...]] = {
     "int": ("gt", "gte", "lt", "lte", "eq", "ne", "in"),
@@ -154,7 +168,8 @@ class RuleError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path or 'правило'}: {self.message}"
+        path = self.path or _("правило")
+        return f"{path}: {self.message}"
 
     def as_dict(self) -> dict[str, str]:
         return {"path": self.path, "message": self.message}
@@ -228,21 +243,23 @@ class _Validator:
     def node(self, node: Any, path: str, depth: int) -> None:
         self.nodes += 1
         if self.nodes == MAX_NODES + 1:
-            self.error(path, f"слишком много условий: не больше {MAX_NODES}")
+            self.error(path, _("слишком много условий: не больше %(n)s") % {"n": MAX_NODES})
         if self.nodes > MAX_NODES:
             return
         if not isinstance(node, dict):
-            self.error(path, "условие — JSON-объект")
+            self.error(path, _("условие — JSON-объект"))
             return
         kinds = [k for k in (*GROUPS, *LEAVES) if k in node]
         if not kinds:
             self.error(
                 path,
-                "неизвестное условие: нужен один из ключей " + ", ".join((*GROUPS, *LEAVES)),
+                _("неизвестное условие: нужен один из ключей %(keys)s")
+                % {"keys": ", ".join((*GROUPS, *LEAVES))},
             )
             return
         if len(kinds) > 1:
-            self.error(path, f"в одном условии несколько видов: {', '.join(kinds)}")
+            message = _("в одном условии несколько видов: %(kinds)s") % {"kinds": ", ".join(kinds)}
+            self.error(path, message)
             return
         kind = kinds[0]
         if kind in GROUPS:
@@ -253,20 +270,21 @@ class _Validator:
     def unknown_keys(self, node: dict, allowed: Iterable[str], path: str) -> None:
         for key in node:
             if key not in allowed:
-                self.error(_join(path, str(key)), "неизвестный ключ")
+                self.error(_join(path, str(key)), _("неизвестный ключ"))
 
     def group(self, node: dict, kind: str, path: str, depth: int) -> None:
         self.unknown_keys(node, (kind,), path)
         here = _join(path, kind)
         children = node[kind]
         if not isinstance(children, list):
-            self.error(here, "ожидается список условий")
+            self.error(here, _("ожидается список условий"))
             return
         if not children:
-            self.error(here, "пустая группа: нужно хотя бы одно условие")
+            self.error(here, _("пустая группа: нужно хотя бы одно условие"))
             return
         if depth >= MAX_DEPTH:
-            self.error(here, f"слишком глубокая вложенность: не больше {MAX_DEPTH} уровней")
+            message = _("слишком глубокая вложенность: не больше %(n)s уровней") % {"n": MAX_DEPTH}
+            self.error(here, message)
             return
         for i, child in enumerate(children):
             self.node(child, f"{here}[{i}]", depth + 1)
@@ -278,15 +296,18 @@ class _Validator:
         name = node["attribute"]
         ops: tuple[str, ...]
         if not isinstance(name, str):
-            self.error(_join(path, "attribute"), "ожидается имя поля")
+            self.error(_join(path, "attribute"), _("ожидается имя поля"))
             return
         if name.startswith(ATTRIBUTES_PREFIX):
             keys = name[len(ATTRIBUTES_PREFIX) :].split(".")
             if len(keys) > MAX_ATTRIBUTE_DEPTH or not all(ATTRIBUTE_KEY_RE.match(k) for k in keys):
                 self.error(
                     _join(path, "attribute"),
-                    "ключ атрибута: латиница, цифры, _ и - (без «__»), до 64 знаков; "
-                    f"вложенность до {MAX_ATTRIBUTE_DEPTH} (attributes.a.b)",
+                    _(
+                        "ключ атрибута: латиница, цифры, _ и - (без «__»), до 64 знаков; "
+                        "вложенность до %(depth)s (attributes.a.b)"
+                    )
+                    % {"depth": MAX_ATTRIBUTE_DEPTH},
                 )
                 return
             field_kind, ops = "json", JSON_OPS
@@ -296,29 +317,32 @@ class _Validator:
         else:
             self.error(
                 _join(path, "attribute"),
-                f"неизвестное поле «{name}»: поля покупателя — {', '.join(CUSTOMER_FIELDS)}; "
-                "ключи атрибутов — attributes.<ключ>",
+                _(
+                    "неизвестное поле «%(name)s»: поля покупателя — %(fields)s; "
+                    "ключи атрибутов — attributes.<ключ>"
+                )
+                % {"name": name, "fields": ", ".join(CUSTOMER_FIELDS)},
             )
             return
         op = node.get("op")
         if op not in ops:
-            self.error(_join(path, "op"), f"операция: одна из {', '.join(ops)}")
+            self.error(_join(path, "op"), _("операция: одна из %(ops)s") % {"ops": ", ".join(ops)})
             return
         value_path = _join(path, "value")
         if op == "exists":
             if "value" in node and not isinstance(node["value"], bool):
-                self.error(value_path, "для exists значение true или false")
+                self.error(value_path, _("для exists значение true или false"))
             return
         if "value" not in node:
-            self.error(value_path, "нет значения")
+            self.error(value_path, _("нет значения"))
             return
         value = node["value"]
         if field_kind == "datetime":
             if op == "within_days":
                 if not _is_days(value):
-                    self.error(value_path, f"число дней от 1 до {MAX_DAYS}")
+                    self.error(value_path, _("число дней от 1 до %(n)s") % {"n": MAX_DAYS})
             elif parse_moment(value) is None:
-                self.error(value_path, "дата ГГГГ-ММ-ДД или дата-время ISO 8601")
+                self.error(value_path, _("дата ГГГГ-ММ-ДД или дата-время ISO 8601"))
             return
         if op == "in":
             self.value_list(value, value_path, field_kind)
@@ -326,57 +350,63 @@ class _Validator:
             self.text(value, value_path)
         elif op in COMPARE_OPS:
             if not (_is_number(value) or isinstance(value, str)):
-                self.error(value_path, "ожидается число или строка")
+                self.error(value_path, _("ожидается число или строка"))
             elif isinstance(value, str):
                 self.text(value, value_path)
         elif field_kind == "text":
             self.text(value, value_path)
         elif not _is_scalar(value):
-            self.error(value_path, "ожидается строка, число или true/false")
+            self.error(value_path, _("ожидается строка, число или true/false"))
         elif isinstance(value, str):
             self.text(value, value_path)
 
     def text(self, value: Any, path: str) -> None:
         if not isinstance(value, str):
-            self.error(path, "ожидается строка")
+            self.error(path, _("ожидается строка"))
         elif not value:
-            self.error(path, "пустая строка")
+            self.error(path, _("пустая строка"))
         elif len(value) > MAX_TEXT:
-            self.error(path, f"не длиннее {MAX_TEXT} знаков")
+            self.error(path, _("не длиннее %(n)s знаков") % {"n": MAX_TEXT})
 
     def value_list(self, value: Any, path: str, field_kind: str) -> None:
         if not isinstance(value, list) or not value:
-            self.error(path, "ожидается непустой список значений")
+            self.error(path, _("ожидается непустой список значений"))
             return
         if len(value) > MAX_LIST:
-            self.error(path, f"не больше {MAX_LIST} значений")
+            self.error(path, _("не больше %(n)s значений") % {"n": MAX_LIST})
             return
         for i, item in enumerate(value):
             if field_kind == "text":
                 self.text(item, f"{path}[{i}]")
             elif not _is_scalar(item):
-                self.error(f"{path}[{i}]", "ожидается строка, число или true/false")
+                self.error(f"{path}[{i}]", _("ожидается строка, число или true/false"))
 
     def score(self, node: dict, path: str) -> None:
         self.unknown_keys(node, ("score", "op", "value"), path)
         name = node["score"]
         field = SCORE_FIELDS.get(name) if isinstance(name, str) else None
         if field is None:
-            self.error(_join(path, "score"), f"оценка: одна из {', '.join(SCORE_FIELDS)}")
+            message = _("оценка: одна из %(scores)s") % {"scores": ", ".join(SCORE_FIELDS)}
+            self.error(_join(path, "score"), message)
             return
         op = node.get("op")
         ops = SCORE_OPS[field.kind]
         if op not in ops:
-            self.error(_join(path, "op"), f"для {name} операция: одна из {', '.join(ops)}")
+            message = _("для %(score)s операция: одна из %(ops)s") % {
+                "score": name,
+                "ops": ", ".join(ops),
+            }
+            self.error(_join(path, "op"), message)
             return
         value_path = _join(path, "value")
         if "value" not in node:
-            self.error(value_path, "нет значения")
+            self.error(value_path, _("нет значения"))
             return
         value = node["value"]
         if op == "in":
             if not isinstance(value, list) or not value or len(value) > MAX_LIST:
-                self.error(value_path, f"ожидается непустой список (до {MAX_LIST} значений)")
+                message = _("ожидается непустой список (до %(n)s значений)") % {"n": MAX_LIST}
+                self.error(value_path, message)
                 return
             for i, item in enumerate(value):
                 self.score_value(field, item, f"{value_path}[{i}]")
@@ -386,33 +416,46 @@ class _Validator:
     def score_value(self, field: ScoreField, value: Any, path: str) -> None:
         if field.kind == "bool":
             if not isinstance(value, bool):
-                self.error(path, "ожидается true или false")
+                self.error(path, _("ожидается true или false"))
         elif field.kind == "choice":
             if value not in field.choices:
                 known = ", ".join(field.choices)
-                self.error(path, f"неизвестное значение {value!r}: одно из {known}")
+                message = _("неизвестное значение %(value)r: одно из %(known)s") % {
+                    "value": value,
+                    "known": known,
+                }
+                self.error(path, message)
         elif not _is_number(value) or (field.kind == "int" and not float(value).is_integer()):
-            self.error(path, "ожидается целое число" if field.kind == "int" else "ожидается число")
+            integer = field.kind == "int"
+            self.error(path, _("ожидается целое число") if integer else _("ожидается число"))
         elif field.bounds and not field.bounds[0] <= value <= field.bounds[1]:
             low, high = field.bounds
-            self.error(path, f"от {_fmt(low)}" + ("" if math.isinf(high) else f" до {_fmt(high)}"))
+            if math.isinf(high):
+                self.error(path, _("от %(low)s") % {"low": _fmt(low)})
+            else:
+                bounds = {"low": _fmt(low), "high": _fmt(high)}
+                self.error(path, _("от %(low)s до %(high)s") % bounds)
 
     def counts(self, spec: Any, path: str, *, integer: bool) -> None:
         if not isinstance(spec, dict) or not spec:
-            self.error(path, f'условие сравнения, напр. {{"gte": 2}}: {", ".join(COUNT_OPS)}')
+            message = _('условие сравнения, напр. {"gte": 2}: %(ops)s') % {
+                "ops": ", ".join(COUNT_OPS)
+            }
+            self.error(path, message)
             return
         for op, value in spec.items():
             here = _join(path, str(op))
             if op not in COUNT_OPS:
-                self.error(here, f"операция: одна из {', '.join(COUNT_OPS)}")
+                self.error(here, _("операция: одна из %(ops)s") % {"ops": ", ".join(COUNT_OPS)})
             elif integer and not (_is_int(value) and value >= 0):
-                self.error(here, "ожидается целое число ≥ 0")
+                self.error(here, _("ожидается целое число ≥ 0"))
             elif not integer and not (_is_number(value) and value >= 0):
-                self.error(here, "ожидается число ≥ 0")
+                self.error(here, _("ожидается число ≥ 0"))
 
     def window(self, spec: dict, path: str) -> None:
         if "within_days" in spec and not _is_days(spec["within_days"]):
-            self.error(_join(path, "within_days"), f"число дней от 1 до {MAX_DAYS}")
+            message = _("число дней от 1 до %(n)s") % {"n": MAX_DAYS}
+            self.error(_join(path, "within_days"), message)
         if "count" in spec:
             self.counts(spec["count"], _join(path, "count"), integer=True)
 
@@ -421,7 +464,7 @@ class _Validator:
         here = _join(path, "orders")
         spec = node["orders"]
         if not isinstance(spec, dict):
-            self.error(here, "ожидается объект: count, sum, within_days, amount_gte, ...")
+            self.error(here, _("ожидается объект: count, sum, within_days, amount_gte, ..."))
             return
         self.unknown_keys(spec, ORDER_KEYS, here)
         self.window(spec, here)
@@ -429,10 +472,12 @@ class _Validator:
             self.counts(spec["sum"], _join(here, "sum"), integer=False)
         for key in ("amount_gte", "amount_lte"):
             if key in spec and not (_is_number(spec[key]) and spec[key] >= 0):
-                self.error(_join(here, key), "ожидается сумма ≥ 0")
+                self.error(_join(here, key), _("ожидается сумма ≥ 0"))
         if "status" in spec and spec["status"] not in Order.Status.values:
             self.error(
-                _join(here, "status"), f"статус заказа: один из {', '.join(Order.Status.values)}"
+                _join(here, "status"),
+                _("статус заказа: один из %(statuses)s")
+                % {"statuses": ", ".join(Order.Status.values)},
             )
 
     def events(self, node: dict, path: str) -> None:
@@ -440,19 +485,20 @@ class _Validator:
         here = _join(path, "events")
         spec = node["events"]
         if not isinstance(spec, dict):
-            self.error(here, "ожидается объект: type, count, within_days")
+            self.error(here, _("ожидается объект: type, count, within_days"))
             return
         self.unknown_keys(spec, EVENT_KEYS, here)
         self.window(spec, here)
         if "type" in spec:
             types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
             if not types or len(types) > MAX_LIST:
-                self.error(_join(here, "type"), "тип события или непустой список типов")
+                self.error(_join(here, "type"), _("тип события или непустой список типов"))
             for t in types:
                 if not (isinstance(t, str) and re.match(EVENT_TYPE_RE, t)):
                     self.error(
                         _join(here, "type"),
-                        f"тип события {t!r}: латиница в нижнем регистре, цифры, _",
+                        _("тип события %(type)r: латиница в нижнем регистре, цифры, _")
+                        % {"type": t},
                     )
                     break
 
@@ -645,30 +691,40 @@ def rule_to_q(tree: Any, client: Client, now: dt.datetime) -> Q:
 # --------------------------------------------------------------------------------------------
 # Description in Russian
 
-FIELD_LABELS: dict[str, str] = {
-    "external_id": "внешний id",
-    "email": "email",
-    "phone": "телефон",
-    "first_name": "имя",
-    "last_name": "фамилия",
-    "city": "город",
-    "source": "источник",
-    "first_seen": "впервые замечен",
+FIELD_LABELS: dict[str, Promise] = {
+    "external_id": gettext_lazy("внешний id"),
+    "email": gettext_lazy("email"),
+    "phone": gettext_lazy("телефон"),
+    "first_name": gettext_lazy("имя"),
+    "last_name": gettext_lazy("фамилия"),
+    "city": gettext_lazy("город"),
+    "source": gettext_lazy("источник"),
+    "first_seen": gettext_lazy("впервые замечен"),
 }
-GROUP_LABELS = {"all": "Все условия:", "any": "Любое из условий:", "none": "Ни одно из условий:"}
+GROUP_LABELS = {
+    "all": gettext_lazy("Все условия:"),
+    "any": gettext_lazy("Любое из условий:"),
+    "none": gettext_lazy("Ни одно из условий:"),
+}
 OP_SIGNS = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
-ORDER_STATUS_LABELS = {"paid": "оплаченные", "refunded": "возвраты", "cancelled": "отменённые"}
+ORDER_STATUS_LABELS = {
+    "paid": gettext_lazy("оплаченные"),
+    "refunded": gettext_lazy("возвраты"),
+    "cancelled": gettext_lazy("отменённые"),
+}
+#: Score values shown by name (the codes stay in the rule).
+CHOICE_LABELS = {"rfm_segment": rfm_segment_label, "lifecycle_stage": lifecycle_stage_label}
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, bool):
-        return "да" if value else "нет"
+        return _("да") if value else _("нет")
     if _is_int(value) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
         return f"{int(value):,}".replace(",", "\u202f")
     if _is_number(value):
         return f"{value:g}".replace(".", ",")
     if isinstance(value, str):
-        return f"«{value}»"
+        return _("«%(text)s»") % {"text": value}
     return str(value)
 
 
@@ -684,55 +740,64 @@ def _describe_leaf(node: dict) -> str:
     if "attribute" in node:
         name, op = node["attribute"], node["op"]
         if name.startswith(ATTRIBUTES_PREFIX):
-            label = f"атрибут «{name[len(ATTRIBUTES_PREFIX) :]}»"
+            label = _("атрибут «%(key)s»") % {"key": name[len(ATTRIBUTES_PREFIX) :]}
         else:
-            label = FIELD_LABELS[name]
+            label = str(FIELD_LABELS[name])
         value = node.get("value", True)
         if op == "exists":
-            return f"{label}: {'заполнено' if value else 'не заполнено'}"
+            return (_("%(label)s: заполнено") if value else _("%(label)s: не заполнено")) % {
+                "label": label
+            }
         if op == "in":
-            return f"{label} — одно из: {_fmt_list(value)}"
+            return _("%(label)s — одно из: %(values)s") % {
+                "label": label,
+                "values": _fmt_list(value),
+            }
         if op == "contains":
-            return f"{label} содержит {_fmt(value)}"
+            return _("%(label)s содержит %(value)s") % {"label": label, "value": _fmt(value)}
         if op == "within_days":
-            return f"{label} за последние {_fmt(value)} дн."
+            return _("%(label)s за последние %(days)s дн.") % {"label": label, "days": _fmt(value)}
         return f"{label} {OP_SIGNS[op]} {_fmt(value)}"
     if "score" in node:
         field = SCORE_FIELDS[node["score"]]
         op, value = node["op"], node["value"]
+        named = CHOICE_LABELS.get(node["score"])
         if op == "in":
-            return f"{field.label} — одно из: {_fmt_list(value)}"
-        return f"{field.label} {OP_SIGNS[op]} {_fmt(value)}"
+            values = ", ".join(named(v) for v in value) if named else _fmt_list(value)
+            return _("%(label)s — одно из: %(values)s") % {"label": field.label, "values": values}
+        shown = named(value) if named else _fmt(value)
+        return f"{field.label} {OP_SIGNS[op]} {shown}"
     if "orders" in node:
         spec = node["orders"]
-        details = [ORDER_STATUS_LABELS[spec.get("status", "paid")]]
+        details = [str(ORDER_STATUS_LABELS[spec.get("status", "paid")])]
         if "within_days" in spec:
-            details.append(f"за последние {_fmt(spec['within_days'])} дн.")
+            details.append(_("за последние %(days)s дн.") % {"days": _fmt(spec["within_days"])})
         if "amount_gte" in spec:
-            details.append(f"каждый от {_fmt(spec['amount_gte'])} ₽")
+            details.append(_("каждый от %(amount)s ₽") % {"amount": _fmt(spec["amount_gte"])})
         if "amount_lte" in spec:
-            details.append(f"каждый до {_fmt(spec['amount_lte'])} ₽")
-        what = f"заказы ({', '.join(details)})"
+            details.append(_("каждый до %(amount)s ₽") % {"amount": _fmt(spec["amount_lte"])})
+        what = _("заказы (%(details)s)") % {"details": ", ".join(details)}
         return what + ": " + _window_conditions(spec, money=True)
     spec = node["events"]
     types = spec.get("type")
     if types is None:
-        what = "события любого типа"
+        what = _("события любого типа")
     else:
         types = types if isinstance(types, list) else [types]
-        what = f"события {_fmt_list(types)}"
+        what = _("события %(types)s") % {"types": _fmt_list(types)}
     if "within_days" in spec:
-        what += f" за последние {_fmt(spec['within_days'])} дн."
+        what += " " + _("за последние %(days)s дн.") % {"days": _fmt(spec["within_days"])}
     return what + ": " + _window_conditions(spec, money=False)
 
 
 def _window_conditions(spec: dict, *, money: bool) -> str:
     parts = []
     if spec.get("count"):
-        parts.append("количество " + _comparisons(spec["count"]))
+        parts.append(_("количество %(comparisons)s") % {"comparisons": _comparisons(spec["count"])})
     if money and spec.get("sum"):
-        parts.append("на сумму " + _comparisons(spec["sum"], " ₽"))
-    return ", ".join(parts) or "есть хотя бы одно"
+        sums = _comparisons(spec["sum"], " ₽")
+        parts.append(_("на сумму %(comparisons)s") % {"comparisons": sums})
+    return ", ".join(parts) or _("есть хотя бы одно")
 
 
 def _describe(node: dict, depth: int, lines: list[str]) -> None:
@@ -751,7 +816,7 @@ def rule_describe(tree: Any) -> str:
     errors."""
     errors = validate_rule(tree)
     if errors:
-        return "Правило с ошибками:\n" + "\n".join(f"• {e}" for e in errors)
+        return _("Правило с ошибками:") + "\n" + "\n".join(f"• {e}" for e in errors)
     lines: list[str] = []
     _describe(tree, 0, lines)
     return "\n".join(lines)

@@ -26,6 +26,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from agency.audit import audit_log
 from agency.errors import ServiceError
@@ -35,6 +39,7 @@ from consent.selectors import customers_consented_for, customers_not_erased
 from consent.services import ConsentError, consent_purpose_get
 
 from . import lifecycle, rfm
+from .labels import lifecycle_stage_label, rfm_segment_label
 from .models import CustomerScore, ScoringRun, Segment, SegmentMembership, SegmentSizeSnapshot
 from .rules import (
     SCORE_FIELDS,
@@ -57,10 +62,13 @@ LOOKALIKE_BY = ("predicted_clv", "monetary")
 PREDICTIVE_KEYS = ("churn_at_least", "clv_top_percent", "clv_decile")
 SUPPRESSION_TYPES = ("recent_purchasers", "existing_customers", "opted_out")
 
-WARNING_LOOKALIKE_SMALL = (
-    f"меньше {LOOKALIKE_MIN_MEMBERS} участников: рекламные платформы могут отказать в look-alike"
+WARNING_LOOKALIKE_SMALL = format_lazy(
+    gettext_lazy("меньше {n} участников: рекламные платформы могут отказать в look-alike"),
+    n=LOOKALIKE_MIN_MEMBERS,
 )
-WARNING_NO_SCORES = "у клиента ещё нет оценок покупателей: сегмент наполнится после скоринга"
+WARNING_NO_SCORES = gettext_lazy(
+    "у клиента ещё нет оценок покупателей: сегмент наполнится после скоринга"
+)
 
 
 class SegmentError(ServiceError, ValueError):
@@ -111,20 +119,21 @@ def _percent(value: Any) -> bool:
 def _names(definition: dict, key: str, known: tuple[str, ...], what: str) -> list[RuleError]:
     values = definition.get(key)
     if not isinstance(values, list) or not values:
-        return [RuleError(key, f"ожидается непустой список: {', '.join(known)}")]
+        return [
+            RuleError(key, _("ожидается непустой список: %(known)s") % {"known": ", ".join(known)})
+        ]
     errors = []
     for i, value in enumerate(values):
         if value not in known:
-            errors.append(
-                RuleError(f"{key}[{i}]", f"неизвестн{what} {value!r}: одно из {', '.join(known)}")
-            )
+            message = what % {"value": repr(value), "known": ", ".join(known)}
+            errors.append(RuleError(f"{key}[{i}]", message))
     if len(set(map(str, values))) != len(values):
-        errors.append(RuleError(key, "значения повторяются"))
+        errors.append(RuleError(key, _("значения повторяются")))
     return errors
 
 
 def _unknown_keys(definition: dict, allowed: Iterable[str]) -> list[RuleError]:
-    return [RuleError(str(k), "неизвестный ключ") for k in definition if k not in allowed]
+    return [RuleError(str(k), _("неизвестный ключ")) for k in definition if k not in allowed]
 
 
 def segment_definition_validate(kind: str, definition: Any) -> tuple[dict, list[RuleError]]:
@@ -133,48 +142,54 @@ def segment_definition_validate(kind: str, definition: Any) -> tuple[dict, list[
     if kind == Kind.RULE:
         return definition, validate_rule(definition)
     if not isinstance(definition, dict):
-        return definition, [RuleError("", "определение — JSON-объект")]
+        return definition, [RuleError("", _("определение — JSON-объект"))]
     definition = dict(definition)
     if kind == Kind.RFM:
         errors = _unknown_keys(definition, ("names",))
-        errors += _names(definition, "names", rfm.SEGMENTS, "ый RFM-сегмент")
+        unknown = _("неизвестный RFM-сегмент %(value)s: одно из %(known)s")
+        errors += _names(definition, "names", rfm.SEGMENTS, unknown)
     elif kind == Kind.LIFECYCLE:
         errors = _unknown_keys(definition, ("stages",))
-        errors += _names(definition, "stages", lifecycle.STAGES, "ая стадия")
+        unknown = _("неизвестная стадия %(value)s: одна из %(known)s")
+        errors += _names(definition, "stages", lifecycle.STAGES, unknown)
     elif kind == Kind.PREDICTIVE:
         errors = _unknown_keys(definition, PREDICTIVE_KEYS)
         given = [k for k in PREDICTIVE_KEYS if k in definition]
         if len(given) != 1:
-            errors.append(RuleError("", f"ровно одно из: {', '.join(PREDICTIVE_KEYS)}"))
+            keys = ", ".join(PREDICTIVE_KEYS)
+            errors.append(RuleError("", _("ровно одно из: %(keys)s") % {"keys": keys}))
         elif given[0] == "churn_at_least":
             value = definition["churn_at_least"]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-                errors.append(RuleError("churn_at_least", "вероятность оттока от 0 до 1"))
+                errors.append(RuleError("churn_at_least", _("вероятность оттока от 0 до 1")))
         elif given[0] == "clv_top_percent":
             if not _percent(definition["clv_top_percent"]):
-                errors.append(RuleError("clv_top_percent", "доля в процентах: больше 0, до 100"))
+                errors.append(RuleError("clv_top_percent", _("доля в процентах: больше 0, до 100")))
         elif definition["clv_decile"] not in range(1, 11) or isinstance(
             definition["clv_decile"], bool
         ):
-            errors.append(RuleError("clv_decile", "дециль от 1 до 10 (10 — лучшие)"))
+            errors.append(RuleError("clv_decile", _("дециль от 1 до 10 (10 — лучшие)")))
     elif kind == Kind.LOOKALIKE_SEED:
         errors = _unknown_keys(definition, ("top_percent", "by"))
         definition.setdefault("top_percent", LOOKALIKE_DEFAULT_PERCENT)
         definition.setdefault("by", "predicted_clv")
         if not _percent(definition["top_percent"]):
-            errors.append(RuleError("top_percent", "доля в процентах: больше 0, до 100"))
+            errors.append(RuleError("top_percent", _("доля в процентах: больше 0, до 100")))
         if definition["by"] not in LOOKALIKE_BY:
-            errors.append(RuleError("by", f"по чему отбирать: {', '.join(LOOKALIKE_BY)}"))
+            by = ", ".join(LOOKALIKE_BY)
+            errors.append(RuleError("by", _("по чему отбирать: %(by)s") % {"by": by}))
     elif kind == Kind.SUPPRESSION:
         kind_of = definition.get("type")
         if kind_of not in SUPPRESSION_TYPES:
             known = ", ".join(SUPPRESSION_TYPES)
-            return definition, [RuleError("type", f"вид исключений: {known}")]
+            return definition, [
+                RuleError("type", _("вид исключений: %(known)s") % {"known": known})
+            ]
         if kind_of == "recent_purchasers":
             errors = _unknown_keys(definition, ("type", "days"))
             days = definition.get("days")
             if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
-                errors.append(RuleError("days", "число дней от 1 до 3650"))
+                errors.append(RuleError("days", _("число дней от 1 до 3650")))
         elif kind_of == "existing_customers":
             errors = _unknown_keys(definition, ("type",))
         else:
@@ -184,7 +199,7 @@ def segment_definition_validate(kind: str, definition: Any) -> tuple[dict, list[
             except ConsentError as exc:
                 errors.append(RuleError("purpose", str(exc)))
     else:
-        return definition, [RuleError("", f"неизвестный вид сегмента {kind!r}")]
+        return definition, [RuleError("", _("неизвестный вид сегмента %(kind)r") % {"kind": kind})]
     return definition, errors
 
 
@@ -206,30 +221,37 @@ def _uses_scores(segment: Segment) -> bool:
 
 
 def segment_definition_describe(kind: str, definition: Any) -> str:
-    """The definition in Russian, for people."""
+    """The definition in words, for people, in the active language (Russian by default)."""
     _normalised, errors = segment_definition_validate(kind, definition)
     if errors:
-        return "Определение с ошибками:\n" + "\n".join(f"• {e}" for e in errors)
+        return _("Определение с ошибками:") + "\n" + "\n".join(f"• {e}" for e in errors)
     d = _normalised
     if kind == Kind.RFM:
-        return "RFM-сегменты: " + ", ".join(d["names"])
+        names = ", ".join(rfm_segment_label(name) for name in d["names"])
+        return _("RFM-сегменты: %(names)s") % {"names": names}
     if kind == Kind.LIFECYCLE:
-        return "Стадии жизненного цикла: " + ", ".join(d["stages"])
+        stages = ", ".join(lifecycle_stage_label(stage) for stage in d["stages"])
+        return _("Стадии жизненного цикла: %(stages)s") % {"stages": stages}
     if kind == Kind.PREDICTIVE:
         if "churn_at_least" in d:
-            return f"Вероятность оттока ≥ {d['churn_at_least']:g}".replace(".", ",")
+            return _("Вероятность оттока ≥ %(p)s") % {"p": number_format(d["churn_at_least"])}
         if "clv_top_percent" in d:
-            return f"Лучшие {d['clv_top_percent']:g} % по прогнозу CLV".replace(".", ",")
-        return f"{d['clv_decile']}-й дециль по прогнозу CLV (10 — лучшие)"
+            top = number_format(d["clv_top_percent"])
+            return _("Лучшие %(top)s %% по прогнозу CLV") % {"top": top}
+        return _("%(decile)s-й дециль по прогнозу CLV (10 — лучшие)") % {"decile": d["clv_decile"]}
     if kind == Kind.LOOKALIKE_SEED:
-        by = "прогнозу CLV" if d["by"] == "predicted_clv" else "сумме покупок"
-        return f"Основа look-alike: лучшие {d['top_percent']:g} % по {by}".replace(".", ",")
+        top = number_format(d["top_percent"])
+        if d["by"] == "predicted_clv":
+            return _("Основа look-alike: лучшие %(top)s %% по прогнозу CLV") % {"top": top}
+        return _("Основа look-alike: лучшие %(top)s %% по сумме покупок") % {"top": top}
     if kind == Kind.SUPPRESSION:
         if d["type"] == "recent_purchasers":
-            return f"Исключить купивших за последние {d['days']} дн."
+            return _("Исключить купивших за последние %(days)s дн.") % {"days": d["days"]}
         if d["type"] == "existing_customers":
-            return "Исключить уже купивших (хотя бы один оплаченный заказ)"
-        return f"Исключить тех, у кого нет действующего согласия на цель «{d['purpose']}»"
+            return _("Исключить уже купивших (хотя бы один оплаченный заказ)")
+        return _("Исключить тех, у кого нет действующего согласия на цель «%(purpose)s»") % {
+            "purpose": d["purpose"]
+        }
     return rule_describe(d)
 
 
@@ -242,11 +264,13 @@ def _check_predictive(client: Client, kind: str, definition: Any) -> None:
         return
     context = hint = ""
     if kind == Kind.LOOKALIKE_SEED:
-        context = "Основа look-alike по прогнозу CLV — предиктивная функция."
-        hint = 'На этом тарифе возьмите основу по сумме покупок ("by": "monetary").'
+        context = _("Основа look-alike по прогнозу CLV — предиктивная функция.")
+        hint = _('На этом тарифе возьмите основу по сумме покупок ("by": "monetary").')
     elif kind == Kind.RULE:
         used = sorted(f for f in rule_score_fields(definition) if SCORE_FIELDS[f].predictive)
-        context = f"Правило использует предиктивные оценки ({', '.join(used)})."
+        context = _("Правило использует предиктивные оценки (%(scores)s).") % {
+            "scores": ", ".join(used)
+        }
     tier_require(client=client, feature="predictive", context=context, hint=hint)
 
 
@@ -273,21 +297,25 @@ def segment_check(
     segments, which the segment itself counts in only if it is becoming active)."""
     name = (name or "").strip()
     if not name:
-        raise SegmentError("invalid_name", "Нужно название сегмента.")
+        raise SegmentError("invalid_name", _("Нужно название сегмента."))
     if len(name) > Segment._meta.get_field("name").max_length:
-        raise SegmentError("invalid_name", "Название не длиннее 200 знаков.")
+        raise SegmentError("invalid_name", _("Название не длиннее 200 знаков."))
     taken = Segment.objects.for_client(client).filter(name=name)
     if segment is not None:
         taken = taken.exclude(pk=segment.pk)
     if taken.exists():
-        raise SegmentError("segment_name_taken", f"Сегмент «{name}» у клиента уже есть.")
+        raise SegmentError(
+            "segment_name_taken", _("Сегмент «%(name)s» у клиента уже есть.") % {"name": name}
+        )
     if kind not in Kind.values:
-        raise SegmentError("invalid_kind", f"Вид сегмента: один из {', '.join(Kind.values)}.")
+        kinds = ", ".join(Kind.values)
+        raise SegmentError("invalid_kind", _("Вид сегмента: один из %(kinds)s.") % {"kinds": kinds})
     normalised, errors = segment_definition_validate(kind, definition)
     if errors:
         raise SegmentError(
             "invalid_definition",
-            "Определение сегмента с ошибками: " + "; ".join(str(e) for e in errors),
+            _("Определение сегмента с ошибками: %(errors)s")
+            % {"errors": "; ".join(str(e) for e in errors)},
             errors=errors,
         )
     _check_predictive(client, kind, normalised)
@@ -474,7 +502,8 @@ def segment_members_query(segment: Segment, *, now: datetime | None = None) -> Q
     if errors:
         raise SegmentError(
             "invalid_definition",
-            "Определение сегмента с ошибками: " + "; ".join(str(e) for e in errors),
+            _("Определение сегмента с ошибками: %(errors)s")
+            % {"errors": "; ".join(str(e) for e in errors)},
             errors=errors,
         )
     client_id = segment.client_id
@@ -521,9 +550,9 @@ def segment_members_current(segment: Segment) -> QuerySet:
 def _segment_warnings(segment: Segment, size: int, has_scores: bool) -> list[str]:
     warnings = []
     if segment.kind == Kind.LOOKALIKE_SEED and size < LOOKALIKE_MIN_MEMBERS:
-        warnings.append(WARNING_LOOKALIKE_SMALL)
+        warnings.append(str(WARNING_LOOKALIKE_SMALL))
     if not has_scores and _uses_scores(segment):
-        warnings.append(WARNING_NO_SCORES)
+        warnings.append(str(WARNING_NO_SCORES))
     return warnings
 
 
@@ -555,7 +584,7 @@ def _tier_skip_reason(segment: Segment) -> str:
     try:
         _check_predictive(segment.client, segment.kind, segment.definition)
     except TierLimitError as exc:
-        return f"не обновляется: {exc.message}"
+        return _("не обновляется: %(reason)s") % {"reason": exc.message}
     return ""
 
 
@@ -641,7 +670,7 @@ def segment_memberships_refresh(
             results.append(segment_refresh(segment=segment, now=now, run=run))
         except (SegmentError, RuleInvalid) as exc:
             logger.warning("segment %s of client %s not refreshed: %s", segment.pk, client.pk, exc)
-            message = f"не обновлён: {exc}"
+            message = _("не обновлён: %(reason)s") % {"reason": exc}
             Segment.objects.for_client(client).filter(pk=segment.pk).update(
                 warnings=[message], refreshed_at=now
             )
@@ -666,10 +695,10 @@ def transition_matrix(run_a: ScoringRun, run_b: ScoringRun) -> dict[str, dict[st
     exactly: :func:`segment_movement`.
     """
     if run_a.client_id != run_b.client_id:
-        raise SegmentError("different_clients", "Запуски разных клиентов.")
+        raise SegmentError("different_clients", _("Запуски разных клиентов."))
     done = ScoringRun.Status.SUCCEEDED
     if run_a.status != done or run_b.status != done:
-        raise SegmentError("run_not_succeeded", "Оба запуска должны быть успешно завершены.")
+        raise SegmentError("run_not_succeeded", _("Оба запуска должны быть успешно завершены."))
     previous = (
         ScoringRun.objects.for_client(run_b.client_id)
         .filter(status=done, finished_at__lt=run_b.finished_at)
@@ -679,9 +708,11 @@ def transition_matrix(run_a: ScoringRun, run_b: ScoringRun) -> dict[str, dict[st
     if previous is None or previous.pk != run_a.pk:
         raise TransitionUnavailable(
             "transition_not_consecutive",
-            "Матрица переходов есть только между соседними успешными запусками: оценки "
-            "хранятся лишь последние, поэтому для несоседних запусков неизвестно, кто куда "
-            "перешёл. Движение между любыми датами видно по истории участия в RFM-сегментах.",
+            _(
+                "Матрица переходов есть только между соседними успешными запусками: оценки "
+                "хранятся лишь последние, поэтому для несоседних запусков неизвестно, кто куда "
+                "перешёл. Движение между любыми датами видно по истории участия в RFM-сегментах."
+            ),
             extra={"previous_run": previous.pk if previous else None},
         )
     matrix = {src: dict.fromkeys(rfm.SEGMENTS, 0) for src in rfm.SEGMENTS}
@@ -700,7 +731,7 @@ def segment_movement(
     transition matrix between any two moments since they were created."""
     segments = list(segments)
     if any(s.client_id != client.pk for s in segments):
-        raise SegmentError("different_clients", "Сегменты другого клиента.")
+        raise SegmentError("different_clients", _("Сегменты другого клиента."))
     names = {s.pk: s.name for s in segments}
     matrix = {src: dict.fromkeys(names.values(), 0) for src in names.values()}
     if not names:

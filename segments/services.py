@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from agency import pgcopy
 from agency.audit import audit_log
@@ -380,7 +381,7 @@ class ScoringRunActive(ConflictError):
 
     def __init__(self, run: ScoringRun) -> None:
         super().__init__(
-            message="Скоринг клиента уже идёт; дождитесь его окончания.", extra={"id": run.pk}
+            message=_("Скоринг клиента уже идёт; дождитесь его окончания."), extra={"id": run.pk}
         )
         self.run = run
 

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
@@ -24,6 +25,15 @@ def _fresh_cache():
     in every test, as the login lockouts (django-axes, in the database) do with the test's
     rollback: both stay on in tests."""
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _site_language():
+    """Every test starts and ends in the site's language: a request in English (the language
+    cookie, Accept-Language) leaves English active in its thread, as in any Django process."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

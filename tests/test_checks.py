@@ -49,7 +49,22 @@ def test_undeclared_setting_is_an_error(settings):
     messages = run_checks(tags=["compliance"])
 
     assert [m.id for m in messages] == ["agency.E001"]
-    assert "nowhere" in messages[0].msg
+    assert "«не указана»" in messages[0].msg
+
+
+def test_the_check_speaks_russian_by_default_and_english_when_the_site_does(settings):
+    settings.PD_DATABASE_COUNTRY = "DE"
+    [error] = run_checks(tags=["compliance"])
+    assert error.msg == (
+        "База персональных данных объявлена расположенной в стране «DE»; 152-ФЗ требует России."
+    )
+
+    settings.LANGUAGE_CODE = "en"  # manage.py speaks the site's language
+    [error] = run_checks(tags=["compliance"])
+    assert error.msg == (
+        "The personal-data database is declared as located in DE; 152-FZ requires Russia."
+    )
+    assert error.hint == "Set PD_DATABASE_COUNTRY=RU for a database located in Russia."
 
 
 def test_debug_in_a_deployment_check_is_an_error(settings):

@@ -253,7 +253,7 @@ def test_publish_action_names_missing_parts(client, client_a, account_manager):
     response = _action(client, reverse(TEXTS_URL), "publish", complete, incomplete)
 
     content = response.content.decode()
-    assert "Опубликовано текстов: 1." in content
+    assert "Опубликован 1 текст." in content
     assert "срок действия согласия" in content
     assert "как отозвать" in content
     complete.refresh_from_db()

@@ -479,7 +479,7 @@ def test_rfm_heatmap_counts_customers_per_cell(client, analyst, small_base):
         ("3", "3"): 1,
     }
     cell = html.split('data-r="5" data-fm="5"')[1].split("</td>")[0]
-    assert "Champions" in cell
+    assert "Чемпионы" in cell  # the segment's name; its code Champions is in data-segment
     assert "50,0%" in cell
     assert '<strong class="rfm-scored">4</strong>' in html
     assert '<span class="rfm-without-orders">1</span>' in html

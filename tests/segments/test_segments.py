@@ -512,7 +512,7 @@ def test_admin_list_shows_size_trend_and_warnings(staff, client_b, base_b):
     make(client_b, "lookalike_seed", {"top_percent": 100}, name="seed")
     page = staff.get(reverse("admin:segments_segment_changelist")).content.decode()
     assert "▲ +2" in page
-    assert WARNING_LOOKALIKE_SMALL in page
+    assert str(WARNING_LOOKALIKE_SMALL) in page
     _set_rfm(client_b, c2="Lost")
     segment_refresh(segment=segment)
     page = staff.get(reverse("admin:segments_segment_changelist")).content.decode()
@@ -596,7 +596,7 @@ def test_admin_refresh_action(staff, client_b, base_b):
         {"action": "refresh_now", "_selected_action": [segment.pk]},
         follow=True,
     )
-    assert "Обновлено сегментов: 1; вошли 1, вышли 0." in response.content.decode()
+    assert "Обновлён 1 сегмент; вошли 1, вышли 0." in response.content.decode()
     assert current(segment) == {"c1", "c2"}
 
 

@@ -51,7 +51,7 @@ def test_create_list_retrieve_update(api_b, client_b, base_b):
     body = created.json()
     assert body["size"] == 2
     assert body["kind"] == "rfm"
-    assert body["description"] == "RFM-сегменты: Champions, New"
+    assert body["description"] == "RFM-сегменты: Чемпионы, Новые"  # names; codes in definition
     assert body["members_url"] == f"/api/v1/segments/{body['id']}/members/"
     assert body["warnings"] == []
 

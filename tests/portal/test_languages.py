@@ -118,7 +118,7 @@ def latin_client(db, yandex_stub):
         client=client,
         name="Moscow to Yandex",
         segment=segment,
-        destination=yandex_destination(client, yandex_stub, name="Yandex main"),
+        destination=yandex_destination(client, name="Yandex main"),
     )
     run = audience_sync_now(audience, source="test", http_options=FAST)
     assert run.status == SyncRun.Status.SUCCEEDED, run.error

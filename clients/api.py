@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -16,6 +15,7 @@ from rest_framework.response import Response
 
 from agency.api import ApiError, ClientScopedViewSetMixin, request_client
 from agency.audit import audit_log, request_ip
+from agency.parsers import query_moment
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, staff_role
 
 from .bulk import PARTIAL_PARAMETER, bulk_request, bulk_response, bulk_result_schema
@@ -159,7 +159,13 @@ class EventInputSerializer(serializers.Serializer):
     utm_campaign = serializers.CharField(required=False, allow_blank=True)
 
 
-BULK_RESULT = bulk_result_schema("BulkResult", updated=serializers.IntegerField())
+BULK_RESULT = bulk_result_schema(
+    "BulkResult",
+    updated=serializers.IntegerField(help_text="Записей изменено"),
+    unchanged=serializers.IntegerField(
+        help_text="Принятых записей без изменений (те же значения уже хранятся)"
+    ),
+)
 
 
 def bulk_result_body(result: IngestResult) -> dict:
@@ -168,6 +174,7 @@ def bulk_result_body(result: IngestResult) -> dict:
         "total": result.total,
         "created": result.created if result.committed else 0,
         "updated": result.updated if result.committed else 0,
+        "unchanged": result.unchanged if result.committed else 0,
         "rejected": result.rejected,
         "errors": [e.as_dict() for e in result.errors],
     }
@@ -177,7 +184,11 @@ def bulk_result_body(result: IngestResult) -> dict:
 # Viewsets
 
 COMMON_FILTERS = [
-    OpenApiParameter("updated_since", OpenApiTypes.DATETIME, description="Изменённые с момента"),
+    OpenApiParameter(
+        "updated_since",
+        OpenApiTypes.DATETIME,
+        description="Изменённые с момента (ISO 8601; без смещения — часовой пояс клиента)",
+    ),
     OpenApiParameter("external_id", OpenApiTypes.STR),
 ]
 
@@ -195,11 +206,8 @@ class BaseDataViewSet(
 
     def safely_get_queryset(self, queryset):
         params = self.request.query_params
-        if since := params.get("updated_since"):
-            parsed = parse_datetime(since)
-            if parsed is None:
-                raise ApiError("invalid_filter", "updated_since: ожидается дата-время ISO 8601")
-            queryset = queryset.filter(updated_at__gte=parsed)
+        if since := query_moment(params, "updated_since", self.client.tzinfo):
+            queryset = queryset.filter(updated_at__gte=since)
         if external_id := params.get("external_id"):
             queryset = queryset.filter(external_id=external_id)
         return self.filter_by_kind(queryset, params)
@@ -223,6 +231,7 @@ class BaseDataViewSet(
                 "total": result.total,
                 "created": result.created,
                 "updated": result.updated,
+                "unchanged": result.unchanged,
                 "rejected": result.rejected,
             },
             ip=request_ip(request),

@@ -318,7 +318,7 @@ _AMOUNT_RE = re.compile(r"\d{1,12}(?:\.\d{1,2})?")
 def _ingest_reply(result: IngestResult | None, records: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts and row errors of one kind, each error named by the record's external id."""
     if result is None:
-        return {"created": 0, "updated": 0, "rejected": 0, "errors": []}
+        return {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0, "errors": []}
     errors = []
     for error in result.errors:
         record = records[error.index] if 0 <= error.index < len(records) else {}
@@ -333,6 +333,7 @@ def _ingest_reply(result: IngestResult | None, records: list[dict[str, Any]]) ->
     return {
         "created": result.created,
         "updated": result.updated,
+        "unchanged": result.unchanged,
         "rejected": result.rejected,
         "errors": errors,
     }

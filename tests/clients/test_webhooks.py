@@ -236,7 +236,13 @@ def test_bitrix24_contact_add_form_creates_customer_with_normalised_phone_and_em
 
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["customers"] == {"created": 1, "updated": 0, "rejected": 0, "errors": []}
+    assert body["customers"] == {
+        "created": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "errors": [],
+    }
     assert body["orders"]["created"] == 0
     customer = Customer.objects.for_client(client_a).get(external_id="b24-101")
     assert customer.phone == "+79161234567"
@@ -329,7 +335,8 @@ def test_bitrix24_replay_of_same_payload_is_idempotent(api, client_a):
         deal = api.post(url, data=b24_deal_json(token), format="json")
 
     assert contact.json()["customers"]["created"] == 0
-    assert contact.json()["customers"]["updated"] == 1
+    assert contact.json()["customers"]["updated"] == 0
+    assert contact.json()["customers"]["unchanged"] == 1
     assert deal.json()["orders"]["created"] == 0
     assert Customer.objects.for_client(client_a).count() == 1
     assert Order.objects.for_client(client_a).count() == 1
@@ -549,7 +556,13 @@ def test_amocrm_lead_143_never_paid_is_no_order(api, client_a):
     reason = "сделка проиграна (status_id 143) и не была оплачена: не заказ"
     for reply in (response, replay):
         assert reply.status_code == 200, reply.json()
-        assert reply.json()["orders"] == {"created": 0, "updated": 0, "rejected": 0, "errors": []}
+        assert reply.json()["orders"] == {
+            "created": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "rejected": 0,
+            "errors": [],
+        }
         assert reply.json()["skipped"] == [{"entity": "lead", "id": "9002", "reason": reason}]
     assert not Order.objects.for_client(client_a).filter(external_id="amo-9002").exists()
     deal = CrmDeal.objects.for_client(client_a).get(deal_id="9002")
@@ -721,7 +734,13 @@ def test_amocrm_won_lead_follows_the_crm_price_once_it_is_an_order(api, client_a
 
     response = post_form(api, amo_url(client_a), repriced)
 
-    assert response.json()["orders"] == {"created": 0, "updated": 1, "rejected": 0, "errors": []}
+    assert response.json()["orders"] == {
+        "created": 0,
+        "updated": 1,
+        "unchanged": 0,
+        "rejected": 0,
+        "errors": [],
+    }
     order = Order.objects.for_client(client_a).get()
     assert (order.amount, order.customer.external_id) == (Decimal("27500"), "amo-501")
 

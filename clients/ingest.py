@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import io
 import json
+import re
 import sys
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator
@@ -343,7 +344,8 @@ def decimal_pattern(max_digits: int, decimal_places: int) -> str:
 
 
 _AMOUNT_FIELD = Order._meta.get_field("amount")
-_DECIMAL_RE = decimal_pattern(_AMOUNT_FIELD.max_digits, _AMOUNT_FIELD.decimal_places)
+AMOUNT_PATTERN = decimal_pattern(_AMOUNT_FIELD.max_digits, _AMOUNT_FIELD.decimal_places)
+_DECIMAL_RE = AMOUNT_PATTERN
 AMOUNT_FORMAT = (
     f"не сумма: ожидается число из цифр 0-9, до {_AMOUNT_FIELD.max_digits - 2} знаков до и не "
     "более 2 после запятой"
@@ -378,6 +380,9 @@ def _validate_event_type(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[S
     return clean, reasons
 
 
+_ITEM_PRICE_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
 def _check_items(items: Any) -> str | None:
     if not isinstance(items, list):
         return "ожидается JSON-массив позиций"
@@ -392,6 +397,8 @@ def _check_items(items: Any) -> str | None:
         price = item.get("price", 0)
         if isinstance(price, bool) or not isinstance(price, int | float | str):
             return f"позиция {i}: price должно быть числом"
+        if isinstance(price, str) and not _ITEM_PRICE_RE.fullmatch(price.strip()):
+            return f"позиция {i}: price должно быть числом (цифры 0-9)"
         try:
             if float(price) < 0:
                 return f"позиция {i}: отрицательная цена"

@@ -17,15 +17,16 @@ from django.db import connection, transaction
 from django.db.models import Case, CharField, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import slugify
 
 from agency.audit import audit_log
 from agency.exports import CsvWriter
 from agency.jobs import enqueue_after_commit, job_audit_source
+from agency.parsers import parse_moment
 from agency.recovery import job_recover
 
 from .ingest import (
+    AMOUNT_PATTERN,
     BatchError,
     IngestResult,
     RowError,
@@ -312,7 +313,8 @@ _WAITING_FOR_CONTACT = {
     "событии сделки); заказ появится с событием контакта, связанного со сделкой — включите в "
     "вебхуке события контактов",
 }
-_AMOUNT_RE = re.compile(r"\d{1,12}(?:\.\d{1,2})?")
+# Digits 0-9 only (re's \d and Decimal also read "١٢٣"), as many as the order amount holds.
+_AMOUNT_RE = re.compile(AMOUNT_PATTERN.removeprefix("-?"))
 
 
 def _ingest_reply(result: IngestResult | None, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -353,19 +355,14 @@ def _crm_amount(value: Any) -> Decimal | None:
 
 
 def _crm_datetime(value: Any, tz: zoneinfo.ZoneInfo) -> datetime | None:
-    """ISO 8601 (a date alone is its midnight); a time without offset is in the client's zone."""
-    text = str(value).strip()
+    """ISO 8601 (a date alone is its midnight); a time without offset is in the client's zone.
+    Impossible dates (month 13), offsets beyond ±15:59 and garbage: None."""
     try:
-        moment = parse_datetime(text)
-        if moment is None:
-            day = parse_date(text)
-            moment = datetime.combine(day, datetime.min.time()) if day else None
-    except ValueError:  # well formed but impossible, e.g. month 13
+        moment = parse_moment(str(value), tz)
+    except ValueError:
         return None
-    if moment is None or not 1900 <= moment.year <= 2200:  # garbage, not a deal's date
+    if not 1900 <= moment.year <= 2200:  # not a deal's date
         return None
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, tz)
     return moment
 
 

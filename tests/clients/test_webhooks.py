@@ -305,6 +305,13 @@ def test_bitrix24_deal_still_open_is_skipped_and_writes_no_order(api, client_a):
             "сделка придёт с контактом",
         ),
         ({"OPPORTUNITY": "много"}, "нет суммы сделки (или она не читается)"),
+        # Digits 0-9 only, as many as an order amount holds (Decimal reads "١٢٣" as 123).
+        ({"OPPORTUNITY": "١٢٣"}, "нет суммы сделки (или она не читается)"),
+        ({"OPPORTUNITY": "1000000000000"}, "нет суммы сделки (или она не читается)"),
+        (
+            {"DATE_CREATE": "2024-05-20T10:00:00+16:00", "CLOSEDATE": "2024-13-31"},
+            "нет даты сделки: ни даты закрытия, ни даты создания (или они не читаются)",
+        ),
     ],
 )
 def test_bitrix24_won_deal_that_cannot_be_an_order_is_remembered_with_reason(
@@ -884,3 +891,27 @@ def test_a_failed_webhook_leaves_nothing_half_written(api, client_a, monkeypatch
     assert not Customer.objects.for_client(client_a).exists()
     assert not CrmDeal.objects.for_client(client_a).exists()
     assert not Order.objects.for_client(client_a).exists()
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        [("event", "ONCRMCONTACTADD"), ("data[FIELDS][NAME]", "Ив\x00ан")],
+        [("event\x00", "ONCRMCONTACTADD")],
+    ],
+)
+def test_webhook_form_with_a_nul_character_is_a_400_naming_the_field(api, client_a, form):
+    url = f"{B24_URL}?client={client_a.slug}"
+    response = post_form(api, url, [*form, ("auth[application_token]", client_a.webhook_secret)])
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "nul_character"
+    assert response.json()["field"]
+    assert not Customer.objects.for_client(client_a).exists()
+
+
+def test_webhook_json_nested_1000_deep_is_a_400(api, client_a):
+    url = f"{B24_URL}?client={client_a.slug}"
+    body = '{"event": "ONCRMCONTACTADD", "data": ' + "[" * 1000 + "]" * 1000 + "}"
+    response = api.post(url, data=body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_json_value"

@@ -36,7 +36,7 @@ from agency.tenancy import get_scoped_object_or_404
 from clients.api import ClientAccessPermission, CustomerSerializer
 from clients.models import Customer
 
-from .models import CustomerScore, ScoringRun, Segment, SegmentMembership
+from .models import CustomerScore, ScoringRun, ScoringSettings, Segment, SegmentMembership
 from .scoring import SCORE_COLUMNS
 from .segmentation import (
     segment_create,
@@ -44,7 +44,13 @@ from .segmentation import (
     segment_members_current,
     segment_update,
 )
-from .services import ScoringRunActive, scoring_run_request
+from .services import (
+    SCORING_SETTING_BOUNDS,
+    ScoringRunActive,
+    scoring_run_request,
+    scoring_settings_for,
+    scoring_settings_save,
+)
 
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 TAGS = ["segments"]
@@ -382,6 +388,60 @@ class ScoringRunStartView(APIView):
         return Response(ScoringRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+class ScoringSettingsSerializer(serializers.ModelSerializer):
+    # The shape only (the column's digits); what the values may be is the service's rule.
+    monthly_discount_rate = serializers.DecimalField(max_digits=5, decimal_places=4)
+    gross_margin = serializers.DecimalField(max_digits=5, decimal_places=4)
+    clv_months = serializers.IntegerField(min_value=0, max_value=32767)
+
+    class Meta:
+        model = ScoringSettings
+        fields = list(SCORING_SETTING_BOUNDS)
+
+
+class ScoringSettingsView(APIView):
+    """``GET``/``PATCH /api/v1/scoring/settings/``: the client's scoring thresholds and money
+    assumptions; a change goes through ``scoring_settings_save``, which refuses settings that
+    make no sense (400 ``invalid_scoring_settings`` with the ``field``)."""
+
+    permission_classes = [ClientAccessPermission]
+
+    @extend_schema(
+        operation_id="scoring_settings",
+        summary="Настройки скоринга клиента",
+        responses={200: ScoringSettingsSerializer},
+        tags=["scoring"],
+    )
+    def get(self, request: Request) -> Response:
+        settings = scoring_settings_for(request_client(request))
+        return Response(ScoringSettingsSerializer(settings).data)
+
+    @extend_schema(
+        operation_id="scoring_settings_update",
+        summary="Изменить настройки скоринга (только переданные поля)",
+        request=ScoringSettingsSerializer,
+        responses={
+            200: ScoringSettingsSerializer,
+            400: OpenApiResponse(
+                description="invalid_scoring_settings (field — настройка) или invalid"
+            ),
+        },
+        tags=["scoring"],
+    )
+    def patch(self, request: Request) -> Response:
+        client = request_client(request)
+        given = ScoringSettingsSerializer(data=request.data, partial=True)
+        given.is_valid(raise_exception=True)
+        settings = scoring_settings_save(
+            client=client,
+            values=dict(given.validated_data),
+            actor=request.user,
+            source="api",
+            ip=request_ip(request),
+        )
+        return Response(ScoringSettingsSerializer(settings).data)
+
+
 class ScoringRunPagination(CursorPagination):
     ordering = ("-created_at", "-id")
     page_size = 50
@@ -412,6 +472,7 @@ router.register("scoring/runs", ScoringRunViewSet, basename="scoring-run")
 
 urlpatterns = [
     path("scoring/run/", ScoringRunStartView.as_view(), name="scoring-run-start"),
+    path("scoring/settings/", ScoringSettingsView.as_view(), name="scoring-settings"),
     path("customers/<str:pk>/scores/", CustomerScoresView.as_view(), name="customer-scores"),
     *router.urls,
 ]

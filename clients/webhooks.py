@@ -132,9 +132,10 @@ class _CrmWebhookView(APIView):
 
     def read_payload(self, request: Request) -> dict[str, Any]:
         data = request.data
-        if not isinstance(data, Mapping):
-            raise ApiError("invalid_body", "Тело запроса — форма или JSON-объект.")
-        return parse_php_form(data)
+        payload = parse_php_form(data) if isinstance(data, Mapping) else None
+        if not isinstance(payload, dict):  # also a form of keys 0..n-1 only: a list, not fields
+            raise ApiError("invalid_body", "Тело запроса — форма или JSON-объект с полями.")
+        return payload
 
     def find_client(self, request: Request, given_secret: Any) -> Client:
         slug = request.query_params.get("client", "")

@@ -370,7 +370,15 @@ class ScoringRunStartView(APIView):
         responses={
             202: ScoringRunSerializer,
             409: OpenApiResponse(
-                ScoringRunSerializer,
+                inline_serializer(
+                    "ScoringRunActiveError",
+                    fields={
+                        "code": serializers.CharField(help_text="scoring_run_active"),
+                        "message": serializers.CharField(),
+                        "id": serializers.IntegerField(help_text="Идущий запуск"),
+                        "status_url": serializers.CharField(),
+                    },
+                ),
                 description="Запуск уже идёт (code scoring_run_active, его id и status_url)",
             ),
         },

@@ -915,3 +915,12 @@ def test_webhook_json_nested_1000_deep_is_a_400(api, client_a):
     response = api.post(url, data=body, content_type="application/json")
     assert response.status_code == 400, response.content
     assert response.json()["code"] == "invalid_json_value"
+
+
+def test_webhook_form_without_field_names_is_a_400(api, client_a):
+    """Found by the schema fuzzer: a form whose only key is empty (``=null``) nests as a list
+    (PHP's ``a[]``), not as fields: 400, not a 500."""
+    url = f"{B24_URL}?client={client_a.slug}"
+    response = api.post(url, data="=null", content_type=FORM)
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_body"

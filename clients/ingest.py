@@ -460,7 +460,7 @@ def check_columns(kind: str, columns: Iterable[str]) -> None:
     """Refuse a header with unknown columns or without the required ones, naming them."""
     spec = SPECS[kind]
     columns = [c.strip() for c in columns]
-    unknown = [c for c in columns if c not in spec.field_names]
+    unknown = [printable(c)[:100] for c in columns if c not in spec.field_names]
     missing = [c for c in spec.required if c not in columns]
     problems = []
     if missing:

@@ -22,7 +22,7 @@ from django.utils.text import slugify
 from agency.audit import audit_log
 from agency.exports import CsvWriter
 from agency.jobs import enqueue_after_commit, job_audit_source
-from agency.parsers import parse_moment
+from agency.parsers import parse_moment, printable
 from agency.recovery import job_recover
 
 from .ingest import (
@@ -250,9 +250,9 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
                 on_error=report.add,
             )
     except BatchError as exc:
-        fields["error_message"] = str(exc)
+        fields["error_message"] = printable(str(exc))  # the file's own words may hold a NUL
     except Exception as exc:
-        fields["error_message"] = f"{type(exc).__name__}: {exc}"
+        fields["error_message"] = printable(f"{type(exc).__name__}: {exc}")
         raise
     else:
         status = ImportJob.Status.SUCCEEDED if result.committed else ImportJob.Status.REJECTED

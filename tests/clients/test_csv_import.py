@@ -256,3 +256,23 @@ def test_rejected_rows_are_reported_in_file_order_across_checks(client_a):
     )
     assert reported == [3, 4, 5, 6]
     assert result.created == 1
+
+
+def test_a_header_with_a_nul_fails_the_job_with_a_message_it_can_store(
+    client_a, media_root, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from clients.models import ImportJob
+
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.import_job_submit(
+            client=client_a,
+            kind="customers",
+            file=SimpleUploadedFile("c.csv", b"external_id,ci\x00ty\nc1,x\n"),
+            source="admin",
+        )
+    job = services.import_job_run(job=job)
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED
+    assert "ci\\u0000ty" in job.error_message  # the header named, the NUL written out

@@ -97,13 +97,11 @@ class JsonProblem:
     code: str
     message: str
 
-    def as_dict(self, root: str = "$") -> dict[str, str]:
-        return {"path": json_path(self.path, root), "code": self.code, "message": self.message}
-
 
 class JsonContentError(ServiceError):
     """A JSON document with values the platform cannot store: 400 ``invalid_json_value``,
-    naming the first fault's path in ``field`` and listing the faults in ``errors``.
+    naming the first fault's path in ``field`` and listing the faults in ``errors`` as DRF's
+    validation errors are shaped (``{"$.name": ["reason"]}``).
 
     ``data`` is the document as read, with each value nested too deep replaced by None (a batch
     endpoint rejects the records that hold a fault and keeps the others)."""
@@ -117,10 +115,17 @@ class JsonContentError(ServiceError):
         super().__init__(
             message=f"Недопустимое значение в JSON: {where}: {first.message}{more}.",
             field=where,
-            extra={"errors": [p.as_dict() for p in problems[:PROBLEMS_SHOWN]]},
+            extra={"errors": _by_path(problems[:PROBLEMS_SHOWN])},
         )
         self.problems = problems
         self.data = data
+
+
+def _by_path(problems: list[JsonProblem]) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for problem in problems:
+        errors.setdefault(json_path(problem.path), []).append(problem.message)
+    return errors
 
 
 class _OutOfRange(float):

@@ -39,7 +39,6 @@ from clients.bulk import (
     REQUIRED,
     UNKNOWN_FIELD,
     VALUE_SHOWN,
-    BulkRowErrorSerializer,
     RejectedRow,
     RowError,
     bulk_request,
@@ -172,8 +171,12 @@ SINGLE_ERROR = inline_serializer(
     fields={
         "code": serializers.CharField(help_text="Код первой ошибки записи"),
         "message": serializers.CharField(),
-        "field": serializers.CharField(),
-        "errors": BulkRowErrorSerializer(many=True, help_text="Все ошибки записи (index 0)"),
+        "field": serializers.CharField(required=False),
+        "errors": serializers.JSONField(
+            required=False,
+            help_text="Ошибки записи: [{index: 0, field, code, message, value}]; для тела, "
+            "которое не читается (invalid_json_value): {путь JSON: [сообщения]}",
+        ),
     },
 )
 

@@ -64,14 +64,11 @@ ERROR_BODY = inline_serializer(
             "tier_limit_segments, tier_feature_predictive"
         ),
         "message": serializers.CharField(),
-        "errors": inline_serializer(
-            "SegmentDefinitionError",
-            fields={
-                "path": serializers.CharField(help_text="Узел определения, напр. all[2].orders"),
-                "message": serializers.CharField(),
-            },
-            many=True,
+        # Two shapes, as the code says: the definition's nodes, or the fields of the body.
+        "errors": serializers.JSONField(
             required=False,
+            help_text="invalid_definition: [{path: узел определения, напр. all[2].orders, "
+            "message}]; invalid (поля тела): {поле: [сообщения]}",
         ),
         "tier": serializers.CharField(required=False),
         "required_tier": serializers.CharField(required=False, allow_null=True),

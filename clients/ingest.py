@@ -603,11 +603,17 @@ class _Writer:
         cursor.execute(f"CREATE TEMP TABLE ingest_stage (row_no bigint, {columns})")
         if self.vendor == "postgresql":
             # Two imports of one client's orders at once would race between "does it exist"
-            # and INSERT; the lock makes them take turns (released at commit).
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)",
-                [self.client.pk, KINDS.index(self.spec.kind)],
-            )
+            # and INSERT; the lock makes them take turns (released at commit). Orders and
+            # events also move their customers' first_seen, so they take the customers' lock
+            # first (always in this order: customers, then the kind; no two writers of one
+            # client's customers can then wait for each other's rows).
+            kinds = [self.spec.kind]
+            if self.spec.seen_at:
+                kinds.insert(0, "customers")
+            for kind in kinds:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [self.client.pk, KINDS.index(kind)]
+                )
             # Hash joins of a 500k-row chunk against the target stay in memory.
             cursor.execute("SET LOCAL work_mem = '256MB'")
         else:

@@ -11,13 +11,16 @@ PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 SCORING_BENCH_ARGS ?=
 AUDIENCES_BENCH_ARGS ?=
+FUZZ_EXAMPLES ?= 100
+FUZZ_SECONDS  ?= 900
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test test-services test-browser lint format bench bench-ingest bench-scoring bench-audiences clean distclean
+.PHONY: help venv install run test test-services test-browser fuzz lint format bench bench-ingest bench-scoring bench-audiences clean distclean
 
 help:
 	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
 	@echo "make test       run pytest against a throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
+	@echo "make fuzz       fuzz every API operation from its OpenAPI schema (FUZZ_EXAMPLES=100 per operation)"
 	@echo "make lint       ruff check, ruff format --check, the layer contract (import-linter)"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make bench      run bench/ingest.py and bench/scoring.py against a throwaway PostgreSQL and Redis"
@@ -83,6 +86,12 @@ test-browser:
 
 test: $(STAMP) test-services test-browser
 	scripts/with_test_services.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+# The schema fuzzer of `make test` (tests/test_api_fuzz.py, 15 cases per operation there) with
+# more cases per operation; prints operations, cases, statuses and any 5xx.
+fuzz: $(STAMP) test-services
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	  scripts/with_test_services.sh $(PY) -m pytest tests/test_api_fuzz.py -s -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from .audit import is_trusted_proxy
 from .errors import SERVER_ERROR_MESSAGE, ServiceError, error_for_exception
+from .parsers import check_form_text
 
 
 class TrustedProxyMiddleware:
@@ -62,6 +63,25 @@ class ApiBodyLimitMiddleware:
 
 def is_api_request(request: HttpRequest) -> bool:
     return request.path_info.startswith("/api/")
+
+
+class QueryTextMiddleware:
+    """A query parameter holding a NUL character (or a lone surrogate) is refused with a 400
+    naming it, on every page: no filter, search or key look-up sends it to PostgreSQL, which
+    cannot take it. JSON under /api/ and for the public JSON endpoints (``/consent/api/``)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.META.get("QUERY_STRING"):
+            try:
+                check_form_text(request.GET)
+            except ServiceError as error:
+                if is_api_request(request) or "/api/" in request.path_info:
+                    return json_error_response(error)
+                return HttpResponseBadRequest(error.message, content_type="text/plain")
+        return self.get_response(request)
 
 
 def json_error_response(error: ServiceError) -> JsonResponse:

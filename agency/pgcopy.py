@@ -6,7 +6,7 @@
   and trailer are written here, the caller writes only rows.
 - Binary rows built by numpy, whole columns at a time (no Python work per row): a column is a
   :class:`Field` made by :func:`fixed` (integers, floats, booleans, timestamps as microseconds
-  since :data:`PG_EPOCH_US`), :func:`numeric_2` (``numeric(14, 2)``) or :func:`text`;
+  since :data:`PG_EPOCH_US`), :func:`numeric_2` (``numeric(p, 2)``) or :func:`text`;
   :func:`copy_in_fields` writes equal-length fields into a table.
 - :func:`copy_out_binary`: the rows of ``COPY (query) TO STDOUT (FORMAT binary)`` as raw field
   values, meant for a few rows of whole-column arrays (``array_agg``) decoded by
@@ -127,16 +127,19 @@ def array_values(field: memoryview | None, dtype: str) -> np.ndarray:
 # value, the rest of a shorter text) are dropped with one boolean mask: rows come out in the
 # given order (so PostgreSQL inserts into a primary key in order when the caller sorted by it).
 
-_NUMERIC_2 = np.dtype(
-    [
-        ("ndigits", ">i2"),
-        ("weight", ">i2"),
-        ("sign", ">u2"),
-        ("dscale", ">u2"),
-        ("digits", ">i2", 4),
-    ]
-)
-_MAX_NUMERIC_2 = 10**12  # numeric(14, 2): 12 digits before the point
+
+def _numeric_2_dtype(groups: int) -> np.dtype:
+    """PostgreSQL's binary numeric with ``groups`` base-10000 digits before the point and one
+    after it (two decimal places)."""
+    return np.dtype(
+        [
+            ("ndigits", ">i2"),
+            ("weight", ">i2"),
+            ("sign", ">u2"),
+            ("dscale", ">u2"),
+            ("digits", ">i2", groups + 1),
+        ]
+    )
 
 
 class Field:
@@ -177,23 +180,28 @@ def fixed(values: Any, dtype: str) -> Field:
     return Field(array.astype(dtype), null)
 
 
-def numeric_2(values: Any) -> Field:
-    """numeric(14, 2) in PostgreSQL's binary form: four base-10000 digits, the last two places
-    after the point (rounded half to even, like ``round(2)``); NaN is NULL."""
+def numeric_2(values: Any, max_digits: int = 14) -> Field:
+    """numeric(max_digits, 2) (up to 18) in PostgreSQL's binary form: base-10000 digits, the
+    last one the two places after the point (rounded half to even, like ``round(2)``); NaN is
+    NULL. A value that does not fit raises ValueError. (A double holds kopecks exactly up to
+    about 9·10^13 roubles; beyond that the last places are the double's.)"""
+    if not 3 <= max_digits <= 18:  # kopecks of 10**16 roubles still fit an int64
+        raise ValueError("numeric_2 writes numeric(3..18, 2)")
+    groups = -(-(max_digits - 2) // 4)
     array = np.asarray(values, dtype=np.float64)
     null = np.isnan(array)
-    cents = np.rint(np.abs(np.where(null, 0.0, array)) * 100).astype(np.int64)
+    magnitude = np.abs(np.where(null, 0.0, array))
+    if len(array) and not (magnitude.max() < 10 ** (max_digits - 2) - 0.005):  # inf too
+        raise ValueError(f"an amount does not fit numeric({max_digits}, 2)")
+    cents = np.rint(magnitude * 100).astype(np.int64)
     units, fraction = np.divmod(cents, 100)
-    if len(units) and units.max() >= _MAX_NUMERIC_2:
-        raise ValueError("an amount does not fit numeric(14, 2)")
-    out = np.zeros(len(array), dtype=_NUMERIC_2)
-    out["ndigits"], out["weight"], out["dscale"] = 4, 2, 2
+    out = np.zeros(len(array), dtype=_numeric_2_dtype(groups))
+    out["ndigits"], out["weight"], out["dscale"] = groups + 1, groups - 1, 2
     out["sign"] = np.where(array < 0, 0x4000, 0)
     digits = out["digits"]
-    digits[:, 0] = units // 10**8
-    digits[:, 1] = units // 10**4 % 10**4
-    digits[:, 2] = units % 10**4
-    digits[:, 3] = fraction * 100
+    for k in range(groups):
+        digits[:, k] = units // 10 ** (4 * (groups - 1 - k)) % 10**4
+    digits[:, groups] = fraction * 100
     return Field(out, null if null.any() else None)
 
 

@@ -669,7 +669,7 @@ class BidRecommendationSerializer(serializers.Serializer):
     segment = serializers.CharField()
     members = serializers.IntegerField()
     mean_clv = serializers.DecimalField(
-        max_digits=14, decimal_places=2, allow_null=True, help_text="Средний прогноз CLV, ₽"
+        max_digits=18, decimal_places=2, allow_null=True, help_text="Средний прогноз CLV, ₽"
     )
     clv_percentile = serializers.FloatField(
         allow_null=True, help_text="Перцентиль среднего CLV среди всех покупателей клиента"

@@ -626,6 +626,7 @@ class ImportJobAdmin(JobAdminMixin, TenantScopedAdmin):
         "rows_rejected",
         "rows_created",
         "rows_updated",
+        "rows_unchanged",
         "error_message",
         "error_report_link",
         "created_by",
@@ -649,6 +650,10 @@ class ImportJobAdmin(JobAdminMixin, TenantScopedAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A job is a record of what was loaded: once uploaded it is only watched.
         return obj is None and super().has_change_permission(request, obj)
+
+    @admin.display(description="без изменений")
+    def rows_unchanged(self, obj: ImportJob) -> int:
+        return obj.rows_unchanged
 
     @admin.display(description="отчёт об ошибках")
     def error_report_link(self, obj: ImportJob) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -17,6 +16,7 @@ from rest_framework.response import Response
 
 from agency.api import ApiError, ClientScopedViewSetMixin, request_client
 from agency.audit import audit_log, request_ip
+from agency.parsers import query_moment
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, staff_role
 
 from .bulk import PARTIAL_PARAMETER, bulk_request, bulk_response, bulk_result_schema
@@ -160,7 +160,13 @@ class EventInputSerializer(serializers.Serializer):
     utm_campaign = serializers.CharField(required=False, allow_blank=True)
 
 
-BULK_RESULT = bulk_result_schema("BulkResult", updated=serializers.IntegerField())
+BULK_RESULT = bulk_result_schema(
+    "BulkResult",
+    updated=serializers.IntegerField(help_text="Записей изменено"),
+    unchanged=serializers.IntegerField(
+        help_text="Принятых записей без изменений (те же значения уже хранятся)"
+    ),
+)
 
 
 def bulk_result_body(result: IngestResult) -> dict:
@@ -169,6 +175,7 @@ def bulk_result_body(result: IngestResult) -> dict:
         "total": result.total,
         "created": result.created if result.committed else 0,
         "updated": result.updated if result.committed else 0,
+        "unchanged": result.unchanged if result.committed else 0,
         "rejected": result.rejected,
         "errors": [e.as_dict() for e in result.errors],
     }
@@ -178,7 +185,11 @@ def bulk_result_body(result: IngestResult) -> dict:
 # Viewsets
 
 COMMON_FILTERS = [
-    OpenApiParameter("updated_since", OpenApiTypes.DATETIME, description="Изменённые с момента"),
+    OpenApiParameter(
+        "updated_since",
+        OpenApiTypes.DATETIME,
+        description="Изменённые с момента (ISO 8601; без смещения — часовой пояс клиента)",
+    ),
     OpenApiParameter("external_id", OpenApiTypes.STR),
 ]
 
@@ -196,11 +207,8 @@ class BaseDataViewSet(
 
     def safely_get_queryset(self, queryset):
         params = self.request.query_params
-        if since := params.get("updated_since"):
-            parsed = parse_datetime(since)
-            if parsed is None:
-                raise ApiError("invalid_filter", _("updated_since: ожидается дата-время ISO 8601"))
-            queryset = queryset.filter(updated_at__gte=parsed)
+        if since := query_moment(params, "updated_since", self.client.tzinfo):
+            queryset = queryset.filter(updated_at__gte=since)
         if external_id := params.get("external_id"):
             queryset = queryset.filter(external_id=external_id)
         return self.filter_by_kind(queryset, params)
@@ -224,6 +232,7 @@ class BaseDataViewSet(
                 "total": result.total,
                 "created": result.created,
                 "updated": result.updated,
+                "unchanged": result.unchanged,
                 "rejected": result.rejected,
             },
             ip=request_ip(request),

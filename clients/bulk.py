@@ -2,9 +2,13 @@
 customers, orders and events (``clients.api``) and consents (``consent.api``).
 
 Request: the body is a JSON array of records, at most ``settings.BULK_MAX_RECORDS`` of them
-(more: 413 ``too_many_records``; not an array: 400 ``invalid_body``). ``?partial=true`` (also
-``1``/``yes``) accepts the good rows and reports the bad ones; without it the batch is all or
-nothing: one bad row and nothing is written.
+(more: 413 ``too_many_records``; not an array: 400 ``invalid_body``). A value the platform
+cannot store inside a record (nested deeper than ``agency.parsers.MAX_JSON_DEPTH``, a NUL
+character, a lone surrogate, a number beyond a double) rejects that record only, as a row error
+naming the field (``attributes.note``) with the parser's code (``too_deep``, ``nul_character``,
+``lone_surrogate``, ``number_out_of_range``); elsewhere in the API it is a 400.
+``?partial=true`` (also ``1``/``yes``) accepts the good rows and reports the bad ones; without
+it the batch is all or nothing: one bad row and nothing is written.
 
 Reply: 200 when the batch was committed, 422 ``invalid_rows`` (with ``code`` and ``message``)
 when nothing was written. Either way the body has ``committed``, ``total``, ``created``,
@@ -32,6 +36,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agency.api import ApiError
+from agency.parsers import JsonContentError, JsonProblem, json_path
 
 # What the endpoints say alike about the same fault of a record.
 NOT_AN_OBJECT = "запись — не JSON-объект"
@@ -66,6 +71,44 @@ class BulkRequest(NamedTuple):
     partial: bool
 
 
+class RejectedRow:
+    """A record of the batch already rejected while the body was read: its errors. The row
+    validators report them as they are and look no further."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self, errors: list[RowError]) -> None:
+        self.errors = errors
+
+
+def _row_error(problem: JsonProblem) -> RowError:
+    index, *inside = problem.path
+    field = json_path(inside, root="")[:VALUE_SHOWN]
+    return RowError(int(index), field, problem.code, problem.message)
+
+
+def request_json(request: Request) -> Any:
+    """The request's JSON body, where a body that is an array keeps the records whose values
+    cannot be stored as :class:`RejectedRow` (so the others can still be accepted). Any other
+    fault of the body raises as it would anywhere in the API (400)."""
+    cached = getattr(request, "_bulk_json", None)
+    if cached is not None:
+        return cached[0]
+    try:
+        data = request.data
+    except JsonContentError as exc:
+        if not isinstance(exc.data, list):
+            raise
+        by_row: dict[int, list[RowError]] = {}
+        for problem in exc.problems:
+            if not (problem.path and isinstance(problem.path[0], int)):
+                raise
+            by_row.setdefault(problem.path[0], []).append(_row_error(problem))
+        data = [RejectedRow(by_row[i]) if i in by_row else item for i, item in enumerate(exc.data)]
+    request._bulk_json = (data,)
+    return data
+
+
 def bulk_partial(request: Request) -> bool:
     """Did the caller ask for partial acceptance (``?partial=true``)?"""
     return request.query_params.get("partial", "").lower() in ("1", "true", "yes")
@@ -73,7 +116,7 @@ def bulk_partial(request: Request) -> bool:
 
 def bulk_request(request: Request) -> BulkRequest:
     """The records of a bulk request and its mode, or an ApiError for a malformed envelope."""
-    items = request.data
+    items = request_json(request)
     if not isinstance(items, list):
         raise ApiError("invalid_body", _("Тело запроса — JSON-массив записей."))
     if len(items) > settings.BULK_MAX_RECORDS:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
+import re
 import sys
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator
@@ -33,8 +35,15 @@ from django.utils import timezone
 
 from agency import pgcopy
 from agency.errors import ServiceError
+from agency.parsers import (
+    NUL_MESSAGE,
+    JsonContentError,
+    json_loads_checked,
+    json_path,
+    printable,
+)
 
-from .bulk import NOT_AN_OBJECT, REQUIRED, UNKNOWN_FIELD, VALUE_SHOWN, RowError
+from .bulk import NOT_AN_OBJECT, REQUIRED, UNKNOWN_FIELD, VALUE_SHOWN, RejectedRow, RowError
 from .models import Client, Customer, Event, Order
 from .normalize import NormalizationError, normalize_email, normalize_phone
 
@@ -67,6 +76,7 @@ class KindSpec:
     model: type
     fields: tuple[FieldSpec, ...]
     references_customer: bool
+    seen_at: str | None = None  # the time that tells when the customer was seen (first_seen)
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -115,6 +125,7 @@ SPECS: dict[str, KindSpec] = {
             FieldSpec("items", "json_list", insert_default="'[]'"),
         ),
         references_customer=True,
+        seen_at="placed_at",
     ),
     "events": KindSpec(
         "events",
@@ -130,6 +141,7 @@ SPECS: dict[str, KindSpec] = {
             FieldSpec("utm_campaign", "text", max_length=200),
         ),
         references_customer=True,
+        seen_at="occurred_at",
     ),
 }
 
@@ -143,7 +155,8 @@ class IngestResult:
     kind: str
     total: int = 0
     created: int = 0
-    updated: int = 0
+    updated: int = 0  # rows that changed a stored record
+    unchanged: int = 0  # accepted rows that changed nothing (see IngestBatch.finish)
     rejected: int = 0
     committed: bool = False
     errors: list[RowError] = field(default_factory=list)
@@ -196,8 +209,35 @@ _TYPE_CODES = {
 }
 
 
+class Reason(str):
+    """A row's reason that carries its own code (a fault any field can have, such as a NUL
+    character), where the reason text alone does not give it."""
+
+    code: str
+
+    def __new__(cls, text: str, code: str) -> Reason:
+        reason = super().__new__(cls, text)
+        reason.code = code
+        return reason
+
+
 def _code(spec: FieldSpec, reason: str) -> str:
-    return _REASON_CODES.get(reason) or _TYPE_CODES[spec.type]
+    return getattr(reason, "code", None) or _REASON_CODES.get(reason) or _TYPE_CODES[spec.type]
+
+
+# Set on a frame (``frame.attrs``) whose text cannot hold NUL characters or lone surrogates
+# (read from bytes without a NUL byte, strictly decoded): validate_frame then skips that check.
+TEXT_CHECKED = "text_checked"
+
+
+def _forbidden_text_reasons(values: Series) -> Series:
+    """The reason for each value holding a NUL character (PostgreSQL refuses it in text), NaN
+    for the others. (Lone surrogates cannot be in the frame: its strings are Arrow's, UTF-8.)"""
+    found = values.str.contains("\x00", regex=False)
+    reasons = pd.Series(None, index=values.index, dtype=object)
+    for row in values.index[found.to_numpy(dtype=bool)]:
+        reasons[row] = Reason(NUL_MESSAGE, "nul_character")
+    return reasons
 
 
 def _strip(values: Series) -> Series:
@@ -244,6 +284,9 @@ def _validate_phone(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Series
 
 
 _OFFSET_RE = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
+# UTC offsets beyond ±15:59 are no time zone (and PostgreSQL refuses them): as agency.parsers.
+_BAD_OFFSET_RE = r"[+-](?:1[6-9]|[2-9]\d):?\d\d$|[+-]\d\d:?[6-9]\d$"
+BAD_OFFSET = "смещение часового пояса вне ±15:59"
 _RU_DATE_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
 
 
@@ -256,7 +299,9 @@ def parse_datetimes(values: Series, tz: zoneinfo.ZoneInfo) -> Series:
         return out
     aware_mask = text.str.contains(_OFFSET_RE, regex=True)
     if aware_mask.any():
-        aware = pd.to_datetime(text[aware_mask], format="ISO8601", utc=True, errors="coerce")
+        aware_text = text[aware_mask]
+        aware = pd.to_datetime(aware_text, format="ISO8601", utc=True, errors="coerce")
+        aware[aware_text.str.contains(_BAD_OFFSET_RE, regex=True)] = pd.NaT
         out[aware_mask] = aware.astype("datetime64[us, UTC]")
     naive_mask = ~aware_mask
     if naive_mask.any():
@@ -282,6 +327,8 @@ def _validate_datetime(spec: FieldSpec, values: Series, ctx: dict) -> tuple[Seri
     reasons = pd.Series(None, index=values.index, dtype=object)
     bad = present & parsed.isna()
     reasons[bad] = "не дата: ожидается ISO 8601 (2024-05-31T14:30:00+03:00) или ДД.ММ.ГГГГ чч:мм"
+    if bad.any():
+        reasons[bad & values.str.strip().str.contains(_BAD_OFFSET_RE, regex=True)] = BAD_OFFSET
     future = present & (parsed > pd.Timestamp(ctx["now"] + FUTURE_TOLERANCE))
     reasons[future] = FUTURE_DATE
     ancient = present & (parsed < pd.Timestamp("1990-01-01", tz="UTC"))
@@ -289,7 +336,20 @@ def _validate_datetime(spec: FieldSpec, values: Series, ctx: dict) -> tuple[Seri
     return parsed.where(present & reasons.isna()), reasons
 
 
-_DECIMAL_RE = r"-?\d{1,12}(?:\.\d{1,2})?"
+def decimal_pattern(max_digits: int, decimal_places: int) -> str:
+    """A sum that fits ``numeric(max_digits, decimal_places)``, in ASCII digits only: Python's
+    ``\\d`` and ``Decimal`` also take "١٢٣" (Arabic-Indic digits), which PostgreSQL refuses."""
+    whole = max_digits - decimal_places
+    return rf"-?[0-9]{{1,{whole}}}(?:\.[0-9]{{1,{decimal_places}}})?"
+
+
+_AMOUNT_FIELD = Order._meta.get_field("amount")
+AMOUNT_PATTERN = decimal_pattern(_AMOUNT_FIELD.max_digits, _AMOUNT_FIELD.decimal_places)
+_DECIMAL_RE = AMOUNT_PATTERN
+AMOUNT_FORMAT = (
+    f"не сумма: ожидается число из цифр 0-9, до {_AMOUNT_FIELD.max_digits - 2} знаков до и не "
+    "более 2 после запятой"
+)
 
 
 def _validate_decimal(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Series, Series]:
@@ -297,9 +357,7 @@ def _validate_decimal(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Seri
     present = text != ""
     reasons = pd.Series(None, index=values.index, dtype=object)
     well_formed = text.str.fullmatch(_DECIMAL_RE)
-    reasons[present & ~well_formed] = (
-        "не сумма: ожидается число с не более чем 2 знаками после запятой"
-    )
+    reasons[present & ~well_formed] = AMOUNT_FORMAT
     reasons[present & well_formed & text.str.startswith("-")] = NEGATIVE_AMOUNT
     clean = text.where(present & reasons.isna(), None)
     return clean, reasons
@@ -322,6 +380,9 @@ def _validate_event_type(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[S
     return clean, reasons
 
 
+_ITEM_PRICE_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
 def _check_items(items: Any) -> str | None:
     if not isinstance(items, list):
         return "ожидается JSON-массив позиций"
@@ -336,6 +397,8 @@ def _check_items(items: Any) -> str | None:
         price = item.get("price", 0)
         if isinstance(price, bool) or not isinstance(price, int | float | str):
             return f"позиция {i}: price должно быть числом"
+        if isinstance(price, str) and not _ITEM_PRICE_RE.fullmatch(price.strip()):
+            return f"позиция {i}: price должно быть числом (цифры 0-9)"
         try:
             if float(price) < 0:
                 return f"позиция {i}: отрицательная цена"
@@ -354,7 +417,13 @@ def _json_validator(expected: type, check: Callable[[Any], str | None] | None):
                 reasons.append(None)
                 continue
             try:
-                parsed = json.loads(raw)
+                parsed = json_loads_checked(raw)
+            except JsonContentError as exc:  # nested too deep, NUL, lone surrogate, 1e400
+                problem = exc.problems[0]
+                where = json_path(problem.path, root=spec.name)
+                clean.append(None)
+                reasons.append(Reason(f"{BAD_JSON}: {where}: {problem.message}", problem.code))
+                continue
             except ValueError:
                 clean.append(None)
                 reasons.append(BAD_JSON)
@@ -391,7 +460,7 @@ def check_columns(kind: str, columns: Iterable[str]) -> None:
     """Refuse a header with unknown columns or without the required ones, naming them."""
     spec = SPECS[kind]
     columns = [c.strip() for c in columns]
-    unknown = [c for c in columns if c not in spec.field_names]
+    unknown = [printable(c)[:100] for c in columns if c not in spec.field_names]
     missing = [c for c in spec.required if c not in columns]
     problems = []
     if missing:
@@ -412,6 +481,7 @@ def validate_frame(
     rows) and the errors (row = frame index)."""
     spec = SPECS[kind]
     ctx = {"tz": tz, "now": now or timezone.now()}
+    check_text = not frame.attrs.get(TEXT_CHECKED, False)
     good = pd.Series(True, index=frame.index)
     clean_columns: dict[str, Series] = {}
     errors: list[RowError] = []
@@ -425,14 +495,22 @@ def validate_frame(
         if fs.required:
             empty = as_text.str.strip() == ""
             reasons = reasons.where(~empty, REQUIRED)
+        if check_text:
+            forbidden = _forbidden_text_reasons(as_text)
+            reasons = forbidden.where(forbidden.notna(), reasons)
         bad = reasons.notna()
         if bad.any():
             for row, reason, value in zip(
                 frame.index[bad], reasons[bad], as_text[bad], strict=True
             ):
-                reason = str(reason)
                 errors.append(
-                    RowError(int(row), fs.name, _code(fs, reason), reason, value[:VALUE_SHOWN])
+                    RowError(
+                        int(row),
+                        fs.name,
+                        _code(fs, reason),
+                        str(reason),
+                        printable(value[:VALUE_SHOWN]),
+                    )
                 )
             good &= ~bad
         clean_columns[fs.name] = clean.where(provided)
@@ -525,11 +603,17 @@ class _Writer:
         cursor.execute(f"CREATE TEMP TABLE ingest_stage (row_no bigint, {columns})")
         if self.vendor == "postgresql":
             # Two imports of one client's orders at once would race between "does it exist"
-            # and INSERT; the lock makes them take turns (released at commit).
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)",
-                [self.client.pk, KINDS.index(self.spec.kind)],
-            )
+            # and INSERT; the lock makes them take turns (released at commit). Orders and
+            # events also move their customers' first_seen, so they take the customers' lock
+            # first (always in this order: customers, then the kind; no two writers of one
+            # client's customers can then wait for each other's rows).
+            kinds = [self.spec.kind]
+            if self.spec.seen_at:
+                kinds.insert(0, "customers")
+            for kind in kinds:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [self.client.pk, KINDS.index(kind)]
+                )
             # Hash joins of a 500k-row chunk against the target stay in memory.
             cursor.execute("SET LOCAL work_mem = '256MB'")
         else:
@@ -613,9 +697,9 @@ class _Writer:
             )
         return "ingest_stage s", []
 
-    def merge(self, cursor) -> int:
+    def merge(self, cursor) -> tuple[int, int]:
         """Update existing rows (only those that change), insert new ones; returns how many
-        were created."""
+        were created and how many updated (a row equal to the stored one is neither)."""
         source, source_params = self._source_sql()
         client_id = self.client.pk
         columns = [f for f in self.present if f.name != "customer_external_id"]
@@ -635,6 +719,7 @@ class _Writer:
             assignments.append(("customer_id", "c.id"))
             changes.append(self._distinct("t.customer_id", "c.id"))
 
+        updated = 0
         if assignments:
             set_sql = ", ".join(f"{col} = {val}" for col, val in assignments)
             cursor.execute(
@@ -644,6 +729,7 @@ class _Writer:
                       AND ({" OR ".join(changes)})""",
                 [self._now_param(), *source_params, client_id],
             )
+            updated = max(cursor.rowcount, 0)
 
         insert_columns = ["client_id", "created_at", "updated_at"]
         select_values = ["%s", "%s", "%s"]
@@ -677,13 +763,32 @@ class _Writer:
                 ORDER BY s.external_id""",
             [*params, *source_params, client_id],
         )
-        return max(cursor.rowcount, 0)
+        created = max(cursor.rowcount, 0)
+        if self.spec.seen_at:
+            self.move_first_seen(cursor)
+        return created, updated
+
+    def move_first_seen(self, cursor) -> None:
+        """A customer was first seen no later than their earliest order or event: move
+        ``first_seen`` back to the earliest of this chunk where that is earlier (a customer
+        ingested today with orders from 2019 was first seen in 2019, whichever came first)."""
+        when = f"s.{self.spec.seen_at}"
+        cursor.execute(
+            f"""UPDATE {self.customer_table} AS t SET first_seen = m.first_seen, updated_at = %s
+                FROM (SELECT c.id, MIN({when}) AS first_seen
+                      FROM ingest_stage s JOIN {self.customer_table} c
+                        ON c.client_id = %s AND c.external_id = s.customer_external_id
+                      GROUP BY c.id) AS m
+                WHERE t.id = m.id AND t.first_seen > m.first_seen""",
+            [self._now_param(), self.client.pk],
+        )
 
 
 @dataclass
 class _ChunkOutcome:
     errors: list[RowError]
-    created: int
+    created: int = 0
+    updated: int = 0
 
 
 class IngestBatch:
@@ -717,6 +822,7 @@ class IngestBatch:
         self._atomic = transaction.atomic()
         self._cursor = None
         self._pending: Future | None = None
+        self._pending_errors: list[RowError] = []
         self._executor: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> IngestBatch:
@@ -780,40 +886,46 @@ class IngestBatch:
             if errors:
                 writer.drop_rows_with_unknown_customers(cursor)
         if not merge or (errors and not self.partial):
-            return _ChunkOutcome(errors, 0)  # the batch will be rolled back: skip the work
+            return _ChunkOutcome(errors)  # the batch will be rolled back: skip the work
         writer.collapse_duplicates(cursor)
-        return _ChunkOutcome(errors, writer.merge(cursor))
+        created, updated = writer.merge(cursor)
+        return _ChunkOutcome(errors, created, updated)
 
     def _wait(self) -> None:
         if self._pending is None:
             return
         pending, self._pending = self._pending, None
-        self._collect(pending.result())
+        self._collect(pending.result(), self._pending_errors)
 
-    def _collect(self, outcome: _ChunkOutcome) -> None:
-        for error in outcome.errors:
+    def _collect(self, outcome: _ChunkOutcome, invalid: list[RowError]) -> None:
+        """Report a chunk's errors in row order: those of validation (``invalid``, already
+        counted) merged with those the database found (unknown customers)."""
+        errors = invalid + outcome.errors
+        if outcome.errors and invalid:
+            errors.sort(key=lambda e: e.index)  # stable: a row's fields keep their order
+        for error in errors:
             self._reject(error)
         self.result.rejected += len({e.index for e in outcome.errors})
         self.result.created += outcome.created
+        self.result.updated += outcome.updated
 
-    def _submit(self, clean: pd.DataFrame) -> None:
+    def _submit(self, clean: pd.DataFrame, invalid: list[RowError]) -> None:
         self._wait()
         merge = not self._failed
         if clean.empty:
-            return
-        if self._executor is None:
-            self._collect(self._write_chunk(clean, merge))
+            self._collect(_ChunkOutcome([]), invalid)
+        elif self._executor is None:
+            self._collect(self._write_chunk(clean, merge), invalid)
         else:
             self._pending = self._executor.submit(self._write_chunk, clean, merge)
+            self._pending_errors = invalid
 
     def add(self, frame: pd.DataFrame) -> None:
         """Validate one frame of strings (its index gives the row numbers) and write it."""
         clean, errors = validate_frame(self.kind, frame, tz=self.tz, now=self.now)
         self.result.total += len(frame)
-        for error in errors:
-            self._reject(error)
-        self.result.rejected += len({e.index for e in errors})
-        self._submit(clean)
+        self.result.rejected += len({e.index for e in errors})  # decides whether to write on
+        self._submit(clean, errors)
 
     def finish(self) -> IngestResult:
         """Wait for the last chunk and decide: commit, or roll back when rows were rejected in
@@ -822,11 +934,11 @@ class IngestBatch:
         self.result.errors.sort(key=lambda e: e.index)
         if self._failed:
             self.result.committed = False
-            self.result.created = 0
+            self.result.created = self.result.updated = 0
             raise _Rollback
-        # Every accepted row that did not create a record updated one (or repeated one in the
-        # same batch, or matched a record unchanged).
-        self.result.updated = self.result.ok - self.result.created
+        # Every other accepted row changed nothing: it matched a stored record with the same
+        # values, or a later row of the batch for the same external_id took its place.
+        self.result.unchanged = self.result.ok - self.result.created - self.result.updated
         self.result.committed = True
         return self.result
 
@@ -867,6 +979,9 @@ def records_to_frame(kind: str, records: list[Any]) -> tuple[pd.DataFrame, list[
     index: list[int] = []
     errors: list[RowError] = []
     for i, record in enumerate(records):
+        if isinstance(record, RejectedRow):  # a value the body reader refused
+            errors.extend(record.errors)
+            continue
         if not isinstance(record, dict):
             errors.append(RowError(i, "", "invalid_row", NOT_AN_OBJECT, str(record)[:VALUE_SHOWN]))
             continue
@@ -915,6 +1030,26 @@ def ingest_records(
     return batch.result
 
 
+class _NulWatch(io.RawIOBase):
+    """A binary file read through, noting whether any NUL byte has gone by."""
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__()
+        self.raw = raw
+        self.seen_nul = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        if not self.seen_nul and b"\x00" in data:
+            self.seen_nul = True
+        return size
+
+
 def read_csv_frames(
     file: Any,
     *,
@@ -924,6 +1059,10 @@ def read_csv_frames(
     chunk_rows: int = 500_000,
 ) -> tuple[list[str], Iterator[pd.DataFrame]]:
     """Stream a CSV file as frames of strings indexed by spreadsheet row number (header = 1)."""
+    watch = None
+    if isinstance(file, io.BufferedIOBase | io.RawIOBase):
+        watch = _NulWatch(file)  # binary: its bytes tell whether any text may hold a NUL
+        file = io.BufferedReader(watch, 1 << 20)
     try:
         reader = pd.read_csv(
             file,
@@ -955,6 +1094,9 @@ def read_csv_frames(
         while chunk is not None:
             chunk.columns = columns
             chunk.index = pd.RangeIndex(offset, offset + len(chunk))
+            # Strictly decoded bytes hold no lone surrogate; without a NUL byte read so far
+            # (pandas reads a chunk's bytes before it parses it), no value holds a NUL.
+            chunk.attrs[TEXT_CHECKED] = watch is not None and not watch.seen_nul
             offset += len(chunk)
             yield chunk
             try:

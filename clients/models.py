@@ -453,6 +453,11 @@ class ImportJob(BackgroundJob, TenantModel):
         return f"{self.get_kind_display()} · {created:%Y-%m-%d %H:%M}"
 
     @property
+    def rows_unchanged(self) -> int:
+        """Accepted rows that changed nothing (their values were already stored)."""
+        return max(self.rows_ok - self.rows_created - self.rows_updated, 0)
+
+    @property
     def progress_percent(self) -> int:
         """From the rows read so far (an import has no stages)."""
         if self.status in (self.Status.SUCCEEDED, self.Status.REJECTED):

@@ -6,20 +6,24 @@ Values are either fully normalised or rejected with a reason; nothing is stored 
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
+import idna
 import phonenumbers
 
 from agency.errors import ServiceError
+from agency.parsers import printable
 
 DEFAULT_PHONE_REGION = "RU"
 
-# Pragmatic RFC 5322 subset: what mail providers accept in practice.
-_EMAIL_RE = re.compile(
+# Pragmatic RFC 5322 subset: what mail providers accept in practice. The fast path: an ASCII
+# address whose domain is not punycode is simply lowercased.
+_ASCII_EMAIL_RE = re.compile(
     r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@([a-z0-9\u0400-\u04ff]([a-z0-9\u0400-\u04ff-]{0,61}[a-z0-9\u0400-\u04ff])?\.)+"
-    r"[a-z\u0400-\u04ff]{2,63}$"
+    r"@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 )
+_ATEXT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-")
 
 
 class NormalizationError(ServiceError, ValueError):
@@ -31,15 +35,66 @@ class NormalizationError(ServiceError, ValueError):
         super().__init__(code, message, field=field)
 
 
+def _local_part_ok(local: str) -> bool:
+    """Dot-separated atoms of RFC 5322 atext, plus any letter, mark or digit beyond ASCII
+    (RFC 6531 addresses such as юзер@mail.ru)."""
+    for atom in local.split("."):
+        if not atom:
+            return False
+        for char in atom:
+            if char in _ATEXT:
+                continue
+            if char.isascii() or unicodedata.category(char)[0] not in "LMN":
+                return False
+    return True
+
+
+def _unicode_domain(domain: str) -> str | None:
+    """The domain in its Unicode form under IDNA 2008 with the UTS 46 mapping (case and
+    width folded, punycode labels decoded), or None when it is no host name with a TLD."""
+    try:
+        ascii_form = idna.encode(domain, uts46=True, std3_rules=True).decode("ascii")
+        unicode_form = idna.decode(ascii_form)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+    labels = unicode_form.split(".")
+    if len(labels) < 2 or len(ascii_form) > 253:
+        return None
+    tld = labels[-1]
+    if not (tld.isalpha() and 2 <= len(tld) <= 63):
+        return None
+    return unicode_form
+
+
 def normalize_email(value: str) -> str:
-    """Trim and lowercase; reject what is not an address."""
+    """Trim and lowercase; reject what is not an address.
+
+    Internationalised addresses have one spelling here: the local part in NFC, lowercased (as
+    for ASCII: mail providers treat it case-insensitively in practice), and the domain in its
+    Unicode form, so ``x@пример.рф``, ``X@ПРИМЕР.РФ`` and ``x@xn--e1afmkfd.xn--p1ai`` are one
+    address, one customer look-up and one hash for the ad platforms. Unicode rather than
+    punycode because it is what people type and CRMs store (and what the platforms' own users
+    registered), because addresses with Cyrillic domains were already stored in that form, and
+    because the audience hashes (``audiences.hashing``, of the stored form) of those stay the
+    same.
+    """
     email = (value or "").strip().lower()
     if not email:
         raise NormalizationError("пустой email")
+    if _ASCII_EMAIL_RE.match(email) and "xn--" not in email:
+        if len(email) > 254:
+            raise NormalizationError("email длиннее 254 символов")
+        return email
+    if len(email) > 254 * 4:
+        raise NormalizationError("email длиннее 254 символов")
+    local, at, domain = email.rpartition("@")
+    local = unicodedata.normalize("NFC", local)
+    host = _unicode_domain(domain) if at and local else None
+    if host is None or len(local) > 64 or not _local_part_ok(local):
+        raise NormalizationError(f"некорректный email: '{printable(value)}'")
+    email = f"{local}@{host}"
     if len(email) > 254:
         raise NormalizationError("email длиннее 254 символов")
-    if not _EMAIL_RE.match(email):
-        raise NormalizationError(f"некорректный email: {value!r}")
     return email
 
 

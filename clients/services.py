@@ -18,7 +18,6 @@ from django.db import connection, transaction
 from django.db.models import Case, CharField, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import slugify
 from django.utils.translation import ngettext
 
@@ -27,6 +26,7 @@ from agency.crypto import CredentialsUnreadable, secret_decrypt, secret_encrypt,
 from agency.errors import ServiceError
 from agency.exports import CsvWriter
 from agency.jobs import enqueue_after_commit, job_audit_source
+from agency.parsers import parse_moment, printable
 from agency.recovery import job_recover
 from integrations.bitrix24.client import (
     Bitrix24Client,
@@ -43,6 +43,7 @@ from integrations.crm.forms import skipped as skipped_entry
 from integrations.http import PlatformError, PlatformUnavailable
 
 from .ingest import (
+    AMOUNT_PATTERN,
     BatchError,
     IngestResult,
     RowError,
@@ -268,9 +269,9 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
                 on_error=report.add,
             )
     except BatchError as exc:
-        fields["error_message"] = str(exc)
+        fields["error_message"] = printable(str(exc))  # the file's own words may hold a NUL
     except Exception as exc:
-        fields["error_message"] = f"{type(exc).__name__}: {exc}"
+        fields["error_message"] = printable(f"{type(exc).__name__}: {exc}")
         raise
     else:
         status = ImportJob.Status.SUCCEEDED if result.committed else ImportJob.Status.REJECTED
@@ -334,13 +335,14 @@ _WAITING_FOR_CONTACT = {
     "событии сделки); заказ появится с событием контакта, связанного со сделкой — включите в "
     "вебхуке события контактов",
 }
-_AMOUNT_RE = re.compile(r"\d{1,12}(?:\.\d{1,2})?")
+# Digits 0-9 only (re's \d and Decimal also read "١٢٣"), as many as the order amount holds.
+_AMOUNT_RE = re.compile(AMOUNT_PATTERN.removeprefix("-?"))
 
 
 def _ingest_reply(result: IngestResult | None, records: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts and row errors of one kind, each error named by the record's external id."""
     if result is None:
-        return {"created": 0, "updated": 0, "rejected": 0, "errors": []}
+        return {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0, "errors": []}
     errors = []
     for error in result.errors:
         record = records[error.index] if 0 <= error.index < len(records) else {}
@@ -355,6 +357,7 @@ def _ingest_reply(result: IngestResult | None, records: list[dict[str, Any]]) ->
     return {
         "created": result.created,
         "updated": result.updated,
+        "unchanged": result.unchanged,
         "rejected": result.rejected,
         "errors": errors,
     }
@@ -374,19 +377,14 @@ def _crm_amount(value: Any) -> Decimal | None:
 
 
 def _crm_datetime(value: Any, tz: zoneinfo.ZoneInfo) -> datetime | None:
-    """ISO 8601 (a date alone is its midnight); a time without offset is in the client's zone."""
-    text = str(value).strip()
+    """ISO 8601 (a date alone is its midnight); a time without offset is in the client's zone.
+    Impossible dates (month 13), offsets beyond ±15:59 and garbage: None."""
     try:
-        moment = parse_datetime(text)
-        if moment is None:
-            day = parse_date(text)
-            moment = datetime.combine(day, datetime.min.time()) if day else None
-    except ValueError:  # well formed but impossible, e.g. month 13
+        moment = parse_moment(str(value), tz)
+    except ValueError:
         return None
-    if moment is None or not 1900 <= moment.year <= 2200:  # garbage, not a deal's date
+    if not 1900 <= moment.year <= 2200:  # not a deal's date
         return None
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, tz)
     return moment
 
 

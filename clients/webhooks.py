@@ -49,7 +49,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError, Throttled
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -58,6 +58,7 @@ from rest_framework.views import APIView
 
 from agency.api import ApiError
 from agency.audit import request_ip
+from agency.parsers import JSONParser, check_form_text
 from integrations.amocrm.formats import amocrm_to_records
 from integrations.bitrix24.formats import bitrix24_to_records
 from integrations.crm.forms import as_text, parse_php_form
@@ -92,7 +93,8 @@ class WebhookClientThrottle(SimpleRateThrottle):
 
 class WebhookFormParser(FormParser):
     """Form bodies with room for a CRM batch: Django's 1000-field limit is meant for browser
-    forms, and an amoCRM batch of contacts with custom fields passes it."""
+    forms, and an amoCRM batch of contacts with custom fields passes it. A NUL character in a
+    field is refused (400, naming it), as in every form the API reads."""
 
     max_fields = 50_000
 
@@ -106,6 +108,7 @@ class WebhookFormParser(FormParser):
         data = MultiValueDict()
         for key, value in pairs:
             data.appendlist(key, value)
+        check_form_text(data)
         return data
 
 
@@ -120,11 +123,11 @@ def _same_secret(given: Any, client: Client | None) -> bool:
 REFUSED_MESSAGE = gettext_lazy("Неверный секрет вебхука или неизвестный клиент.")
 
 WEBHOOK_RESULT = OpenApiResponse(
-    description="Итог: customers и orders — {created, updated, rejected, errors: [{external_id, "
-    "field, reason, value}]}; skipped — [{entity, id, reason}]: события и сделки, не ставшие "
-    "записями, с причиной (например, выигранная сделка ждёт свой контакт); fetching — "
-    "[{entity, id}]: контакты и сделки Битрикс24, названные только по ID, которые платформа "
-    "читает через REST-вебхук клиента в фоне.",
+    description="Итог: customers и orders — {created, updated, unchanged, rejected, errors: "
+    "[{external_id, field, reason, value}]}; skipped — [{entity, id, reason}]: события и "
+    "сделки, не ставшие записями, с причиной (например, выигранная сделка ждёт свой контакт); "
+    "fetching — [{entity, id}]: контакты и сделки Битрикс24, названные только по ID, которые "
+    "платформа читает через REST-вебхук клиента в фоне.",
 )
 
 
@@ -139,9 +142,10 @@ class _CrmWebhookView(APIView):
 
     def read_payload(self, request: Request) -> dict[str, Any]:
         data = request.data
-        if not isinstance(data, Mapping):
-            raise ApiError("invalid_body", _("Тело запроса — форма или JSON-объект."))
-        return parse_php_form(data)
+        payload = parse_php_form(data) if isinstance(data, Mapping) else None
+        if not isinstance(payload, dict):  # also a form of keys 0..n-1 only: a list, not fields
+            raise ApiError("invalid_body", _("Тело запроса — форма или JSON-объект с полями."))
+        return payload
 
     def find_client(self, request: Request, slug: Any, given_secret: Any) -> Client:
         slug = slug if isinstance(slug, str) else ""

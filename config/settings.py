@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "agency.middleware.ApiErrorMiddleware",
     "agency.middleware.ApiBodyLimitMiddleware",
+    "agency.middleware.QueryTextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -213,6 +214,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "agency.api.json_exception_handler",
+    # NUL, lone surrogates, nesting too deep: refused with the JSON path (agency.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "agency.parsers.JSONParser",
+        "agency.parsers.FormParser",
+        "agency.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.urls import re_path
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import (
@@ -27,13 +26,13 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agency.api import ApiError, request_client
 from agency.audit import audit_log, request_ip
+from agency.parsers import JSONParser, parse_moment
 from agency.tenancy import get_scoped_object_or_404
 from clients.api import ClientAccessPermission
 from clients.bulk import (
@@ -42,11 +41,12 @@ from clients.bulk import (
     REQUIRED,
     UNKNOWN_FIELD,
     VALUE_SHOWN,
-    BulkRowErrorSerializer,
+    RejectedRow,
     RowError,
     bulk_request,
     bulk_response,
     bulk_result_schema,
+    request_json,
 )
 from clients.models import Client, Customer
 
@@ -173,8 +173,12 @@ SINGLE_ERROR = inline_serializer(
     fields={
         "code": serializers.CharField(help_text="Код первой ошибки записи"),
         "message": serializers.CharField(),
-        "field": serializers.CharField(),
-        "errors": BulkRowErrorSerializer(many=True, help_text="Все ошибки записи (index 0)"),
+        "field": serializers.CharField(required=False),
+        "errors": serializers.JSONField(
+            required=False,
+            help_text="Ошибки записи: [{index: 0, field, code, message, value}]; для тела, "
+            "которое не читается (invalid_json_value): {путь JSON: [сообщения]}",
+        ),
     },
 )
 
@@ -280,19 +284,12 @@ def _short(value: Any) -> str:
     return str(value)[:VALUE_SHOWN]
 
 
-def _parse_at(value: Any, tz) -> datetime | None:
-    if not isinstance(value, str):
-        return None
+def _parse_at(value: Any, tz) -> tuple[datetime | None, str]:
+    """The row's time, or None and the reason (agency.parsers.parse_moment, the one reading)."""
     try:
-        parsed = parse_datetime(value.strip())
-        if parsed is None:
-            day = parse_date(value.strip())
-            parsed = datetime.combine(day, time.min) if day else None
-    except ValueError:
-        return None
-    if parsed is not None and timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=tz)
-    return parsed
+        return parse_moment(value, tz), ""
+    except ValueError as exc:
+        return None, str(exc)
 
 
 def _parse_evidence(value: Any, index: int) -> tuple[Evidence, list[RowError]]:
@@ -349,6 +346,8 @@ def _parse_evidence(value: Any, index: int) -> tuple[Evidence, list[RowError]]:
 
 def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow | None, list]:
     """Check one input object; a ConsentRow to write, or the row's errors (all of them)."""
+    if isinstance(raw, RejectedRow):  # a value the body reader refused
+        return None, list(raw.errors)
     if not isinstance(raw, dict):
         return None, [RowError(index, "", "invalid_row", NOT_AN_OBJECT, _short(raw))]
     errors = [
@@ -434,14 +433,14 @@ def parse_consent_row(raw: Any, index: int, ctx: RowContext) -> tuple[ConsentRow
 
     at = None
     if raw.get("at") not in (None, ""):
-        at = _parse_at(raw["at"], ctx.client.tzinfo)
+        at, reason = _parse_at(raw["at"], ctx.client.tzinfo)
         if at is None:
             errors.append(
                 RowError(
                     index,
                     "at",
                     "invalid_time",
-                    gettext("Ожидается дата-время ISO 8601."),
+                    gettext("Ожидается дата-время ISO 8601: %(reason)s.") % {"reason": reason},
                     _short(raw["at"]),
                 )
             )
@@ -643,7 +642,7 @@ class ConsentRecordView(APIView):
     )
     def post(self, request: Request) -> Response:
         client = request_client(request)
-        data = request.data
+        data = request_json(request)
         if isinstance(data, list):
             return self._bulk(request, client)
         if not isinstance(data, dict):

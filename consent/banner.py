@@ -27,7 +27,6 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -37,6 +36,7 @@ from rest_framework.views import APIView
 
 from agency.api import ApiError
 from agency.audit import request_ip
+from agency.parsers import JSONParser
 
 from .models import ConsentPurpose, ConsentRecord, ConsentSite, ConsentText
 from .purposes import AD_COOKIES, ANALYTICS_COOKIES

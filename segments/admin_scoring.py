@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, QuerySet, Subquery
@@ -48,11 +47,19 @@ from agency.roles import staff_clients
 from clients.models import Client
 from clients.tiers import TierLimitError, tier_require
 
-from . import lifecycle, rfm
+from . import rfm
 from .cohorts import cohort_table, cohort_triangle
 from .labels import rfm_segment_label
 from .models import CustomerScore, ScoringRun, ScoringSettings
-from .services import ScoringRunActive, load_paid_orders, scoring_run_request
+from .services import (
+    SCORING_SETTING_BOUNDS,
+    ScoringRunActive,
+    ScoringSettingsError,
+    load_paid_orders,
+    scoring_run_request,
+    scoring_settings_save,
+    scoring_settings_validate,
+)
 
 DAILY_TASK = "segments.tasks.scoring_daily_task"
 RECOMPUTE_ROLES = (AGENCY_ADMIN, ACCOUNT_MANAGER)
@@ -242,18 +249,15 @@ def scoring_overview(clients: QuerySet, *, now: dt.datetime | None = None) -> li
 
 
 class ScoringSettingsForm(TenantAdminForm):
+    """The service's check (``scoring_settings_validate``), its refusal shown at the field."""
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        values = {name: cleaned.get(name) for name in SCORING_SETTING_BOUNDS}
         try:
-            lifecycle.LifecycleThresholds(
-                onboarding_days=cleaned.get("onboarding_days") or 0,
-                at_risk_after_days=cleaned.get("at_risk_after_days") or 0,
-                winback_after_days=cleaned.get("win_back_after_days") or 0,
-            )
-        except ValueError as exc:
-            raise forms.ValidationError(
-                "Порог возврата (win-back) не может быть меньше порога зоны риска."
-            ) from exc
+            scoring_settings_validate(values)
+        except ScoringSettingsError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
         return cleaned
 
 
@@ -262,6 +266,7 @@ class ScoringSettingsAdmin(TenantScopedAdmin):
     """One row per client (a unique constraint); a client without one uses the defaults."""
 
     form = ScoringSettingsForm
+    audited_by_services = ("add", "change")
     list_display = (
         "client",
         "onboarding_days",
@@ -277,6 +282,17 @@ class ScoringSettingsAdmin(TenantScopedAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
         return ("client",) if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        saved = scoring_settings_save(
+            client=obj.client,
+            values={name: form.cleaned_data[name] for name in SCORING_SETTING_BOUNDS},
+            actor=request.user,
+            source="admin",
+            ip=request_ip(request),
+        )
+        obj.pk = saved.pk
+        obj._state.adding = False
 
 
 # --------------------------------------------------------------------------------------------

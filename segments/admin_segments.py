@@ -36,6 +36,7 @@ from agency.admin_base import (
 from agency.audit import audit_log, request_ip
 from agency.errors import ServiceError
 from agency.exports import csv_streaming_response
+from agency.parsers import JsonContentError, json_loads_checked
 from clients.selectors import customer_identity_q
 from clients.tiers import TierLimitError
 
@@ -101,19 +102,23 @@ class PrettyJSONField(forms.JSONField):
         if self.disabled or value in self.empty_values:
             return super().to_python(value)
         try:
-            return json.loads(value)
+            return json_loads_checked(value)  # the API's reading: no NUL, no 1,000 levels
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(
                 f"Это не JSON: {exc.msg} (строка {exc.lineno}, столбец {exc.colno}).",
                 code="invalid",
             ) from exc
+        except JsonContentError as exc:
+            raise forms.ValidationError(exc.message, code="invalid") from exc
+        except ValueError as exc:
+            raise forms.ValidationError(f"Это не JSON: {exc}.", code="invalid") from exc
 
     def bound_data(self, data: Any, initial: Any) -> Any:
         if self.disabled:
             return initial
         try:
-            return json.loads(data)
-        except (json.JSONDecodeError, TypeError):
+            return json_loads_checked(data)
+        except (ValueError, TypeError, JsonContentError):
             return forms.fields.InvalidJSONInput(data)
 
 

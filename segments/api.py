@@ -37,7 +37,7 @@ from agency.tenancy import get_scoped_object_or_404
 from clients.api import ClientAccessPermission, CustomerSerializer
 from clients.models import Customer
 
-from .models import CustomerScore, ScoringRun, Segment, SegmentMembership
+from .models import CustomerScore, ScoringRun, ScoringSettings, Segment, SegmentMembership
 from .scoring import SCORE_COLUMNS
 from .segmentation import (
     segment_create,
@@ -45,7 +45,13 @@ from .segmentation import (
     segment_members_current,
     segment_update,
 )
-from .services import ScoringRunActive, scoring_run_request
+from .services import (
+    SCORING_SETTING_BOUNDS,
+    ScoringRunActive,
+    scoring_run_request,
+    scoring_settings_for,
+    scoring_settings_save,
+)
 
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 TAGS = ["segments"]
@@ -59,14 +65,11 @@ ERROR_BODY = inline_serializer(
             "tier_limit_segments, tier_feature_predictive"
         ),
         "message": serializers.CharField(),
-        "errors": inline_serializer(
-            "SegmentDefinitionError",
-            fields={
-                "path": serializers.CharField(help_text="Узел определения, напр. all[2].orders"),
-                "message": serializers.CharField(),
-            },
-            many=True,
+        # Two shapes, as the code says: the definition's nodes, or the fields of the body.
+        "errors": serializers.JSONField(
             required=False,
+            help_text="invalid_definition: [{path: узел определения, напр. all[2].orders, "
+            "message}]; invalid (поля тела): {поле: [сообщения]}",
         ),
         "tier": serializers.CharField(required=False),
         "required_tier": serializers.CharField(required=False, allow_null=True),
@@ -365,7 +368,15 @@ class ScoringRunStartView(APIView):
         responses={
             202: ScoringRunSerializer,
             409: OpenApiResponse(
-                ScoringRunSerializer,
+                inline_serializer(
+                    "ScoringRunActiveError",
+                    fields={
+                        "code": serializers.CharField(help_text="scoring_run_active"),
+                        "message": serializers.CharField(),
+                        "id": serializers.IntegerField(help_text="Идущий запуск"),
+                        "status_url": serializers.CharField(),
+                    },
+                ),
                 description="Запуск уже идёт (code scoring_run_active, его id и status_url)",
             ),
         },
@@ -381,6 +392,60 @@ class ScoringRunStartView(APIView):
             exc.extra["status_url"] = reverse("scoring-run-detail", kwargs={"pk": exc.run.pk})
             raise
         return Response(ScoringRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ScoringSettingsSerializer(serializers.ModelSerializer):
+    # The shape only (the column's digits); what the values may be is the service's rule.
+    monthly_discount_rate = serializers.DecimalField(max_digits=5, decimal_places=4)
+    gross_margin = serializers.DecimalField(max_digits=5, decimal_places=4)
+    clv_months = serializers.IntegerField(min_value=0, max_value=32767)
+
+    class Meta:
+        model = ScoringSettings
+        fields = list(SCORING_SETTING_BOUNDS)
+
+
+class ScoringSettingsView(APIView):
+    """``GET``/``PATCH /api/v1/scoring/settings/``: the client's scoring thresholds and money
+    assumptions; a change goes through ``scoring_settings_save``, which refuses settings that
+    make no sense (400 ``invalid_scoring_settings`` with the ``field``)."""
+
+    permission_classes = [ClientAccessPermission]
+
+    @extend_schema(
+        operation_id="scoring_settings",
+        summary="Настройки скоринга клиента",
+        responses={200: ScoringSettingsSerializer},
+        tags=["scoring"],
+    )
+    def get(self, request: Request) -> Response:
+        settings = scoring_settings_for(request_client(request))
+        return Response(ScoringSettingsSerializer(settings).data)
+
+    @extend_schema(
+        operation_id="scoring_settings_update",
+        summary="Изменить настройки скоринга (только переданные поля)",
+        request=ScoringSettingsSerializer,
+        responses={
+            200: ScoringSettingsSerializer,
+            400: OpenApiResponse(
+                description="invalid_scoring_settings (field — настройка) или invalid"
+            ),
+        },
+        tags=["scoring"],
+    )
+    def patch(self, request: Request) -> Response:
+        client = request_client(request)
+        given = ScoringSettingsSerializer(data=request.data, partial=True)
+        given.is_valid(raise_exception=True)
+        settings = scoring_settings_save(
+            client=client,
+            values=dict(given.validated_data),
+            actor=request.user,
+            source="api",
+            ip=request_ip(request),
+        )
+        return Response(ScoringSettingsSerializer(settings).data)
 
 
 class ScoringRunPagination(CursorPagination):
@@ -413,6 +478,7 @@ router.register("scoring/runs", ScoringRunViewSet, basename="scoring-run")
 
 urlpatterns = [
     path("scoring/run/", ScoringRunStartView.as_view(), name="scoring-run-start"),
+    path("scoring/settings/", ScoringSettingsView.as_view(), name="scoring-settings"),
     path("customers/<str:pk>/scores/", CustomerScoresView.as_view(), name="customer-scores"),
     *router.urls,
 ]

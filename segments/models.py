@@ -148,7 +148,9 @@ class CustomerScore(models.Model):
     )
     recency_days = models.IntegerField("давность, дней", null=True)
     frequency = models.IntegerField("заказов", default=0)
-    monetary = models.DecimalField("сумма, ₽", max_digits=14, decimal_places=2, default=0)
+    # numeric(18, 2): a sum of orders (each at most numeric(14, 2)) and the models' predictions
+    # from it must fit, or a client's whole scoring run would fail on one big customer.
+    monetary = models.DecimalField("сумма, ₽", max_digits=18, decimal_places=2, default=0)
     r_score = models.PositiveSmallIntegerField("R", null=True)
     f_score = models.PositiveSmallIntegerField("F", null=True)
     m_score = models.PositiveSmallIntegerField("M", null=True)
@@ -159,10 +161,10 @@ class CustomerScore(models.Model):
     churn_probability = models.FloatField("вероятность оттока", null=True)
     expected_purchases_90d = models.FloatField("ожидаемых покупок за 90 дней", null=True)
     expected_order_value = models.DecimalField(
-        "ожидаемый средний чек, ₽", max_digits=14, decimal_places=2, null=True
+        "ожидаемый средний чек, ₽", max_digits=18, decimal_places=2, null=True
     )
     predicted_clv = models.DecimalField(
-        "прогноз CLV, ₽", max_digits=14, decimal_places=2, null=True
+        "прогноз CLV, ₽", max_digits=18, decimal_places=2, null=True
     )
     clv_percentile = models.PositiveSmallIntegerField("перцентиль CLV", null=True)
     computed_at = models.DateTimeField("рассчитано")

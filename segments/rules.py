@@ -66,12 +66,12 @@ from functools import reduce
 from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q, Sum
-from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from agency.errors import ServiceError
+from agency.parsers import parse_moment as read_moment
 from clients.models import EVENT_TYPE_RE, Client, Event, Order
 
 from . import lifecycle, rfm
@@ -215,21 +215,12 @@ def _is_days(value: Any) -> bool:
 
 
 def parse_moment(value: Any, tz: dt.tzinfo | None = None) -> dt.datetime | None:
-    """An ISO date (midnight in ``tz``) or date-time (naive: in ``tz``), or None."""
-    if not isinstance(value, str):
-        return None
+    """An ISO date (midnight in ``tz``) or date-time (naive: in ``tz``), or None; read by
+    ``agency.parsers.parse_moment`` (impossible dates, offsets beyond ±15:59: None)."""
     try:
-        moment = parse_datetime(value)
-        if moment is None:
-            day = parse_date(value)
-            if day is None:
-                return None
-            moment = dt.datetime.combine(day, dt.time.min)
+        return read_moment(value, tz or dt.UTC)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz or dt.UTC)
-    return moment
 
 
 class _Validator:

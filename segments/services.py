@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -26,7 +27,7 @@ from django.utils.translation import gettext as _
 
 from agency import pgcopy
 from agency.audit import audit_log
-from agency.errors import ConflictError
+from agency.errors import ConflictError, ServiceError
 from agency.jobs import ACTIVE_STATES, enqueue_after_commit, job_audit_source
 from agency.recovery import job_recover
 from clients.models import Client, Customer, Event, Order
@@ -45,8 +46,102 @@ def scoring_settings_for(client: Client) -> ScoringSettings:
     return found or ScoringSettings(client=client)
 
 
+class ScoringSettingsError(ServiceError):
+    """Scoring settings that make no sense; ``field`` names the setting."""
+
+    default_code = "invalid_scoring_settings"
+
+
+# What each setting may be: (lowest, highest, why). Days up to ten years.
+SCORING_SETTING_BOUNDS: dict[str, tuple[Decimal, Decimal, str]] = {
+    "onboarding_days": (Decimal(1), Decimal(3650), "от 1 до 3650 дней"),
+    "at_risk_after_days": (Decimal(1), Decimal(3650), "от 1 до 3650 дней"),
+    "win_back_after_days": (Decimal(1), Decimal(3650), "от 1 до 3650 дней"),
+    "clv_months": (Decimal(1), Decimal(60), "от 1 до 60 месяцев"),
+    "monthly_discount_rate": (
+        Decimal(0),
+        Decimal("0.5"),
+        "доля от 0 до 0,5 в месяц (0,01 — 1 % в месяц); отрицательная ставка завышает CLV",
+    ),
+    "gross_margin": (
+        Decimal("0.0001"),
+        Decimal(1),
+        "доля больше 0 и не больше 1 (0,35 — 35 %): при нулевой марже CLV всех равен нулю",
+    ),
+    "holdout_days": (Decimal(7), Decimal(730), "от 7 до 730 дней"),
+}
+
+
+def scoring_settings_validate(values: dict[str, Any]) -> None:
+    """Refuse settings that make no sense (:class:`ScoringSettingsError` naming the first
+    setting at fault): each within its bounds, the win-back threshold not below the at-risk
+    one. The one check of the admin form, the API and every scoring run."""
+    for name, (lowest, highest, rule) in SCORING_SETTING_BOUNDS.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        try:
+            number = Decimal(str(value))
+        except ArithmeticError:
+            number = None
+        if number is None or not number.is_finite() or not lowest <= number <= highest:
+            label = ScoringSettings._meta.get_field(name).verbose_name
+            raise ScoringSettingsError(message=f"{label}: {rule}.", field=name)
+    at_risk, win_back = values.get("at_risk_after_days"), values.get("win_back_after_days")
+    if at_risk is not None and win_back is not None and win_back < at_risk:
+        raise ScoringSettingsError(
+            message="Порог возврата (win-back) не может быть меньше порога зоны риска.",
+            field="win_back_after_days",
+        )
+
+
+def scoring_settings_values(settings: ScoringSettings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in SCORING_SETTING_BOUNDS}
+
+
+def scoring_settings_save(
+    *,
+    client: Client,
+    values: dict[str, Any],
+    actor: Any = None,
+    source: str,
+    ip: str | None = None,
+) -> ScoringSettings:
+    """Change the client's scoring settings (created on first change); settings not in
+    ``values`` keep theirs. Refused with :class:`ScoringSettingsError` when they make no
+    sense; audited."""
+    unknown = set(values) - set(SCORING_SETTING_BOUNDS)
+    if unknown:
+        raise ScoringSettingsError(
+            message=f"Неизвестная настройка: {', '.join(sorted(unknown))}.",
+            field=sorted(unknown)[0],
+        )
+    with transaction.atomic():
+        settings = ScoringSettings.objects.for_client(
+            client
+        ).select_for_update().first() or ScoringSettings(client=client)
+        merged = {**scoring_settings_values(settings), **values}
+        scoring_settings_validate(merged)
+        for name, value in values.items():
+            setattr(settings, name, value)
+        settings.save()
+        audit_log(
+            action="scoring_settings_changed",
+            source=source,
+            actor=actor,
+            client=client,
+            obj=settings,
+            details={name: str(value) for name, value in values.items()},
+            ip=ip,
+        )
+    return settings
+
+
 def scoring_config_for(client: Client) -> ScoringConfig:
+    """The run's configuration from the client's settings, checked again (settings stored
+    before the checks existed may not pass: the run then fails naming the setting)."""
     s = scoring_settings_for(client)
+    scoring_settings_validate(scoring_settings_values(s))
     return ScoringConfig(
         thresholds=lifecycle.LifecycleThresholds(
             onboarding_days=s.onboarding_days,
@@ -299,6 +394,10 @@ def _transitions(old: list[tuple[str, np.ndarray]], new: pd.Series) -> dict[str,
     return out
 
 
+def _numeric(column: Callable[[str], pd.Series], name: str) -> pgcopy.Field:
+    return pgcopy.numeric_2(column(name), max_digits=CustomerScore._meta.get_field(name).max_digits)
+
+
 def _score_fields(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> list[pgcopy.Field]:
     """The fields of ``_WRITE_COLUMNS``, in that order."""
     n = len(scores)
@@ -311,7 +410,7 @@ def _score_fields(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> l
         pgcopy.fixed(np.full(n, run.pk), ">i8"),
         pgcopy.fixed(column("recency_days"), ">i4"),
         pgcopy.fixed(column("frequency"), ">i4"),
-        pgcopy.numeric_2(column("monetary")),
+        _numeric(column, "monetary"),
         pgcopy.fixed(column("r_score"), ">i2"),
         pgcopy.fixed(column("f_score"), ">i2"),
         pgcopy.fixed(column("m_score"), ">i2"),
@@ -321,8 +420,8 @@ def _score_fields(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> l
         pgcopy.fixed(column("p_alive"), ">f8"),
         pgcopy.fixed(column("churn_probability"), ">f8"),
         pgcopy.fixed(column("expected_purchases_90d"), ">f8"),
-        pgcopy.numeric_2(column("expected_order_value")),
-        pgcopy.numeric_2(column("predicted_clv")),
+        _numeric(column, "expected_order_value"),
+        _numeric(column, "predicted_clv"),
         pgcopy.fixed(column("clv_percentile"), ">i2"),
         pgcopy.fixed(np.full(n, micros), ">i8"),
     ]
@@ -569,6 +668,10 @@ def _scoring_run_work(
             check_holdout=False,
         )
         del orders
+        _check_clv(result)
+        out_of_range = _bound_money(result.scores)
+        if out_of_range:
+            result.parameters["out_of_range"] = out_of_range
         transitions = _transitions(replacement.previous_segments(), result.scores["rfm_segment"])
         progress(80, "запись оценок")
         t = time.perf_counter()
@@ -593,6 +696,17 @@ def _scoring_run_work(
             stage_seconds=seconds,
             rfm_transitions=transitions,
         )
+    except ServiceError as exc:  # a refusal with its reason (settings, an empty CLV)
+        if replacement is not None:
+            replacement.close(failed=True)
+        logger.warning("scoring run %s of client %s refused: %s", run.pk, client.pk, exc.message)
+        run.finish(
+            ScoringRun.Status.FAILED,
+            duration_seconds=round(time.perf_counter() - started, 3),
+            error=exc.message,
+            stage_seconds=seconds,
+        )
+        return run
     except Exception as exc:
         if replacement is not None:
             replacement.close(failed=True)
@@ -608,6 +722,50 @@ def _scoring_run_work(
     if on_progress:
         on_progress(100, "готово")
     return run
+
+
+class ScoringRunRefused(ServiceError):
+    """The run computed something no one should use (the scores are not written)."""
+
+    default_code = "scoring_run_refused"
+
+
+def _check_clv(result: Any) -> None:
+    """A fitted CLV model that gives no customer a CLV is a failed run, not a success with an
+    empty column (the previous scores stay). A model not fitted for want of repeat purchases is
+    no failure: the run says so in its holdout report."""
+    if "bgnbd" not in result.parameters:
+        return
+    clv = result.scores["predicted_clv"]
+    if not np.isfinite(clv.to_numpy(dtype=float, na_value=np.nan)).any():
+        raise ScoringRunRefused(
+            message="Прогноз CLV пуст: модель не дала значения ни одному покупателю "
+            "(проверьте суммы заказов и настройки скоринга: маржу, ставку дисконтирования); "
+            "прежние оценки оставлены."
+        )
+
+
+_MONEY_COLUMNS = ("monetary", "expected_order_value", "predicted_clv")
+
+
+def _bound_money(scores: pd.DataFrame) -> dict[str, int]:
+    """Money beyond what the score columns hold (numeric(18, 2): sums of many huge orders, a
+    model gone wild) never fails the client's run: such a prediction is left empty, such a sum
+    is held at the column's limit. Returns how many values of each column were changed."""
+    changed: dict[str, int] = {}
+    for name in _MONEY_COLUMNS:
+        field = CustomerScore._meta.get_field(name)
+        limit = 10.0 ** (field.max_digits - field.decimal_places) - 1.0
+        values = scores[name].to_numpy(dtype=float, na_value=np.nan)
+        beyond = ~np.isnan(values) & ~(np.abs(values) <= limit)
+        if beyond.any():
+            if field.null:
+                values = np.where(beyond, np.nan, values)
+            else:
+                values = np.clip(np.nan_to_num(values, nan=0.0), -limit, limit)
+            scores[name] = values
+            changed[name] = int(beyond.sum())
+    return changed
 
 
 def _json_safe(value: Any) -> Any:

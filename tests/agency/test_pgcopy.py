@@ -75,9 +75,35 @@ def test_binary_round_trip_of_typed_columns():
     assert len(pgcopy.array_values(empty[0], "i8")) == 0
 
 
+def test_numeric_2_of_wider_columns():
+    """numeric(18, 2): a sum of orders beyond what one order may be (CustomerScore.monetary)."""
+    values = [1_999_999_999_999.98, -12.5, 12_345_678_901_234.5, 0.01, np.nan]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE pgcopy_wide (id bigint, amount numeric(18, 2))")
+        pgcopy.copy_in_fields(
+            cursor,
+            "pgcopy_wide",
+            ["id", "amount"],
+            [pgcopy.fixed(np.arange(5), ">i8"), pgcopy.numeric_2(values, max_digits=18)],
+        )
+        cursor.execute("SELECT amount FROM pgcopy_wide ORDER BY id")
+        got = [row[0] for row in cursor.fetchall()]
+    assert got == [
+        Decimal("1999999999999.98"),
+        Decimal("-12.50"),
+        Decimal("12345678901234.50"),
+        Decimal("0.01"),
+        None,
+    ]
+
+
 def test_binary_refusals():
     with pytest.raises(ValueError, match="fit numeric"):
         pgcopy.numeric_2([1e12])
+    with pytest.raises(ValueError, match="fit numeric"):
+        pgcopy.numeric_2([np.inf])
+    with pytest.raises(ValueError, match=r"fit numeric\(18, 2\)"):
+        pgcopy.numeric_2([1e16], max_digits=18)
     with pytest.raises(ValueError, match="header"):
         pgcopy.binary_rows(memoryview(b"COPY\n" + bytes(20)))
     with connection.cursor() as cursor:

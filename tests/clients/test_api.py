@@ -45,6 +45,7 @@ def test_bulk_customers_creates_normalised_rows(api_a, client_a):
         "total": 3,
         "created": 3,
         "updated": 0,
+        "unchanged": 0,
         "rejected": 0,
         "errors": [],
     }
@@ -60,7 +61,9 @@ def test_bulk_replay_is_idempotent(api_a, client_a):
     assert post_bulk(api_a, "customers", CUSTOMERS).json()["created"] == 3
     before = {c.external_id: c.updated_at for c in Customer.objects.for_client(client_a).all()}
     replay = post_bulk(api_a, "customers", CUSTOMERS).json()
-    assert (replay["created"], replay["updated"], replay["rejected"]) == (0, 3, 0)
+    # A replay changes nothing and says so (it used to report "updated 3").
+    assert (replay["created"], replay["updated"], replay["unchanged"]) == (0, 0, 3)
+    assert replay["rejected"] == 0
     after = {c.external_id: c.updated_at for c in Customer.objects.for_client(client_a).all()}
     assert after == before  # nothing changed, so nothing was rewritten
     assert Customer.objects.for_client(client_a).count() == 3
@@ -199,7 +202,8 @@ def test_events_without_id_are_idempotent_on_replay(api_a, client_a):
     ]
     first = post_bulk(api_a, "events", events).json()
     second = post_bulk(api_a, "events", events).json()
-    assert (first["created"], second["created"], second["updated"]) == (2, 0, 2)
+    assert (first["created"], second["created"], second["unchanged"]) == (2, 0, 2)
+    assert second["updated"] == 0
     assert Event.objects.for_client(client_a).count() == 2
 
 
@@ -385,3 +389,49 @@ def test_throttling_is_per_key_and_json(api_a, api_b, monkeypatch):
     # Another key has its own budget.
     assert api_b.get("/api/v1/customers/").status_code == 200
     cache.clear()
+
+
+def test_two_spellings_of_an_internationalised_email_are_one_address(api_a, client_a):
+    """x@пример.рф and x@xn--e1afmkfd.xn--p1ai are stored alike, found by either spelling and
+    hashed alike for the ad platforms (audiences.hashing hashes the stored form)."""
+    from audiences.hashing import hasher_for
+
+    response = post_bulk(
+        api_a,
+        "customers",
+        [
+            {"external_id": "u1", "email": "x@пример.рф"},
+            {"external_id": "u2", "email": "X@XN--E1AFMKFD.XN--P1AI"},
+            {"external_id": "u3", "email": "Юзер@mail.ru"},
+        ],
+    )
+    assert response.status_code == 200, response.json()
+    stored = dict(
+        Customer.objects.for_client(client_a).values_list("external_id", "email").order_by("pk")
+    )
+    assert stored == {"u1": "x@пример.рф", "u2": "x@пример.рф", "u3": "юзер@mail.ru"}
+    for spelling in ("x@xn--e1afmkfd.xn--p1ai", "X@Пример.РФ"):
+        found = api_a.get("/api/v1/customers/", {"email": spelling}).json()["results"]
+        assert sorted(r["external_id"] for r in found) == ["u1", "u2"]
+    assert len({hasher_for("sha256")(stored[k]) for k in ("u1", "u2")}) == 1
+
+
+def test_stored_punycode_emails_are_migrated_to_the_unicode_spelling(client_a):
+    import importlib
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    name = "0008_customer_email_idn_domains_in_unicode"
+    migration = importlib.import_module(f"clients.migrations.{name}")
+    old = Customer.objects.create(
+        client=client_a, external_id="old", email="x@xn--e1afmkfd.xn--p1ai"
+    )
+    plain = Customer.objects.create(client=client_a, external_id="plain", email="a@example.ru")
+    state = MigrationExecutor(connection).loader.project_state(("clients", name))
+
+    migration.idn_domains_to_unicode(state.apps, None)
+
+    old.refresh_from_db()
+    plain.refresh_from_db()
+    assert (old.email, plain.email) == ("x@пример.рф", "a@example.ru")

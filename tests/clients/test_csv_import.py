@@ -139,3 +139,140 @@ def test_naive_times_use_the_clients_time_zone(client_a):
     o2 = Order.objects.for_client(client_a).get(external_id="o2")
     assert o1.placed_at.isoformat() == "2025-01-05T05:00:00+00:00"
     assert o2.placed_at.isoformat() == "2025-01-05T10:00:00+00:00"
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input in a file: rejected rows with their spreadsheet row numbers, never a failed job
+
+BAD_ORDERS = (
+    "external_id,customer_external_id,placed_at,amount,channel,items\n"
+    "o1,c1,2025-01-05 10:00,100.50,web,\n"  # row 2: good
+    "o2,c1,2025-01-05 10:00,100.50,w\x00eb,\n"  # 3: NUL in text
+    'o3,c1,2025-01-05 10:00,5,web,"' + "[" * 1000 + "]" * 1000 + '"\n'  # 4: nested 1,000 deep
+    "o4,c1,2025-01-05 10:00,١٢٣,web,\n"  # 5: Arabic-Indic digits
+    "o5,c1,2026-13-01 10:00,5,web,\n"  # 6: month 13
+    "o6,c1,2025-01-05T10:00:00+16:00,5,web,\n"  # 7: offset beyond ±15:59
+    "o7,c1,2025-01-05 10:00,1000000000000.00,web,\n"  # 8: 13 digits: numeric(14,2) overflow
+    'o8,c1,2025-01-05 10:00,5,web,"[{""sku"": ""A"", ""price"": 1e400}]"\n'  # 9: no double
+    'o9,c1,2025-01-05 10:00,5,web,"[{""sku"": ""A\\u0000""}]"\n'  # 10: NUL inside JSON
+    "o10,zz,2025-01-05 10:00,5,web,\n"  # 11: unknown customer
+    "o11,c2,2025-01-06 10:00,7,app,\n"  # 12: good
+)
+BAD_ROWS = {
+    3: ("channel", "nul_character"),
+    4: ("items", "too_deep"),
+    5: ("amount", "invalid_amount"),
+    6: ("placed_at", "invalid_time"),
+    7: ("placed_at", "invalid_time"),
+    8: ("amount", "invalid_amount"),
+    9: ("items", "number_out_of_range"),
+    10: ("items", "nul_character"),
+    11: ("customer_external_id", "unknown_customer"),
+}
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_bad_values_in_a_file_are_rejected_rows(client_a, partial):
+    run(client_a, "customers", CUSTOMERS)
+    reported: list[int] = []
+
+    result = csv_import(
+        client=client_a,
+        kind="orders",
+        file=io.BytesIO(BAD_ORDERS.encode()),
+        partial=partial,
+        on_error=lambda e: reported.append(e.index),
+    )
+
+    assert {e.index: (e.field, e.code) for e in result.errors} == BAD_ROWS
+    assert reported == sorted(reported)  # in file order, as the rejected-rows CSV lists them
+    assert result.rejected == len(BAD_ROWS)
+    stored = set(Order.objects.for_client(client_a).values_list("external_id", flat=True))
+    if partial:
+        assert (result.committed, result.created) == (True, 2)
+        assert stored == {"o1", "o11"}
+    else:
+        assert result.committed is False
+        assert stored == set()
+    nul = next(e for e in result.errors if e.index == 3)
+    assert nul.value == "w\\u0000eb"  # shown escaped, storable in the report
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def test_import_job_with_bad_values_ends_rejected_or_succeeded_never_failed(
+    client_a, media_root, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from clients.models import ImportJob
+
+    run(client_a, "customers", CUSTOMERS)
+    jobs = []
+    for partial in (False, True):
+        with django_capture_on_commit_callbacks(execute=False):
+            job = services.import_job_submit(
+                client=client_a,
+                kind="orders",
+                file=SimpleUploadedFile("orders.csv", BAD_ORDERS.encode()),
+                partial=partial,
+                source="admin",
+            )
+        jobs.append(services.import_job_run(job=job))
+
+    rejected, accepted = jobs
+    assert rejected.status == ImportJob.Status.REJECTED, rejected.error_message
+    assert accepted.status == ImportJob.Status.SUCCEEDED, accepted.error_message
+    for job in jobs:
+        assert job.rows_rejected == len(BAD_ROWS)
+        report = job.error_report.read().decode("utf-8-sig").splitlines()[1:]
+        assert [int(line.split(",")[0]) for line in report] == sorted(BAD_ROWS)
+    assert (accepted.rows_ok, accepted.rows_created) == (2, 2)
+
+
+def test_rejected_rows_are_reported_in_file_order_across_checks(client_a):
+    """Row 5's customer is unknown (found by the database, after the other checks of its
+    chunk): the report still reads 3, 4, 5, 6, not 3, 4, 6, 5."""
+    run(client_a, "customers", CUSTOMERS)
+    orders = (
+        "external_id,customer_external_id,placed_at,amount\n"
+        "o1,c1,2025-01-05,10\n"
+        "o2,c1,2025-01-05,abc\n"
+        "o3,c1,2025-99-05,10\n"
+        "o4,nobody,2025-01-05,10\n"
+        "o5,c1,2025-01-05,-1\n"
+    )
+    reported: list[int] = []
+    result = csv_import(
+        client=client_a,
+        kind="orders",
+        file=io.BytesIO(orders.encode()),
+        partial=True,
+        on_error=lambda e: reported.append(e.index),
+    )
+    assert reported == [3, 4, 5, 6]
+    assert result.created == 1
+
+
+def test_a_header_with_a_nul_fails_the_job_with_a_message_it_can_store(
+    client_a, media_root, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from clients.models import ImportJob
+
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.import_job_submit(
+            client=client_a,
+            kind="customers",
+            file=SimpleUploadedFile("c.csv", b"external_id,ci\x00ty\nc1,x\n"),
+            source="admin",
+        )
+    job = services.import_job_run(job=job)
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED
+    assert "ci\\u0000ty" in job.error_message  # the header named, the NUL written out

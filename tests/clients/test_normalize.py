@@ -89,3 +89,43 @@ def test_fast_russian_mobile_path_agrees_with_libphonenumber(digits, prefix, sep
     except NormalizationError:
         got = None
     assert got == expected, raw
+
+
+# --------------------------------------------------------------------------------------------
+# Internationalised addresses: one spelling (local part lowercased, domain in Unicode)
+
+cyrillic_label = st.text(alphabet="абвгдежзиклмнопрстуфхцчшщыэюя", min_size=2, max_size=12)
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("Юзер@mail.ru", "юзер@mail.ru"),
+        ("x@пример.рф", "x@пример.рф"),
+        ("x@xn--e1afmkfd.xn--p1ai", "x@пример.рф"),
+        ("X@XN--E1AFMKFD.XN--P1AI", "x@пример.рф"),
+        (" ИВАН@ПОЧТА.РФ ", "иван@почта.рф"),
+        ("anna@Example.RU", "anna@example.ru"),
+    ],
+)
+def test_internationalised_emails_have_one_spelling(raw, normalised):
+    assert normalize_email(raw) == normalised
+    assert normalize_email(normalised) == normalised
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["x@пример.рф.", "x@-пример.рф", "x@xn--zz.ru", "a..b@mail.ru", "юзер@", "x@ex_ample.ru",
+     "x\x00@mail.ru", "x@\ud800.ru", "юзер мой@mail.ru", "x@пример"],
+)  # fmt: skip
+def test_broken_internationalised_emails_are_refused(raw):
+    with pytest.raises(NormalizationError):
+        normalize_email(raw)
+
+
+@given(local=local_part, label=cyrillic_label, upper=st.booleans())
+def test_unicode_and_punycode_domains_are_one_address(local, label, upper):
+    unicode_form = f"{local}@{label}.рф"
+    punycode = f"{local}@{label.encode('idna').decode()}.xn--p1ai"
+    spelled = unicode_form.upper() if upper else unicode_form
+    assert normalize_email(spelled) == normalize_email(punycode) == unicode_form.lower()

@@ -236,7 +236,13 @@ def test_bitrix24_contact_add_form_creates_customer_with_normalised_phone_and_em
 
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["customers"] == {"created": 1, "updated": 0, "rejected": 0, "errors": []}
+    assert body["customers"] == {
+        "created": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "errors": [],
+    }
     assert body["orders"]["created"] == 0
     customer = Customer.objects.for_client(client_a).get(external_id="b24-101")
     assert customer.phone == "+79161234567"
@@ -299,6 +305,13 @@ def test_bitrix24_deal_still_open_is_skipped_and_writes_no_order(api, client_a):
             "сделка придёт с контактом",
         ),
         ({"OPPORTUNITY": "много"}, "нет суммы сделки (или она не читается)"),
+        # Digits 0-9 only, as many as an order amount holds (Decimal reads "١٢٣" as 123).
+        ({"OPPORTUNITY": "١٢٣"}, "нет суммы сделки (или она не читается)"),
+        ({"OPPORTUNITY": "1000000000000"}, "нет суммы сделки (или она не читается)"),
+        (
+            {"DATE_CREATE": "2024-05-20T10:00:00+16:00", "CLOSEDATE": "2024-13-31"},
+            "нет даты сделки: ни даты закрытия, ни даты создания (или они не читаются)",
+        ),
     ],
 )
 def test_bitrix24_won_deal_that_cannot_be_an_order_is_remembered_with_reason(
@@ -329,7 +342,8 @@ def test_bitrix24_replay_of_same_payload_is_idempotent(api, client_a):
         deal = api.post(url, data=b24_deal_json(token), format="json")
 
     assert contact.json()["customers"]["created"] == 0
-    assert contact.json()["customers"]["updated"] == 1
+    assert contact.json()["customers"]["updated"] == 0
+    assert contact.json()["customers"]["unchanged"] == 1
     assert deal.json()["orders"]["created"] == 0
     assert Customer.objects.for_client(client_a).count() == 1
     assert Order.objects.for_client(client_a).count() == 1
@@ -547,7 +561,13 @@ def test_amocrm_lead_143_never_paid_is_no_order(api, client_a):
     reason = "сделка проиграна (status_id 143) и не была оплачена: не заказ"
     for reply in (response, replay):
         assert reply.status_code == 200, reply.json()
-        assert reply.json()["orders"] == {"created": 0, "updated": 0, "rejected": 0, "errors": []}
+        assert reply.json()["orders"] == {
+            "created": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "rejected": 0,
+            "errors": [],
+        }
         assert reply.json()["skipped"] == [{"entity": "lead", "id": "9002", "reason": reason}]
     assert not Order.objects.for_client(client_a).filter(external_id="amo-9002").exists()
     deal = CrmDeal.objects.for_client(client_a).get(deal_id="9002")
@@ -723,7 +743,13 @@ def test_amocrm_won_lead_follows_the_crm_price_once_it_is_an_order(api, client_a
 
     response = post_form(api, amo_url(client_a), repriced)
 
-    assert response.json()["orders"] == {"created": 0, "updated": 1, "rejected": 0, "errors": []}
+    assert response.json()["orders"] == {
+        "created": 0,
+        "updated": 1,
+        "unchanged": 0,
+        "rejected": 0,
+        "errors": [],
+    }
     order = Order.objects.for_client(client_a).get()
     assert (order.amount, order.customer.external_id) == (Decimal("27500"), "amo-501")
 
@@ -867,3 +893,36 @@ def test_a_failed_webhook_leaves_nothing_half_written(api, client_a, monkeypatch
     assert not Customer.objects.for_client(client_a).exists()
     assert not CrmDeal.objects.for_client(client_a).exists()
     assert not Order.objects.for_client(client_a).exists()
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        [("event", "ONCRMCONTACTADD"), ("data[FIELDS][NAME]", "Ив\x00ан")],
+        [("event\x00", "ONCRMCONTACTADD")],
+    ],
+)
+def test_webhook_form_with_a_nul_character_is_a_400_naming_the_field(api, client_a, form):
+    url = f"{B24_URL}?client={client_a.slug}"
+    response = post_form(api, url, [*form, ("auth[application_token]", client_a.webhook_secret)])
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "nul_character"
+    assert response.json()["field"]
+    assert not Customer.objects.for_client(client_a).exists()
+
+
+def test_webhook_json_nested_1000_deep_is_a_400(api, client_a):
+    url = f"{B24_URL}?client={client_a.slug}"
+    body = '{"event": "ONCRMCONTACTADD", "data": ' + "[" * 1000 + "]" * 1000 + "}"
+    response = api.post(url, data=body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_json_value"
+
+
+def test_webhook_form_without_field_names_is_a_400(api, client_a):
+    """Found by the schema fuzzer: a form whose only key is empty (``=null``) nests as a list
+    (PHP's ``a[]``), not as fields: 400, not a 500."""
+    url = f"{B24_URL}?client={client_a.slug}"
+    response = api.post(url, data="=null", content_type=FORM)
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_body"

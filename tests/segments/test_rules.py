@@ -300,6 +300,10 @@ def test_compiled_query_is_one_statement(client_a, django_assert_num_queries, ba
         (score("clv_percentile", "gte", 2.5), "value"),
         (score("loyalty", "eq", 1), "score"),
         ("all", ""),
+        # Dates PostgreSQL cannot take: an offset beyond ±15:59, month 13, other digits.
+        (attr("first_seen", "lt", "2025-06-01T00:00:00+16:00"), "value"),
+        (attr("first_seen", "lt", "2025-13-01"), "value"),
+        (attr("first_seen", "lt", "٢٠٢٥-٠٦-٠١"), "value"),
     ],
 )
 def test_validation_names_the_bad_node(rule, path):

@@ -552,6 +552,15 @@ def test_admin_form_names_the_bad_node_and_the_tier(staff, client_a, client_b):
         url, {"client": client_b.pk, "name": "x", "kind": "rule", "definition": '{"all": [}'}
     )
     assert "Это не JSON" in response.content.decode()
+    for definition, said in [
+        ('{"all": [{"attribute": "city", "op": "eq", "value": "\\u0000"}]}', "NUL"),
+        ('{"all": ' + "[" * 1500 + "]" * 1500 + "}", "вложенность глубже"),
+    ]:
+        response = staff.post(
+            url, {"client": client_b.pk, "name": "x", "kind": "rule", "definition": definition}
+        )
+        assert response.status_code == 200
+        assert said in response.content.decode()
     response = staff.post(
         url,
         {"client": client_a.pk, "name": "x", "kind": "predictive",

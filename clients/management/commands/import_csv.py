@@ -89,6 +89,7 @@ class Command(BaseCommand):
                 "total": result.total,
                 "created": result.created,
                 "updated": result.updated,
+                "unchanged": result.unchanged,
                 "rejected": result.rejected,
                 "committed": result.committed,
             },
@@ -97,6 +98,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{path.name} → {client.slug} ({kind}): всего строк {result.total}, "
             f"создано {result.created}, обновлено {result.updated}, "
+            f"без изменений {result.unchanged}, "
             f"отклонено {result.rejected}, записано: {'да' if result.committed else 'нет'}"
         )
         for error in result.errors[:ERRORS_SHOWN]:

@@ -801,6 +801,7 @@ class SyncRunAdmin(JobAdminMixin, TenantScopedAdmin):
                     "created_at",
                     "started_at",
                     "heartbeat",
+                    "attempt",
                     "finished_at",
                 )
             },

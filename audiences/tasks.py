@@ -6,6 +6,8 @@ import logging
 
 from celery import shared_task
 
+from agency.jobs import JobLost
+
 from .models import Audience, SyncRun
 from .services import ACTIVE_RUN_STATUSES, audience_sync_request, sync_runs_recover
 from .sync import DestinationBusy, sync_run_execute
@@ -31,6 +33,10 @@ def audience_sync_task(self, run_id: int) -> str | None:
         return sync_run_execute(run).status
     except DestinationBusy as exc:
         raise self.retry(countdown=BUSY_RETRY_SECONDS, exc=exc) from exc
+    except JobLost as exc:
+        # Recovered and claimed by another worker meanwhile: that attempt finishes it.
+        logger.warning("%s; this worker stops", exc)
+        return None
 
 
 @shared_task(acks_late=True)

@@ -555,6 +555,7 @@ class ImportJobAdmin(JobAdminMixin, TenantScopedAdmin):
         "created_at",
         "started_at",
         "heartbeat",
+        "attempt",
         "finished_at",
     )
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
 from importlib import import_module
 
 import pytest
 from django.apps import apps
-from django.utils import timezone
 
 from audiences.models import SyncRun
-from audiences.services import audience_sync_request, sync_runs_recover
-from audiences.tasks import audience_sync_task
+from audiences.services import audience_sync_request
+from audiences.tasks import audience_syncs_recover_task
 from clients.services import client_create
 from consent import services as consent_services
+from tests.job_recovery import WORKER_ENV as RECOVERY_ENV
+from tests.job_recovery import (
+    hold_past_stale,
+    kill,
+    recover_until_claimed,
+    report,
+    use_test_timings,
+)
 from tests.stubs.vk_ads import VkAdsStub
 from tests.stubs.yandex_audiences import YandexAudiencesStub
 
@@ -108,30 +114,34 @@ class StallingYandexStub(YandexAudiencesStub):
 
 
 def test_worker_killed_mid_sync_then_the_run_completes_without_a_second_upload(
-    start_worker, seeded_client
+    start_worker, seeded_client, settings
 ):
+    """The worker waits for the platform's reply (writing no progress) past the stale threshold:
+    its heartbeat keeps the run its own; killed, the run is recovered once its heartbeat is
+    stale and resumed by another worker, which finds the upload instead of sending it again."""
+    use_test_timings(settings)
     world = build_world(seeded_client, 300)
     with StallingYandexStub(tokens={"test-yandex-token"}, quota_per_minute=None) as yandex:
         audience = make_audience(world, yandex_destination(seeded_client, yandex))
-        worker = start_worker(**WORKER_ENV)
+        worker = start_worker(**WORKER_ENV, **RECOVERY_ENV)
         run, _ = audience_sync_request(audience=audience, source="test")
         assert yandex.uploaded.wait(60), "the upload never reached the stub"
-        worker.kill()
-        worker.wait()
+        run.refresh_from_db()
+        hold_past_stale(run, audience_syncs_recover_task)
+        killed_at = kill(worker)
         yandex.release.set()
         run.refresh_from_db()
         assert run.status == SyncRun.Status.RUNNING
         audience.refresh_from_db()
         assert not audience.remote, "the id of the upload was never received"
 
-        # The periodic recovery, once the task time limit has passed, puts it back in line.
-        later = timezone.now() + timedelta(hours=3)
-        assert sync_runs_recover(now=later) == [run.pk]
-        second = start_worker(**WORKER_ENV)
-        audience_sync_task.delay(run.pk)
+        # The periodic recovery puts it back in line once its heartbeat is stale.
+        second = start_worker(**WORKER_ENV, **RECOVERY_ENV)
+        seconds = recover_until_claimed(run, audience_syncs_recover_task, killed_at, second, 120)
+        report("audience sync", seconds)
         run = wait_for(run, second)
 
-        assert run.status == SyncRun.Status.SUCCEEDED, run.error
+        assert (run.status, run.attempt) == (SyncRun.Status.SUCCEEDED, 2), run.error
         assert yandex.upload_count == 1
         audience.refresh_from_db()
         segment = yandex.segment(audience.remote["segment_id"])

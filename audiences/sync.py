@@ -39,6 +39,7 @@ from integrations.http import OutcomeUnknown, PlatformError, PlatformHttp, Platf
 
 from .hashing import EMAIL, hasher_for
 from .models import Audience, AudienceSnapshot, Destination, SyncRun
+from .services import DEFERRED_RETRIES, RETRY_SOURCE, audience_sync_want, deferred_retry_plan
 from .snapshots import (
     SnapshotDifference,
     audience_kinds,
@@ -552,7 +553,7 @@ def sync_run_execute(
     platform's message; unexpected errors are recorded and re-raised. :class:`JobLost` (the run
     was recovered and claimed again meanwhile) stops it, leaving the lease to the new attempt."""
     audiences = Audience.objects.for_client(run.client_id).select_related(
-        "destination", "segment", "destination__recipient"
+        "client", "destination", "segment", "destination__recipient"
     )
     destination = audiences.get(pk=run.audience_id).destination
     if not _lease(destination, run):
@@ -623,6 +624,20 @@ def _execute(
 
 def _finish(run: SyncRun, audience: Audience, outcome: Outcome, api, error: str) -> SyncRun:
     now = timezone.now()
+    retry_at = None
+    if outcome.status == Status.DEFERRED:
+        # Retried on its own until the platform has the change (services: deferred_retry_plan).
+        retry, retry_at = deferred_retry_plan(run, now=now)
+        if retry_at is not None:
+            outcome.messages.append(
+                f"Повторная попытка {retry} из {DEFERRED_RETRIES} — "
+                f"в {timezone.localtime(retry_at, audience.client.tzinfo):%H:%M}."
+            )
+        else:
+            outcome.messages.append(
+                f"Платформа обрабатывает сегмент дольше {DEFERRED_RETRIES} повторных попыток: "
+                "изменения будут отправлены при следующей синхронизации по расписанию."
+            )
     run.finish(
         outcome.status,
         finished_at=now,
@@ -653,7 +668,10 @@ def _finish(run: SyncRun, audience: Audience, outcome: Outcome, api, error: str)
     held = _held_snapshots(remote)
     if outcome.status == Status.SUCCEEDED and run.snapshot_id in held:
         changes["confirmed_snapshot_id"] = run.snapshot_id
-    Audience.objects.for_client(audience.client_id).filter(pk=audience.pk).update(**changes)
+    audience_rows = Audience.objects.for_client(audience.client_id).filter(pk=audience.pk)
+    audience_rows.update(**changes)
+    if retry_at is not None:
+        audience_sync_want(audience_rows, at=retry_at, source=RETRY_SOURCE)
     if run.snapshot_id:
         _snapshots_prune(audience, held)
     return run

@@ -9,7 +9,12 @@ from celery import shared_task
 from agency.jobs import JobLost
 
 from .models import Audience, SyncRun
-from .services import ACTIVE_RUN_STATUSES, audience_sync_request, sync_runs_recover
+from .services import (
+    ACTIVE_RUN_STATUSES,
+    audience_sync_request,
+    audience_syncs_wanted_request,
+    sync_runs_recover,
+)
 from .sync import DestinationBusy, sync_run_execute
 
 logger = logging.getLogger(__name__)
@@ -47,6 +52,13 @@ def audience_scheduled_sync_task(audience_id: int) -> int | None:
         return None
     run, _created = audience_sync_request(audience=audience, source="beat")
     return run.pk
+
+
+@shared_task(acks_late=True)
+def audience_syncs_wanted_task() -> list[int]:
+    """Periodic (every minute): start the syncs wanted before the schedule that are due, the
+    retries of deferred runs and the syncs after withdrawals (``audience_sync_want``)."""
+    return audience_syncs_wanted_request()
 
 
 @shared_task(acks_late=True)

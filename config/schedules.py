@@ -34,6 +34,12 @@ PERIODIC_TASKS: list[dict] = [
         "was_every_seconds": [600],
     },
     {
+        # Retries of deferred syncs and syncs after withdrawals (audiences.services).
+        "name": "Внеплановые синхронизации аудиторий",
+        "task": "audiences.tasks.audience_syncs_wanted_task",
+        "every_seconds": 60,
+    },
+    {
         # One scoring run per active client (segments.tasks fans out one task per client).
         "name": "Ежедневный пересчёт скоринга клиентов",
         "task": "segments.tasks.scoring_daily_task",

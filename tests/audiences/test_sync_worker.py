@@ -77,12 +77,13 @@ def test_worker_syncs_a_segment_to_each_platform(start_worker, seeded_client):
                 world, vk_destination(seeded_client, mytarget, platform="mytarget"), name="MT"
             ),
         ]
+        # Their creation asked for a first sync at once (the task sent after commit, here at
+        # once): the worker starts the three runs on its own.
         worker = start_worker(**WORKER_ENV)
         runs = []
         for audience in audiences:
-            # The request sends the task itself (after commit; here at once).
-            run, created = audience_sync_request(audience=audience, source="test")
-            assert created
+            run = wait_for_run(audience, worker)
+            assert run.source == "created"
             runs.append(run)
         for run in runs:
             assert wait_for(run, worker).status == SyncRun.Status.SUCCEEDED, run.error
@@ -94,6 +95,17 @@ def test_worker_syncs_a_segment_to_each_platform(start_worker, seeded_client):
             lists = audience.remote["lists"]
             assert stub.list_values(lists["emails"]["id"]) == world.emails(md5)
             assert stub.list_values(lists["phones"]["id"]) == world.phones(md5)
+
+
+def wait_for_run(audience, worker, seconds: float = 60) -> SyncRun:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run = SyncRun.objects.for_client(audience.client_id).filter(audience=audience).first()
+        if run is not None:
+            return run
+        assert worker.poll() is None, "the worker died"
+        time.sleep(0.3)
+    raise AssertionError(f"no run of audience {audience.pk}")
 
 
 class StallingYandexStub(YandexAudiencesStub):

@@ -24,6 +24,10 @@ HEARTBEAT_SECONDS = float(os.environ.get("RECOVERY_TEST_HEARTBEAT_SECONDS", "1")
 STALE_SECONDS = float(os.environ.get("RECOVERY_TEST_STALE_SECONDS", "6"))
 BEAT_SECONDS = float(os.environ.get("RECOVERY_TEST_BEAT_SECONDS", "1"))
 
+# Long enough for the recovery (stale, then up to one beat) and a worker's start, whatever the
+# figures.
+RECOVERY_TIMEOUT = STALE_SECONDS + 2 * BEAT_SECONDS + 60
+
 WORKER_ENV = {
     "JOB_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
     "JOB_STALE_SECONDS": str(STALE_SECONDS),
@@ -79,7 +83,11 @@ def hold_past_stale(job, recover: Callable[[], list[int]]) -> None:
 
 
 def recover_until_claimed(
-    job, recover: Callable[[], list[int]], killed_at: datetime, worker, seconds: float
+    job,
+    recover: Callable[[], list[int]],
+    killed_at: datetime,
+    worker,
+    seconds: float = RECOVERY_TIMEOUT,
 ) -> float:
     """Run the recover task every ``BEAT_SECONDS`` (beat's every minute) from the kill on,
     until another worker has claimed the job under the next attempt; returns the recovery time:

@@ -81,7 +81,7 @@ def test_import_killed_mid_job_runs_again_within_the_stale_time_and_once(
         killed_at = kill(worker)
         locker.execute("SELECT pg_advisory_unlock(%s, %s)", [client.pk, KINDS.index("customers")])
     second = start_worker(MEDIA_ROOT=str(tmp_path), **WORKER_ENV)
-    seconds = recover_until_claimed(job, import_jobs_recover_task, killed_at, second, 120)
+    seconds = recover_until_claimed(job, import_jobs_recover_task, killed_at, second)
     report("CSV import", seconds)
     wait_until(lambda: _finished(job), 120, "the import to end", second)
 
@@ -126,7 +126,7 @@ def test_scoring_run_killed_mid_job_runs_again_within_the_stale_time_and_once(
 
         killed_at = kill(worker)
     second = start_worker(**WORKER_ENV)
-    seconds = recover_until_claimed(run, scoring_runs_recover_task, killed_at, second, 120)
+    seconds = recover_until_claimed(run, scoring_runs_recover_task, killed_at, second)
     report("scoring run", seconds)
     wait_until(lambda: _finished(run), 120, "the run to end", second)
 

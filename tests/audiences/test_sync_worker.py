@@ -149,7 +149,7 @@ def test_worker_killed_mid_sync_then_the_run_completes_without_a_second_upload(
 
         # The periodic recovery puts it back in line once its heartbeat is stale.
         second = start_worker(**WORKER_ENV, **RECOVERY_ENV)
-        seconds = recover_until_claimed(run, audience_syncs_recover_task, killed_at, second, 120)
+        seconds = recover_until_claimed(run, audience_syncs_recover_task, killed_at, second)
         report("audience sync", seconds)
         run = wait_for(run, second)
 

@@ -2,7 +2,8 @@
 imports, scoring runs and audience syncs.
 
 - columns: the status in its colour (``status_badge``), a progress bar (``progress_bar``, from
-  ``progress_percent``), the last heartbeat (``heartbeat``);
+  ``progress_percent``), the last heartbeat (``heartbeat``), the attempt number (``attempt``:
+  above 1 when a worker was lost and another took the job over);
 - ``job_fields``: the job's own fields, read-only on its page;
 - the page of a pending or running job refreshes itself every ``auto_refresh_seconds`` (not once
   its worker is gone: ``is_stalled``), and a list refreshes at half that pace while a job it
@@ -42,6 +43,7 @@ class JobAdminMixin:
         "created_at",
         "started_at",
         "heartbeat",
+        "attempt",
         "finished_at",
     )
     status_css = "job-status"

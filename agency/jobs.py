@@ -8,10 +8,18 @@ same message only one gets it), writes its progress as it goes
 (:meth:`BackgroundJob.finish`).
 
 While a job runs, :meth:`BackgroundJob.beating` stamps ``heartbeat_at`` from a helper thread on
-its own database connection every :data:`HEARTBEAT_EVERY`, also through stages that write no
-progress (a model fit, a long COPY) and inside the job's own long transaction. Recovery
-(``agency.recovery``) tells a live long job from a dead one by that stamp: a running job whose
-heartbeat is older than its ``heartbeat_timeout`` lost its worker.
+its own database connection every ``JOB_HEARTBEAT_SECONDS`` (10 s), also through stages that
+write no progress (a model fit, a long COPY) and inside the job's own long transaction. Recovery
+(``agency.recovery``, a beat task every minute) tells a live long job from a dead one by that
+stamp: a running job whose heartbeat is older than its ``heartbeat_timeout``
+(``JOB_STALE_SECONDS``, 2 minutes) lost its worker and is sent to another one. A worker killed
+mid-job is so replaced within about 3 minutes (stale + one beat), not at the task time limit.
+
+Never twice at once: each claim stamps the next ``attempt`` number, and every write of the
+worker (progress, heartbeat, finish) is conditional on the row still being running under its
+own attempt. A worker that was taken for dead but still lives (a long network partition) finds
+its job recovered at its next write: :class:`JobLost` stops it before it overwrites the new
+attempt's work, and its heartbeat thread stops beating for the row.
 
 The admin shows every job the same way (``agency.admin_jobs.JobAdminMixin``); the portal pages
 use ``is_active`` and ``progress_percent``.
@@ -29,6 +37,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.db import DatabaseError, connections, models, transaction
 from django.utils import timezone
+from django.utils.functional import classproperty
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +47,28 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 ACTIVE_STATES = (PENDING, RUNNING)
 
-HEARTBEAT_EVERY = timedelta(seconds=10)
-"""How often a running job stamps ``heartbeat_at``."""
 
-HEARTBEAT_TIMEOUT = timedelta(minutes=10)
-"""A running job silent for this long has lost its worker (sixty missed beats: a stamp waits at
-most for a row lock of the job's own transaction, never for the work itself)."""
+def heartbeat_every() -> timedelta:
+    """How often a running job stamps ``heartbeat_at`` (``JOB_HEARTBEAT_SECONDS``, 10 s)."""
+    return timedelta(seconds=settings.JOB_HEARTBEAT_SECONDS)
+
+
+def heartbeat_timeout() -> timedelta:
+    """A running job silent for this long has lost its worker (``JOB_STALE_SECONDS``, 2 minutes:
+    twelve missed beats; a stamp waits at most for a row lock of a short transaction of the job,
+    never for the work itself, which goes on in the job's own thread)."""
+    return timedelta(seconds=settings.JOB_STALE_SECONDS)
+
+
+class JobLost(Exception):  # noqa: N818 - a state, as in DoesNotExist
+    """The job is no longer this worker's: recovery took it for dead and another attempt claimed
+    it (or it ended meanwhile). The worker stops without writing anything more to the job."""
+
+    def __init__(self, job: BackgroundJob) -> None:
+        super().__init__(
+            f"{type(job).__name__} {job.pk}: attempt {job.attempt} is no longer the running one"
+        )
+        self.job = job
 
 
 def job_status_field(status: type[models.TextChoices]) -> models.CharField:
@@ -87,9 +112,16 @@ class BackgroundJob(models.Model):
         blank=True,
         help_text="Последняя отметка работающего исполнителя (каждые несколько секунд).",
     )
+    attempt = models.PositiveIntegerField(
+        "попытка",
+        default=0,
+        help_text="Сколько раз исполнитель брал задание в работу (после сбоя исполнителя "
+        "задание берёт другой, со следующим номером).",
+    )
 
     status: str
-    heartbeat_timeout: ClassVar[timedelta] = HEARTBEAT_TIMEOUT
+    # The stale threshold of this model; by default JOB_STALE_SECONDS (read when used).
+    heartbeat_timeout: ClassVar[timedelta] = classproperty(lambda cls: heartbeat_timeout())
     lost_after: ClassVar[timedelta] = timedelta(minutes=10)
     recovery_reset: ClassVar[dict[str, Any]] = {}
 
@@ -130,33 +162,60 @@ class BackgroundJob(models.Model):
             return manager.for_client(self.client_id).filter(pk=self.pk)
         return manager.filter(pk=self.pk)
 
+    def owned_rows(self) -> models.QuerySet:
+        """This job's row while it is running under the attempt this instance claimed: the
+        condition of every write of the worker (a recovered job's old worker, or an instance
+        that never won a claim, matches nothing)."""
+        attempt = getattr(self, "_claimed_attempt", None)
+        if attempt is None:
+            return self._rows().none()
+        return self._rows().filter(status=RUNNING, attempt=attempt)
+
     def claim(self, **fields: Any) -> bool:
-        """Pending → running, atomically (with ``fields``): True when this worker got the job.
-        The instance is reloaded either way."""
+        """Pending → running under the next attempt number, atomically (with ``fields``): True
+        when this worker got the job. The instance is reloaded either way."""
         now = timezone.now()
         claimed = (
             self._rows()
             .filter(status=PENDING)
-            .update(status=RUNNING, started_at=now, heartbeat_at=now, **fields)
+            .update(
+                status=RUNNING,
+                started_at=now,
+                heartbeat_at=now,
+                attempt=models.F("attempt") + 1,
+                **fields,
+            )
         )
         self.refresh_from_db()
+        self._claimed_attempt = self.attempt if claimed else None
         return bool(claimed)
 
     def progress_write(self, **fields: Any) -> None:
-        """Write progress fields (``progress=40, stage="…"``) now, with a heartbeat."""
+        """Write progress fields (``progress=40, stage="…"``) now, with a heartbeat. Raises
+        :class:`JobLost` when the job is no longer this worker's."""
         fields["heartbeat_at"] = timezone.now()
+        if not self.owned_rows().update(**fields):
+            raise JobLost(self)
         for name, value in fields.items():
             setattr(self, name, value)
-        self._rows().update(**fields)
 
     def finish(self, status: str, **fields: Any) -> None:
         """End the job in ``status`` (one of its terminal states) with ``fields``; stamps
-        ``finished_at`` unless given."""
+        ``finished_at`` unless given. Raises :class:`JobLost`, writing nothing, when the job is
+        no longer this worker's."""
         fields.setdefault("finished_at", timezone.now())
+        values = {name: getattr(self, name) for name in ("status", *fields)}
         self.status = status
         for name, value in fields.items():
             setattr(self, name, value)
-        self.save(update_fields=["status", *fields])
+        changes = {"status": status}
+        for name in fields:
+            field = self._meta.get_field(name)
+            changes[field.attname] = field.pre_save(self, add=False)
+        if not self.owned_rows().update(**changes):
+            for name, value in values.items():
+                setattr(self, name, value)
+            raise JobLost(self)
 
     def pulse_fields(self) -> dict[str, Any]:
         """Fields the heartbeat thread writes with each stamp: progress the job keeps in memory
@@ -164,11 +223,12 @@ class BackgroundJob(models.Model):
         return {}
 
     @contextmanager
-    def beating(self, every: timedelta = HEARTBEAT_EVERY) -> Iterator[None]:
-        """Stamp ``heartbeat_at`` (and :meth:`pulse_fields`) every ``every`` while the block
-        runs, from a helper thread with its own connection (opened only once a beat is due,
-        closed when the block ends)."""
-        pulse = _Pulse(self._rows, self.pulse_fields, every)
+    def beating(self, every: timedelta | None = None) -> Iterator[None]:
+        """Stamp ``heartbeat_at`` (and :meth:`pulse_fields`) every ``every`` (by default
+        ``JOB_HEARTBEAT_SECONDS``) while the block runs, from a helper thread with its own
+        connection (opened only once a beat is due, closed when the block ends). The thread
+        stops beating once the row is no longer running under this attempt."""
+        pulse = _Pulse(self.owned_rows, self.pulse_fields, every or heartbeat_every())
         pulse.start()
         try:
             yield
@@ -204,20 +264,23 @@ class _Pulse:
         self._stopped.set()
         self._thread.join()
 
-    def _beat(self) -> None:
+    def _beat(self) -> bool:
+        """One stamp; False once the row is no longer this attempt's (ended, or recovered)."""
         try:
-            self._rows().update(heartbeat_at=timezone.now(), **self._fields())
+            return bool(self._rows().update(heartbeat_at=timezone.now(), **self._fields()))
         except DatabaseError:
             # A missed beat is not an error of the job (SQLite's write lock, a restart of the
             # database): the next one may pass; recovery waits for many.
             logger.warning("job heartbeat not written", exc_info=True)
+            return True
 
     def _run(self) -> None:
         beaten = False
         try:
             while not self._stopped.wait(self._every):
-                self._beat()
                 beaten = True
+                if not self._beat():
+                    break
         finally:
             if beaten:
                 connections.close_all()  # this thread's connections only

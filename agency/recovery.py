@@ -5,6 +5,11 @@ stamps a heartbeat while it runs (``agency.jobs``). If the worker dies, its tran
 back, the row stays "running" and its heartbeat stops; if the broker loses the message, the row
 stays "pending". Both are found here, in one place, for every kind of job: a long job that still
 beats is left alone however long ago it started.
+
+The recover task of each job kind runs every minute (``config/schedules.py``): with the two-minute
+stale threshold a job whose worker died runs again within about three minutes. A job put back to
+pending here is claimed again under the next attempt number (``agency.jobs``), so its old worker,
+should it still live, can write nothing more to it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from datetime import datetime, timedelta
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from .jobs import HEARTBEAT_TIMEOUT, PENDING, RUNNING, dead_without_heartbeat
+from .jobs import PENDING, RUNNING, dead_without_heartbeat
+from .jobs import heartbeat_timeout as default_heartbeat_timeout
 
 
 def stalled_jobs_reset(
@@ -22,16 +28,17 @@ def stalled_jobs_reset(
     *,
     now: datetime | None = None,
     lost_after: timedelta = timedelta(minutes=10),
-    heartbeat_timeout: timedelta = HEARTBEAT_TIMEOUT,
+    heartbeat_timeout: timedelta | None = None,
     reset: dict | None = None,
 ) -> list[int]:
-    """Put running jobs whose heartbeat is older than ``heartbeat_timeout`` back to pending
-    (with ``reset`` field values) and return the ids to send to a worker again, oldest first:
-    those just put back, and pending jobs older than ``lost_after`` (their message is lost). A
-    running row without any heartbeat (from before heartbeats) is dead past the hard task time
-    limit from its start, as it was. ``jobs`` is a queryset of an ``agency.jobs.BackgroundJob``
-    model."""
+    """Put running jobs whose heartbeat is older than ``heartbeat_timeout`` (by default
+    ``JOB_STALE_SECONDS``) back to pending (with ``reset`` field values) and return the ids to
+    send to a worker again, oldest first: those just put back, and pending jobs older than
+    ``lost_after`` (their message is lost). A running row without any heartbeat (from before
+    heartbeats) is dead past the hard task time limit from its start, as it was. ``jobs`` is a
+    queryset of an ``agency.jobs.BackgroundJob`` model."""
     now = now or timezone.now()
+    heartbeat_timeout = heartbeat_timeout or default_heartbeat_timeout()
     dead = Q(heartbeat_at__lt=now - heartbeat_timeout) | Q(
         heartbeat_at__isnull=True, started_at__lt=now - dead_without_heartbeat()
     )

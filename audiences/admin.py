@@ -67,6 +67,7 @@ from segments.models import Segment
 from .bidding import CSV_COLUMNS, bid_modifiers_rows, bidmodifiers_add_body
 from .models import Audience, Destination, SyncRun
 from .services import (
+    SYNC_WANTED_LABELS,
     audience_create,
     audience_next_sync,
     audience_sync_request,
@@ -522,10 +523,15 @@ class AudienceAdmin(TenantScopedAdmin):
 
     @admin.display(description="следующая синхронизация")
     def next_sync(self, obj: Audience) -> str:
-        when = audience_next_sync(obj)
+        now = timezone.now()
+        when = audience_next_sync(obj, now)
         if when is None:
             return "по расписанию не синхронизируется"
-        return client_localtime(obj, when).strftime("%d.%m.%Y %H:%M")
+        label = client_localtime(obj, when).strftime("%d.%m.%Y %H:%M")
+        if obj.sync_wanted_at is not None and when >= max(obj.sync_wanted_at, now):
+            reason = SYNC_WANTED_LABELS.get(obj.sync_wanted_source, "вне расписания")
+            label = f"{label} — {reason}"
+        return label
 
     @admin.display(description="расписание")
     def schedule_link(self, obj: Audience) -> str:
@@ -809,6 +815,7 @@ class SyncRunAdmin(JobAdminMixin, TenantScopedAdmin):
                     "created_at",
                     "started_at",
                     "heartbeat",
+                    "attempt",
                     "finished_at",
                 )
             },

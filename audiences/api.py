@@ -394,7 +394,8 @@ class SyncRunViewSet(
 class AudienceSerializer(serializers.ModelSerializer):
     suppression_segments = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     next_sync_at = serializers.SerializerMethodField(
-        help_text="Следующая синхронизация по расписанию (null — расписание выключено)"
+        help_text="Следующая синхронизация: по расписанию или раньше (первая у новой аудитории, "
+        "повтор отложенной, после отзыва согласий); null — расписание выключено"
     )
     last_run = serializers.SerializerMethodField()
 

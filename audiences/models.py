@@ -186,6 +186,20 @@ class Audience(TenantModel):
         verbose_name="загруженный снимок",
     )
     last_synced_at = models.DateTimeField("последняя синхронизация", null=True, editable=False)
+    # A sync wanted before the schedule (audiences.services.audience_sync_want): the retry of a
+    # deferred run, or the removal of people who withdrew; a beat task starts it when due, and
+    # any new run of the audience satisfies it.
+    sync_wanted_at = models.DateTimeField(
+        "внеплановая синхронизация",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Когда запустить синхронизацию вне расписания: повтор отложенной или после "
+        "отзыва согласий.",
+    )
+    sync_wanted_source = models.CharField(
+        "причина внеплановой синхронизации", max_length=20, blank=True, editable=False
+    )
     created_at = models.DateTimeField("создана", auto_now_add=True)
 
     class Meta:

@@ -38,7 +38,9 @@ Until the platform has removed them the held snapshot keeps them, since it is wh
 next sync to remove them: after a failed sync, a Yandex segment still processing (deferred),
 or for an audience or cabinet switched off (no sync is started for it; the erasure's
 resolution names it), the next successful sync removes both. A value that another, not erased
-customer also has (two customer rows with one email) stays: it is that customer's identifier.
+customer also has (two customer rows with one email) stays: it is that customer's identifier,
+and the erased row no longer holds it to compare (a withdrawal, by contrast, withholds the value
+for every record that has it: ``audiences.snapshots``).
 """
 
 from __future__ import annotations
@@ -54,14 +56,14 @@ from django.utils import timezone
 from agency.jobs import enqueue_after_commit
 from clients.models import Customer
 from consent import hooks
-from consent.hooks import ArchiveSection, ErasureStep, ErasureSubject
+from consent.hooks import ArchiveSection, ErasureStep, ErasureSubject, WithdrawalHook
 from integrations.vk_ads import LIST_TYPES
 from segments.models import SegmentMembership
 
 from . import tasks
 from .hashing import EMAIL, KIND_NAMES, PHONE, hashed_sql, platform_value_sql
 from .models import Audience, AudienceSnapshot, AudienceSnapshotChunk, Destination, SyncRun
-from .services import ACTIVE_RUN_STATUSES, audience_sync_request
+from .services import ACTIVE_RUN_STATUSES, audience_sync_request, audiences_withdrawal_sync
 from .snapshots import audience_kinds
 
 # The identifier values sent to the platforms live in the snapshot chunks (the snapshot row
@@ -262,9 +264,10 @@ def audiences_erase(subject: ErasureSubject) -> str | None:
 
 
 def register() -> None:
-    """Register the section and the erasure step with consent (``AudiencesConfig.ready()``).
-    No withdrawal hook: every sync reads consent, so a withdrawn person leaves at the next one.
-    """
+    """Register the section, the erasure step and the withdrawal hook with consent
+    (``AudiencesConfig.ready()``). Every sync reads consent, so a withdrawn person leaves at the
+    next one; the hook makes that sync come within the hour
+    (``audiences.services.audiences_withdrawal_sync``)."""
     hooks.register(
         ArchiveSection(
             app="audiences",
@@ -281,5 +284,15 @@ def register() -> None:
             name="platform_removal",
             models=EXPORT_MODELS,
             run=audiences_erase,
+        )
+    )
+    hooks.register(
+        WithdrawalHook(
+            app="audiences",
+            name="sync_within_the_hour",
+            run=lambda *, customer, purpose: audiences_withdrawal_sync(
+                customers=[customer], purpose=purpose
+            ),
+            run_many=audiences_withdrawal_sync,
         )
     )

@@ -8,16 +8,23 @@ operator's country (``PLATFORM_COUNTRY``; the cross-border guard reads the recip
 platform's address is deployment configuration, never an argument here; an audience and its
 segments belong to the destination's client; each audience has exactly one django-celery-beat
 PeriodicTask that follows its schedule and active flag.
+
+Besides its schedule an audience syncs when it is created (at once), after a deferred run (the
+platform was still processing: retried every few minutes, backing off, at most
+:data:`DEFERRED_RETRIES` times) and after withdrawals of people it may hold (within the hour,
+many withdrawals in one sync): :func:`audience_sync_want` marks the audience, the beat task
+``audience_syncs_wanted_task`` starts the run when due (:func:`audience_syncs_wanted_request`).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Avg, Count
+from django.db.models import Avg, Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -28,15 +35,31 @@ from agency.errors import ServiceError
 from agency.i18n import site_language
 from agency.jobs import ACTIVE_STATES, enqueue_after_commit, job_audit_source
 from agency.recovery import job_recover
-from clients.models import Client
+from clients.models import Client, Customer
 from clients.tiers import tier_require
 from consent.models import DataRecipient
-from segments.models import Segment
+from consent.purposes import AUDIENCE_PURPOSE
+from segments.models import Segment, SegmentMembership
 
 from .models import PLATFORM_COUNTRY, Audience, Destination, SyncRun
 
 SCHEDULED_TASK = "audiences.tasks.audience_scheduled_sync_task"
 ACTIVE_RUN_STATUSES = ACTIVE_STATES
+
+# Syncs before the schedule (the module docstring); the run's source says why.
+NEW_SOURCE = "created"  # the first sync of a new audience
+RETRY_SOURCE = "retry"  # the retry of a deferred run
+WITHDRAWAL_SOURCE = "withdrawal"  # people who withdrew leave the platform
+DEFERRED_RETRY_FIRST = timedelta(minutes=5)  # then 10, 20, 40 minutes, then every hour
+DEFERRED_RETRY_LONGEST = timedelta(hours=1)
+DEFERRED_RETRIES = 24  # about a day of retries; then the schedule takes over
+WITHDRAWAL_SYNC_DELAY = timedelta(minutes=10)  # the withdrawals of these minutes go together
+WITHDRAWAL_SYNC_SPACING = timedelta(minutes=45)  # from the audience's previous run
+SYNC_WANTED_LABELS = {
+    NEW_SOURCE: "первая синхронизация новой аудитории",
+    RETRY_SOURCE: "повтор отложенной синхронизации",
+    WITHDRAWAL_SOURCE: "после отзыва согласий",
+}
 
 REQUIRED_CREDENTIALS = {
     Destination.Platform.YANDEX_AUDIENCES: ("token",),
@@ -308,7 +331,8 @@ def audience_create(
     ip: str | None = None,
     **fields: Any,
 ) -> Audience:
-    """A new audience of a segment in a cabinet, with its beat schedule; audited."""
+    """A new audience of a segment in a cabinet, with its beat schedule; audited. Its first
+    sync is wanted at once (:func:`audience_sync_want`) and sent to a worker after commit."""
     audience = Audience(
         client=client, name=name, segment=segment, destination=destination, **fields
     )
@@ -317,6 +341,9 @@ def audience_create(
         raise AudienceError(
             "name_taken", _("аудитория «%(name)s» уже есть") % {"name": name}, field="name"
         )
+    if audience.is_active and destination.is_active:
+        # The first sync at once, not at the first tick of the schedule (days away).
+        audience.sync_wanted_at, audience.sync_wanted_source = timezone.now(), NEW_SOURCE
     audience.save()
     _suppression_set(audience, suppression_segments or [])
     audience_schedule_sync(audience)
@@ -333,6 +360,12 @@ def audience_create(
             "suppression_segments": [s.pk for s in suppression_segments or []],
         },
     )
+    if audience.sync_wanted_at is not None:
+        # Sent at once: the worker starts the first sync as soon as it is free (and beat's
+        # every minute, should the message be lost).
+        from .tasks import audience_syncs_wanted_task
+
+        enqueue_after_commit(audience_syncs_wanted_task)
     return audience
 
 
@@ -449,8 +482,10 @@ def audience_next_sync(audience: Audience, now: datetime | None = None) -> datet
         return None
     now = now or timezone.now()
     last = task.last_run_at or audience.last_synced_at or audience.created_at
-    due = last + task.interval.schedule.run_every
-    return max(due, now)
+    due = max(last + task.interval.schedule.run_every, now)
+    if audience.sync_wanted_at is not None:  # a sync before the schedule
+        due = min(due, max(audience.sync_wanted_at, now))
+    return due
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,7 +502,8 @@ def audience_sync_request(
 ) -> tuple[SyncRun, bool]:
     """A pending sync of the audience, sent to a worker after commit (``enqueue=False``: the
     caller executes it in the foreground, as ``sync_audience`` does), or the run already pending
-    or running (never two at once). Every request is audited. Returns (run, created)."""
+    or running (never two at once). A new run satisfies the sync wanted of the audience, if any
+    (its snapshot is built afterwards). Every request is audited. Returns (run, created)."""
     with transaction.atomic():
         Audience.objects.for_client(audience.client_id).select_for_update().filter(
             pk=audience.pk
@@ -483,6 +519,9 @@ def audience_sync_request(
             run = SyncRun.objects.create(
                 client_id=audience.client_id, audience=audience, source=source
             )
+            Audience.objects.for_client(audience.client_id).filter(pk=audience.pk).exclude(
+                sync_wanted_at=None
+            ).update(sync_wanted_at=None, sync_wanted_source="")
         audit_log(
             action="audience_sync_requested",
             source=job_audit_source(source),
@@ -497,6 +536,113 @@ def audience_sync_request(
 
             enqueue_after_commit(audience_sync_task, run.pk)
     return run, created
+
+
+def audience_sync_want(audiences: QuerySet, *, at: datetime, source: str) -> int:
+    """Mark: a sync of these audiences is wanted at ``at`` (``source`` names why); an earlier
+    mark stays. The beat task starts it when due (:func:`audience_syncs_wanted_request`).
+    Returns how many audiences were marked."""
+    return audiences.filter(Q(sync_wanted_at=None) | Q(sync_wanted_at__gt=at)).update(
+        sync_wanted_at=at, sync_wanted_source=source
+    )
+
+
+def audience_syncs_wanted_request(*, now: datetime | None = None) -> list[int]:
+    """Beat: a run for every active audience whose wanted sync is due, unless one is under way
+    (the mark then waits for the next beat: the run under way may have built its snapshot
+    before the mark). Returns the ids of the runs created."""
+    now = now or timezone.now()
+    due = (
+        Audience.objects.unscoped()
+        .filter(sync_wanted_at__lte=now, is_active=True, destination__is_active=True)
+        .order_by("sync_wanted_at", "pk")
+    )
+    created_ids = []
+    for audience in due:
+        run, created = audience_sync_request(
+            audience=audience, source=audience.sync_wanted_source or RETRY_SOURCE
+        )
+        if created:
+            created_ids.append(run.pk)
+    return created_ids
+
+
+def deferred_retry_delay(retry: int) -> timedelta:
+    """The wait before retry number ``retry`` (1, 2, ...) of a deferred sync: 5, 10, 20, 40
+    minutes, then an hour."""
+    return min(DEFERRED_RETRY_FIRST * 2 ** (retry - 1), DEFERRED_RETRY_LONGEST)
+
+
+def deferred_retry_plan(run: SyncRun, *, now: datetime) -> tuple[int, datetime | None]:
+    """For a run ending deferred: which retry comes next (the runs of the audience deferred in
+    a row, this one included) and when, or None once :data:`DEFERRED_RETRIES` are spent."""
+    statuses = (
+        SyncRun.objects.for_client(run.client_id)
+        .filter(audience_id=run.audience_id, finished_at__isnull=False)
+        .exclude(pk=run.pk)
+        .order_by("-created_at", "-pk")
+        .values_list("status", flat=True)[:DEFERRED_RETRIES]
+    )
+    retry = 1
+    for status in statuses:
+        if status != SyncRun.Status.DEFERRED:
+            break
+        retry += 1
+    if retry > DEFERRED_RETRIES:
+        return retry, None
+    return retry, now + deferred_retry_delay(retry)
+
+
+def audiences_withdrawal_sync(*, customers: Iterable[Customer], purpose: Any) -> int:
+    """Withdrawal hook (``consent.hooks``, in the withdrawal's transaction): the audiences that
+    may hold these people get a sync within the hour, one for many withdrawals.
+
+    Which audiences: those whose segment has the person, or a customer record sharing their
+    email or phone (a shared value is withheld from then on: ``audiences.snapshots``), as a
+    member now or since the audience's last sync (the platform may hold them still). When: at
+    least :data:`WITHDRAWAL_SYNC_DELAY` from now, so that withdrawals arriving together share
+    the sync, and :data:`WITHDRAWAL_SYNC_SPACING` after the audience's previous run; an
+    earlier mark stays. Returns how many audiences were marked."""
+    if getattr(purpose, "code", purpose) != AUDIENCE_PURPOSE:
+        return 0
+    customers = list(customers)
+    if not customers:
+        return 0
+    client_id = customers[0].client_id
+    emails = {c.email for c in customers if c.email}
+    phones = {c.phone for c in customers if c.phone}
+    holders = Customer.objects.for_client(client_id).filter(
+        Q(pk__in=[c.pk for c in customers]) | Q(email__in=emails) | Q(phone__in=phones)
+    )
+    held = SegmentMembership.objects.for_client(client_id).filter(
+        Q(left_at=None) | Q(left_at__gt=OuterRef("last_synced_at")),
+        segment_id=OuterRef("segment_id"),
+        customer_id__in=holders.values("pk"),
+    )
+    previous = (
+        SyncRun.objects.for_client(client_id)
+        .filter(audience_id=OuterRef("pk"))
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+    audiences = (
+        Audience.objects.for_client(client_id)
+        .filter(Exists(held))
+        .annotate(previous_run=Subquery(previous))
+        .values_list("pk", "previous_run")
+    )
+    now = timezone.now()
+    marked = 0
+    for audience_id, previous_run in audiences:
+        at = now + WITHDRAWAL_SYNC_DELAY
+        if previous_run is not None:
+            at = max(at, previous_run + WITHDRAWAL_SYNC_SPACING)
+        marked += audience_sync_want(
+            Audience.objects.for_client(client_id).filter(pk=audience_id),
+            at=at,
+            source=WITHDRAWAL_SOURCE,
+        )
+    return marked
 
 
 def sync_runs_recover(now: datetime | None = None) -> list[int]:

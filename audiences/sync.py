@@ -26,12 +26,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Exists, Q
 from django.utils import timezone
 from django.utils.translation import gettext_noop, ngettext
 
 from agency.crypto import CredentialsUnreadable, secret_decrypt
 from agency.i18n import site_language
+from agency.jobs import JobLost
 from consent.transfers import TransferRefused, transfer_check
 from integrations import mytarget, vk_ads
 from integrations import vk_ads as vk_api
@@ -40,6 +41,7 @@ from integrations.http import OutcomeUnknown, PlatformError, PlatformHttp, Platf
 
 from .hashing import EMAIL, hasher_for
 from .models import Audience, AudienceSnapshot, Destination, SyncRun
+from .services import DEFERRED_RETRIES, RETRY_SOURCE, audience_sync_want, deferred_retry_plan
 from .snapshots import (
     SnapshotDifference,
     audience_kinds,
@@ -99,15 +101,21 @@ class SyncContext:
 
     def step(self, text: str) -> None:
         self.run.steps = [*self.run.steps, f"{timezone.localtime():%H:%M:%S} {text}"]
-        SyncRun.objects.for_client(self.run.client_id).filter(pk=self.run.pk).update(
-            steps=self.run.steps
-        )
+        if not self.run.owned_rows().update(steps=self.run.steps):
+            raise JobLost(self.run)
 
     def remote_save(self) -> None:
-        """Persist remote ids at once: a run killed after this line will not upload again."""
-        Audience.objects.for_client(self.audience.client_id).filter(pk=self.audience.pk).update(
-            remote=self.audience.remote
+        """Persist remote ids at once: a run killed after this line will not upload again. Only
+        while the run is this worker's: a recovered run's old worker never overwrites what the
+        new attempt found (:class:`agency.jobs.JobLost`)."""
+        saved = (
+            Audience.objects.for_client(self.audience.client_id)
+            .filter(pk=self.audience.pk)
+            .filter(Exists(self.run.owned_rows()))
+            .update(remote=self.audience.remote)
         )
+        if not saved:
+            raise JobLost(self.run)
 
 
 def find_or_create(
@@ -508,17 +516,14 @@ def _snapshot_for(
         return snapshot
     if snapshot is None:
         snapshot = AudienceSnapshot.objects.create(client_id=run.client_id, audience=audience)
-        run.snapshot = snapshot
-        SyncRun.objects.for_client(run.client_id).filter(pk=run.pk).update(snapshot=snapshot)
+        run.progress_write(snapshot=snapshot)
     percents = iter((25, 40, 50))
 
     def built(stage: str) -> None:
         progress(next(percents, 50), stage)
 
     counts = snapshot_build(audience, snapshot, hashing=destination.hashing, progress=built)
-    for name in COUNT_FIELDS:
-        setattr(run, name, getattr(counts, name))
-    run.save(update_fields=list(COUNT_FIELDS))
+    run.progress_write(**{name: getattr(counts, name) for name in COUNT_FIELDS})
     return snapshot
 
 
@@ -557,22 +562,28 @@ def sync_run_execute(
 ) -> SyncRun:
     """Run one pending sync to its end; raises DestinationBusy when another sync holds the
     destination (the run stays pending). Platform refusals end the run as failed with the
-    platform's message; unexpected errors are recorded and re-raised."""
-    audience = (
-        Audience.objects.for_client(run.client_id)
-        .select_related("destination", "segment", "destination__recipient")
-        .get(pk=run.audience_id)
+    platform's message; unexpected errors are recorded and re-raised. :class:`JobLost` (the run
+    was recovered and claimed again meanwhile) stops it, leaving the lease to the new attempt."""
+    audiences = Audience.objects.for_client(run.client_id).select_related(
+        "client", "destination", "segment", "destination__recipient"
     )
-    destination = audience.destination
+    destination = audiences.get(pk=run.audience_id).destination
     if not _lease(destination, run):
         raise DestinationBusy(f"кабинет {destination.pk} занят другой синхронизацией")
+    lost = False
     try:
         if not run.claim(error=""):
             return run
+        # Read once the run is ours: the remote ids as an earlier attempt left them.
+        audience = audiences.get(pk=run.audience_id)
         with run.beating():
-            return _execute(run, audience, destination, http_options or {}, on_progress)
+            return _execute(run, audience, audience.destination, http_options or {}, on_progress)
+    except JobLost:
+        lost = True
+        raise
     finally:
-        _release(destination, run)
+        if not lost:
+            _release(destination, run)
 
 
 def _execute(
@@ -599,6 +610,8 @@ def _execute(
             sync_yandex(ctx, api)
         else:
             sync_vk(ctx, api)
+    except JobLost:
+        raise
     except (TransferRefused, PlatformError, CredentialsUnreadable) as exc:
         outcome.status, outcome.state = Status.FAILED, State.FAILED
         message = getattr(exc, "message", str(exc))
@@ -625,6 +638,20 @@ def _finish(run: SyncRun, audience: Audience, outcome: Outcome, api, error: str)
     now = timezone.now()
     with site_language():  # stored; the portal translates it when it shows it
         stage = str(Status(outcome.status).label)
+    retry_at = None
+    if outcome.status == Status.DEFERRED:
+        # Retried on its own until the platform has the change (services: deferred_retry_plan).
+        retry, retry_at = deferred_retry_plan(run, now=now)
+        if retry_at is not None:
+            outcome.messages.append(
+                f"Повторная попытка {retry} из {DEFERRED_RETRIES} — "
+                f"в {timezone.localtime(retry_at, audience.client.tzinfo):%H:%M}."
+            )
+        else:
+            outcome.messages.append(
+                f"Платформа обрабатывает сегмент дольше {DEFERRED_RETRIES} повторных попыток: "
+                "изменения будут отправлены при следующей синхронизации по расписанию."
+            )
     run.finish(
         outcome.status,
         finished_at=now,
@@ -655,7 +682,10 @@ def _finish(run: SyncRun, audience: Audience, outcome: Outcome, api, error: str)
     held = _held_snapshots(remote)
     if outcome.status == Status.SUCCEEDED and run.snapshot_id in held:
         changes["confirmed_snapshot_id"] = run.snapshot_id
-    Audience.objects.for_client(audience.client_id).filter(pk=audience.pk).update(**changes)
+    audience_rows = Audience.objects.for_client(audience.client_id).filter(pk=audience.pk)
+    audience_rows.update(**changes)
+    if retry_at is not None:
+        audience_sync_want(audience_rows, at=retry_at, source=RETRY_SOURCE)
     if run.snapshot_id:
         _snapshots_prune(audience, held)
     return run

@@ -6,8 +6,15 @@ import logging
 
 from celery import shared_task
 
+from agency.jobs import JobLost
+
 from .models import Audience, SyncRun
-from .services import ACTIVE_RUN_STATUSES, audience_sync_request, sync_runs_recover
+from .services import (
+    ACTIVE_RUN_STATUSES,
+    audience_sync_request,
+    audience_syncs_wanted_request,
+    sync_runs_recover,
+)
 from .sync import DestinationBusy, sync_run_execute
 
 logger = logging.getLogger(__name__)
@@ -31,6 +38,10 @@ def audience_sync_task(self, run_id: int) -> str | None:
         return sync_run_execute(run).status
     except DestinationBusy as exc:
         raise self.retry(countdown=BUSY_RETRY_SECONDS, exc=exc) from exc
+    except JobLost as exc:
+        # Recovered and claimed by another worker meanwhile: that attempt finishes it.
+        logger.warning("%s; this worker stops", exc)
+        return None
 
 
 @shared_task(acks_late=True)
@@ -41,6 +52,13 @@ def audience_scheduled_sync_task(audience_id: int) -> int | None:
         return None
     run, _created = audience_sync_request(audience=audience, source="beat")
     return run.pk
+
+
+@shared_task(acks_late=True)
+def audience_syncs_wanted_task() -> list[int]:
+    """Periodic (every minute): start the syncs wanted before the schedule that are due, the
+    retries of deferred runs and the syncs after withdrawals (``audience_sync_want``)."""
+    return audience_syncs_wanted_request()
 
 
 @shared_task(acks_late=True)

@@ -633,6 +633,7 @@ class ImportJobAdmin(JobAdminMixin, TenantScopedAdmin):
         "created_at",
         "started_at",
         "heartbeat",
+        "attempt",
         "finished_at",
     )
 

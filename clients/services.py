@@ -25,7 +25,7 @@ from agency.audit import audit_log
 from agency.crypto import CredentialsUnreadable, secret_decrypt, secret_encrypt, secret_rotate
 from agency.errors import ServiceError
 from agency.exports import CsvWriter
-from agency.jobs import enqueue_after_commit, job_audit_source
+from agency.jobs import JobLost, enqueue_after_commit, job_audit_source
 from agency.parsers import parse_moment, printable
 from agency.recovery import job_recover
 from integrations.bitrix24.client import (
@@ -242,7 +242,8 @@ def import_job_submit(
 
 def import_job_run(*, job: ImportJob) -> ImportJob:
     """Run an uploaded ImportJob, keeping its progress and error report up to date. A job
-    already taken (a second delivery) or finished is left alone."""
+    already taken (a second delivery) or finished is left alone; :class:`JobLost` (the job was
+    recovered and claimed by another worker meanwhile) stops it with nothing more written."""
     if not job.claim():
         return job
     report = ErrorReport()
@@ -251,7 +252,7 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
         # Kept in memory: the job's heartbeat writes it, outside the import's transaction.
         job.rows_processed += rows
 
-    status, fields = ImportJob.Status.FAILED, {}
+    status, fields, lost = ImportJob.Status.FAILED, {}, False
     try:
         with job.beating(), job.file.open("rb") as handle:
             total = count_csv_rows(handle)
@@ -268,6 +269,9 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
                 on_progress=on_progress,
                 on_error=report.add,
             )
+    except JobLost:
+        lost = True
+        raise
     except BatchError as exc:
         fields["error_message"] = printable(str(exc))  # the file's own words may hold a NUL
     except Exception as exc:
@@ -290,26 +294,32 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
                 result.rejected,
             ) % {"n": result.rejected}
     finally:
-        if report.count:
-            job.error_report.save(
-                f"import-{job.pk}-errors.csv", ContentFile(report.content()), save=False
-            )
-            fields["error_report"] = job.error_report
-        job.finish(status, rows_processed=job.rows_processed, **fields)
-        audit_log(
-            action="csv_import",
-            source="admin",
-            actor=job.created_by,
-            client=job.client_id,
-            obj=job,
-            details={
-                "kind": job.kind,
-                "status": job.status,
-                "ok": job.rows_ok,
-                "rejected": job.rows_rejected,
-            },
-        )
+        if not lost:
+            _import_job_end(job, report, status, fields)
     return job
+
+
+def _import_job_end(job: ImportJob, report: ErrorReport, status: str, fields: dict) -> None:
+    """The job's end: its report of rejected rows, its terminal state, the audit entry."""
+    if report.count:
+        job.error_report.save(
+            f"import-{job.pk}-errors.csv", ContentFile(report.content()), save=False
+        )
+        fields["error_report"] = job.error_report
+    job.finish(status, rows_processed=job.rows_processed, **fields)
+    audit_log(
+        action="csv_import",
+        source="admin",
+        actor=job.created_by,
+        client=job.client_id,
+        obj=job,
+        details={
+            "kind": job.kind,
+            "status": job.status,
+            "ok": job.rows_ok,
+            "rejected": job.rows_rejected,
+        },
+    )
 
 
 def import_jobs_recover(*, now=None) -> list[int]:

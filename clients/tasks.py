@@ -6,6 +6,7 @@ import logging
 
 from celery import shared_task
 
+from agency.jobs import JobLost
 from integrations.http import PlatformUnavailable
 
 from .models import Client, ImportJob
@@ -16,14 +17,19 @@ logger = logging.getLogger(__name__)
 
 @shared_task(acks_late=True)
 def import_job_run_task(job_id: int) -> str | None:
-    """Run an uploaded CSV import. Safe to deliver twice: the service claims the job first."""
+    """Run an uploaded CSV import. Safe to deliver twice: the service claims the job first; a job
+    recovered from this worker meanwhile is left to the attempt that claimed it."""
     try:
         # The task works on the one job it was given; the job carries its client.
         job = ImportJob.objects.unscoped().select_related("client").get(pk=job_id)
     except ImportJob.DoesNotExist:
         logger.warning("import job %s no longer exists; nothing to run", job_id)
         return None
-    return import_job_run(job=job).status
+    try:
+        return import_job_run(job=job).status
+    except JobLost as exc:
+        logger.warning("%s; this worker stops", exc)
+        return None
 
 
 @shared_task(acks_late=True)

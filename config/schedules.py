@@ -9,23 +9,35 @@ schedule:
 - ``every_seconds``: an interval;
 - ``crontab``: ``{"minute", "hour", "day_of_week", "day_of_month", "month_of_year"}`` (each
   optional, default ``"*"``) plus ``timezone`` (default: the ``TIME_ZONE`` setting).
+
+``was_every_seconds`` lists former defaults of an interval: an entry still on one of them (never
+edited in the admin) is moved to the current one.
 """
 
 PERIODIC_TASKS: list[dict] = [
     {
         "name": "Повторная отправка зависших импортов CSV",
         "task": "clients.tasks.import_jobs_recover_task",
-        "every_seconds": 300,
+        "every_seconds": 60,
+        "was_every_seconds": [300],
     },
     {
         "name": "Повторная отправка зависших запусков скоринга",
         "task": "segments.tasks.scoring_runs_recover_task",
-        "every_seconds": 600,
+        "every_seconds": 60,
+        "was_every_seconds": [600],
     },
     {
         "name": "Повторная отправка зависших синхронизаций аудиторий",
         "task": "audiences.tasks.audience_syncs_recover_task",
-        "every_seconds": 600,
+        "every_seconds": 60,
+        "was_every_seconds": [600],
+    },
+    {
+        # Retries of deferred syncs and syncs after withdrawals (audiences.services).
+        "name": "Внеплановые синхронизации аудиторий",
+        "task": "audiences.tasks.audience_syncs_wanted_task",
+        "every_seconds": 60,
     },
     {
         # One scoring run per active client (segments.tasks fans out one task per client).

@@ -276,6 +276,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60 * 60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=65 * 60)
+# Background jobs (agency.jobs): a running job stamps its heartbeat every JOB_HEARTBEAT_SECONDS;
+# one silent for JOB_STALE_SECONDS lost its worker and the recovery beat (every minute) sends it
+# to another worker: a killed worker's job runs again within STALE + 60 s. SQLite (the embedded
+# first run) has one writer, and a long import's transaction holds the heartbeat off: 10 minutes.
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)
+JOB_STALE_SECONDS = env.float(
+    "JOB_STALE_SECONDS",
+    default=600.0 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 120.0,
+)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)

@@ -46,9 +46,10 @@ may run more than once, e.g. in tests).
 Who registers what withdrawal hooks, and why not the others:
 
 - campaigns (when it exists): cancel the person's queued messages of that purpose at once;
-- audiences: nothing. Every sync builds its export set through the consent filter
-  (``consent.selectors.latest_consent_actions_sql``), so the person leaves every audience at
-  the next sync; the removal is the diff against the snapshot the platform holds;
+- audiences: a sync, within the hour, of every audience that may hold the person (one sync for
+  the many withdrawals of that hour). Every sync builds its export set through the consent
+  filter (``consent.selectors``), so the person leaves the audience at that sync; the removal
+  is the diff against the snapshot the platform holds;
 - segments: nothing. "opted_out" suppression segments read the ledger at their next refresh.
 """
 
@@ -110,11 +111,14 @@ class ErasureStep:
 @dataclass(frozen=True)
 class WithdrawalHook:
     """What must stop at once when a person withdraws a purpose: ``run(customer=, purpose=)``,
-    inside the transaction that appends the withdrawal."""
+    inside the transaction that appends the withdrawal. A hook that can take a batch at once
+    also gives ``run_many(customers=, purpose=)``: a batch of withdrawals (one client) then
+    calls it once per purpose instead of ``run`` per person."""
 
     app: str
     name: str
     run: Callable[..., None]
+    run_many: Callable[..., None] | None = None
 
 
 ACCESS_ARCHIVE_SECTIONS: list[ArchiveSection] = []

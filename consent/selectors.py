@@ -123,6 +123,44 @@ def latest_consent_actions_sql(
     return sql, [client_id, purpose_id, moment, client_id, purpose_id, moment]
 
 
+def withdrawn_customers_sql(
+    *, client_id: int, purpose_code: str, at: datetime | None = None
+) -> tuple[str, list]:
+    """SQL (and its parameters) of the relation ``(customer_id)``: every customer of the client
+    whose latest action for the purpose (this module's rule) is a withdrawal, member of anything
+    or not. Exports use it for the identifier rule: a person's withdrawal wins over another
+    customer record's grant for the same email or phone (``audiences.snapshots``).
+
+    Only customers with a withdrawal among their own or their linked cookie subjects' records
+    are ranked (a handful next to the grants), by :func:`latest_consent_actions_sql`."""
+    from django.db import connection
+
+    at = at or timezone.now()
+    purpose_id = ConsentPurpose.objects.values_list("pk", flat=True).get(code=purpose_code)
+    records = connection.ops.quote_name(ConsentRecord._meta.db_table)
+    links = connection.ops.quote_name(ConsentSubjectLink._meta.db_table)
+    moment = connection.ops.adapt_datetimefield_value(at)
+    withdrawn = ConsentRecord.Action.WITHDRAWN
+    withdrew = (
+        f"SELECT r.customer_id FROM {records} r "  # noqa: S608 - names from model metadata
+        "WHERE r.client_id = %s AND r.purpose_id = %s AND r.action = %s AND r.at <= %s "
+        "AND r.customer_id IS NOT NULL "
+        "UNION "
+        f"SELECT l.customer_id FROM {records} r "
+        f"JOIN {links} l ON l.client_id = r.client_id AND l.subject_id = r.subject_id "
+        "WHERE r.client_id = %s AND r.purpose_id = %s AND r.action = %s AND r.at <= %s"
+    )
+    latest, latest_params = latest_consent_actions_sql(
+        client_id=client_id, purpose_code=purpose_code, customers="withdrew", at=at
+    )
+    sql = (
+        f"WITH withdrew AS ({withdrew}) "  # noqa: S608 - built here
+        f"SELECT latest.customer_id FROM ({latest}) latest WHERE latest.action = %s"
+    )
+    params = [client_id, purpose_id, withdrawn, moment] * 2
+    return sql, [*params, *latest_params, withdrawn]
+
+
 def customers_with_consent_flag(queryset: QuerySet, purpose_code: str) -> QuerySet:
     """Annotate each customer with ``consent_granted``: the rule of this module, for callers
     that must also count who is held back and why (audience syncs), in one pass."""

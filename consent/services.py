@@ -213,9 +213,13 @@ def consent_records_save(records: list[ConsentRecord]) -> list[ConsentRecord]:
     withdrawals take effect at once."""
     with transaction.atomic():
         saved = _append_many(records)
-        for record in saved:
-            if record.action == ConsentRecord.Action.WITHDRAWN and record.customer_id:
-                _on_withdrawal(customer=record.customer, purpose=record.purpose)
+        withdrawn = [
+            record
+            for record in saved
+            if record.action == ConsentRecord.Action.WITHDRAWN and record.customer_id
+        ]
+        if withdrawn:
+            _on_withdrawals(withdrawn)
     return saved
 
 
@@ -278,13 +282,21 @@ def consent_record_build(
     )
 
 
-def _on_withdrawal(*, customer, purpose: ConsentPurpose) -> None:
+def _on_withdrawals(records: list[ConsentRecord]) -> None:
     """Withdrawal takes effect at once: the withdrawal hooks registered by later apps run here
-    (``consent.hooks.WITHDRAWAL_HOOKS``: campaigns will cancel queued messages of the purpose);
-    audiences register none, they drop the person at their next sync (they read the ledger
-    through consent.selectors)."""
+    (``consent.hooks.WITHDRAWAL_HOOKS``: campaigns will cancel queued messages of the purpose;
+    audiences ask for a sync of the audiences that may hold the person), per person, or once per
+    purpose for the whole batch when the hook takes batches (``run_many``)."""
+    by_purpose: dict[int, tuple[ConsentPurpose, list]] = {}
+    for record in records:
+        by_purpose.setdefault(record.purpose_id, (record.purpose, []))[1].append(record.customer)
     for hook in WITHDRAWAL_HOOKS:
-        hook.run(customer=customer, purpose=purpose)
+        for purpose, customers in by_purpose.values():
+            if hook.run_many is not None:
+                hook.run_many(customers=customers, purpose=purpose)
+                continue
+            for customer in customers:
+                hook.run(customer=customer, purpose=purpose)
 
 
 def consent_subject_link(*, client, subject_id: str, customer, source: str = "") -> None:

@@ -375,6 +375,7 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
                     "created_at",
                     "started_at",
                     "heartbeat",
+                    "attempt",
                     "finished_at",
                     "duration",
                     "customers",

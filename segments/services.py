@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 from agency import pgcopy
 from agency.audit import audit_log
 from agency.errors import ConflictError, ServiceError
-from agency.jobs import ACTIVE_STATES, enqueue_after_commit, job_audit_source
+from agency.jobs import ACTIVE_STATES, JobLost, enqueue_after_commit, job_audit_source
 from agency.recovery import job_recover
 from clients.models import Client, Customer, Event, Order
 
@@ -623,7 +623,8 @@ def scoring_run_execute(
     *, run: ScoringRun, as_of: dt.date | None = None, on_progress: Progress | None = None
 ) -> ScoringRun:
     """Compute and write every score of the run's client. A failure is recorded on the run (and
-    re-raised), never silent. A run already taken by another worker is left alone."""
+    re-raised), never silent. A run already taken by another worker is left alone; one taken
+    from this worker meanwhile (recovered, :class:`JobLost`) is left to the new attempt."""
     if not run.claim(progress=1):
         return run
     with run.beating():
@@ -696,6 +697,10 @@ def _scoring_run_work(
             stage_seconds=seconds,
             rfm_transitions=transitions,
         )
+    except JobLost:
+        if replacement is not None:
+            replacement.close(failed=True)
+        raise
     except ServiceError as exc:  # a refusal with its reason (settings, an empty CLV)
         if replacement is not None:
             replacement.close(failed=True)

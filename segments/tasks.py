@@ -6,6 +6,8 @@ import logging
 
 from celery import shared_task
 
+from agency.jobs import JobLost
+
 from .models import ScoringRun
 from .services import scoring_run_execute, scoring_runs_due, scoring_runs_recover
 
@@ -40,7 +42,12 @@ def scoring_run_task(run_id: int) -> str | None:
     if run.status != ScoringRun.Status.PENDING:
         logger.info("scoring run %s is %s already; not run again", run_id, run.status)
         return run.status
-    run = scoring_run_execute(run=run)
+    try:
+        run = scoring_run_execute(run=run)
+    except JobLost as exc:
+        # Recovered and claimed by another worker meanwhile: that attempt finishes it.
+        logger.warning("%s; this worker stops", exc)
+        return None
     if run.status == ScoringRun.Status.SUCCEEDED:
         try:
             memberships_refresh_after(run)

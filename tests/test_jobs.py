@@ -191,3 +191,118 @@ def test_job_pages_refresh_while_alive_and_say_when_the_worker_is_gone(client, a
     stalled = client.get(url).content.decode()
     assert 'http-equiv="refresh"' not in stalled
     assert "исполнитель не отвечает" in stalled
+
+
+# --------------------------------------------------------------------------------------------
+# Within five minutes, and never twice at once
+
+
+def test_production_figures_recover_a_dead_worker_within_five_minutes(settings):
+    """Worst case from the kill: the stale threshold after the last beat, plus one period of the
+    recover task (beat), plus the heartbeat period the last beat may have come early by."""
+    from config.schedules import PERIODIC_TASKS
+
+    recover_every = max(
+        spec["every_seconds"] for spec in PERIODIC_TASKS if spec["task"].endswith("recover_task")
+    )
+    assert (settings.JOB_HEARTBEAT_SECONDS, settings.JOB_STALE_SECONDS) == (10, 120)
+    assert recover_every == 60
+    assert ScoringRun.heartbeat_timeout == timedelta(minutes=2)
+    assert settings.JOB_STALE_SECONDS >= 10 * settings.JOB_HEARTBEAT_SECONDS  # ten missed beats
+    assert settings.JOB_STALE_SECONDS + recover_every < 5 * 60
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_job_silent_for_three_minutes_is_recovered(kind):
+    make, recover = KINDS[kind]
+    now = timezone.now()
+    silent = make(
+        _client(f"Три минуты {kind}"),
+        status="running",
+        started_at=now - timedelta(minutes=4),
+        heartbeat_at=now - timedelta(minutes=3),
+    )
+    beating = make(
+        _client(f"Бьётся {kind}"),
+        status="running",
+        started_at=now - timedelta(minutes=4),
+        heartbeat_at=now - timedelta(seconds=90),
+    )
+    assert recover(now=now) == [silent.pk]
+    beating.refresh_from_db()
+    assert beating.status == "running"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_old_worker_of_a_recovered_job_writes_nothing_over_the_new_attempt(kind):
+    from agency.jobs import JobLost
+    from agency.recovery import job_recover
+
+    make, _recover = KINDS[kind]
+    job = make(_client(f"Две попытки {kind}"))
+    model = type(job)
+    old = model.objects.unscoped().get(pk=job.pk)
+    assert old.claim()
+    assert old.attempt == 1
+    old.progress_write(stage="до сбоя") if kind != "import" else old.progress_write(rows_total=9)
+    # Silent past the stale threshold: recovery puts it back, another worker claims it.
+    model.objects.unscoped().filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=3)
+    )
+    assert job_recover(model) == [job.pk]
+    new = model.objects.unscoped().get(pk=job.pk)
+    assert new.claim()
+    assert new.attempt == 2
+    late = model.objects.unscoped().get(pk=job.pk)
+    assert not late.claim()  # a late second delivery gets nothing either
+
+    fields = {"rows_total": 7} if kind == "import" else {"stage": "старый исполнитель"}
+    for worker in (old, late):
+        with pytest.raises(JobLost):
+            worker.progress_write(**fields)
+    with pytest.raises(JobLost):
+        old.finish("failed", **{"error_message" if kind == "import" else "error": "старый"})
+    stored = model.objects.unscoped().get(pk=job.pk)
+    assert (stored.status, stored.attempt, stored.finished_at) == ("running", 2, None)
+
+    new.progress_write(**({"rows_total": 11} if kind == "import" else {"stage": "новый"}))
+    new.finish("succeeded")
+    stored = model.objects.unscoped().get(pk=job.pk)
+    assert (stored.status, stored.attempt) == ("succeeded", 2)
+    assert stored.rows_total == 11 if kind == "import" else stored.stage == "новый"
+
+
+def test_the_heartbeat_thread_of_a_recovered_job_stops_beating(committed_client):
+    job = _import_job(committed_client)
+    assert job.claim()
+    rows = ImportJob.objects.for_client(committed_client).filter(pk=job.pk)
+    with job.beating(every=timedelta(milliseconds=50)):
+        # Taken over: recovered and claimed by another worker (attempt 2), which then goes quiet.
+        rows.update(status="pending", heartbeat_at=None)
+        assert ImportJob.objects.for_client(committed_client).get(pk=job.pk).claim()
+        quiet = timezone.now() - timedelta(hours=1)
+        rows.update(heartbeat_at=quiet, rows_processed=5)
+        job.rows_processed = 1234  # the old worker's progress, which its pulse would write
+        time.sleep(0.5)
+        stored = rows.get()
+        assert (stored.heartbeat_at, stored.rows_processed, stored.attempt) == (quiet, 5, 2)
+
+
+@pytest.mark.django_db
+def test_setup_periodic_tasks_moves_recovery_off_its_former_default_only():
+    from django.core.management import call_command
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    call_command("setup_periodic_tasks")
+    old = IntervalSchedule.objects.create(every=600, period=IntervalSchedule.SECONDS)
+    edited = IntervalSchedule.objects.create(every=900, period=IntervalSchedule.SECONDS)
+    tasks = PeriodicTask.objects.filter(task__endswith="recover_task")
+    tasks.filter(task="segments.tasks.scoring_runs_recover_task").update(interval=old)
+    tasks.filter(task="audiences.tasks.audience_syncs_recover_task").update(interval=edited)
+
+    call_command("setup_periodic_tasks")
+
+    every = {task.task.split(".")[0]: task.interval.every for task in tasks.all()}
+    assert every == {"clients": 60, "segments": 60, "audiences": 900}  # an edit is kept

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
 from importlib import import_module
 
 import pytest
 from django.apps import apps
-from django.utils import timezone
 
 from audiences.models import SyncRun
-from audiences.services import audience_sync_request, sync_runs_recover
-from audiences.tasks import audience_sync_task
+from audiences.services import audience_sync_request
+from audiences.tasks import audience_syncs_recover_task
 from clients.services import client_create
 from consent import services as consent_services
+from tests.job_recovery import WORKER_ENV as RECOVERY_ENV
+from tests.job_recovery import (
+    hold_past_stale,
+    kill,
+    recover_until_claimed,
+    report,
+    use_test_timings,
+)
 from tests.stubs.vk_ads import VkAdsStub
 from tests.stubs.yandex_audiences import YandexAudiencesStub
 
@@ -78,12 +84,13 @@ def test_worker_syncs_a_segment_to_each_platform(start_worker, seeded_client, se
             make_audience(world, vk_destination(seeded_client), name="VK"),
             make_audience(world, vk_destination(seeded_client, platform="mytarget"), name="MT"),
         ]
+        # Their creation asked for a first sync at once (the task sent after commit, here at
+        # once): the worker starts the three runs on its own.
         worker = start_worker(**WORKER_ENV)
         runs = []
         for audience in audiences:
-            # The request sends the task itself (after commit; here at once).
-            run, created = audience_sync_request(audience=audience, source="test")
-            assert created
+            run = wait_for_run(audience, worker)
+            assert run.source == "created"
             runs.append(run)
         for run in runs:
             assert wait_for(run, worker).status == SyncRun.Status.SUCCEEDED, run.error
@@ -95,6 +102,17 @@ def test_worker_syncs_a_segment_to_each_platform(start_worker, seeded_client, se
             lists = audience.remote["lists"]
             assert stub.list_values(lists["emails"]["id"]) == world.emails(md5)
             assert stub.list_values(lists["phones"]["id"]) == world.phones(md5)
+
+
+def wait_for_run(audience, worker, seconds: float = 60) -> SyncRun:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run = SyncRun.objects.for_client(audience.client_id).filter(audience=audience).first()
+        if run is not None:
+            return run
+        assert worker.poll() is None, "the worker died"
+        time.sleep(0.3)
+    raise AssertionError(f"no run of audience {audience.pk}")
 
 
 class StallingYandexStub(YandexAudiencesStub):
@@ -117,29 +135,33 @@ class StallingYandexStub(YandexAudiencesStub):
 def test_worker_killed_mid_sync_then_the_run_completes_without_a_second_upload(
     start_worker, seeded_client, settings
 ):
+    """The worker waits for the platform's reply (writing no progress) past the stale threshold:
+    its heartbeat keeps the run its own; killed, the run is recovered once its heartbeat is
+    stale and resumed by another worker, which finds the upload instead of sending it again."""
+    use_test_timings(settings)
     world = build_world(seeded_client, 300)
     with StallingYandexStub(tokens={"test-yandex-token"}, quota_per_minute=None) as yandex:
         point_platforms_at(settings, yandex=yandex)
         audience = make_audience(world, yandex_destination(seeded_client))
-        worker = start_worker(**WORKER_ENV)
+        worker = start_worker(**WORKER_ENV, **RECOVERY_ENV)
         run, _ = audience_sync_request(audience=audience, source="test")
         assert yandex.uploaded.wait(60), "the upload never reached the stub"
-        worker.kill()
-        worker.wait()
+        run.refresh_from_db()
+        hold_past_stale(run, audience_syncs_recover_task)
+        killed_at = kill(worker)
         yandex.release.set()
         run.refresh_from_db()
         assert run.status == SyncRun.Status.RUNNING
         audience.refresh_from_db()
         assert not audience.remote, "the id of the upload was never received"
 
-        # The periodic recovery, once the task time limit has passed, puts it back in line.
-        later = timezone.now() + timedelta(hours=3)
-        assert sync_runs_recover(now=later) == [run.pk]
-        second = start_worker(**WORKER_ENV)
-        audience_sync_task.delay(run.pk)
+        # The periodic recovery puts it back in line once its heartbeat is stale.
+        second = start_worker(**WORKER_ENV, **RECOVERY_ENV)
+        seconds = recover_until_claimed(run, audience_syncs_recover_task, killed_at, second)
+        report("audience sync", seconds)
         run = wait_for(run, second)
 
-        assert run.status == SyncRun.Status.SUCCEEDED, run.error
+        assert (run.status, run.attempt) == (SyncRun.Status.SUCCEEDED, 2), run.error
         assert yandex.upload_count == 1
         audience.refresh_from_db()
         segment = yandex.segment(audience.remote["segment_id"])

@@ -31,6 +31,16 @@ def schedule_for(spec: dict) -> dict[str, Any]:
     raise CommandError(f"{spec['name']}: give exactly one of every_seconds or crontab")
 
 
+def _on_former_default(task: PeriodicTask, spec: dict) -> bool:
+    """The entry still runs on a former default interval of the spec (never edited since)."""
+    interval = task.interval
+    return (
+        interval is not None
+        and interval.period == IntervalSchedule.SECONDS
+        and interval.every in spec.get("was_every_seconds", ())
+    )
+
+
 class Command(BaseCommand):
     help = (
         "Создаёт или обновляет периодические задачи платформы в django-celery-beat "
@@ -44,9 +54,16 @@ class Command(BaseCommand):
                 PeriodicTask.objects.create(
                     name=spec["name"], task=spec["task"], **schedule_for(spec)
                 )
-            elif existing.task != spec["task"]:
-                existing.task = spec["task"]
-                existing.save(update_fields=["task"])
+            else:
+                changed = []
+                if existing.task != spec["task"]:
+                    existing.task = spec["task"]
+                    changed.append("task")
+                if _on_former_default(existing, spec):
+                    existing.interval = schedule_for(spec)["interval"]
+                    changed.append("interval")
+                if changed:
+                    existing.save(update_fields=changed)
             self.stdout.write(
                 f"{'есть' if existing else 'создана'}: {spec['name']} → {spec['task']}"
             )

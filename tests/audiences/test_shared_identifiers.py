@@ -60,7 +60,7 @@ def test_a_withdrawal_on_one_record_keeps_the_shared_email_off_the_platform(
 ):
     world = build_world(client_a, 150)
     granted, withdrew = add_pair(world, withdrawn_in_segment=withdrawn_in_segment)
-    audience = make_audience(world, yandex_cabinet(client_a, yandex_stub))
+    audience = make_audience(world, yandex_cabinet(client_a))
 
     run = sync(audience)
 
@@ -82,7 +82,7 @@ def test_a_member_left_with_no_value_to_send_is_held_back_for_consent(client_a, 
     world = build_world(client_a, 150)
     add_pair(world, withdrawn_in_segment=False)
     audience = make_audience(
-        world, yandex_cabinet(client_a, yandex_stub), identifiers=Audience.Identifiers.EMAIL
+        world, yandex_cabinet(client_a), identifiers=Audience.Identifiers.EMAIL
     )
 
     run = sync(audience)
@@ -99,7 +99,7 @@ def test_a_member_left_with_no_value_to_send_is_held_back_for_consent(client_a, 
 def test_a_grant_after_the_withdrawal_lets_the_shared_email_go_again(client_a, yandex_stub):
     world = build_world(client_a, 150)
     granted, withdrew = add_pair(world, withdrawn_in_segment=False)
-    audience = make_audience(world, yandex_cabinet(client_a, yandex_stub))
+    audience = make_audience(world, yandex_cabinet(client_a))
     assert sha256(SHARED) not in snapshot_of(sync(audience), 1)
 
     grant(client_a, [withdrew])  # the latest action wins, as for every consent question

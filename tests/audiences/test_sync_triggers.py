@@ -49,7 +49,7 @@ def wanted_runs(now) -> list[SyncRun]:
 def synced(client, stub, size=140, **extra):
     """A Yandex audience after its first sync (the segment uploaded, processed or not)."""
     world = build_world(client, size)
-    audience = make_audience(world, yandex_cabinet(client, stub), **extra)
+    audience = make_audience(world, yandex_cabinet(client), **extra)
     first = audience_sync_now(audience, source="test", http_options=FAST)
     assert first.status == SyncRun.Status.SUCCEEDED, first.error
     audience.refresh_from_db()
@@ -218,7 +218,7 @@ def test_a_new_audience_syncs_at_once(
     client_a, yandex_stub, django_capture_on_commit_callbacks, monkeypatch
 ):
     world = build_world(client_a, 150)
-    destination = yandex_cabinet(client_a, yandex_stub)
+    destination = yandex_cabinet(client_a)
     sent = []
     monkeypatch.setattr(audience_syncs_wanted_task, "delay", lambda *args: sent.append(args))
     with django_capture_on_commit_callbacks(execute=True):
@@ -241,14 +241,14 @@ def test_a_new_audience_syncs_at_once(
 
 def test_an_inactive_new_audience_waits(client_a, yandex_stub):
     world = build_world(client_a, 20)
-    audience = make_audience(world, yandex_cabinet(client_a, yandex_stub), is_active=False)
+    audience = make_audience(world, yandex_cabinet(client_a), is_active=False)
     assert marked(audience) == (None, "")
     assert wanted_runs(timezone.now() + timedelta(hours=1)) == []
 
 
 def test_the_wanted_syncs_task_is_the_service(client_a, yandex_stub):
     world = build_world(client_a, 20)
-    audience = make_audience(world, yandex_cabinet(client_a, yandex_stub))
+    audience = make_audience(world, yandex_cabinet(client_a))
     (run_id,) = audience_syncs_wanted_task()
     assert SyncRun.objects.for_client(client_a).get(pk=run_id).audience_id == audience.pk
     assert audience_syncs_wanted_task() == []  # the mark is spent; the run is under way

@@ -78,7 +78,7 @@ class QueryTextMiddleware:
             try:
                 check_form_text(request.GET)
             except ServiceError as error:
-                if is_api_request(request) or "/api/" in request.path_info:
+                if "/api/" in request.path_info:  # /api/... and the public /consent/api/...
                     return json_error_response(error)
                 return HttpResponseBadRequest(error.message, content_type="text/plain")
         return self.get_response(request)

@@ -489,8 +489,8 @@ class Message(TenantModel):
             models.Index(fields=["client", "customer", "created_at"], name="message_client_cust"),
             models.Index(fields=["client", "chain", "state"], name="message_client_chain"),
             models.Index(
-                fields=["client", "customer", "channel", "sent_at"],
-                condition=models.Q(sent_at__isnull=False),
+                fields=["client", "customer", "sending_at"],
+                condition=models.Q(sending_at__isnull=False),
                 name="message_client_sent",
             ),
             models.Index(

@@ -3,6 +3,7 @@
 Export set = open members of the audience's segment
              ∩ current consent for ``ad_audiences`` (``consent.selectors``, nothing else)
              − members of the audience's suppression segments
+             − people a higher app excludes (``audiences.exclusions``: a running trigger chain)
              − erased people;
 and of their identifier values, none that also belongs to a customer who withdrew
 ``ad_audiences``: when two customer records share an email, one record's withdrawal wins over the
@@ -38,6 +39,8 @@ from agency import pgcopy
 from clients.models import Customer
 from consent.purposes import AUDIENCE_PURPOSE
 from consent.selectors import latest_consent_actions_sql, withdrawn_customers_sql
+
+from .exclusions import exclusions_sql
 from segments.models import SegmentMembership
 
 from .hashing import EMAIL, KIND_NAMES, PHONE, hashed_sql, platform_value_sql
@@ -111,6 +114,8 @@ def export_candidates_sql(audience: Audience) -> tuple[str, list]:
         client_id=client_id, purpose_code=AUDIENCE_PURPOSE, at=now
     )
     marks = ", ".join(["%s"] * len(suppression_ids))
+    excluded = exclusions_sql(audience)
+    excluded_sql = f" UNION SELECT customer_id FROM ({excluded[0]}) ex" if excluded else ""
     sharing = " UNION ALL ".join(
         f"SELECT o.id AS customer_id, {kind} AS kind "  # noqa: S608 - names built here
         f"FROM withdrawn x JOIN {_CUSTOMERS} w ON w.id = x.customer_id "
@@ -139,7 +144,7 @@ def export_candidates_sql(audience: Audience) -> tuple[str, list]:
         "WHERE client_id = %s AND segment_id = %s AND left_at IS NULL"
         "), suppressed AS ("
         f"SELECT DISTINCT customer_id FROM {_MEMBERSHIPS} "
-        f"WHERE client_id = %s AND segment_id IN ({marks}) AND left_at IS NULL"
+        f"WHERE client_id = %s AND segment_id IN ({marks}) AND left_at IS NULL{excluded_sql}"
         f"), latest AS ({latest}), withdrawn AS {materialized}({withdrawn}), "
         f"withheld AS {materialized}(SELECT customer_id, {flags} FROM ({sharing}) s "
         "GROUP BY customer_id) "
@@ -157,6 +162,7 @@ def export_candidates_sql(audience: Audience) -> tuple[str, list]:
         "WHERE c.client_id = %s"
     )
     params = [client_id, audience.segment_id, client_id, *suppression_ids]
+    params += excluded[1] if excluded else []
     params += [*latest_params, *withdrawn_params, *[client_id] * len(kinds)]
     return sql, [*params, client_id]
 

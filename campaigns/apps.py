@@ -1,7 +1,14 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CampaignsConfig(AppConfig):
     name = "campaigns"
-    verbose_name = "Кампании и триггеры"
+    verbose_name = _("Кампании и триггеры")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import personal_data
+
+        personal_data.register()  # consent's archive sections, erasure step, withdrawal hook
+        personal_data.audiences_register()  # chain members left out of chosen audiences

@@ -54,4 +54,18 @@ PERIODIC_TASKS: list[dict] = [
         "crontab": {"minute": "30", "hour": "0"},
         "timezone": "Europe/Moscow",
     },
+    {
+        # Trigger chains: enrol, exit, schedule and send, one task per client with work
+        # (campaigns.tasks fans out); a message is never sent twice (campaigns.dispatch).
+        "name": "Триггерные цепочки: такт",
+        "task": "campaigns.tasks.chains_tick_all_task",
+        "every_seconds": 60,
+    },
+    {
+        # Messages left "sending" by a worker that died: back to the queue only where the
+        # provider takes an idempotency key, else marked "outcome unknown" (never resent).
+        "name": "Триггерные цепочки: зависшие отправки",
+        "task": "campaigns.tasks.outbox_recover_task",
+        "every_seconds": 120,
+    },
 ]

@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("segments.api")),
     path("api/v1/", include("audiences.api")),
     path("consent/", include("consent.urls")),
+    path("t/", include("campaigns.tracking")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI with its init script served apart (no inline script: the CSP allows none).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -1,0 +1,150 @@
+"""Opens and clicks: an open pixel in every marketing email and signed click redirects for links
+in email and SMS. Each names the message by (enrolment, step), which is unique, so links can be
+written before the message row exists. Opens and clicks become Events (``email_open``,
+``email_click``, ``sms_click``) tied to the message, and move it forward (opened, clicked).
+
+The redirect goes only where the signed token says: nobody can use it as an open redirect. The
+tokens never expire (a letter is opened months later); a tampered one answers 404.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from django.core import signing
+from django.db import transaction
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from clients.models import Event
+from consent.unsubscribe import public_base_url
+
+from .models import Channel, Message
+from .templating import RenderedMessage
+
+SIGNING_SALT = "campaigns.tracking.v1"  # a namespace for signing, not a secret
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+EVENT_OF = {
+    ("open", Channel.EMAIL): Event.Type.EMAIL_OPEN,
+    ("click", Channel.EMAIL): Event.Type.EMAIL_CLICK,
+    ("click", Channel.SMS): Event.Type.SMS_CLICK,
+}
+# States a message may still move forward from when opened or clicked.
+OPENABLE = (Message.State.SENT, Message.State.DELIVERED)
+CLICKABLE = (Message.State.SENT, Message.State.DELIVERED, Message.State.OPENED)
+
+
+def _token(payload: list) -> str:
+    return signing.dumps(payload, salt=SIGNING_SALT, compress=True)
+
+
+def click_url(enrollment_id: int, step_id: int, url: str) -> str:
+    return public_base_url() + reverse(
+        "campaigns-click", args=[_token([enrollment_id, step_id, url])]
+    )
+
+
+def open_url(enrollment_id: int, step_id: int) -> str:
+    return public_base_url() + reverse("campaigns-open", args=[_token([enrollment_id, step_id])])
+
+
+def click_wrapper(enrollment_id: int, step_id: int, *, channel: str) -> Callable[[str], str]:
+    def wrap(url: str) -> str:
+        if urlsplit(url).scheme not in ("http", "https"):
+            return url
+        return click_url(enrollment_id, step_id, url)
+
+    return wrap
+
+
+def with_open_pixel(message: RenderedMessage, enrollment_id: int, step_id: int) -> RenderedMessage:
+    pixel = f'<img src="{open_url(enrollment_id, step_id)}" width="1" height="1" alt="">'
+    body = message.body
+    if "</body>" in body:
+        body = body.replace("</body>", pixel + "</body>", 1)
+    else:
+        body += pixel
+    return replace(message, body=body)
+
+
+def _message_of(token: str, *, with_url: bool) -> tuple[Message, str]:
+    try:
+        payload = signing.loads(token, salt=SIGNING_SALT)
+        enrollment_id, step_id = int(payload[0]), int(payload[1])
+        url = str(payload[2]) if with_url else ""
+    except (signing.BadSignature, ValueError, TypeError, IndexError):
+        raise Http404 from None
+    message = (
+        Message.objects.filter(enrollment_id=enrollment_id, step_id=step_id)
+        .only("pk", "client_id", "customer_id", "chain_id", "step_id", "channel", "state")
+        .first()
+    )
+    if message is None:
+        raise Http404
+    return message, url
+
+
+def message_engagement_record(message: Message, kind: str, *, url: str = "") -> None:
+    """An open or a click of a message: the Event (once per message and kind) and the message's
+    state and time (forward only: a click implies an open)."""
+    event_type = EVENT_OF.get((kind, message.channel))
+    now = timezone.now()
+    with transaction.atomic():
+        if event_type is not None:
+            Event.objects.bulk_create(
+                [
+                    Event(
+                        client_id=message.client_id,
+                        customer_id=message.customer_id,
+                        external_id=f"msg-{message.pk}-{kind}",
+                        type=event_type,
+                        occurred_at=now,
+                        properties={
+                            "message_id": message.pk,
+                            "chain_id": message.chain_id,
+                            "step_id": message.step_id,
+                            **({"url": url[:500]} if url else {}),
+                        },
+                    )
+                ],
+                ignore_conflicts=True,
+            )
+        rows = Message.objects.filter(pk=message.pk)
+        if kind == "open":
+            rows.filter(opened_at__isnull=True).update(opened_at=now)
+            rows.filter(state__in=OPENABLE).update(state=Message.State.OPENED)
+        else:
+            rows.filter(opened_at__isnull=True, channel=Channel.EMAIL).update(opened_at=now)
+            rows.filter(clicked_at__isnull=True).update(clicked_at=now)
+            rows.filter(Q(state__in=CLICKABLE)).update(state=Message.State.CLICKED)
+
+
+@never_cache
+@require_GET
+def open_pixel_view(request: HttpRequest, token: str) -> HttpResponse:
+    message, _url = _message_of(token, with_url=False)
+    message_engagement_record(message, "open")
+    return HttpResponse(PIXEL, content_type="image/gif")
+
+
+@never_cache
+@require_GET
+def click_view(request: HttpRequest, token: str) -> HttpResponse:
+    message, url = _message_of(token, with_url=True)
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise Http404
+    message_engagement_record(message, "click", url=url)
+    return HttpResponseRedirect(url)
+
+
+urlpatterns = [
+    path("o/<str:token>.gif", open_pixel_view, name="campaigns-open"),
+    path("c/<str:token>", click_view, name="campaigns-click"),
+]

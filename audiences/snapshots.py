@@ -39,10 +39,9 @@ from agency import pgcopy
 from clients.models import Customer
 from consent.purposes import AUDIENCE_PURPOSE
 from consent.selectors import latest_consent_actions_sql, withdrawn_customers_sql
-
-from .exclusions import exclusions_sql
 from segments.models import SegmentMembership
 
+from .exclusions import exclusions_sql
 from .hashing import EMAIL, KIND_NAMES, PHONE, hashed_sql, platform_value_sql
 from .models import Audience, AudienceSnapshot, AudienceSnapshotChunk
 
@@ -115,7 +114,7 @@ def export_candidates_sql(audience: Audience) -> tuple[str, list]:
     )
     marks = ", ".join(["%s"] * len(suppression_ids))
     excluded = exclusions_sql(audience)
-    excluded_sql = f" UNION SELECT customer_id FROM ({excluded[0]}) ex" if excluded else ""
+    excluded_sql = f" UNION SELECT customer_id FROM ({excluded[0]}) ex" if excluded else ""  # noqa: S608
     sharing = " UNION ALL ".join(
         f"SELECT o.id AS customer_id, {kind} AS kind "  # noqa: S608 - names built here
         f"FROM withdrawn x JOIN {_CUSTOMERS} w ON w.id = x.customer_id "

@@ -33,8 +33,8 @@ def exclusions_sql(audience: Audience) -> tuple[str, list] | None:
         return None
     return (
         " UNION ".join(
-            f"SELECT customer_id FROM ({sql}) x{i}"
-            for i, (sql, _p) in enumerate(parts)  # noqa: S608 - providers give SQL
+            f"SELECT customer_id FROM ({sql}) x{i}"  # noqa: S608 - providers give SQL
+            for i, (sql, _p) in enumerate(parts)
         ),
         [param for _sql, params in parts for param in params],
     )

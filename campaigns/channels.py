@@ -119,7 +119,7 @@ def channel_sender_for(client_id: int, channel: str) -> ChannelSender:
             )
         sender = settings.DEFAULT_FROM_EMAIL
         return ChannelSender(
-            client=_smtp({}, sender, ""),
+            client=BUILDERS[Provider.SMTP]({}, sender, ""),
             provider=Provider.SMTP,
             recipient=platform_smtp_recipient(client_id),
             sender=sender,

@@ -199,7 +199,7 @@ def _claim(
             message.reason = ""
             history[message.customer_id].append((channel, now))
             claimed.append(message)
-        Message.objects.bulk_update(
+        Message.objects.for_client(client_id).bulk_update(
             batch,
             ["state", "reason", "finished_at", "due_at", "sending_at", "attempts", "provider"],
         )
@@ -274,7 +274,7 @@ def _apply_results(
                 if message.channel == "push":
                     gone_tokens.append(message.address)
     with transaction.atomic():
-        Message.objects.bulk_update(
+        Message.objects.for_client(claimed[0].client_id).bulk_update(
             claimed,
             [
                 "state",
@@ -321,7 +321,9 @@ def _batch_fail(claimed: list[Message], exc: Exception, now: dt.datetime, report
         _apply_results(claimed, results, now, report)
         return
     with transaction.atomic():
-        Message.objects.bulk_update(claimed, ["state", "reason", "finished_at", "outcome_unknown"])
+        Message.objects.for_client(claimed[0].client_id).bulk_update(
+            claimed, ["state", "reason", "finished_at", "outcome_unknown"]
+        )
 
 
 def _count(report, key: str, n: int = 1) -> None:
@@ -403,7 +405,9 @@ def _hold(client_id: int, channel: str, reason: str) -> None:
 def outbox_recover(client_id: int | None = None, now: dt.datetime | None = None) -> dict:
     """Messages left ``sending`` by a worker that died (see the module docstring)."""
     now = now or timezone.now()
-    stale = Message.objects.filter(state=Message.State.SENDING, sending_at__lt=now - SENDING_STALE)
+    stale = Message.objects.unscoped().filter(
+        state=Message.State.SENDING, sending_at__lt=now - SENDING_STALE
+    )
     if client_id is not None:
         stale = stale.filter(client_id=client_id)
     requeued = unknown = 0
@@ -412,7 +416,7 @@ def outbox_recover(client_id: int | None = None, now: dt.datetime | None = None)
             idempotent = channel_sender_for(cid, channel).idempotent
         except Exception:  # noqa: BLE001 - unknown means never resend
             idempotent = False
-        rows = Message.objects.filter(pk__in=ids, state=Message.State.SENDING)
+        rows = Message.objects.for_client(cid).filter(pk__in=ids, state=Message.State.SENDING)
         if idempotent:
             requeued += rows.update(state=Message.State.QUEUED, due_at=now)
         else:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -316,9 +316,10 @@ def chains_enrol(
 # Exits
 
 
-def _messages_cancel(enrollments, reason: str) -> int:
+def _messages_cancel(client_id: int, enrollments, reason: str) -> int:
     return (
-        Message.objects.filter(enrollment__in=enrollments, state__in=CANCELLABLE_STATES)
+        Message.objects.for_client(client_id)
+        .filter(enrollment__in=enrollments, state__in=CANCELLABLE_STATES)
         .order_by()
         .update(state=Message.State.CANCELLED, reason=reason, finished_at=timezone.now())
     )
@@ -327,7 +328,6 @@ def _messages_cancel(enrollments, reason: str) -> int:
 def chains_exit(client_id: int, now: dt.datetime, report: TickReport) -> None:
     """Conversions, ends of conversion windows and (when the chain asks) segment exits."""
     active = Enrollment.objects.for_client(client_id).filter(state=Enrollment.State.ACTIVE)
-    window_end = F("enrolled_at") + F("chain__conversion_window_days") * dt.timedelta(days=1)
     purchase = Order.objects.for_client(client_id).filter(
         customer=OuterRef("customer"),
         status=Order.Status.PAID,
@@ -366,23 +366,24 @@ def chains_exit(client_id: int, now: dt.datetime, report: TickReport) -> None:
         # Within the window only: a purchase after it is not the chain's doing.
         if converted:
             ids = [e.pk for e in converted]
-            windows = dict(
-                Enrollment.objects.filter(pk__in=ids)
-                .annotate(window_end=window_end)
-                .values_list("pk", "window_end")
-            )
+            windows = {
+                pk: enrolled_at + dt.timedelta(days=days)
+                for pk, enrolled_at, days in Enrollment.objects.for_client(client_id)
+                .filter(pk__in=ids)
+                .values_list("pk", "enrolled_at", "chain__conversion_window_days")
+            }
             converted = [e for e in converted if e.converted_at <= windows[e.pk]]
         for enrollment in converted:
             enrollment.state = Enrollment.State.CONVERTED
             enrollment.ended_at = now
             enrollment.next_due_at = None
-        Enrollment.objects.bulk_update(
+        Enrollment.objects.for_client(client_id).bulk_update(
             converted,
             ["state", "converted_at", "conversion_value", "ended_at", "next_due_at"],
             batch_size=1000,
         )
         if converted:
-            _messages_cancel([e.pk for e in converted], _("цель достигнута"))
+            _messages_cancel(client_id, [e.pk for e in converted], _("цель достигнута"))
         report.converted += len(converted)
 
         leavers = (
@@ -400,13 +401,13 @@ def chains_exit(client_id: int, now: dt.datetime, report: TickReport) -> None:
         )
         leaver_ids = list(leavers)
         if leaver_ids:
-            Enrollment.objects.filter(pk__in=leaver_ids).update(
+            Enrollment.objects.for_client(client_id).filter(pk__in=leaver_ids).update(
                 state=Enrollment.State.EXITED,
                 exit_reason=_("вышел из сегмента-фильтра"),
                 ended_at=now,
                 next_due_at=None,
             )
-            _messages_cancel(leaver_ids, _("вышел из сегмента-фильтра"))
+            _messages_cancel(client_id, leaver_ids, _("вышел из сегмента-фильтра"))
         report.exited += len(leaver_ids)
 
 
@@ -423,12 +424,16 @@ def enrollments_exit_for_customers(
     ids = list(active.values_list("pk", flat=True))
     if not ids:
         return 0
-    _messages_cancel(ids, reason)
-    return Enrollment.objects.filter(pk__in=ids).update(
-        state=Enrollment.State.EXITED,
-        exit_reason=reason[:200],
-        ended_at=timezone.now(),
-        next_due_at=None,
+    _messages_cancel(client_id, ids, reason)
+    return (
+        Enrollment.objects.for_client(client_id)
+        .filter(pk__in=ids)
+        .update(
+            state=Enrollment.State.EXITED,
+            exit_reason=reason[:200],
+            ended_at=timezone.now(),
+            next_due_at=None,
+        )
     )
 
 
@@ -448,11 +453,12 @@ def _next_position(steps: dict[int, ChainStep], position: int) -> int | None:
     return min(later) if later else None
 
 
-def _previous_messages(enrollment_ids: list[int]) -> dict[int, Message]:
+def _previous_messages(client_id: int, enrollment_ids: list[int]) -> dict[int, Message]:
     """Each enrolment's latest message (by step position)."""
     latest: dict[int, Message] = {}
     rows = (
-        Message.objects.filter(enrollment_id__in=enrollment_ids)
+        Message.objects.for_client(client_id)
+        .filter(enrollment_id__in=enrollment_ids)
         .select_related("step")
         .only("enrollment_id", "state", "opened_at", "clicked_at", "sending_at", "step__position")
     )
@@ -473,7 +479,10 @@ def _purchased_since_enrolment(client_id: int, enrollments: list[Enrollment]) ->
         placed_at__gt=OuterRef("enrolled_at"),
     )
     return set(
-        Enrollment.objects.filter(pk__in=ids).filter(Exists(purchase)).values_list("pk", flat=True)
+        Enrollment.objects.for_client(client_id)
+        .filter(pk__in=ids)
+        .filter(Exists(purchase))
+        .values_list("pk", flat=True)
     )
 
 
@@ -552,7 +561,7 @@ def _schedule_chunk(
     client_id: int, chunk: list[Enrollment], now: dt.datetime, report: TickReport
 ) -> None:
     steps = _steps_by_chain(e.chain_id for e in chunk)
-    previous = _previous_messages([e.pk for e in chunk])
+    previous = _previous_messages(client_id, [e.pk for e in chunk])
     needs_purchase_check = [
         e
         for e in chunk
@@ -591,7 +600,7 @@ def _schedule_chunk(
         _advance(enrollment, chain_steps, step, now)
 
     _messages_create(client_id, to_send, now, report)
-    Enrollment.objects.bulk_update(
+    Enrollment.objects.for_client(client_id).bulk_update(
         chunk,
         ["state", "ended_at", "next_position", "next_due_at", "last_step_at"],
         batch_size=1000,

@@ -82,7 +82,8 @@ def _message_of(token: str, *, with_url: bool) -> tuple[Message, str]:
     except (signing.BadSignature, ValueError, TypeError, IndexError):
         raise Http404 from None
     message = (
-        Message.objects.filter(enrollment_id=enrollment_id, step_id=step_id)
+        Message.objects.unscoped()
+        .filter(enrollment_id=enrollment_id, step_id=step_id)
         .only("pk", "client_id", "customer_id", "chain_id", "step_id", "channel", "state")
         .first()
     )
@@ -116,7 +117,7 @@ def message_engagement_record(message: Message, kind: str, *, url: str = "") -> 
                 ],
                 ignore_conflicts=True,
             )
-        rows = Message.objects.filter(pk=message.pk)
+        rows = Message.objects.for_client(message.client_id).filter(pk=message.pk)
         if kind == "open":
             rows.filter(opened_at__isnull=True).update(opened_at=now)
             rows.filter(state__in=OPENABLE).update(state=Message.State.OPENED)

@@ -11,11 +11,12 @@ PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 SCORING_BENCH_ARGS ?=
 AUDIENCES_BENCH_ARGS ?=
+CAMPAIGNS_BENCH_ARGS ?=
 FUZZ_EXAMPLES ?= 100
 FUZZ_SECONDS  ?= 900
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test test-services test-browser fuzz lint format bench bench-ingest bench-scoring bench-audiences clean distclean
+.PHONY: help venv install run test test-services test-browser fuzz lint format bench bench-ingest bench-scoring bench-audiences bench-campaigns clean distclean
 
 help:
 	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
@@ -26,6 +27,7 @@ help:
 	@echo "make bench      run bench/ingest.py and bench/scoring.py against a throwaway PostgreSQL and Redis"
 	@echo "make bench-scoring  only the scoring pipeline bench (SCORING_BENCH_ARGS=--sizes 10000,...)"
 	@echo "make bench-audiences  only the audience sync bench (AUDIENCES_BENCH_ARGS=--sizes 10000,...)"
+	@echo "make bench-campaigns  trigger chains: enrolment tick and dispatch rates (CAMPAIGNS_BENCH_ARGS=--size 100000 ...)"
 	@echo "make venv       create $(VENV) and install the project with dev extras"
 	@echo "make clean      remove caches and build artefacts (distclean: also $(VENV) and var/)"
 
@@ -101,7 +103,7 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: bench-ingest bench-scoring bench-audiences
+bench: bench-ingest bench-scoring bench-audiences bench-campaigns
 
 bench-ingest: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=config.settings \
@@ -116,6 +118,12 @@ bench-scoring: $(STAMP) test-services
 bench-audiences: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=config.settings scripts/with_test_services.sh \
 	  bash -c '$(PY) manage.py migrate -v0 && $(PY) bench/audiences.py $(AUDIENCES_BENCH_ARGS)'
+
+# Trigger chains: the enrolment tick over 1M customers and dispatch into a local SMTP server and
+# the SMS.ru stub (CAMPAIGNS_BENCH_ARGS=--size 100000 --skip-dispatch ...).
+bench-campaigns: $(STAMP) test-services
+	DJANGO_SETTINGS_MODULE=config.settings scripts/with_test_services.sh \
+	  bash -c '$(PY) manage.py migrate -v0 && $(PY) bench/campaigns.py $(CAMPAIGNS_BENCH_ARGS)'
 
 clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -168,12 +168,12 @@ def trigger_candidates(chain: TriggerChain, now: dt.datetime):
             ~Exists(orders.filter(placed_at__gt=now - days)),
         )
     if trigger == Trigger.LIFECYCLE_STAGE:
-        scores = CustomerScore.objects.filter(
+        scores = CustomerScore.objects.for_client(client_id).filter(
             customer=OuterRef("pk"), lifecycle_stage=chain.trigger_lifecycle_stage
         )
         return customers.filter(Exists(scores))
     if trigger == Trigger.CHURN_PROBABILITY:
-        scores = CustomerScore.objects.filter(
+        scores = CustomerScore.objects.for_client(client_id).filter(
             customer=OuterRef("pk"),
             churn_probability__gte=chain.trigger_churn_probability
             if chain.trigger_churn_probability is not None

@@ -36,6 +36,7 @@ class RecordingClient:
     sent: list[OutgoingMessage] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     fail_keys: set[str] = field(default_factory=set)
+    gone_addresses: set[str] = field(default_factory=set)
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         from campaigns.models import Message
@@ -48,7 +49,11 @@ class RecordingClient:
             if not consent_is_granted(customer=message.customer, purpose_code=self.purpose):
                 self.violations.append(outgoing.key)
             self.sent.append(outgoing)
-            if outgoing.key in self.fail_keys:
+            if outgoing.to in self.gone_addresses:
+                results.append(
+                    SendResult(outgoing.key, "failed", error="550 5.1.1 user unknown", gone=True)
+                )
+            elif outgoing.key in self.fail_keys:
                 results.append(SendResult(outgoing.key, "failed", error="550 no such user"))
             else:
                 results.append(SendResult(outgoing.key, "accepted", provider_id=f"p{outgoing.key}"))

@@ -278,3 +278,23 @@ def test_erasure_blanks_addresses_and_keeps_counts(client_a, recording):
     assert len(rows) == 1
     assert (rows[0].address, rows[0].body) == ("", "")
     assert Enrollment.objects.for_client(client_a).get(customer=people[0]).state == "exited"
+
+
+def test_a_bounce_stops_the_person_on_that_channel_and_later_steps_are_not_sent(
+    client_a, recording
+):
+    people = make_customers(client_a, 2)
+    consent(client_a, people)
+    recording["email"].gone_addresses.add(people[0].email)
+    chain(client_a, holdout_percent=0, steps=(("email", 0, "always"), ("email", 24, "always")))
+    register(client_a, people, NOW - dt.timedelta(hours=1))
+    chains_tick(client_a.pk, now=NOW)
+    bounced = messages(client_a, customer=people[0]).get()
+    assert bounced.state == "failed"
+    assert bounced.reason == "550 5.1.1 user unknown"  # the provider's words
+    chains_tick(client_a.pk, now=NOW + dt.timedelta(hours=25))
+    second = messages(client_a, customer=people[0], step__position=2).get()
+    assert second.state == "suppressed"
+    assert "bounce" in second.reason or "недействителен" in second.reason
+    assert [m.to for m in recording["email"].sent].count(people[0].email) == 1
+    assert [m.to for m in recording["email"].sent].count(people[1].email) == 2

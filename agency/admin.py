@@ -51,7 +51,7 @@ class AuditLogEntryAdmin(LargeTableAdminMixin, TenantScopedAdmin):
     list_filter = ("source", "action", ClientListFilter)
     list_select_related = ("client",)
     search_fields = ("=object_id", "=actor_label")
-    search_help_text = "Точное совпадение: id объекта или имя пользователя."
+    search_help_text = _("Точное совпадение: id объекта или имя пользователя.")
     ordering = ("-at", "-id")
 
     def scope_queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -96,11 +96,11 @@ class AccessAttemptAdmin(StaffRoleAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="заблокирован", boolean=True)
+    @admin.display(description=_("заблокирован"), boolean=True)
     def locked(self, obj: AccessAttempt) -> bool:
         return obj.failures_since_start >= settings.AXES_FAILURE_LIMIT
 
-    @admin.action(description="Разблокировать вход (имя пользователя и адрес)")
+    @admin.action(description=_("Разблокировать вход (имя пользователя и адрес)"))
     def unlock(self, request: HttpRequest, queryset: QuerySet) -> None:
         """Forget every failure of each selected row's username and of its address: both
         locks are lifted. Audited."""
@@ -117,7 +117,8 @@ class AccessAttemptAdmin(StaffRoleAdmin):
             )
         self.message_user(
             request,
-            f"Вход разблокирован: {len(pairs)} (удалено записей о неудачных попытках: {removed}).",
+            _("Вход разблокирован: %(pairs)s (удалено записей о неудачных попытках: %(removed)s).")
+            % {"pairs": len(pairs), "removed": removed},
             messages.SUCCESS,
         )
 

@@ -37,6 +37,7 @@ from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .audit import audit_log, request_ip
@@ -76,7 +77,7 @@ def access_client_by_id(*, request: HttpRequest, client_id: Any) -> models.Model
     """A client the request's staff user works with, else 404: the same answer for a missing
     client, someone else's client, a malformed id and a person without a staff role."""
     if request_staff_role(request) is None:
-        raise Http404("клиент не найден")
+        raise Http404(gettext("клиент не найден"))
     return get_from_scoped_or_404(staff_clients(request.user), pk=client_id)
 
 

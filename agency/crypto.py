@@ -10,6 +10,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext as _
 
 
 class CredentialsUnreadable(Exception):
@@ -34,7 +35,7 @@ def secret_decrypt(token: str) -> dict[str, Any]:
         return json.loads(_fernet().decrypt(token.encode()))
     except InvalidToken as exc:
         raise CredentialsUnreadable(
-            "учётные данные не расшифровываются ни одним ключом CREDENTIALS_KEYS"
+            _("учётные данные не расшифровываются ни одним ключом CREDENTIALS_KEYS")
         ) from exc
 
 
@@ -45,4 +46,4 @@ def secret_rotate(token: str) -> str:
     try:
         return _fernet().rotate(token.encode()).decode()
     except InvalidToken as exc:
-        raise CredentialsUnreadable("учётные данные не расшифровываются") from exc
+        raise CredentialsUnreadable(_("учётные данные не расшифровываются")) from exc

@@ -38,6 +38,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, models, transaction
 from django.utils import timezone
 from django.utils.functional import classproperty
+from django.utils.translation import gettext_lazy as _
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class JobLost(Exception):  # noqa: N818 - a state, as in DoesNotExist
 def job_status_field(status: type[models.TextChoices]) -> models.CharField:
     """The ``status`` field of a job model: its own choices (pending and running, then its
     terminal states), pending by default."""
-    return models.CharField("статус", max_length=20, choices=status.choices, default=PENDING)
+    return models.CharField(_("статус"), max_length=20, choices=status.choices, default=PENDING)
 
 
 def enqueue_after_commit(task: Any, *args: Any) -> None:
@@ -103,20 +104,22 @@ class BackgroundJob(models.Model):
     lost its message: recovery sends it again) and ``recovery_reset`` (fields a dead run is put
     back to with its status)."""
 
-    created_at = models.DateTimeField("создан", auto_now_add=True)
-    started_at = models.DateTimeField("начат", null=True, blank=True)
-    finished_at = models.DateTimeField("завершён", null=True, blank=True)
+    created_at = models.DateTimeField(_("создан"), auto_now_add=True)
+    started_at = models.DateTimeField(_("начат"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("завершён"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(
-        "признак жизни",
+        _("признак жизни"),
         null=True,
         blank=True,
-        help_text="Последняя отметка работающего исполнителя (каждые несколько секунд).",
+        help_text=_("Последняя отметка работающего исполнителя (каждые несколько секунд)."),
     )
     attempt = models.PositiveIntegerField(
-        "попытка",
+        _("попытка"),
         default=0,
-        help_text="Сколько раз исполнитель брал задание в работу (после сбоя исполнителя "
-        "задание берёт другой, со следующим номером).",
+        help_text=_(
+            "Сколько раз исполнитель брал задание в работу (после сбоя исполнителя "
+            "задание берёт другой, со следующим номером)."
+        ),
     )
 
     status: str

@@ -21,7 +21,7 @@ class AuditLogEntry(AppendOnlyModelMixin, models.Model):
         PORTAL = "portal", _("портал")
         SYSTEM = "system", _("система")
 
-    at = models.DateTimeField("время", auto_now_add=True, db_index=True)
+    at = models.DateTimeField(_("время"), auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         # The log outlives users and clients: no cascade, no SET NULL (that would be an UPDATE).
@@ -30,9 +30,9 @@ class AuditLogEntry(AppendOnlyModelMixin, models.Model):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="пользователь",
+        verbose_name=_("пользователь"),
     )
-    actor_label = models.CharField("кто", max_length=200, blank=True)
+    actor_label = models.CharField(_("кто"), max_length=200, blank=True)
     client = models.ForeignKey(
         settings.TENANT_MODEL,
         on_delete=models.DO_NOTHING,
@@ -40,21 +40,21 @@ class AuditLogEntry(AppendOnlyModelMixin, models.Model):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="клиент",
+        verbose_name=_("клиент"),
     )
-    source = models.CharField("источник", max_length=20, choices=Source.choices)
-    action = models.CharField("действие", max_length=60)
-    object_type = models.CharField("тип объекта", max_length=100, blank=True)
-    object_id = models.CharField("id объекта", max_length=64, blank=True)
-    object_repr = models.CharField("объект", max_length=300, blank=True)
-    details = models.JSONField("подробности", default=dict, blank=True)
+    source = models.CharField(_("источник"), max_length=20, choices=Source.choices)
+    action = models.CharField(_("действие"), max_length=60)
+    object_type = models.CharField(_("тип объекта"), max_length=100, blank=True)
+    object_id = models.CharField(_("id объекта"), max_length=64, blank=True)
+    object_repr = models.CharField(_("объект"), max_length=300, blank=True)
+    details = models.JSONField(_("подробности"), default=dict, blank=True)
     ip = models.GenericIPAddressField("IP", null=True, blank=True)
 
     objects = AuditLogQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "запись журнала аудита"
-        verbose_name_plural = "журнал аудита"
+        verbose_name = _("запись журнала аудита")
+        verbose_name_plural = _("журнал аудита")
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["client", "-at"], name="audit_client_at")]
 

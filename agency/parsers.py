@@ -33,6 +33,8 @@ from typing import Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.functional import lazy
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
@@ -46,10 +48,13 @@ FORBIDDEN_TEXT_RE = re.compile("[\x00\ud800-\udfff]")
 # In raw JSON text, the escapes that can make them (a cheap test before looking at strings).
 _SUSPECT_ESCAPE_RE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
-NUL_MESSAGE = "недопустимый символ NUL (\\u0000)"
-SURROGATE_MESSAGE = "недопустимый символ: одиночный суррогат UTF-16 (\\ud800–\\udfff)"
-TOO_DEEP_MESSAGE = f"вложенность глубже {MAX_JSON_DEPTH} уровней"
-NUMBER_MESSAGE = "число вне диапазона"
+# Reasons in the active language (lazy: read when a problem is reported).
+NUL_MESSAGE = gettext_lazy("недопустимый символ NUL (\\u0000)")
+SURROGATE_MESSAGE = gettext_lazy("недопустимый символ: одиночный суррогат UTF-16 (\\ud800–\\udfff)")
+TOO_DEEP_MESSAGE = lazy(
+    lambda: gettext("вложенность глубже %(levels)s уровней") % {"levels": MAX_JSON_DEPTH}, str
+)()
+NUMBER_MESSAGE = gettext_lazy("число вне диапазона")
 
 
 def forbidden_text(value: str) -> tuple[str, str] | None:
@@ -97,6 +102,9 @@ class JsonProblem:
     code: str
     message: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", str(self.message))  # in the active language
+
 
 class JsonContentError(ServiceError):
     """A JSON document with values the platform cannot store: 400 ``invalid_json_value``,
@@ -111,9 +119,10 @@ class JsonContentError(ServiceError):
     def __init__(self, problems: list[JsonProblem], data: Any = None) -> None:
         first = problems[0]
         where = json_path(first.path)
-        more = f" (и ещё {len(problems) - 1})" if len(problems) > 1 else ""
+        more = gettext(" (и ещё %(n)s)") % {"n": len(problems) - 1} if len(problems) > 1 else ""
         super().__init__(
-            message=f"Недопустимое значение в JSON: {where}: {first.message}{more}.",
+            message=gettext("Недопустимое значение в JSON: %(where)s: %(reason)s%(more)s.")
+            % {"where": where, "reason": first.message, "more": more},
             field=where,
             extra={"errors": _by_path(problems[:PROBLEMS_SHOWN])},
         )
@@ -133,7 +142,7 @@ class _OutOfRange(float):
 
 
 def _strict_constant(name: str) -> Any:
-    raise ValueError(f"{name} не является числом JSON")
+    raise ValueError(gettext("%(name)s не является числом JSON") % {"name": name})
 
 
 # Tokens that matter for nesting: strings (skipped whole) and the structural characters.
@@ -275,7 +284,7 @@ def json_loads_checked(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         try:
             data = decoder.decode(text)
         except RecursionError as exc:  # not cut (malformed): refused as a whole
-            raise ValueError("JSON вложен слишком глубоко и не читается") from exc
+            raise ValueError(gettext("JSON вложен слишком глубоко и не читается")) from exc
     problems = [JsonProblem(path, "too_deep", TOO_DEEP_MESSAGE) for path in cut]
     problems += _find_problems(data, limit=max_depth, strings=suspect, numbers=bool(big_numbers))
     if problems:
@@ -293,11 +302,14 @@ class JSONParser(parsers.JSONParser):
         try:
             text = codecs.getreader(encoding)(stream).read()
         except (UnicodeDecodeError, LookupError) as exc:
-            raise ParseError(f"Тело запроса не в кодировке {encoding}: {exc}") from exc
+            raise ParseError(
+                gettext("Тело запроса не в кодировке %(encoding)s: %(error)s")
+                % {"encoding": encoding, "error": exc}
+            ) from exc
         try:
             return json_loads_checked(text)
         except ValueError as exc:
-            raise ParseError(f"Некорректный JSON: {exc}") from exc
+            raise ParseError(gettext("Некорректный JSON: %(error)s") % {"error": exc}) from exc
 
 
 def check_form_text(data: Any) -> None:
@@ -308,7 +320,8 @@ def check_form_text(data: Any) -> None:
             if isinstance(text, str) and (found := forbidden_text(text)):
                 raise ServiceError(
                     found[0],
-                    f"Параметр {printable(key)[:100]}: {found[1]}.",
+                    gettext("Параметр %(name)s: %(reason)s.")
+                    % {"name": printable(key)[:100], "reason": found[1]},
                     field=printable(key)[:100],
                 )
 
@@ -331,7 +344,9 @@ class MultiPartParser(parsers.MultiPartParser):
 # Date-times given as text
 
 MAX_UTC_OFFSET = dt.timedelta(hours=15, minutes=59)  # PostgreSQL's timestamptz limit
-DATETIME_FORMAT_HINT = "ожидается дата-время ISO 8601, например 2024-05-31T14:30:00+03:00"
+DATETIME_FORMAT_HINT = gettext_lazy(
+    "ожидается дата-время ISO 8601, например 2024-05-31T14:30:00+03:00"
+)
 
 
 def parse_moment(value: Any, tz: dt.tzinfo | None = None) -> dt.datetime:
@@ -340,24 +355,28 @@ def parse_moment(value: Any, tz: dt.tzinfo | None = None) -> dt.datetime:
     for anything else: garbage, impossible dates (month 13), offsets beyond ±15:59."""
     text = value.strip() if isinstance(value, str) else ""
     if not text or FORBIDDEN_TEXT_RE.search(text) or not text.isascii():
-        raise ValueError(DATETIME_FORMAT_HINT)
+        raise ValueError(str(DATETIME_FORMAT_HINT))
     try:
         moment = parse_datetime(text)
         if moment is None:
             day = parse_date(text)
             moment = dt.datetime.combine(day, dt.time.min) if day else None
     except ValueError as exc:  # well formed but impossible
-        raise ValueError(f"несуществующая дата или время: {text[:40]}") from exc
+        raise ValueError(
+            gettext("несуществующая дата или время: %(value)s") % {"value": text[:40]}
+        ) from exc
     if moment is None:
-        raise ValueError(DATETIME_FORMAT_HINT)
+        raise ValueError(str(DATETIME_FORMAT_HINT))
     offset = moment.utcoffset()
     if offset is not None and abs(offset) > MAX_UTC_OFFSET:
-        raise ValueError("смещение часового пояса вне ±15:59")
+        raise ValueError(gettext("смещение часового пояса вне ±15:59"))
     if timezone.is_naive(moment):
         try:
             moment = timezone.make_aware(moment, tz or timezone.get_current_timezone())
         except (OverflowError, ValueError) as exc:
-            raise ValueError(f"несуществующая дата или время: {text[:40]}") from exc
+            raise ValueError(
+                gettext("несуществующая дата или время: %(value)s") % {"value": text[:40]}
+            ) from exc
     return moment
 
 

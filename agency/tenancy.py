@@ -15,6 +15,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import models
 from django.http import Http404
+from django.utils.translation import gettext_lazy
 
 CLIENT_FILTER_KEYS = frozenset({"client", "client_id", "client__in", "client_id__in"})
 
@@ -112,7 +113,7 @@ class TenantModel(models.Model):
         settings.TENANT_MODEL,
         on_delete=models.CASCADE,
         related_name="+",
-        verbose_name="клиент",
+        verbose_name=gettext_lazy("клиент"),
         db_index=False,  # every table's composite indexes lead with client_id
     )
 

@@ -44,7 +44,7 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from agency.admin_base import (
     ACCOUNT_MANAGER,
@@ -185,7 +185,7 @@ class ClientScopedChoicesMixin:
 # --------------------------------------------------------------------------------------------
 # Destinations
 
-CREDENTIALS_HELP = (
+CREDENTIALS_HELP = gettext_lazy(
     'JSON. Яндекс Аудитории: <code>{"token": "…"}</code>; VK Реклама и myTarget: '
     '<code>{"client_id": "…", "client_secret": "…"}</code> (агентство: ещё '
     '<code>"agency_client_name"</code>). Хранятся зашифрованными и здесь не показываются; '
@@ -206,7 +206,7 @@ class DestinationAdminForm(ServiceForm):
     (``<PROVIDER>_BASE_URL``) and the recipient's country is the platform operator's."""
 
     credentials = forms.CharField(
-        label="учётные данные",
+        label=gettext_lazy("учётные данные"),
         required=False,
         strip=True,
         widget=SecretTextarea(
@@ -236,7 +236,8 @@ class DestinationAdminForm(ServiceForm):
         except json.JSONDecodeError as exc:
             # The position only: the text itself is a secret.
             raise forms.ValidationError(
-                f"Это не JSON (строка {exc.lineno}, столбец {exc.colno})."
+                _("Это не JSON (строка %(line)s, столбец %(column)s).")
+                % {"line": exc.lineno, "column": exc.colno}
             ) from exc
         if not isinstance(value, dict):
             raise forms.ValidationError(_("Учётные данные — JSON-объект."))
@@ -306,7 +307,7 @@ class DestinationAdmin(TenantScopedAdmin):
         # A cabinet never moves between clients nor changes platform.
         return ("client", "platform", "country", "recipient", "token_expires_at", "created_at")
 
-    @admin.display(description="страна получателя")
+    @admin.display(description=gettext_lazy("страна получателя"))
     def country(self, obj: Destination) -> str:
         return obj.country
 
@@ -335,11 +336,13 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
     # Not the model's m2m field (``suppression_segments``): Django reads that one through an
     # unscoped related manager, which the tenancy guard refuses. Read scoped here instead.
     exclusions = forms.ModelMultipleChoiceField(
-        label="исключить участников сегментов",
+        label=gettext_lazy("исключить участников сегментов"),
         queryset=Segment.objects.none(),
         required=False,
         widget=forms.SelectMultiple(attrs={"size": 8}),
-        help_text="Участники этих сегментов не выгружаются (напр. недавние покупатели).",
+        help_text=gettext_lazy(
+            "Участники этих сегментов не выгружаются (напр. недавние покупатели)."
+        ),
     )
     staff_client_ids: frozenset[int] = frozenset()
 
@@ -469,8 +472,8 @@ class AudienceAdmin(TenantScopedAdmin):
             return ((None, {"fields": main}),)
         return (
             (None, {"fields": main}),
-            ("Состояние", {"fields": self.status_fields}),
-            ("Последние синхронизации", {"fields": ("recent_runs",)}),
+            (_("Состояние"), {"fields": self.status_fields}),
+            (_("Последние синхронизации"), {"fields": ("recent_runs",)}),
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
@@ -501,7 +504,7 @@ class AudienceAdmin(TenantScopedAdmin):
 
     # list columns ---------------------------------------------------------------------------
 
-    @admin.display(description="исключить участников сегментов")
+    @admin.display(description=gettext_lazy("исключить участников сегментов"))
     def exclusions(self, obj: Audience) -> str:
         """Shown to read-only viewers in place of the form field."""
         ids = Audience.suppression_segments.through.objects.filter(audience_id=obj.pk)
@@ -513,32 +516,34 @@ class AudienceAdmin(TenantScopedAdmin):
         )
         return ", ".join(names) or "—"
 
-    @admin.display(description="состояние", ordering="state")
+    @admin.display(description=gettext_lazy("состояние"), ordering="state")
     def state_badge(self, obj: Audience) -> str:
         return _badge(obj.get_state_display(), STATE_COLOURS.get(obj.state, "inherit"))
 
-    @admin.display(description="распознано", ordering="matched_percent")
+    @admin.display(description=gettext_lazy("распознано"), ordering="matched_percent")
     def matched(self, obj: Audience) -> str:
         return _percent(obj.matched_percent)
 
-    @admin.display(description="следующая синхронизация")
+    @admin.display(description=gettext_lazy("следующая синхронизация"))
     def next_sync(self, obj: Audience) -> str:
         now = timezone.now()
         when = audience_next_sync(obj, now)
         if when is None:
-            return "по расписанию не синхронизируется"
+            return _("по расписанию не синхронизируется")
         label = client_localtime(obj, when).strftime("%d.%m.%Y %H:%M")
         if obj.sync_wanted_at is not None and when >= max(obj.sync_wanted_at, now):
-            reason = SYNC_WANTED_LABELS.get(obj.sync_wanted_source, "вне расписания")
+            reason = SYNC_WANTED_LABELS.get(obj.sync_wanted_source, _("вне расписания"))
             label = f"{label} — {reason}"
         return label
 
-    @admin.display(description="расписание")
+    @admin.display(description=gettext_lazy("расписание"))
     def schedule_link(self, obj: Audience) -> str:
         task = obj.periodic_task
         if task is None:
             return "—"
-        label = f"раз в {obj.sync_every_days} дн." + ("" if task.enabled else " (выключено)")
+        label = _("раз в %(days)s дн.") % {"days": obj.sync_every_days} + (
+            "" if task.enabled else _(" (выключено)")
+        )
         try:
             url = reverse(
                 f"{self.admin_site.name}:django_celery_beat_periodictask_change", args=[task.pk]
@@ -547,13 +552,13 @@ class AudienceAdmin(TenantScopedAdmin):
             return label
         return format_html('<a href="{}">{}</a>', url, label)
 
-    @admin.display(description="синхронизации")
+    @admin.display(description=gettext_lazy("синхронизации"))
     def recent_runs(self, obj: Audience) -> str:
         site = self.admin_site.name
         runs = list(SyncRun.objects.for_client(obj.client_id).filter(audience=obj)[:RECENT_RUNS])
         all_url = reverse(f"{site}:audiences_syncrun_changelist") + f"?audience={obj.pk}"
         if not runs:
-            return format_html('Ещё не было. <a href="{}">Все синхронизации</a>', all_url)
+            return format_html(_('Ещё не было. <a href="{}">Все синхронизации</a>'), all_url)
         rows = format_html_join(
             "",
             '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
@@ -575,10 +580,12 @@ class AudienceAdmin(TenantScopedAdmin):
             ),
         )
         return format_html(
-            '<table class="audience-runs"><thead><tr><th>запуск</th><th>создан</th>'
-            "<th>статус</th><th>ход</th><th>выгружено</th><th>добавлено</th><th>удалено</th>"
-            "<th>распознано</th><th>пояснение</th></tr></thead><tbody>{}</tbody></table>"
-            '<p><a href="{}">Все синхронизации аудитории</a></p>',
+            _(
+                '<table class="audience-runs"><thead><tr><th>запуск</th><th>создан</th>'
+                "<th>статус</th><th>ход</th><th>выгружено</th><th>добавлено</th><th>удалено</th>"
+                "<th>распознано</th><th>пояснение</th></tr></thead><tbody>{}</tbody></table>"
+                '<p><a href="{}">Все синхронизации аудитории</a></p>'
+            ),
             rows,
             all_url,
         )
@@ -601,7 +608,7 @@ class AudienceAdmin(TenantScopedAdmin):
     def _sync(self, request: HttpRequest, audience: Audience) -> tuple[SyncRun, bool]:
         return audience_sync_request(audience=audience, **_audited(request))
 
-    @admin.action(description="Синхронизировать сейчас", permissions=["sync"])
+    @admin.action(description=gettext_lazy("Синхронизировать сейчас"), permissions=["sync"])
     def sync_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         started = running = 0
         for audience in queryset:
@@ -626,7 +633,7 @@ class AudienceAdmin(TenantScopedAdmin):
             return HttpResponseNotAllowed(["POST"])
         audience = self.get_object(request, unquote(object_id))
         if audience is None or not self.has_view_permission(request, audience):
-            raise Http404("аудитория не найдена")
+            raise Http404(_("аудитория не найдена"))
         if not self.has_sync_permission(request, audience):
             raise PermissionDenied
         run, created = self._sync(request, audience)
@@ -693,7 +700,7 @@ class AudienceAdmin(TenantScopedAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         clients = staff_clients(request.user).select_related("tier").order_by("name")
-        context = {**self._context(request, "Ставки по ценности"), "clients": clients}
+        context = {**self._context(request, _("Ставки по ценности")), "clients": clients}
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/audiences/bidding.html", context)
 
@@ -731,7 +738,7 @@ class AudienceAdmin(TenantScopedAdmin):
             )
             return response
         context = {
-            **self._context(request, f"Ставки по ценности: {client.name}"),
+            **self._context(request, _("Ставки по ценности: %(client)s") % {"client": client.name}),
             "client": client,
             "recommendations": recommendations,
             "refusal": refusal,
@@ -748,7 +755,7 @@ class AudienceAdmin(TenantScopedAdmin):
 class AudienceFilter(admin.SimpleListFilter):
     """Audiences of the user's clients (the stock related filter would query every client)."""
 
-    title = "аудитория"
+    title = gettext_lazy("аудитория")
     parameter_name = "audience"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[int, str]]:
@@ -821,7 +828,7 @@ class SyncRunAdmin(JobAdminMixin, TenantScopedAdmin):
             },
         ),
         (
-            "Кто выгружен и кто нет",
+            gettext_lazy("Кто выгружен и кто нет"),
             {
                 "fields": (
                     "members",
@@ -834,7 +841,7 @@ class SyncRunAdmin(JobAdminMixin, TenantScopedAdmin):
             },
         ),
         (
-            "Платформа",
+            gettext_lazy("Платформа"),
             {
                 "fields": (
                     "uploaded",
@@ -847,23 +854,23 @@ class SyncRunAdmin(JobAdminMixin, TenantScopedAdmin):
             },
         ),
         (
-            "Журнал",
+            gettext_lazy("Журнал"),
             {"fields": ("message", "error_text", "platform_error_text", "steps_list")},
         ),
     )
     readonly_fields = tuple(f for _name, fs in fieldsets for f in fs["fields"])
 
-    @admin.display(description="распознано", ordering="matched_percent")
+    @admin.display(description=gettext_lazy("распознано"), ordering="matched_percent")
     def matched(self, obj: SyncRun) -> str:
         return _percent(obj.matched_percent)
 
-    @admin.display(description="ошибка")
+    @admin.display(description=gettext_lazy("ошибка"))
     def error_text(self, obj: SyncRun) -> str:
         if not obj.error:
             return "—"
         return format_html('<span style="color: #ba2121">{}</span>', obj.error)
 
-    @admin.display(description="ошибка платформы")
+    @admin.display(description=gettext_lazy("ошибка платформы"))
     def platform_error_text(self, obj: SyncRun) -> str:
         if not obj.platform_error:
             return "—"
@@ -872,14 +879,14 @@ class SyncRunAdmin(JobAdminMixin, TenantScopedAdmin):
             obj.platform_error,
         )
 
-    @admin.display(description="шаги")
+    @admin.display(description=gettext_lazy("шаги"))
     def steps_list(self, obj: SyncRun) -> str:
         if not obj.steps:
             return "—"
         items = format_html_join("", "<li>{}</li>", ((step,) for step in obj.steps))
         return format_html('<ol class="sync-steps">{}</ol>', items)
 
-    @admin.display(description="id запросов к платформе")
+    @admin.display(description=gettext_lazy("id запросов к платформе"))
     def request_ids_list(self, obj: SyncRun) -> str:
         if not obj.request_ids:
             return "—"

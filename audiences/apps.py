@@ -1,10 +1,11 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy
 
 
 class AudiencesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "audiences"
-    verbose_name = "Аудитории рекламных платформ"
+    verbose_name = gettext_lazy("Аудитории рекламных платформ")
 
     def ready(self) -> None:
         from . import personal_data

@@ -37,38 +37,38 @@ class Destination(TenantModel):
         MD5 = "md5", "MD5"
         PLAIN = "plain", _("без хеширования")
 
-    name = models.CharField("название", max_length=200)
-    platform = models.CharField("платформа", max_length=20, choices=Platform.choices)
+    name = models.CharField(_("название"), max_length=200)
+    platform = models.CharField(_("платформа"), max_length=20, choices=Platform.choices)
     hashing = models.CharField(
-        "хеширование",
+        _("хеширование"),
         max_length=10,
         choices=Hashing.choices,
         default=Hashing.SHA256,
         help_text=(
-            "Яндекс Аудитории: только SHA-256. VK Реклама и myTarget: MD5 или без хеширования."
+            _("Яндекс Аудитории: только SHA-256. VK Реклама и myTarget: MD5 или без хеширования.")
         ),
     )
     recipient = models.ForeignKey(
         "consent.DataRecipient",
         on_delete=models.PROTECT,
         related_name="+",
-        verbose_name="получатель персональных данных",
+        verbose_name=_("получатель персональных данных"),
         editable=False,
     )
-    credentials_encrypted = models.TextField("учётные данные (зашифрованы)", editable=False)
+    credentials_encrypted = models.TextField(_("учётные данные (зашифрованы)"), editable=False)
     # VK Ads / myTarget token cache: a client may hold at most 5 live tokens, so one is kept,
     # reused and refreshed (audiences.vk_tokens.VkTokenCache).
-    token_encrypted = models.TextField("токен (зашифрован)", blank=True, editable=False)
-    token_expires_at = models.DateTimeField("токен действует до", null=True, editable=False)
+    token_encrypted = models.TextField(_("токен (зашифрован)"), blank=True, editable=False)
+    token_expires_at = models.DateTimeField(_("токен действует до"), null=True, editable=False)
     # One sync at a time per destination: a lease taken by the running sync.
-    busy_run_id = models.BigIntegerField("выполняется синхронизация", null=True, editable=False)
-    busy_until = models.DateTimeField("занято до", null=True, editable=False)
-    is_active = models.BooleanField("активно", default=True)
-    created_at = models.DateTimeField("создано", auto_now_add=True)
+    busy_run_id = models.BigIntegerField(_("выполняется синхронизация"), null=True, editable=False)
+    busy_until = models.DateTimeField(_("занято до"), null=True, editable=False)
+    is_active = models.BooleanField(_("активно"), default=True)
+    created_at = models.DateTimeField(_("создано"), auto_now_add=True)
 
     class Meta:
-        verbose_name = "рекламный кабинет"
-        verbose_name_plural = "рекламные кабинеты"
+        verbose_name = _("рекламный кабинет")
+        verbose_name_plural = _("рекламные кабинеты")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["client", "name"], name="destination_client_name")
@@ -113,51 +113,53 @@ class Audience(TenantModel):
         TOO_SMALL = "too_small", _("слишком мала")
         FAILED = "failed", _("ошибка")
 
-    name = models.CharField("название", max_length=200)
+    name = models.CharField(_("название"), max_length=200)
     segment = models.ForeignKey(
-        "segments.Segment", on_delete=models.PROTECT, related_name="+", verbose_name="сегмент"
+        "segments.Segment", on_delete=models.PROTECT, related_name="+", verbose_name=_("сегмент")
     )
     destination = models.ForeignKey(
         Destination,
         on_delete=models.PROTECT,
         related_name="audiences",
-        verbose_name="рекламный кабинет",
+        verbose_name=_("рекламный кабинет"),
     )
     purpose = models.CharField(
-        "назначение", max_length=20, choices=Purpose.choices, default=Purpose.RETARGETING
+        _("назначение"), max_length=20, choices=Purpose.choices, default=Purpose.RETARGETING
     )
     identifiers = models.CharField(
-        "идентификаторы",
+        _("идентификаторы"),
         max_length=20,
         choices=Identifiers.choices,
         default=Identifiers.EMAIL_PHONE,
     )
     lookalike_value = models.PositiveSmallIntegerField(
-        "точность look-alike (Яндекс)",
+        _("точность look-alike (Яндекс)"),
         default=3,
         validators=[MinValueValidator(1), MaxValueValidator(5)],
-        help_text="1 — шире охват, 5 — ближе к исходному сегменту.",
+        help_text=_("1 — шире охват, 5 — ближе к исходному сегменту."),
     )
     suppression_segments = models.ManyToManyField(
         "segments.Segment",
         blank=True,
         related_name="+",
-        verbose_name="исключить участников сегментов",
+        verbose_name=_("исключить участников сегментов"),
     )
     sync_every_days = models.PositiveSmallIntegerField(
-        "обновлять раз в, дней",
+        _("обновлять раз в, дней"),
         default=7,
         validators=[MinValueValidator(1), MaxValueValidator(60)],
-        help_text="По предложению агентства — раз в 1–2 недели.",
+        help_text=_("По предложению агентства — раз в 1–2 недели."),
     )
     direct_retargeting_condition_id = models.BigIntegerField(
-        "id условия ретаргетинга в Директе",
+        _("id условия ретаргетинга в Директе"),
         null=True,
         blank=True,
-        help_text="Условие ретаргетинга Яндекс Директа на этот сегмент: нужно для корректировок "
-        "ставок (bidmodifiers.add).",
+        help_text=_(
+            "Условие ретаргетинга Яндекс Директа на этот сегмент: нужно для корректировок "
+            "ставок (bidmodifiers.add)."
+        ),
     )
-    is_active = models.BooleanField("активна", default=True)
+    is_active = models.BooleanField(_("активна"), default=True)
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
         on_delete=models.SET_NULL,
@@ -165,17 +167,17 @@ class Audience(TenantModel):
         blank=True,
         related_name="+",
         editable=False,
-        verbose_name="расписание",
+        verbose_name=_("расписание"),
     )
     state = models.CharField(
-        "состояние", max_length=20, choices=State.choices, default=State.NEW, editable=False
+        _("состояние"), max_length=20, choices=State.choices, default=State.NEW, editable=False
     )
-    state_message = models.TextField("пояснение", blank=True, editable=False)
-    remote = models.JSONField("объекты на платформе", default=dict, blank=True, editable=False)
+    state_message = models.TextField(_("пояснение"), blank=True, editable=False)
+    remote = models.JSONField(_("объекты на платформе"), default=dict, blank=True, editable=False)
     remote_status = models.CharField(
-        "статус на платформе", max_length=40, blank=True, editable=False
+        _("статус на платформе"), max_length=40, blank=True, editable=False
     )
-    matched_percent = models.FloatField("распознано, %", null=True, blank=True, editable=False)
+    matched_percent = models.FloatField(_("распознано, %"), null=True, blank=True, editable=False)
     confirmed_snapshot = models.ForeignKey(
         "AudienceSnapshot",
         on_delete=models.SET_NULL,
@@ -183,28 +185,30 @@ class Audience(TenantModel):
         blank=True,
         related_name="+",
         editable=False,
-        verbose_name="загруженный снимок",
+        verbose_name=_("загруженный снимок"),
     )
-    last_synced_at = models.DateTimeField("последняя синхронизация", null=True, editable=False)
+    last_synced_at = models.DateTimeField(_("последняя синхронизация"), null=True, editable=False)
     # A sync wanted before the schedule (audiences.services.audience_sync_want): the retry of a
     # deferred run, or the removal of people who withdrew; a beat task starts it when due, and
     # any new run of the audience satisfies it.
     sync_wanted_at = models.DateTimeField(
-        "внеплановая синхронизация",
+        _("внеплановая синхронизация"),
         null=True,
         blank=True,
         editable=False,
-        help_text="Когда запустить синхронизацию вне расписания: повтор отложенной или после "
-        "отзыва согласий.",
+        help_text=_(
+            "Когда запустить синхронизацию вне расписания: повтор отложенной или после "
+            "отзыва согласий."
+        ),
     )
     sync_wanted_source = models.CharField(
-        "причина внеплановой синхронизации", max_length=20, blank=True, editable=False
+        _("причина внеплановой синхронизации"), max_length=20, blank=True, editable=False
     )
-    created_at = models.DateTimeField("создана", auto_now_add=True)
+    created_at = models.DateTimeField(_("создана"), auto_now_add=True)
 
     class Meta:
-        verbose_name = "аудитория"
-        verbose_name_plural = "аудитории"
+        verbose_name = _("аудитория")
+        verbose_name_plural = _("аудитории")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["client", "name"], name="audience_client_name")
@@ -228,16 +232,16 @@ class AudienceSnapshot(TenantModel):
     """The hashed identifiers one sync decided to upload, in :class:`AudienceSnapshotChunk`."""
 
     audience = models.ForeignKey(
-        Audience, on_delete=models.CASCADE, related_name="snapshots", verbose_name="аудитория"
+        Audience, on_delete=models.CASCADE, related_name="snapshots", verbose_name=_("аудитория")
     )
-    created_at = models.DateTimeField("создан", auto_now_add=True)
-    complete = models.BooleanField("собран полностью", default=False)
-    size = models.PositiveIntegerField("идентификаторов", default=0)
-    counts = models.JSONField("по видам", default=dict, blank=True)
+    created_at = models.DateTimeField(_("создан"), auto_now_add=True)
+    complete = models.BooleanField(_("собран полностью"), default=False)
+    size = models.PositiveIntegerField(_("идентификаторов"), default=0)
+    counts = models.JSONField(_("по видам"), default=dict, blank=True)
 
     class Meta:
-        verbose_name = "снимок аудитории"
-        verbose_name_plural = "снимки аудиторий"
+        verbose_name = _("снимок аудитории")
+        verbose_name_plural = _("снимки аудиторий")
         indexes = [models.Index(fields=["client", "audience"], name="snapshot_client_audience")]
 
 
@@ -267,8 +271,8 @@ class AudienceSnapshotChunk(models.Model):
     values = models.TextField()
 
     class Meta:
-        verbose_name = "часть снимка"
-        verbose_name_plural = "части снимков"
+        verbose_name = _("часть снимка")
+        verbose_name_plural = _("части снимков")
         constraints = [
             models.UniqueConstraint(
                 fields=["snapshot", "kind", "position"], name="snapshotchunk_unique"
@@ -292,7 +296,7 @@ class SyncRun(BackgroundJob, TenantModel):
         FAILED = "failed", _("ошибка")
 
     audience = models.ForeignKey(
-        Audience, on_delete=models.CASCADE, related_name="sync_runs", verbose_name="аудитория"
+        Audience, on_delete=models.CASCADE, related_name="sync_runs", verbose_name=_("аудитория")
     )
     snapshot = models.ForeignKey(
         AudienceSnapshot,
@@ -300,37 +304,37 @@ class SyncRun(BackgroundJob, TenantModel):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="снимок",
+        verbose_name=_("снимок"),
     )
     status = job_status_field(Status)
-    source = models.CharField("источник", max_length=20, default="beat")
-    created_at = models.DateTimeField("создана", auto_now_add=True)
-    started_at = models.DateTimeField("начата", null=True, blank=True)
-    finished_at = models.DateTimeField("завершена", null=True, blank=True)
-    progress = models.PositiveSmallIntegerField("ход, %", default=0)
-    stage = models.CharField("этап", max_length=100, blank=True)
-    members = models.PositiveIntegerField("участников сегмента", default=0)
-    held_back_erased = models.PositiveIntegerField("удалены по запросу", default=0)
-    held_back_consent = models.PositiveIntegerField("нет согласия", default=0)
-    suppressed = models.PositiveIntegerField("исключены", default=0)
-    no_identifier = models.PositiveIntegerField("нет email/телефона", default=0)
-    exported = models.PositiveIntegerField("выгружено людей", default=0)
-    uploaded = models.PositiveIntegerField("отправлено строк", default=0)
-    added = models.PositiveIntegerField("добавлено", default=0)
-    removed = models.PositiveIntegerField("удалено", default=0)
-    remote_status = models.CharField("статус на платформе", max_length=40, blank=True)
-    matched_percent = models.FloatField("распознано, %", null=True, blank=True)
-    request_ids = models.JSONField("id запросов", default=list, blank=True)
-    steps = models.JSONField("шаги", default=list, blank=True)
-    message = models.TextField("пояснение", blank=True)
-    platform_error = models.TextField("ошибка платформы", blank=True)
-    error = models.TextField("ошибка", blank=True)
+    source = models.CharField(_("источник"), max_length=20, default="beat")
+    created_at = models.DateTimeField(_("создана"), auto_now_add=True)
+    started_at = models.DateTimeField(_("начата"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("завершена"), null=True, blank=True)
+    progress = models.PositiveSmallIntegerField(_("ход, %"), default=0)
+    stage = models.CharField(_("этап"), max_length=100, blank=True)
+    members = models.PositiveIntegerField(_("участников сегмента"), default=0)
+    held_back_erased = models.PositiveIntegerField(_("удалены по запросу"), default=0)
+    held_back_consent = models.PositiveIntegerField(_("нет согласия"), default=0)
+    suppressed = models.PositiveIntegerField(_("исключены"), default=0)
+    no_identifier = models.PositiveIntegerField(_("нет email/телефона"), default=0)
+    exported = models.PositiveIntegerField(_("выгружено людей"), default=0)
+    uploaded = models.PositiveIntegerField(_("отправлено строк"), default=0)
+    added = models.PositiveIntegerField(_("добавлено"), default=0)
+    removed = models.PositiveIntegerField(_("удалено"), default=0)
+    remote_status = models.CharField(_("статус на платформе"), max_length=40, blank=True)
+    matched_percent = models.FloatField(_("распознано, %"), null=True, blank=True)
+    request_ids = models.JSONField(_("id запросов"), default=list, blank=True)
+    steps = models.JSONField(_("шаги"), default=list, blank=True)
+    message = models.TextField(_("пояснение"), blank=True)
+    platform_error = models.TextField(_("ошибка платформы"), blank=True)
+    error = models.TextField(_("ошибка"), blank=True)
 
     recovery_reset = {"stage": gettext_noop("возобновление после сбоя")}
 
     class Meta:
-        verbose_name = "синхронизация"
-        verbose_name_plural = "синхронизации"
+        verbose_name = _("синхронизация")
+        verbose_name_plural = _("синхронизации")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["client", "audience", "created_at"], name="syncrun_client_aud"),

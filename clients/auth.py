@@ -44,7 +44,8 @@ class TooManyFailedKeys(exceptions.Throttled):
 
     def __init__(self, wait: int):
         super().__init__(
-            detail=f"Слишком много неверных API-ключей с этого адреса; повторите через {wait} с."
+            detail=_("Слишком много неверных API-ключей с этого адреса; повторите через %(s)s с.")
+            % {"s": wait}
         )
         self.wait = wait  # DRF's handler sends it as Retry-After
 

@@ -18,8 +18,8 @@ when nothing was written. Either way the body has ``committed``, ``total``, ``cr
 record in the batch, ``field`` the input field at fault ("" for the record as a whole,
 ``evidence.ip`` for a nested one), ``code`` a stable machine-readable code (``required``,
 ``unknown_field``, ``invalid_row``, ``invalid_email``, ``unknown_customer``, ...), ``message``
-the reason in Russian (the same words for the same fault), ``value`` the offending value (cut to
-200 characters) or "".
+the reason in the request's language (Russian by default, English with ``Accept-Language: en``;
+the same words for the same fault), ``value`` the offending value (cut to 200 characters) or "".
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers, status
@@ -38,23 +39,28 @@ from rest_framework.response import Response
 from agency.api import ApiError
 from agency.parsers import JsonContentError, JsonProblem, json_path
 
-# What the endpoints say alike about the same fault of a record.
-NOT_AN_OBJECT = "запись — не JSON-объект"
-UNKNOWN_FIELD = "неизвестное поле"
-REQUIRED = "обязательное поле"
+# What the endpoints say alike about the same fault of a record (in the active language).
+NOT_AN_OBJECT = gettext_lazy("запись — не JSON-объект")
+UNKNOWN_FIELD = gettext_lazy("неизвестное поле")
+REQUIRED = gettext_lazy("обязательное поле")
 VALUE_SHOWN = 200  # characters of the offending value echoed in ``value``
 
 
 @dataclass(frozen=True)
 class RowError:
     """One reason a record of a batch was rejected. For a CSV file ``index`` is the
-    spreadsheet row number instead (header = 1)."""
+    spreadsheet row number instead (header = 1). ``code`` is given where the fault is found
+    and never derived from ``message``, which is in the active language (a lazy message is
+    read here, in the language of the request or, for a job, the site's)."""
 
     index: int
     field: str
     code: str
     message: str
     value: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", str(self.message))
 
     def as_dict(self) -> dict[str, Any]:
         return {

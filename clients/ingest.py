@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from agency import pgcopy
 from agency.errors import ServiceError
@@ -179,23 +181,17 @@ class _Rollback(Exception):
 
 # --------------------------------------------------------------------------------------------
 # Column validators (vectorised). Each returns (clean values, reasons) where ``reasons`` holds a
-# message for each bad row and NaN/None for good ones. Missing values stay None.
+# :class:`Reason` (its code and message) for each bad row and NaN/None for good ones. Missing
+# values stay None.
 
 Series = pd.Series
 
-FUTURE_DATE = "дата в будущем"
-ANCIENT_DATE = "дата раньше 1990 года"
-NEGATIVE_AMOUNT = "отрицательная сумма"
-BAD_JSON = "некорректный JSON"
+FUTURE_DATE = gettext_lazy("дата в будущем")
+ANCIENT_DATE = gettext_lazy("дата раньше 1990 года")
+NEGATIVE_AMOUNT = gettext_lazy("отрицательная сумма")
+BAD_JSON = gettext_lazy("некорректный JSON")
 
-# The code of a row error: by its reason where one type gives several, else by the field's type.
-_REASON_CODES = {
-    REQUIRED: "required",
-    FUTURE_DATE: "future_time",
-    ANCIENT_DATE: "invalid_time",
-    NEGATIVE_AMOUNT: "invalid_amount",
-    BAD_JSON: "invalid_json",
-}
+# The code of a reason that does not say its own (there should be none): the field's type's.
 _TYPE_CODES = {
     "text": "too_long",
     "email": "invalid_email",
@@ -210,19 +206,20 @@ _TYPE_CODES = {
 
 
 class Reason(str):
-    """A row's reason that carries its own code (a fault any field can have, such as a NUL
-    character), where the reason text alone does not give it."""
+    """Why a row's value is refused: its message (in the active language, translated where the
+    fault is found) that carries the row error's code, given there too: the code never
+    depends on the words, which follow the language of the request."""
 
     code: str
 
-    def __new__(cls, text: str, code: str) -> Reason:
-        reason = super().__new__(cls, text)
+    def __new__(cls, code: str, text: str) -> Reason:
+        reason = super().__new__(cls, str(text))
         reason.code = code
         return reason
 
 
 def _code(spec: FieldSpec, reason: str) -> str:
-    return getattr(reason, "code", None) or _REASON_CODES.get(reason) or _TYPE_CODES[spec.type]
+    return getattr(reason, "code", None) or _TYPE_CODES[spec.type]
 
 
 # Set on a frame (``frame.attrs``) whose text cannot hold NUL characters or lone surrogates
@@ -236,7 +233,7 @@ def _forbidden_text_reasons(values: Series) -> Series:
     found = values.str.contains("\x00", regex=False)
     reasons = pd.Series(None, index=values.index, dtype=object)
     for row in values.index[found.to_numpy(dtype=bool)]:
-        reasons[row] = Reason(NUL_MESSAGE, "nul_character")
+        reasons[row] = Reason("nul_character", NUL_MESSAGE)
     return reasons
 
 
@@ -249,7 +246,9 @@ def _validate_text(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Series,
     reasons = pd.Series(None, index=values.index, dtype=object)
     if spec.max_length:
         too_long = clean.str.len() > spec.max_length
-        reasons[too_long] = f"длиннее {spec.max_length} символов"
+        reasons[too_long] = Reason(
+            "too_long", _("длиннее %(max)s символов") % {"max": spec.max_length}
+        )
     return clean, reasons
 
 
@@ -265,7 +264,7 @@ def _map_normalizer(func: Callable[[str], str], values: Series) -> tuple[Series,
                 try:
                     hit = (func(value), None)
                 except NormalizationError as exc:
-                    hit = (None, str(exc))
+                    hit = (None, Reason(exc.code, exc.message))
             cache[value] = hit
         return hit
 
@@ -286,7 +285,7 @@ def _validate_phone(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Series
 _OFFSET_RE = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
 # UTC offsets beyond ±15:59 are no time zone (and PostgreSQL refuses them): as agency.parsers.
 _BAD_OFFSET_RE = r"[+-](?:1[6-9]|[2-9]\d):?\d\d$|[+-]\d\d:?[6-9]\d$"
-BAD_OFFSET = "смещение часового пояса вне ±15:59"
+BAD_OFFSET = gettext_lazy("смещение часового пояса вне ±15:59")
 _RU_DATE_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
 
 
@@ -326,13 +325,17 @@ def _validate_datetime(spec: FieldSpec, values: Series, ctx: dict) -> tuple[Seri
     parsed = parse_datetimes(values, ctx["tz"])
     reasons = pd.Series(None, index=values.index, dtype=object)
     bad = present & parsed.isna()
-    reasons[bad] = "не дата: ожидается ISO 8601 (2024-05-31T14:30:00+03:00) или ДД.ММ.ГГГГ чч:мм"
+    reasons[bad] = Reason(
+        "invalid_time",
+        _("не дата: ожидается ISO 8601 (2024-05-31T14:30:00+03:00) или ДД.ММ.ГГГГ чч:мм"),
+    )
     if bad.any():
-        reasons[bad & values.str.strip().str.contains(_BAD_OFFSET_RE, regex=True)] = BAD_OFFSET
+        bad_offset = bad & values.str.strip().str.contains(_BAD_OFFSET_RE, regex=True)
+        reasons[bad_offset] = Reason("invalid_time", BAD_OFFSET)
     future = present & (parsed > pd.Timestamp(ctx["now"] + FUTURE_TOLERANCE))
-    reasons[future] = FUTURE_DATE
+    reasons[future] = Reason("future_time", FUTURE_DATE)
     ancient = present & (parsed < pd.Timestamp("1990-01-01", tz="UTC"))
-    reasons[ancient] = ANCIENT_DATE
+    reasons[ancient] = Reason("invalid_time", ANCIENT_DATE)
     return parsed.where(present & reasons.isna()), reasons
 
 
@@ -346,10 +349,12 @@ def decimal_pattern(max_digits: int, decimal_places: int) -> str:
 _AMOUNT_FIELD = Order._meta.get_field("amount")
 AMOUNT_PATTERN = decimal_pattern(_AMOUNT_FIELD.max_digits, _AMOUNT_FIELD.decimal_places)
 _DECIMAL_RE = AMOUNT_PATTERN
-AMOUNT_FORMAT = (
-    f"не сумма: ожидается число из цифр 0-9, до {_AMOUNT_FIELD.max_digits - 2} знаков до и не "
-    "более 2 после запятой"
-)
+
+
+def _amount_format() -> str:
+    return _(
+        "не сумма: ожидается число из цифр 0-9, до %(whole)s знаков до и не более 2 после запятой"
+    ) % {"whole": _AMOUNT_FIELD.max_digits - 2}
 
 
 def _validate_decimal(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Series, Series]:
@@ -357,8 +362,10 @@ def _validate_decimal(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Seri
     present = text != ""
     reasons = pd.Series(None, index=values.index, dtype=object)
     well_formed = text.str.fullmatch(_DECIMAL_RE)
-    reasons[present & ~well_formed] = AMOUNT_FORMAT
-    reasons[present & well_formed & text.str.startswith("-")] = NEGATIVE_AMOUNT
+    reasons[present & ~well_formed] = Reason("invalid_amount", _amount_format())
+    reasons[present & well_formed & text.str.startswith("-")] = Reason(
+        "invalid_amount", NEGATIVE_AMOUNT
+    )
     clean = text.where(present & reasons.isna(), None)
     return clean, reasons
 
@@ -367,15 +374,18 @@ def _validate_choice(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Serie
     clean = _strip(values).str.lower()
     present = clean != ""
     reasons = pd.Series(None, index=values.index, dtype=object)
-    reasons[present & ~clean.isin(spec.choices)] = "допустимо: " + ", ".join(spec.choices)
+    reasons[present & ~clean.isin(spec.choices)] = Reason(
+        "invalid_choice", _("допустимо: %(choices)s") % {"choices": ", ".join(spec.choices)}
+    )
     return clean.where(present, None), reasons
 
 
 def _validate_event_type(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Series, Series]:
     clean = _strip(values).str.lower()
     reasons = pd.Series(None, index=values.index, dtype=object)
-    reasons[~clean.str.fullmatch(r"[a-z][a-z0-9_]{0,49}")] = (
-        "тип события: латиница в нижнем регистре, цифры и _, до 50 символов"
+    reasons[~clean.str.fullmatch(r"[a-z][a-z0-9_]{0,49}")] = Reason(
+        "invalid_event_type",
+        _("тип события: латиница в нижнем регистре, цифры и _, до 50 символов"),
     )
     return clean, reasons
 
@@ -383,31 +393,34 @@ def _validate_event_type(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[S
 _ITEM_PRICE_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
-def _check_items(items: Any) -> str | None:
+def _check_items(items: Any) -> Reason | None:
     if not isinstance(items, list):
-        return "ожидается JSON-массив позиций"
+        return Reason("invalid_items", _("ожидается JSON-массив позиций"))
     for i, item in enumerate(items):
+        at = {"i": i}
         if not isinstance(item, dict):
-            return f"позиция {i}: ожидается объект"
+            return Reason("invalid_items", _("позиция %(i)s: ожидается объект") % at)
         qty = item.get("qty", 1)
         if isinstance(qty, bool) or not isinstance(qty, int | float) or qty != int(qty):
-            return f"позиция {i}: qty должно быть целым числом"
+            return Reason("invalid_items", _("позиция %(i)s: qty должно быть целым числом") % at)
         if qty <= 0:
-            return f"позиция {i}: qty должно быть больше нуля"
+            return Reason("invalid_items", _("позиция %(i)s: qty должно быть больше нуля") % at)
         price = item.get("price", 0)
         if isinstance(price, bool) or not isinstance(price, int | float | str):
-            return f"позиция {i}: price должно быть числом"
+            return Reason("invalid_items", _("позиция %(i)s: price должно быть числом") % at)
         if isinstance(price, str) and not _ITEM_PRICE_RE.fullmatch(price.strip()):
-            return f"позиция {i}: price должно быть числом (цифры 0-9)"
+            return Reason(
+                "invalid_items", _("позиция %(i)s: price должно быть числом (цифры 0-9)") % at
+            )
         try:
             if float(price) < 0:
-                return f"позиция {i}: отрицательная цена"
+                return Reason("invalid_items", _("позиция %(i)s: отрицательная цена") % at)
         except ValueError:
-            return f"позиция {i}: price должно быть числом"
+            return Reason("invalid_items", _("позиция %(i)s: price должно быть числом") % at)
     return None
 
 
-def _json_validator(expected: type, check: Callable[[Any], str | None] | None):
+def _json_validator(expected: type, check: Callable[[Any], Reason | None] | None):
     def validate(spec: FieldSpec, values: Series, _ctx: dict) -> tuple[Series, Series]:
         clean: list[str | None] = []
         reasons: list[str | None] = []
@@ -422,14 +435,14 @@ def _json_validator(expected: type, check: Callable[[Any], str | None] | None):
                 problem = exc.problems[0]
                 where = json_path(problem.path, root=spec.name)
                 clean.append(None)
-                reasons.append(Reason(f"{BAD_JSON}: {where}: {problem.message}", problem.code))
+                reasons.append(Reason(problem.code, f"{BAD_JSON}: {where}: {problem.message}"))
                 continue
             except ValueError:
                 clean.append(None)
-                reasons.append(BAD_JSON)
+                reasons.append(Reason("invalid_json", BAD_JSON))
                 continue
             problem = (
-                f"ожидается JSON-{'объект' if expected is dict else 'массив'}"
+                _not_expected(expected)
                 if not isinstance(parsed, expected)
                 else (check(parsed) if check else None)
             )
@@ -441,6 +454,12 @@ def _json_validator(expected: type, check: Callable[[Any], str | None] | None):
         )
 
     return validate
+
+
+def _not_expected(expected: type) -> Reason:
+    if expected is dict:
+        return Reason("invalid_json", _("ожидается JSON-объект"))
+    return Reason("invalid_items", _("ожидается JSON-массив"))
 
 
 VALIDATORS: dict[str, Callable[[FieldSpec, Series, dict], tuple[Series, Series]]] = {
@@ -464,13 +483,18 @@ def check_columns(kind: str, columns: Iterable[str]) -> None:
     missing = [c for c in spec.required if c not in columns]
     problems = []
     if missing:
-        problems.append("нет обязательных колонок: " + ", ".join(missing))
+        problems.append(_("нет обязательных колонок: %(names)s") % {"names": ", ".join(missing)})
     if unknown:
-        problems.append("неизвестные колонки: " + ", ".join(unknown))
+        problems.append(_("неизвестные колонки: %(names)s") % {"names": ", ".join(unknown)})
     if problems:
         raise BatchError(
             "bad_header",
-            "; ".join(problems) + f". Колонки для {kind}: " + ", ".join(spec.field_names),
+            _("%(problems)s. Колонки для %(kind)s: %(columns)s")
+            % {
+                "problems": "; ".join(problems),
+                "kind": kind,
+                "columns": ", ".join(spec.field_names),
+            },
         )
 
 
@@ -494,7 +518,9 @@ def validate_frame(
         clean, reasons = VALIDATORS[fs.type](fs, as_text, ctx)
         if fs.required:
             empty = as_text.str.strip() == ""
-            reasons = reasons.where(~empty, REQUIRED)
+            if empty.any():
+                reasons = reasons.copy()
+                reasons[empty] = Reason("required", REQUIRED)
         if check_text:
             forbidden = _forbidden_text_reasons(as_text)
             reasons = forbidden.where(forbidden.notna(), reasons)
@@ -809,7 +835,11 @@ class IngestBatch:
         on_error: Callable[[RowError], None] | None = None,
     ):
         if kind not in SPECS:
-            raise BatchError("unknown_kind", f"неизвестный тип данных {kind!r}: {', '.join(KINDS)}")
+            raise BatchError(
+                "unknown_kind",
+                _("неизвестный тип данных %(kind)s: %(kinds)s")
+                % {"kind": repr(kind), "kinds": ", ".join(KINDS)},
+            )
         self.client = client
         self.kind = kind
         self.spec = SPECS[kind]
@@ -878,7 +908,7 @@ class IngestBatch:
                     int(row_no),
                     "customer_external_id",
                     "unknown_customer",
-                    "нет покупателя с таким external_id у этого клиента",
+                    _("нет покупателя с таким external_id у этого клиента"),
                     ext_id,
                 )
                 for row_no, ext_id in unknown
@@ -1013,7 +1043,9 @@ def ingest_records(
 ) -> IngestResult:
     """The bulk API and webhooks: a list of JSON objects, row numbers are list indexes."""
     if kind not in SPECS:
-        raise BatchError("unknown_kind", f"неизвестный тип данных {kind!r}")
+        raise BatchError(
+            "unknown_kind", _("неизвестный тип данных %(kind)s") % {"kind": repr(kind)}
+        )
     frame, shape_errors = records_to_frame(kind, records)
     missing = [c for c in SPECS[kind].required if c not in frame.columns]
     for column in missing:
@@ -1077,14 +1109,16 @@ def read_csv_frames(
         first = next(reader, None)
     except UnicodeDecodeError as exc:
         raise BatchError(
-            "bad_encoding", f"файл не в кодировке {encoding}: укажите --encoding (например, cp1251)"
+            "bad_encoding",
+            _("файл не в кодировке %(encoding)s: укажите --encoding (например, cp1251)")
+            % {"encoding": encoding},
         ) from exc
     except (pd.errors.EmptyDataError, StopIteration) as exc:
-        raise BatchError("empty_file", "пустой файл: нет строки заголовка") from exc
+        raise BatchError("empty_file", _("пустой файл: нет строки заголовка")) from exc
     except pd.errors.ParserError as exc:
-        raise BatchError("bad_csv", f"CSV не читается: {exc}") from exc
+        raise BatchError("bad_csv", _("CSV не читается: %(error)s") % {"error": exc}) from exc
     if first is None:
-        raise BatchError("empty_file", "пустой файл")
+        raise BatchError("empty_file", _("пустой файл"))
     columns = [str(c).strip().lstrip("\ufeff") for c in first.columns]
     check_columns(kind, columns)
 
@@ -1104,11 +1138,14 @@ def read_csv_frames(
             except UnicodeDecodeError as exc:
                 raise BatchError(
                     "bad_encoding",
-                    f"строка ~{offset}: файл не в кодировке {encoding}; укажите --encoding",
+                    _("строка ~%(row)s: файл не в кодировке %(encoding)s; укажите --encoding")
+                    % {"row": offset, "encoding": encoding},
                 ) from exc
             except pd.errors.ParserError as exc:
                 raise BatchError(
-                    "bad_csv", f"CSV не читается около строки {offset}: {exc}"
+                    "bad_csv",
+                    _("CSV не читается около строки %(row)s: %(error)s")
+                    % {"row": offset, "error": exc},
                 ) from exc
 
     return columns, frames()

@@ -31,31 +31,34 @@ def validate_time_zone(value: str) -> None:
 class Tier(models.Model):
     """A service tier from the agency's offer; its limits are data, enforced in services."""
 
-    code = models.SlugField("код", max_length=30, unique=True)
-    name = models.CharField("название", max_length=100)
-    position = models.PositiveSmallIntegerField("порядок", default=0)
+    code = models.SlugField(_("код"), max_length=30, unique=True)
+    name = models.CharField(_("название"), max_length=100)
+    position = models.PositiveSmallIntegerField(_("порядок"), default=0)
     ad_spend_min = models.DecimalField(
-        "рекламный бюджет от, ₽/мес", max_digits=14, decimal_places=2
+        _("рекламный бюджет от, ₽/мес"), max_digits=14, decimal_places=2
     )
     ad_spend_max = models.DecimalField(
-        "рекламный бюджет до, ₽/мес", max_digits=14, decimal_places=2, null=True, blank=True
+        _("рекламный бюджет до, ₽/мес"), max_digits=14, decimal_places=2, null=True, blank=True
     )
-    setup_fee_min = models.DecimalField("внедрение от, ₽", max_digits=14, decimal_places=2)
-    setup_fee_max = models.DecimalField("внедрение до, ₽", max_digits=14, decimal_places=2)
-    monthly_fee_min = models.DecimalField("абонплата от, ₽/мес", max_digits=14, decimal_places=2)
-    monthly_fee_max = models.DecimalField("абонплата до, ₽/мес", max_digits=14, decimal_places=2)
+    setup_fee_min = models.DecimalField(_("внедрение от, ₽"), max_digits=14, decimal_places=2)
+    setup_fee_max = models.DecimalField(_("внедрение до, ₽"), max_digits=14, decimal_places=2)
+    monthly_fee_min = models.DecimalField(_("абонплата от, ₽/мес"), max_digits=14, decimal_places=2)
+    monthly_fee_max = models.DecimalField(_("абонплата до, ₽/мес"), max_digits=14, decimal_places=2)
     max_segments = models.PositiveIntegerField(
-        "максимум сегментов", null=True, blank=True, help_text="Пусто — без ограничения."
+        _("максимум сегментов"), null=True, blank=True, help_text=_("Пусто — без ограничения.")
     )
     max_trigger_chains = models.PositiveIntegerField(
-        "максимум триггерных цепочек", null=True, blank=True, help_text="Пусто — без ограничения."
+        _("максимум триггерных цепочек"),
+        null=True,
+        blank=True,
+        help_text=_("Пусто — без ограничения."),
     )
-    predictive = models.BooleanField("предиктивные сегменты (отток, CLV)", default=False)
-    omnichannel = models.BooleanField("омниканальные триггеры", default=False)
-    value_bidding = models.BooleanField("ставки по ценности клиента", default=False)
-    cohorts = models.BooleanField("когортный анализ", default=False)
-    incrementality = models.BooleanField("тесты инкрементальности", default=False)
-    programmatic = models.BooleanField("programmatic / DMP-экспорт", default=False)
+    predictive = models.BooleanField(_("предиктивные сегменты (отток, CLV)"), default=False)
+    omnichannel = models.BooleanField(_("омниканальные триггеры"), default=False)
+    value_bidding = models.BooleanField(_("ставки по ценности клиента"), default=False)
+    cohorts = models.BooleanField(_("когортный анализ"), default=False)
+    incrementality = models.BooleanField(_("тесты инкрементальности"), default=False)
+    programmatic = models.BooleanField(_("programmatic / DMP-экспорт"), default=False)
 
     FEATURES = (
         "predictive",
@@ -67,8 +70,8 @@ class Tier(models.Model):
     )
 
     class Meta:
-        verbose_name = "тариф"
-        verbose_name_plural = "тарифы"
+        verbose_name = _("тариф")
+        verbose_name_plural = _("тарифы")
         ordering = ["position"]
 
     def __str__(self) -> str:
@@ -98,58 +101,62 @@ class ClientQuerySet(models.QuerySet):
 class Client(models.Model):
     """The tenant: a company the agency serves."""
 
-    name = models.CharField("название", max_length=200)
-    slug = models.SlugField("код", max_length=60, unique=True)
-    legal_name = models.CharField("юридическое наименование", max_length=300, blank=True)
-    inn = models.CharField("ИНН", max_length=12, blank=True, validators=[validate_inn])
+    name = models.CharField(_("название"), max_length=200)
+    slug = models.SlugField(_("код"), max_length=60, unique=True)
+    legal_name = models.CharField(_("юридическое наименование"), max_length=300, blank=True)
+    inn = models.CharField(_("ИНН"), max_length=12, blank=True, validators=[validate_inn])
     tier = models.ForeignKey(
-        Tier, on_delete=models.PROTECT, related_name="clients", verbose_name="тариф"
+        Tier, on_delete=models.PROTECT, related_name="clients", verbose_name=_("тариф")
     )
     monthly_ad_spend = models.DecimalField(
-        "рекламный бюджет, ₽/мес",
+        _("рекламный бюджет, ₽/мес"),
         max_digits=14,
         decimal_places=2,
         default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0"))],
     )
     time_zone = models.CharField(
-        "часовой пояс", max_length=64, default="Europe/Moscow", validators=[validate_time_zone]
+        _("часовой пояс"), max_length=64, default="Europe/Moscow", validators=[validate_time_zone]
     )
     pd_operator_registry_number = models.CharField(
-        "рег. номер оператора ПДн (РКН)",
+        _("рег. номер оператора ПДн (РКН)"),
         max_length=40,
         blank=True,
-        help_text="Номер в реестре операторов персональных данных Роскомнадзора.",
+        help_text=_("Номер в реестре операторов персональных данных Роскомнадзора."),
     )
     account_managers = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         blank=True,
         related_name="managed_clients",
-        verbose_name="аккаунт-менеджеры",
+        verbose_name=_("аккаунт-менеджеры"),
     )
     webhook_secret = models.CharField(
-        "секрет вебхуков CRM",
+        _("секрет вебхуков CRM"),
         max_length=64,
         blank=True,
-        help_text="Токен, которым CRM подтверждает вебхуки (Битрикс24: application_token; amoCRM: "
-        "сегмент пути URL вебхука, см. «URL вебхука amoCRM»; в журналах маскируется).",
+        help_text=_(
+            "Токен, которым CRM подтверждает вебхуки (Битрикс24: application_token; amoCRM: "
+            "сегмент пути URL вебхука, см. «URL вебхука amoCRM»; в журналах маскируется)."
+        ),
     )
     bitrix24_rest_encrypted = models.TextField(
-        "входящий вебхук Битрикс24 (зашифрован)",
+        _("входящий вебхук Битрикс24 (зашифрован)"),
         blank=True,
         editable=False,
-        help_text="Адрес https://<портал>.bitrix24.ru/rest/<id>/<код>/, зашифрованный "
-        "(agency.crypto): по нему платформа читает контакт и сделку, о которых сообщил "
-        "исходящий вебхук (crm.contact.get, crm.deal.get).",
+        help_text=_(
+            "Адрес https://<портал>.bitrix24.ru/rest/<id>/<код>/, зашифрованный "
+            "(agency.crypto): по нему платформа читает контакт и сделку, о которых сообщил "
+            "исходящий вебхук (crm.contact.get, crm.deal.get)."
+        ),
     )
-    is_active = models.BooleanField("активен", default=True)
-    created_at = models.DateTimeField("создан", auto_now_add=True)
+    is_active = models.BooleanField(_("активен"), default=True)
+    created_at = models.DateTimeField(_("создан"), auto_now_add=True)
 
     objects = ClientQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "клиент"
-        verbose_name_plural = "клиенты"
+        verbose_name = _("клиент")
+        verbose_name_plural = _("клиенты")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -172,17 +179,17 @@ class ClientMembership(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="client_memberships",
-        verbose_name="пользователь",
+        verbose_name=_("пользователь"),
     )
     client = models.ForeignKey(
-        Client, on_delete=models.CASCADE, related_name="memberships", verbose_name="клиент"
+        Client, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("клиент")
     )
-    role = models.CharField("роль", max_length=20, choices=Role.choices, default=Role.VIEWER)
-    created_at = models.DateTimeField("добавлен", auto_now_add=True)
+    role = models.CharField(_("роль"), max_length=20, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(_("добавлен"), auto_now_add=True)
 
     class Meta:
-        verbose_name = "доступ к порталу"
-        verbose_name_plural = "доступы к порталу"
+        verbose_name = _("доступ к порталу")
+        verbose_name_plural = _("доступы к порталу")
         constraints = [
             models.UniqueConstraint(fields=["client", "user"], name="membership_client_user_unique")
         ]
@@ -199,27 +206,27 @@ class ApiKey(models.Model):
         WRITE = "write", _("запись")
 
     client = models.ForeignKey(
-        Client, on_delete=models.CASCADE, related_name="api_keys", verbose_name="клиент"
+        Client, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("клиент")
     )
-    name = models.CharField("название", max_length=100, blank=True)
-    prefix = models.CharField("префикс", max_length=16, unique=True, editable=False)
-    hashed_secret = models.CharField("хеш секрета", max_length=64, editable=False)
-    scopes = models.JSONField("права", default=list)
-    created_at = models.DateTimeField("создан", auto_now_add=True)
+    name = models.CharField(_("название"), max_length=100, blank=True)
+    prefix = models.CharField(_("префикс"), max_length=16, unique=True, editable=False)
+    hashed_secret = models.CharField(_("хеш секрета"), max_length=64, editable=False)
+    scopes = models.JSONField(_("права"), default=list)
+    created_at = models.DateTimeField(_("создан"), auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="кем создан",
+        verbose_name=_("кем создан"),
     )
-    revoked_at = models.DateTimeField("отозван", null=True, blank=True)
-    last_used_at = models.DateTimeField("последнее использование", null=True, blank=True)
+    revoked_at = models.DateTimeField(_("отозван"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("последнее использование"), null=True, blank=True)
 
     class Meta:
-        verbose_name = "API-ключ"
-        verbose_name_plural = "API-ключи"
+        verbose_name = _("API-ключ")
+        verbose_name_plural = _("API-ключи")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -245,12 +252,12 @@ class TimestampedTenantModel(TenantModel):
         "clients.Client",
         on_delete=models.CASCADE,
         related_name="+",
-        verbose_name="клиент",
+        verbose_name=_("клиент"),
         db_index=False,
         db_constraint=False,
     )
-    created_at = models.DateTimeField("создан", default=timezone.now, editable=False)
-    updated_at = models.DateTimeField("изменён", default=timezone.now, editable=False)
+    created_at = models.DateTimeField(_("создан"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("изменён"), default=timezone.now, editable=False)
 
     class Meta:
         abstract = True
@@ -263,20 +270,20 @@ class TimestampedTenantModel(TenantModel):
 
 
 class Customer(TimestampedTenantModel):
-    external_id = models.CharField("внешний id", max_length=100)
+    external_id = models.CharField(_("внешний id"), max_length=100)
     email = models.CharField("email", max_length=254, blank=True)
-    phone = models.CharField("телефон (E.164)", max_length=16, blank=True)
-    first_name = models.CharField("имя", max_length=100, blank=True)
-    last_name = models.CharField("фамилия", max_length=100, blank=True)
-    city = models.CharField("город", max_length=100, blank=True)
-    attributes = models.JSONField("атрибуты", default=dict, blank=True)
-    first_seen = models.DateTimeField("впервые замечен", default=timezone.now)
-    source = models.CharField("источник", max_length=50, blank=True)
-    erased_at = models.DateTimeField("данные удалены", null=True, blank=True)
+    phone = models.CharField(_("телефон (E.164)"), max_length=16, blank=True)
+    first_name = models.CharField(_("имя"), max_length=100, blank=True)
+    last_name = models.CharField(_("фамилия"), max_length=100, blank=True)
+    city = models.CharField(_("город"), max_length=100, blank=True)
+    attributes = models.JSONField(_("атрибуты"), default=dict, blank=True)
+    first_seen = models.DateTimeField(_("впервые замечен"), default=timezone.now)
+    source = models.CharField(_("источник"), max_length=50, blank=True)
+    erased_at = models.DateTimeField(_("данные удалены"), null=True, blank=True)
 
     class Meta:
-        verbose_name = "покупатель"
-        verbose_name_plural = "покупатели"
+        verbose_name = _("покупатель")
+        verbose_name_plural = _("покупатели")
         constraints = [
             models.UniqueConstraint(
                 fields=["client", "external_id"], name="customer_client_external_id_unique"
@@ -299,24 +306,26 @@ class Order(TimestampedTenantModel):
         REFUNDED = "refunded", _("возврат")
         CANCELLED = "cancelled", _("отменён")
 
-    external_id = models.CharField("внешний id", max_length=100)
+    external_id = models.CharField(_("внешний id"), max_length=100)
     customer = models.ForeignKey(
         Customer,
         on_delete=models.CASCADE,
         related_name="orders",
-        verbose_name="покупатель",
+        verbose_name=_("покупатель"),
         db_index=False,  # served by the (client, customer, ...) index
         db_constraint=False,  # see TimestampedTenantModel
     )
-    placed_at = models.DateTimeField("оформлен")
-    amount = models.DecimalField("сумма, ₽", max_digits=14, decimal_places=2)
-    status = models.CharField("статус", max_length=20, choices=Status.choices, default=Status.PAID)
-    channel = models.CharField("канал", max_length=50, blank=True)
-    items = models.JSONField("позиции", default=list, blank=True)
+    placed_at = models.DateTimeField(_("оформлен"))
+    amount = models.DecimalField(_("сумма, ₽"), max_digits=14, decimal_places=2)
+    status = models.CharField(
+        _("статус"), max_length=20, choices=Status.choices, default=Status.PAID
+    )
+    channel = models.CharField(_("канал"), max_length=50, blank=True)
+    items = models.JSONField(_("позиции"), default=list, blank=True)
 
     class Meta:
-        verbose_name = "заказ"
-        verbose_name_plural = "заказы"
+        verbose_name = _("заказ")
+        verbose_name_plural = _("заказы")
         constraints = [
             models.UniqueConstraint(
                 fields=["client", "external_id"], name="order_client_external_id_unique"
@@ -349,34 +358,36 @@ class Event(TimestampedTenantModel):
         PRODUCT_VIEW = "product_view", _("просмотр товара")
 
     external_id = models.CharField(
-        "внешний id",
+        _("внешний id"),
         max_length=100,
-        help_text="Если источник не дал id, он выводится из содержания события, чтобы повторная "
-        "отправка не создавала дубль.",
+        help_text=_(
+            "Если источник не дал id, он выводится из содержания события, чтобы повторная "
+            "отправка не создавала дубль."
+        ),
     )
     customer = models.ForeignKey(
         Customer,
         on_delete=models.CASCADE,
         related_name="events",
-        verbose_name="покупатель",
+        verbose_name=_("покупатель"),
         db_index=False,  # served by the (client, customer, ...) index
         db_constraint=False,  # see TimestampedTenantModel
     )
     type = models.CharField(
-        "тип",
+        _("тип"),
         max_length=50,
         validators=[RegexValidator(EVENT_TYPE_RE)],
-        help_text="Напр. visit, cart.",
+        help_text=_("Напр. visit, cart."),
     )
-    occurred_at = models.DateTimeField("произошло")
-    properties = models.JSONField("свойства", default=dict, blank=True)
+    occurred_at = models.DateTimeField(_("произошло"))
+    properties = models.JSONField(_("свойства"), default=dict, blank=True)
     utm_source = models.CharField("utm_source", max_length=100, blank=True)
     utm_medium = models.CharField("utm_medium", max_length=100, blank=True)
     utm_campaign = models.CharField("utm_campaign", max_length=200, blank=True)
 
     class Meta:
-        verbose_name = "событие"
-        verbose_name_plural = "события"
+        verbose_name = _("событие")
+        verbose_name_plural = _("события")
         constraints = [
             models.UniqueConstraint(
                 fields=["client", "external_id"], name="event_client_external_id_unique"
@@ -411,40 +422,40 @@ class ImportJob(BackgroundJob, TenantModel):
         REJECTED = "rejected", _("отклонён (ошибки в строках)")
         FAILED = "failed", _("сбой")
 
-    kind = models.CharField("что загружаем", max_length=20, choices=Kind.choices)
-    file = models.FileField("файл CSV", upload_to=import_upload_path)
-    delimiter = models.CharField("разделитель", max_length=1, default=",")
-    encoding = models.CharField("кодировка", max_length=20, default="utf-8")
+    kind = models.CharField(_("что загружаем"), max_length=20, choices=Kind.choices)
+    file = models.FileField(_("файл CSV"), upload_to=import_upload_path)
+    delimiter = models.CharField(_("разделитель"), max_length=1, default=",")
+    encoding = models.CharField(_("кодировка"), max_length=20, default="utf-8")
     partial = models.BooleanField(
-        "принять корректные строки",
+        _("принять корректные строки"),
         default=False,
-        help_text="Без отметки файл загружается целиком или не загружается вовсе.",
+        help_text=_("Без отметки файл загружается целиком или не загружается вовсе."),
     )
     status = job_status_field(Status)
-    rows_total = models.PositiveBigIntegerField("строк всего", default=0)
-    rows_processed = models.PositiveBigIntegerField("строк обработано", default=0)
-    rows_ok = models.PositiveBigIntegerField("строк принято", default=0)
-    rows_rejected = models.PositiveBigIntegerField("строк отклонено", default=0)
-    rows_created = models.PositiveBigIntegerField("создано", default=0)
-    rows_updated = models.PositiveBigIntegerField("обновлено", default=0)
+    rows_total = models.PositiveBigIntegerField(_("строк всего"), default=0)
+    rows_processed = models.PositiveBigIntegerField(_("строк обработано"), default=0)
+    rows_ok = models.PositiveBigIntegerField(_("строк принято"), default=0)
+    rows_rejected = models.PositiveBigIntegerField(_("строк отклонено"), default=0)
+    rows_created = models.PositiveBigIntegerField(_("создано"), default=0)
+    rows_updated = models.PositiveBigIntegerField(_("обновлено"), default=0)
     error_report = models.FileField(
-        "отчёт об ошибках (CSV)", upload_to=import_upload_path, blank=True
+        _("отчёт об ошибках (CSV)"), upload_to=import_upload_path, blank=True
     )
-    error_message = models.TextField("ошибка", blank=True)
+    error_message = models.TextField(_("ошибка"), blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="кем загружен",
+        verbose_name=_("кем загружен"),
     )
 
     recovery_reset = {"rows_processed": 0}
 
     class Meta:
-        verbose_name = "импорт CSV"
-        verbose_name_plural = "импорты CSV"
+        verbose_name = _("импорт CSV")
+        verbose_name_plural = _("импорты CSV")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["client", "-created_at"], name="importjob_client_created")]
 
@@ -496,38 +507,40 @@ class CrmDeal(TenantModel):
     ID_MAX_LENGTH = 64  # with the prefix it fits Customer/Order.external_id (100)
 
     crm = models.CharField("CRM", max_length=20, choices=Crm.choices)
-    deal_id = models.CharField("id сделки в CRM", max_length=ID_MAX_LENGTH)
+    deal_id = models.CharField(_("id сделки в CRM"), max_length=ID_MAX_LENGTH)
     contact_id = models.CharField(
-        "id контакта в CRM",
+        _("id контакта в CRM"),
         max_length=ID_MAX_LENGTH,
         null=True,
         blank=True,
-        help_text="Пусто, пока CRM не сообщила контакт сделки.",
+        help_text=_("Пусто, пока CRM не сообщила контакт сделки."),
     )
     stage = models.CharField(
-        "стадия в CRM",
+        _("стадия в CRM"),
         max_length=100,
         blank=True,
-        help_text="STAGE_ID Битрикс24, status_id amoCRM.",
+        help_text=_("STAGE_ID Битрикс24, status_id amoCRM."),
     )
-    status = models.CharField("статус", max_length=10, choices=Status.choices, default=Status.OPEN)
-    amount = models.DecimalField("сумма", max_digits=14, decimal_places=2, null=True, blank=True)
-    currency = models.CharField("валюта", max_length=16, blank=True)
-    closed_at = models.DateTimeField("закрыта в CRM", null=True, blank=True)
-    created_at = models.DateTimeField("создана в CRM", null=True, blank=True)
-    last_payload_at = models.DateTimeField("последний вебхук", default=timezone.now)
+    status = models.CharField(
+        _("статус"), max_length=10, choices=Status.choices, default=Status.OPEN
+    )
+    amount = models.DecimalField(_("сумма"), max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(_("валюта"), max_length=16, blank=True)
+    closed_at = models.DateTimeField(_("закрыта в CRM"), null=True, blank=True)
+    created_at = models.DateTimeField(_("создана в CRM"), null=True, blank=True)
+    last_payload_at = models.DateTimeField(_("последний вебхук"), default=timezone.now)
     order_external_id = models.CharField(
-        "внешний id заказа",
+        _("внешний id заказа"),
         max_length=100,
         null=True,
         blank=True,
-        help_text="Пусто, пока по сделке не записан заказ.",
+        help_text=_("Пусто, пока по сделке не записан заказ."),
     )
-    skipped_reason = models.CharField("почему не заказ", max_length=500, blank=True)
+    skipped_reason = models.CharField(_("почему не заказ"), max_length=500, blank=True)
 
     class Meta:
-        verbose_name = "сделка CRM"
-        verbose_name_plural = "сделки CRM"
+        verbose_name = _("сделка CRM")
+        verbose_name_plural = _("сделки CRM")
         constraints = [
             models.UniqueConstraint(
                 fields=["client", "crm", "deal_id"], name="crmdeal_client_crm_deal_unique"

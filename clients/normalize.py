@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import idna
 import phonenumbers
+from django.utils.translation import gettext as _
 
 from agency.errors import ServiceError
 from agency.parsers import printable
@@ -80,21 +81,23 @@ def normalize_email(value: str) -> str:
     """
     email = (value or "").strip().lower()
     if not email:
-        raise NormalizationError("пустой email")
+        raise NormalizationError(_("пустой email"), code="invalid_email")
     if _ASCII_EMAIL_RE.match(email) and "xn--" not in email:
         if len(email) > 254:
-            raise NormalizationError("email длиннее 254 символов")
+            raise NormalizationError(_("email длиннее 254 символов"), code="invalid_email")
         return email
     if len(email) > 254 * 4:
-        raise NormalizationError("email длиннее 254 символов")
+        raise NormalizationError(_("email длиннее 254 символов"), code="invalid_email")
     local, at, domain = email.rpartition("@")
     local = unicodedata.normalize("NFC", local)
     host = _unicode_domain(domain) if at and local else None
     if host is None or len(local) > 64 or not _local_part_ok(local):
-        raise NormalizationError(f"некорректный email: '{printable(value)}'")
+        raise NormalizationError(
+            _("некорректный email: '%(value)s'") % {"value": printable(value)}, code="invalid_email"
+        )
     email = f"{local}@{host}"
     if len(email) > 254:
-        raise NormalizationError("email длиннее 254 символов")
+        raise NormalizationError(_("email длиннее 254 символов"), code="invalid_email")
     return email
 
 
@@ -110,9 +113,9 @@ def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """E.164, reading national formats of ``region`` ("8 (916) 123-45-67" -> "+79161234567")."""
     raw = (value or "").strip()
     if not raw:
-        raise NormalizationError("пустой телефон")
+        raise NormalizationError(_("пустой телефон"), code="invalid_phone")
     if len(raw) > 40:
-        raise NormalizationError("телефон длиннее 40 символов")
+        raise NormalizationError(_("телефон длиннее 40 символов"), code="invalid_phone")
     if region == "RU" and (mobile := _RU_MOBILE_RE.match(raw.translate(_PHONE_PUNCTUATION))):
         return "+7" + mobile.group(1)
     return _normalize_phone_full(raw, region)
@@ -122,7 +125,12 @@ def _normalize_phone_full(raw: str, region: str) -> str:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
-        raise NormalizationError(f"не телефон: {raw!r}") from exc
+        raise NormalizationError(
+            _("не телефон: %(value)s") % {"value": repr(raw)}, code="invalid_phone"
+        ) from exc
     if not phonenumbers.is_valid_number(number):
-        raise NormalizationError(f"несуществующий номер телефона: {raw!r}")
+        raise NormalizationError(
+            _("несуществующий номер телефона: %(value)s") % {"value": repr(raw)},
+            code="invalid_phone",
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -19,7 +19,7 @@ from django.db.models import Case, CharField, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.text import slugify
-from django.utils.translation import ngettext
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from agency.audit import audit_log
 from agency.crypto import CredentialsUnreadable, secret_decrypt, secret_encrypt, secret_rotate
@@ -337,13 +337,17 @@ def import_jobs_recover(*, now=None) -> list[int]:
 # (clients.ingest locks (client id, 0..2) for its kinds.)
 CRM_WEBHOOK_LOCK_KEY = 1000
 _DEAL_ENTITY = {CrmDeal.Crm.BITRIX24: "deal", CrmDeal.Crm.AMOCRM: "lead"}
-_STAGE_LABEL = {CrmDeal.Crm.BITRIX24: "стадия", CrmDeal.Crm.AMOCRM: "status_id"}
+_STAGE_LABEL = {CrmDeal.Crm.BITRIX24: gettext_lazy("стадия"), CrmDeal.Crm.AMOCRM: "status_id"}
 _WAITING_FOR_CONTACT = {
-    CrmDeal.Crm.BITRIX24: "ждём контакт сделки: у сделки нет контакта (CONTACT_ID); заказ "
-    "появится, когда сделка придёт с контактом",
-    CrmDeal.Crm.AMOCRM: "ждём контакт сделки: нет связанного контакта (amoCRM не передаёт его в "
-    "событии сделки); заказ появится с событием контакта, связанного со сделкой — включите в "
-    "вебхуке события контактов",
+    CrmDeal.Crm.BITRIX24: gettext_lazy(
+        "ждём контакт сделки: у сделки нет контакта (CONTACT_ID); заказ "
+        "появится, когда сделка придёт с контактом"
+    ),
+    CrmDeal.Crm.AMOCRM: gettext_lazy(
+        "ждём контакт сделки: нет связанного контакта (amoCRM не передаёт его в "
+        "событии сделки); заказ появится с событием контакта, связанного со сделкой — включите в "
+        "вебхуке события контактов"
+    ),
 }
 # Digits 0-9 only (re's \d and Decimal also read "١٢٣"), as many as the order amount holds.
 _AMOUNT_RE = re.compile(AMOUNT_PATTERN.removeprefix("-?"))
@@ -436,7 +440,8 @@ def crm_deals_record(
                 {
                     "entity": _DEAL_ENTITY[crm],
                     "id": str(fact.get("deal_id", ""))[:100],
-                    "reason": f"нет id сделки или он длиннее {CrmDeal.ID_MAX_LENGTH} символов",
+                    "reason": gettext("нет id сделки или он длиннее %(max)s символов")
+                    % {"max": CrmDeal.ID_MAX_LENGTH},
                 }
             )
             continue
@@ -512,18 +517,20 @@ def _crm_deal_cancellation(deal: CrmDeal, paid: dict[str, Any]) -> dict[str, Any
 def _crm_won_deal_problem(deal: CrmDeal, customers: set[str]) -> str:
     """Why a won deal cannot be an order now ("" when it can)."""
     if deal.currency not in ("", "RUB"):
-        return f"валюта {deal.currency}: суммы заказов хранятся в рублях"
+        return gettext("валюта %(currency)s: суммы заказов хранятся в рублях") % {
+            "currency": deal.currency
+        }
     if deal.customer_external_id is None:
-        return _WAITING_FOR_CONTACT[deal.crm]
+        return str(_WAITING_FOR_CONTACT[deal.crm])
     if deal.customer_external_id not in customers:
-        return (
-            f"ждём контакт сделки: контакта {deal.contact_id} ещё нет среди покупателей "
-            f"({deal.customer_external_id}); заказ появится с событием этого контакта"
-        )
+        return gettext(
+            "ждём контакт сделки: контакта %(contact)s ещё нет среди покупателей "
+            "(%(customer)s); заказ появится с событием этого контакта"
+        ) % {"contact": deal.contact_id, "customer": deal.customer_external_id}
     if deal.amount is None:
-        return "нет суммы сделки (или она не читается)"
+        return gettext("нет суммы сделки (или она не читается)")
     if deal.closed_at is None and deal.created_at is None:
-        return "нет даты сделки: ни даты закрытия, ни даты создания (или они не читаются)"
+        return gettext("нет даты сделки: ни даты закрытия, ни даты создания (или они не читаются)")
     return ""
 
 
@@ -608,14 +615,18 @@ def crm_deals_convert(
         elif deal.status == CrmDeal.Status.LOST:
             if existing is None:
                 stage = f"{_STAGE_LABEL[deal.crm]} {deal.stage or '—'}"
-                reason = f"сделка проиграна ({stage}) и не была оплачена: не заказ"
+                reason = gettext("сделка проиграна (%(stage)s) и не была оплачена: не заказ") % {
+                    "stage": stage
+                }
             elif existing["status"] == Order.Status.PAID and is_hooked:
                 orders.append(_crm_deal_cancellation(deal, existing))
                 order_deals.append(deal)
         elif deal.stage:
-            reason = f"сделка не закрыта ({_STAGE_LABEL[deal.crm]} {deal.stage}): ещё не заказ"
+            reason = gettext("сделка не закрыта (%(stage)s): ещё не заказ") % {
+                "stage": f"{_STAGE_LABEL[deal.crm]} {deal.stage}"
+            }
         else:
-            reason = (
+            reason = gettext(
                 "ждём событие сделки: её статус ещё неизвестен, известна только связь с контактом"
             )
         reasons[deal.pk] = reason[:500]
@@ -626,7 +637,11 @@ def crm_deals_convert(
         result = ingest_records(client=client, kind="orders", records=orders, partial=True)
         rejected: dict[int, str] = {}
         for error in result.errors:
-            rejected.setdefault(error.index, f"заказ не принят: {error.field}: {error.message}")
+            rejected.setdefault(
+                error.index,
+                gettext("заказ не принят: %(field)s: %(reason)s")
+                % {"field": error.field, "reason": error.message},
+            )
         for row, deal in enumerate(order_deals):
             if row in rejected:
                 reasons[deal.pk] = rejected[row][:500]
@@ -756,15 +771,15 @@ class Bitrix24WebhookInvalid(ServiceError):
 
 
 _B24_METHOD = {"contact": "crm.contact.get", "deal": "crm.deal.get"}
-_B24_ENTITY_WORD = {"contact": "контакта", "deal": "сделки"}
+_B24_ENTITY_WORD = {"contact": gettext_lazy("контакта"), "deal": gettext_lazy("сделки")}
 
 
 def _fetch_unavailable_reason(entity: str) -> str:
     method = _B24_METHOD.get(entity, "crm.*.get")
-    return (
-        f"в событии только ID {_B24_ENTITY_WORD.get(entity, '')}, без полей; чтобы платформа "
-        f"прочитала их ({method}), укажите в настройках клиента входящий вебхук Битрикс24"
-    )
+    return gettext(
+        "в событии только ID %(entity)s, без полей; чтобы платформа прочитала их (%(method)s), "
+        "укажите в настройках клиента входящий вебхук Битрикс24"
+    ) % {"entity": _B24_ENTITY_WORD.get(entity, ""), "method": method}
 
 
 def client_bitrix24_rest_set(
@@ -885,12 +900,18 @@ def crm_bitrix24_fetch(
                 current_id,
                 exc.message,
             )
-            what = "нет такого" if is_not_found(exc) else "отказ"
+            what = gettext("нет такого") if is_not_found(exc) else gettext("отказ")
             records["skipped"].append(
                 skipped_entry(
                     current,
                     current_id,
-                    f"Битрикс24 {api.portal}, {_B24_METHOD[current]}: {what}: {exc.message}",
+                    gettext("Битрикс24 %(portal)s, %(method)s: %(what)s: %(error)s")
+                    % {
+                        "portal": api.portal,
+                        "method": _B24_METHOD[current],
+                        "what": what,
+                        "error": exc.message,
+                    },
                 )
             )
     return crm_webhook_ingest(

@@ -21,7 +21,7 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from agency.admin_base import (
     ACCOUNT_MANAGER,
@@ -115,7 +115,7 @@ TEXT_PARTS = (
 
 
 class ConsentTextStatusFilter(admin.SimpleListFilter):
-    title = "статус"
+    title = gettext_lazy("статус")
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any):
@@ -176,13 +176,13 @@ class ConsentTextAdmin(TenantScopedAdmin):
     def has_publish_permission(self, request: HttpRequest) -> bool:
         return request_staff_role(request) in self.publish_roles
 
-    @admin.display(description="не заполнено")
+    @admin.display(description=gettext_lazy("не заполнено"))
     def missing_parts(self, obj: ConsentText) -> str:
         if obj.is_published:
             return "—"
         missing = consent_text_missing_parts(obj)
         if not missing:
-            return "Все обязательные части заполнены: текст можно опубликовать."
+            return _("Все обязательные части заполнены: текст можно опубликовать.")
         return format_html(
             '<span style="color:#ba2121">{}</span>', "; ".join(str(part) for part in missing)
         )
@@ -199,7 +199,9 @@ class ConsentTextAdmin(TenantScopedAdmin):
         )
         _adopt(obj, created)
 
-    @admin.action(description="Опубликовать выбранные черновики", permissions=["publish"])
+    @admin.action(
+        description=gettext_lazy("Опубликовать выбранные черновики"), permissions=["publish"]
+    )
     def publish(self, request: HttpRequest, queryset: QuerySet) -> None:
         published = 0
         for text in queryset.select_related("client", "purpose").order_by("pk"):
@@ -217,7 +219,10 @@ class ConsentTextAdmin(TenantScopedAdmin):
             ) % {"n": published}
             self.message_user(request, message, messages.SUCCESS)
 
-    @admin.action(description="Создать новую версию (черновик) из выбранных", permissions=["add"])
+    @admin.action(
+        description=gettext_lazy("Создать новую версию (черновик) из выбранных"),
+        permissions=["add"],
+    )
     def new_version(self, request: HttpRequest, queryset: QuerySet) -> None:
         created = []
         for text in queryset.select_related("client", "purpose").order_by("pk"):
@@ -250,7 +255,7 @@ class ConsentTextAdmin(TenantScopedAdmin):
         links = _checklist_links(self.admin_site.name, client)
         context = {
             **self.admin_site.each_context(request),
-            "title": f"152-ФЗ: {client.name}",
+            "title": _("152-ФЗ: %(client)s") % {"client": client.name},
             "subtitle": None,
             "client": client,
             "opts": client._meta,
@@ -313,7 +318,9 @@ class ConsentRecordAdmin(LargeTableAdminMixin, TenantScopedAdmin):
     # Newest written first: the (client_id, id) index serves it on a ledger of millions.
     ordering = ("-id",)
     search_fields = ("=subject_id",)
-    search_help_text = "Точное совпадение: внешний id, email или телефон покупателя; id cookie."
+    search_help_text = gettext_lazy(
+        "Точное совпадение: внешний id, email или телефон покупателя; id cookie."
+    )
     fields = (
         "id",
         "client",
@@ -336,11 +343,13 @@ class ConsentRecordAdmin(LargeTableAdminMixin, TenantScopedAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="покупатель (внешний id)", ordering="customer__external_id")
+    @admin.display(
+        description=gettext_lazy("покупатель (внешний id)"), ordering="customer__external_id"
+    )
     def customer_ref(self, obj: ConsentRecord) -> str:
         return obj.customer.external_id if obj.customer_id else "—"
 
-    @admin.display(description="версия текста")
+    @admin.display(description=gettext_lazy("версия текста"))
     def text_version(self, obj: ConsentRecord) -> str:
         return f"v{obj.text.version}" if obj.text_id else "—"
 
@@ -362,14 +371,15 @@ class ConsentSiteForm(TenantAdminForm):
     def clean_allowed_origins(self) -> list[str]:
         value = self.cleaned_data.get("allowed_origins") or []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise forms.ValidationError('Список строк, напр. ["https://shop.example.ru"].')
+            raise forms.ValidationError(_('Список строк, напр. ["https://shop.example.ru"].'))
         origins = []
         for origin in value:
             origin = origin.strip().rstrip("/")
             scheme, sep, host = origin.partition("://")
             if scheme not in ("http", "https") or not sep or not host or "/" in host:
                 raise forms.ValidationError(
-                    f"{origin!r} — не origin: нужно «https://домен» без пути."
+                    _("%(origin)s — не origin: нужно «https://домен» без пути.")
+                    % {"origin": repr(origin)}
                 )
             origins.append(origin.lower())
         return origins
@@ -391,7 +401,7 @@ class ConsentSiteAdmin(TenantScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
         return () if obj is None else ("client", "site_key")
 
-    @admin.display(description="разрешённые origin")
+    @admin.display(description=gettext_lazy("разрешённые origin"))
     def origins(self, obj: ConsentSite) -> str:
         return ", ".join(obj.allowed_origins or []) or "—"
 
@@ -425,25 +435,25 @@ class DataRecipientAdmin(TenantScopedAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
-    @admin.display(description="трансграничная передача")
+    @admin.display(description=gettext_lazy("трансграничная передача"))
     def transfer_status(self, obj: DataRecipient) -> str:
         if obj.pk is None:
             return "—"
         decision = transfer_decision(recipient=obj)
         if not decision.cross_border:
-            return "не трансграничная (РФ)"
+            return _("не трансграничная (РФ)")
         if decision.allowed:
             return format_html(
-                '<span style="color:#2e7d32">разрешена с {}</span>',
+                _('<span style="color:#2e7d32">разрешена с {}</span>'),
                 f"{decision.allowed_from:%d.%m.%Y}",
             )
         if decision.allowed_from:
             return format_html(
-                '<span style="color:#b26a00">ожидание: возможна с {}</span>',
+                _('<span style="color:#b26a00">ожидание: возможна с {}</span>'),
                 f"{decision.allowed_from:%d.%m.%Y}",
             )
         return format_html(
-            '<strong style="color:#ba2121">{}</strong>', "запрещена: нет уведомления"
+            '<strong style="color:#ba2121">{}</strong>', _("запрещена: нет уведомления")
         )
 
 
@@ -459,7 +469,7 @@ class CrossBorderTransferNoticeAdmin(TenantScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
         return ("client", "allowed_from", "created_at") if obj is not None else ()
 
-    @admin.display(description="передача возможна с")
+    @admin.display(description=gettext_lazy("передача возможна с"))
     def allowed_from(self, obj: CrossBorderTransferNotice) -> str:
         if obj.notified_at is None:
             return "—"
@@ -486,11 +496,11 @@ class TransferRefusalAdmin(LargeTableAdminMixin, TenantScopedAdmin):
 
 
 class IncidentOverdueFilter(admin.SimpleListFilter):
-    title = "сроки"
+    title = gettext_lazy("сроки")
     parameter_name = "overdue"
 
     def lookups(self, request: HttpRequest, model_admin: Any):
-        return [("yes", "просрочены"), ("no", "в срок")]
+        return [("yes", _("просрочены")), ("no", _("в срок"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() not in ("yes", "no"):
@@ -514,15 +524,16 @@ class IncidentForm(TenantAdminForm):
         reported = cleaned.get("investigation_reported_at")
         status = cleaned.get("status")
         if detected and detected > timezone.now():
-            self.add_error("detected_at", "Время обнаружения в будущем.")
+            self.add_error("detected_at", _("Время обнаружения в будущем."))
         for name, value in (("notified_at", notified), ("investigation_reported_at", reported)):
             if detected and value and value < detected:
-                self.add_error(name, "Раньше обнаружения инцидента.")
+                self.add_error(name, _("Раньше обнаружения инцидента."))
         if status == Incident.Status.NOTIFIED and not notified:
-            self.add_error("notified_at", "Укажите, когда направлено уведомление РКН.")
+            self.add_error("notified_at", _("Укажите, когда направлено уведомление РКН."))
         if status == Incident.Status.INVESTIGATED and not reported:
             self.add_error(
-                "investigation_reported_at", "Укажите, когда направлены результаты расследования."
+                "investigation_reported_at",
+                _("Укажите, когда направлены результаты расследования."),
             )
         return cleaned
 
@@ -531,22 +542,24 @@ def _deadline_cell(obj: Any, deadline: datetime, done: datetime | None, closed: 
     if done is not None:
         if done > deadline:
             return format_html(
-                '<span style="color:#b26a00">направлено {} — опоздание {} ч</span>',
+                _('<span style="color:#b26a00">направлено {} — опоздание {} ч</span>'),
                 _local(obj, done),
                 _hours(done - deadline),
             )
-        return format_html('<span style="color:#2e7d32">направлено {}</span>', _local(obj, done))
+        return format_html(_('<span style="color:#2e7d32">направлено {}</span>'), _local(obj, done))
     if closed:
-        return format_html("до {} (инцидент закрыт)", _local(obj, deadline))
+        return format_html(_("до {} (инцидент закрыт)"), _local(obj, deadline))
     now = timezone.now()
     if now > deadline:
         return format_html(
-            '<strong style="color:#fff;background:#ba2121;padding:1px 4px">ПРОСРОЧЕНО: '
-            "срок {} (прошло {} ч)</strong>",
+            _(
+                '<strong style="color:#fff;background:#ba2121;padding:1px 4px">ПРОСРОЧЕНО: '
+                "срок {} (прошло {} ч)</strong>"
+            ),
             _local(obj, deadline),
             _hours(now - deadline),
         )
-    return format_html("до {} (осталось {} ч)", _local(obj, deadline), _hours(deadline - now))
+    return format_html(_("до {} (осталось {} ч)"), _local(obj, deadline), _hours(deadline - now))
 
 
 @admin.register(Incident)
@@ -590,7 +603,7 @@ class IncidentAdmin(TenantScopedAdmin):
             return ()
         return ("client", "notify_deadline_cell", "investigation_deadline_cell", "created_at")
 
-    @admin.display(description="уведомление РКН (24 ч)")
+    @admin.display(description=gettext_lazy("уведомление РКН (24 ч)"))
     def notify_deadline_cell(self, obj: Incident) -> str:
         if obj.pk is None:
             return "—"
@@ -598,7 +611,7 @@ class IncidentAdmin(TenantScopedAdmin):
             obj, obj.notify_deadline, obj.notified_at, obj.status == Incident.Status.CLOSED
         )
 
-    @admin.display(description="результаты расследования (72 ч)")
+    @admin.display(description=gettext_lazy("результаты расследования (72 ч)"))
     def investigation_deadline_cell(self, obj: Incident) -> str:
         if obj.pk is None:
             return "—"

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.translation import ngettext
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from agency.admin_base import (
     ACCOUNT_MANAGER,
@@ -67,23 +67,24 @@ class DsrForm(TenantAdminForm):
         cleaned = super().clean()
         customer = cleaned.get("customer")
         if customer is not None and customer.erased_at is not None:
-            self.add_error("customer", "Данные этого покупателя уже удалены.")
+            self.add_error("customer", gettext("Данные этого покупателя уже удалены."))
         received_at = cleaned.get("received_at")
         if received_at is not None and received_at > timezone.now() + FUTURE_TOLERANCE:
-            self.add_error("received_at", "Время получения в будущем.")
+            self.add_error("received_at", gettext("Время получения в будущем."))
         if self.instance.pk is None and not customer and not cleaned.get("subject_contact"):
             self.add_error(
-                "subject_contact", "Укажите покупателя или контакт субъекта, чтобы ответить ему."
+                "subject_contact",
+                gettext("Укажите покупателя или контакт субъекта, чтобы ответить ему."),
             )
         return cleaned
 
 
 class OverdueFilter(admin.SimpleListFilter):
-    title = "срок"
+    title = gettext_lazy("срок")
     parameter_name = "overdue"
 
     def lookups(self, request: HttpRequest, model_admin: Any):
-        return [("yes", "просрочен"), ("open", "в работе, в срок")]
+        return [("yes", gettext("просрочен")), ("open", gettext("в работе, в срок"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         today = timezone.localdate()
@@ -145,7 +146,7 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
     list_filter = (OverdueFilter, "status", "kind", ClientListFilter)
     list_select_related = ("client", "customer", "assignee")
     search_fields = ("subject_contact", "=customer__external_id", "=customer__email")
-    search_help_text = "Контакт субъекта; точно: внешний id или email покупателя."
+    search_help_text = gettext_lazy("Контакт субъекта; точно: внешний id или email покупателя.")
     raw_id_fields = ("customer",)
     ordering = ("due_date", "received_at")
 
@@ -214,42 +215,50 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
 
     # -- columns -------------------------------------------------------------------------------
 
-    @admin.display(description="субъект")
+    @admin.display(description=gettext_lazy("субъект"))
     def subject(self, obj: DataSubjectRequest) -> str:
         if obj.customer_id:
             return str(obj.customer)
         return obj.subject_contact or "—"
 
-    @admin.display(description="срок исполнения", ordering="due_date")
+    @admin.display(description=gettext_lazy("срок исполнения"), ordering="due_date")
     def due_date_display(self, obj: DataSubjectRequest) -> str:
         if obj.is_overdue:
             return format_html(
-                '<strong class="dsr-overdue" style="color: #ba2121">{} · просрочен</strong>',
+                gettext(
+                    '<strong class="dsr-overdue" style="color: #ba2121">{} · просрочен</strong>'
+                ),
                 f"{obj.due_date:%d.%m.%Y}",
             )
         return f"{obj.due_date:%d.%m.%Y}"
 
-    @admin.display(description="осталось рабочих дней")
+    @admin.display(description=gettext_lazy("осталось рабочих дней"))
     def working_days_left(self, obj: DataSubjectRequest) -> str:
         if not obj.is_open:
             return "—"
         if obj.is_overdue:
             late = (timezone.localdate() - obj.due_date).days
-            return format_html('<span style="color: #ba2121">просрочен на {} дн.</span>', late)
+            return format_html(
+                gettext('<span style="color: #ba2121">просрочен на {} дн.</span>'), late
+            )
         return str(dsr_working_days_left(obj))
 
-    @admin.display(description="основание срока")
+    @admin.display(description=gettext_lazy("основание срока"))
     def deadline_basis(self, obj: DataSubjectRequest) -> str:
         deadline = DEADLINES[obj.kind]
-        unit = "рабочих" if deadline.working_days else "календарных"
-        return f"{deadline.days} {unit} дней · {deadline.basis}"
+        unit = gettext("рабочих") if deadline.working_days else gettext("календарных")
+        return gettext("%(days)s %(unit)s дней · %(basis)s") % {
+            "days": deadline.days,
+            "unit": unit,
+            "basis": deadline.basis,
+        }
 
-    @admin.display(description="архив для субъекта")
+    @admin.display(description=gettext_lazy("архив для субъекта"))
     def archive_link(self, obj: DataSubjectRequest) -> str:
         if not obj.archive:
             return "—"
         url = reverse(f"{self.admin_site.name}:consent_datasubjectrequest_archive", args=[obj.pk])
-        return format_html('<a href="{}">Скачать ZIP (JSON и CSV)</a>', url)
+        return format_html(gettext('<a href="{}">Скачать ZIP (JSON и CSV)</a>'), url)
 
     # -- permissions ---------------------------------------------------------------------------
 
@@ -273,27 +282,29 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
             self.message_user(request, error, messages.ERROR)
 
     @admin.action(
-        description="Сформировать архив сведений (доступ к данным)", permissions=["change"]
+        description=gettext_lazy("Сформировать архив сведений (доступ к данным)"),
+        permissions=["change"],
     )
     def build_access_archive(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._run(
             request,
             queryset,
             lambda dsr: dsr_access_archive(request=dsr, actor=request.user, source="admin"),
-            "Архивов сформировано",
+            gettext("Архивов сформировано"),
         )
 
-    @admin.action(description="Отметить исполненными", permissions=["change"])
+    @admin.action(description=gettext_lazy("Отметить исполненными"), permissions=["change"])
     def mark_completed(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._run(
             request,
             queryset,
             lambda dsr: dsr_complete(request=dsr, actor=request.user, source="admin"),
-            "Исполнено запросов",
+            gettext("Исполнено запросов"),
         )
 
     @admin.action(
-        description="Отказать (обоснование — из поля «результат»)", permissions=["change"]
+        description=gettext_lazy("Отказать (обоснование — из поля «результат»)"),
+        permissions=["change"],
     )
     def reject(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._run(
@@ -302,20 +313,20 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
             lambda dsr: dsr_reject(
                 request=dsr, resolution=dsr.resolution, actor=request.user, source="admin"
             ),
-            "Отказано по запросам",
+            gettext("Отказано по запросам"),
         )
 
-    @admin.action(description="Удалить данные субъекта…", permissions=["erase"])
+    @admin.action(description=gettext_lazy("Удалить данные субъекта…"), permissions=["erase"])
     def erase_person(self, request: HttpRequest, queryset: QuerySet):
         """Erase the people of the selected erasure requests, after a confirmation page."""
         eligible, skipped = [], []
         for dsr in queryset.select_related("client", "customer"):
             if dsr.kind != Kind.ERASURE:
-                skipped.append((dsr, "это не запрос на удаление"))
+                skipped.append((dsr, gettext("это не запрос на удаление")))
             elif not dsr.is_open:
-                skipped.append((dsr, "запрос уже закрыт"))
+                skipped.append((dsr, gettext("запрос уже закрыт")))
             elif dsr.customer_id is None:
-                skipped.append((dsr, "субъект не указан: сначала укажите покупателя"))
+                skipped.append((dsr, gettext("субъект не указан: сначала укажите покупателя")))
             else:
                 eligible.append(dsr)
         if request.POST.get("post") == "yes":
@@ -335,7 +346,7 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
             return None
         context = {
             **self.admin_site.each_context(request),
-            "title": "Удалить персональные данные субъектов?",
+            "title": gettext("Удалить персональные данные субъектов?"),
             "opts": self.model._meta,
             "eligible": [
                 (
@@ -372,7 +383,7 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
         requests (change permission on this one) download it, and each download is audited."""
         dsr = self.get_object(request, unquote(object_id))
         if dsr is None or not self.has_change_permission(request, dsr) or not dsr.archive:
-            raise Http404("архив не найден")
+            raise Http404(gettext("архив не найден"))
         audit_log(
             action="dsr_access_archive_downloaded",
             source="admin",

@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext as _
 
 from agency.errors import ServiceError
 from agency.models import AuditLogEntry
@@ -94,7 +95,7 @@ class Checkpoint:
             or not all(isinstance(data[name], str) for name in ("client", "date", "at"))
         ):
             raise ServiceError(
-                "invalid_digest", "Это не дайджест контрольной точки журнала согласий."
+                "invalid_digest", _("Это не дайджест контрольной точки журнала согласий.")
             )
         return cls(**{name: data[name] for name in fields}, signature=data["signature"])
 

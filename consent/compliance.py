@@ -13,6 +13,7 @@ from datetime import date, datetime
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from agency.i18n import client_localtime
 
@@ -48,7 +49,8 @@ class CheckItem:
 
 def _dates(items, limit: int = 5) -> str:
     shown = ", ".join(items[:limit])
-    return shown + (f" и ещё {len(items) - limit}" if len(items) > limit else "")
+    more = _(" и ещё %(n)s") % {"n": len(items) - limit} if len(items) > limit else ""
+    return shown + more
 
 
 def _local(client, value: datetime) -> str:
@@ -59,10 +61,10 @@ def _local(client, value: datetime) -> str:
 def check_database_location() -> CheckItem:
     country = (getattr(settings, "PD_DATABASE_COUNTRY", "") or "").strip().upper()
     return CheckItem(
-        "База данных с ПДн находится в России",
+        _("База данных с ПДн находится в России"),
         country == "RU",
-        f"PD_DATABASE_COUNTRY={country or '(пусто)'}"
-        + ("" if country == "RU" else ": 152-ФЗ ст. 18 ч. 5 требует RU."),
+        f"PD_DATABASE_COUNTRY={country or _('(пусто)')}"
+        + ("" if country == "RU" else _(": 152-ФЗ ст. 18 ч. 5 требует RU.")),
         "database_location",
     )
 
@@ -70,12 +72,14 @@ def check_database_location() -> CheckItem:
 def check_registry_number(client) -> CheckItem:
     number = (client.pd_operator_registry_number or "").strip()
     return CheckItem(
-        "Регистрационный номер оператора ПДн",
+        _("Регистрационный номер оператора ПДн"),
         bool(number),
         f"№ {number}"
         if number
-        else "Не указан: уведомите Роскомнадзор о начале обработки (152-ФЗ ст. 22) и внесите "
-        "номер из реестра операторов в карточку клиента.",
+        else _(
+            "Не указан: уведомите Роскомнадзор о начале обработки (152-ФЗ ст. 22) и внесите "
+            "номер из реестра операторов в карточку клиента."
+        ),
         "registry_number",
     )
 
@@ -104,15 +108,15 @@ def check_published_texts(client) -> CheckItem:
     )
     missing = [p for p in in_use if p.pk not in published]
     if not in_use:
-        detail = "Цели пока не используются: нет записей согласий и получателей данных."
+        detail = _("Цели пока не используются: нет записей согласий и получателей данных.")
     elif missing:
-        detail = "Нет опубликованного текста для: " + "; ".join(
-            f"{p.name} ({p.code})" for p in missing
-        )
+        detail = _("Нет опубликованного текста для: %(purposes)s") % {
+            "purposes": "; ".join(f"{p.name} ({p.code})" for p in missing)
+        }
     else:
-        detail = f"Опубликованы тексты для всех используемых целей ({len(in_use)})."
+        detail = _("Опубликованы тексты для всех используемых целей (%(n)s).") % {"n": len(in_use)}
     return CheckItem(
-        "Опубликованный текст согласия для каждой используемой цели",
+        _("Опубликованный текст согласия для каждой используемой цели"),
         not missing,
         detail,
         "published_texts",
@@ -126,13 +130,21 @@ def check_subject_requests(client, today: date) -> CheckItem:
         .order_by("due_date")
     )
     return CheckItem(
-        "Нет просроченных запросов субъектов ПДн",
+        _("Нет просроченных запросов субъектов ПДн"),
         not overdue,
-        f"Просрочено: {len(overdue)} ("
-        + _dates([f"{r.get_kind_display()} до {r.due_date:%d.%m.%Y}" for r in overdue])
-        + ")."
+        _("Просрочено: %(n)s (%(requests)s).")
+        % {
+            "n": len(overdue),
+            "requests": _dates(
+                [
+                    _("%(kind)s до %(date)s")
+                    % {"kind": r.get_kind_display(), "date": f"{r.due_date:%d.%m.%Y}"}
+                    for r in overdue
+                ]
+            ),
+        }
         if overdue
-        else "Все открытые запросы в срок.",
+        else _("Все открытые запросы в срок."),
         "subject_requests",
     )
 
@@ -160,18 +172,22 @@ def check_incidents(client, now: datetime) -> CheckItem:
         missing = []
         if incident.notified_at is None:
             missing.append(
-                f"не направлено уведомление РКН (срок {_local(client, incident.notify_deadline)})"
+                _("не направлено уведомление РКН (срок %(deadline)s)")
+                % {"deadline": _local(client, incident.notify_deadline)}
             )
         if incident.investigation_reported_at is None and incident.investigation_deadline < now:
             missing.append(
-                "не направлены результаты расследования "
-                f"(срок {_local(client, incident.investigation_deadline)})"
+                _("не направлены результаты расследования (срок %(deadline)s)")
+                % {"deadline": _local(client, incident.investigation_deadline)}
             )
-        parts.append(f"Инцидент {_local(client, incident.detected_at)}: " + " и ".join(missing))
+        parts.append(
+            _("Инцидент %(detected)s: %(missing)s")
+            % {"detected": _local(client, incident.detected_at), "missing": _(" и ").join(missing)}
+        )
     return CheckItem(
-        "Нет инцидентов с истёкшим сроком уведомления (24 ч / 72 ч)",
+        _("Нет инцидентов с истёкшим сроком уведомления (24 ч / 72 ч)"),
         not overdue,
-        "; ".join(parts) if overdue else "Все сроки по инцидентам соблюдены.",
+        "; ".join(parts) if overdue else _("Все сроки по инцидентам соблюдены."),
         "incidents",
     )
 
@@ -183,19 +199,21 @@ def check_cross_border(client, today: date) -> CheckItem:
         decision = transfer_decision(recipient=recipient, today=today)
         if not decision.allowed:
             when = (
-                f"ожидание до {decision.allowed_from:%d.%m.%Y}"
+                _("ожидание до %(date)s") % {"date": f"{decision.allowed_from:%d.%m.%Y}"}
                 if decision.allowed_from
-                else "нет уведомления"
+                else _("нет уведомления")
             )
             blocked.append(f"{recipient.name} ({recipient.country}): {when}")
     if blocked:
-        detail = "Передача запрещена: " + "; ".join(blocked) + "."
+        detail = _("Передача запрещена: %(recipients)s.") % {"recipients": "; ".join(blocked)}
     elif foreign:
-        detail = f"Уведомления действуют для всех зарубежных получателей ({len(foreign)})."
+        detail = _("Уведомления действуют для всех зарубежных получателей (%(n)s).") % {
+            "n": len(foreign)
+        }
     else:
-        detail = "Зарубежных получателей нет."
+        detail = _("Зарубежных получателей нет.")
     return CheckItem(
-        "У каждого зарубежного получателя есть действующее уведомление РКН",
+        _("У каждого зарубежного получателя есть действующее уведомление РКН"),
         not blocked,
         detail,
         "cross_border",

@@ -20,21 +20,21 @@ from agency.tenancy import TenantModel, TenantQuerySet
 class ConsentPurpose(models.Model):
     """What a consent is for; the same list for every client (seeded by a data migration)."""
 
-    code = models.SlugField("код", max_length=40, unique=True)
-    name = models.CharField("название", max_length=200)
-    description = models.TextField("описание", blank=True)
+    code = models.SlugField(_("код"), max_length=40, unique=True)
+    name = models.CharField(_("название"), max_length=200)
+    description = models.TextField(_("описание"), blank=True)
     channel = models.CharField(
-        "канал",
+        _("канал"),
         max_length=20,
         blank=True,
-        help_text="Канал сообщений, который закрывает отписка: email, sms, push, messenger.",
+        help_text=_("Канал сообщений, который закрывает отписка: email, sms, push, messenger."),
     )
-    is_cookie = models.BooleanField("категория cookie", default=False)
-    position = models.PositiveSmallIntegerField("порядок", default=0)
+    is_cookie = models.BooleanField(_("категория cookie"), default=False)
+    position = models.PositiveSmallIntegerField(_("порядок"), default=0)
 
     class Meta:
-        verbose_name = "цель обработки"
-        verbose_name_plural = "цели обработки"
+        verbose_name = _("цель обработки")
+        verbose_name_plural = _("цели обработки")
         ordering = ["position"]
 
     def __str__(self) -> str:
@@ -49,30 +49,30 @@ class ConsentText(TenantModel):
         PUBLISHED = "published", _("опубликован")
 
     purpose = models.ForeignKey(
-        ConsentPurpose, on_delete=models.PROTECT, related_name="texts", verbose_name="цель"
+        ConsentPurpose, on_delete=models.PROTECT, related_name="texts", verbose_name=_("цель")
     )
-    version = models.PositiveIntegerField("версия", editable=False)
+    version = models.PositiveIntegerField(_("версия"), editable=False)
     status = models.CharField(
-        "статус", max_length=20, choices=Status.choices, default=Status.DRAFT, editable=False
+        _("статус"), max_length=20, choices=Status.choices, default=Status.DRAFT, editable=False
     )
-    title = models.CharField("заголовок", max_length=300)
-    operator_name = models.CharField("оператор: наименование", max_length=300, blank=True)
-    operator_address = models.CharField("оператор: адрес", max_length=500, blank=True)
-    purpose_text = models.TextField("цель обработки", blank=True)
-    data_list = models.TextField("перечень данных", blank=True)
+    title = models.CharField(_("заголовок"), max_length=300)
+    operator_name = models.CharField(_("оператор: наименование"), max_length=300, blank=True)
+    operator_address = models.CharField(_("оператор: адрес"), max_length=500, blank=True)
+    purpose_text = models.TextField(_("цель обработки"), blank=True)
+    data_list = models.TextField(_("перечень данных"), blank=True)
     processors = models.TextField(
-        "кому поручена обработка / передаются данные",
+        _("кому поручена обработка / передаются данные"),
         blank=True,
-        help_text="Агентство; для ad_audiences — рекламные платформы (Яндекс, VK, myTarget).",
+        help_text=_("Агентство; для ad_audiences — рекламные платформы (Яндекс, VK, myTarget)."),
     )
-    actions = models.TextField("действия и способы обработки", blank=True)
-    term = models.CharField("срок действия согласия", max_length=300, blank=True)
-    withdrawal = models.TextField("как отозвать", blank=True)
+    actions = models.TextField(_("действия и способы обработки"), blank=True)
+    term = models.CharField(_("срок действия согласия"), max_length=300, blank=True)
+    withdrawal = models.TextField(_("как отозвать"), blank=True)
     body = models.TextField(
-        "полный текст", blank=True, help_text="Показывается субъекту; части выше обязательны."
+        _("полный текст"), blank=True, help_text=_("Показывается субъекту; части выше обязательны.")
     )
-    created_at = models.DateTimeField("создан", auto_now_add=True)
-    published_at = models.DateTimeField("опубликован", null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("создан"), auto_now_add=True)
+    published_at = models.DateTimeField(_("опубликован"), null=True, blank=True, editable=False)
 
     REQUIRED_PARTS = (
         "operator_name",
@@ -86,8 +86,8 @@ class ConsentText(TenantModel):
     )
 
     class Meta:
-        verbose_name = "текст согласия"
-        verbose_name_plural = "тексты согласий"
+        verbose_name = _("текст согласия")
+        verbose_name_plural = _("тексты согласий")
         ordering = ["purpose__position", "-version"]
         constraints = [
             models.UniqueConstraint(
@@ -113,20 +113,20 @@ class ConsentText(TenantModel):
 class ConsentSubjectLink(TenantModel):
     """An anonymous cookie subject later recognised as a customer (append-only)."""
 
-    subject_id = models.CharField("id cookie-субъекта", max_length=64)
+    subject_id = models.CharField(_("id cookie-субъекта"), max_length=64)
     customer = models.ForeignKey(
         "clients.Customer",
         on_delete=models.CASCADE,
         related_name="+",
-        verbose_name="покупатель",
+        verbose_name=_("покупатель"),
         db_index=False,
     )
-    linked_at = models.DateTimeField("связан", default=timezone.now)
-    source = models.CharField("источник", max_length=30, blank=True)
+    linked_at = models.DateTimeField(_("связан"), default=timezone.now)
+    source = models.CharField(_("источник"), max_length=30, blank=True)
 
     class Meta:
-        verbose_name = "связь cookie-субъекта с покупателем"
-        verbose_name_plural = "связи cookie-субъектов с покупателями"
+        verbose_name = _("связь cookie-субъекта с покупателем")
+        verbose_name_plural = _("связи cookie-субъектов с покупателями")
         constraints = [
             models.UniqueConstraint(
                 fields=["client", "subject_id", "customer"], name="subjectlink_unique"
@@ -168,17 +168,17 @@ class ConsentRecord(AppendOnlyModelMixin, TenantModel):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="покупатель",
+        verbose_name=_("покупатель"),
         db_index=False,
     )
-    subject_id = models.CharField("id cookie-субъекта", max_length=64, blank=True)
+    subject_id = models.CharField(_("id cookie-субъекта"), max_length=64, blank=True)
     purpose = models.ForeignKey(
         ConsentPurpose,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="цель",
+        verbose_name=_("цель"),
     )
     text = models.ForeignKey(
         ConsentText,
@@ -186,26 +186,26 @@ class ConsentRecord(AppendOnlyModelMixin, TenantModel):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="версия текста",
+        verbose_name=_("версия текста"),
     )
-    action = models.CharField("действие", max_length=20, choices=Action.choices)
-    at = models.DateTimeField("время")
-    source = models.CharField("источник", max_length=30, choices=Source.choices)
+    action = models.CharField(_("действие"), max_length=20, choices=Action.choices)
+    at = models.DateTimeField(_("время"))
+    source = models.CharField(_("источник"), max_length=30, choices=Source.choices)
     ip = models.GenericIPAddressField("IP", null=True, blank=True)
     user_agent = models.CharField("User-Agent", max_length=500, blank=True)
-    url = models.CharField("страница", max_length=1000, blank=True)
-    form_id = models.CharField("форма", max_length=200, blank=True)
-    details = models.JSONField("подробности", default=dict, blank=True)
-    prev_hash = models.CharField("хеш предыдущей записи", max_length=64, blank=True)
-    hash = models.CharField("хеш записи", max_length=64)
-    erased_at = models.DateTimeField("персональные поля удалены", null=True, blank=True)
-    recorded_at = models.DateTimeField("записано", default=timezone.now)
+    url = models.CharField(_("страница"), max_length=1000, blank=True)
+    form_id = models.CharField(_("форма"), max_length=200, blank=True)
+    details = models.JSONField(_("подробности"), default=dict, blank=True)
+    prev_hash = models.CharField(_("хеш предыдущей записи"), max_length=64, blank=True)
+    hash = models.CharField(_("хеш записи"), max_length=64)
+    erased_at = models.DateTimeField(_("персональные поля удалены"), null=True, blank=True)
+    recorded_at = models.DateTimeField(_("записано"), default=timezone.now)
 
     objects = ConsentRecordQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "запись журнала согласий"
-        verbose_name_plural = "журнал согласий"
+        verbose_name = _("запись журнала согласий")
+        verbose_name_plural = _("журнал согласий")
         ordering = ["-id"]
         indexes = [
             models.Index(
@@ -230,18 +230,18 @@ def _new_site_key() -> str:
 class ConsentSite(TenantModel):
     """A client's website that shows the cookie banner; its key is public, its origins checked."""
 
-    name = models.CharField("сайт", max_length=200)
-    site_key = models.CharField("ключ сайта", max_length=40, unique=True, default=_new_site_key)
+    name = models.CharField(_("сайт"), max_length=200)
+    site_key = models.CharField(_("ключ сайта"), max_length=40, unique=True, default=_new_site_key)
     allowed_origins = models.JSONField(
-        "разрешённые origin",
+        _("разрешённые origin"),
         default=list,
-        help_text='Напр. ["https://shop.example.ru"]: откуда баннер может записывать выбор.',
+        help_text=_('Напр. ["https://shop.example.ru"]: откуда баннер может записывать выбор.'),
     )
-    is_active = models.BooleanField("активен", default=True)
+    is_active = models.BooleanField(_("активен"), default=True)
 
     class Meta:
-        verbose_name = "сайт с cookie-баннером"
-        verbose_name_plural = "сайты с cookie-баннером"
+        verbose_name = _("сайт с cookie-баннером")
+        verbose_name_plural = _("сайты с cookie-баннером")
 
     def __str__(self) -> str:
         return self.name
@@ -263,24 +263,24 @@ class DataSubjectRequest(TenantModel):
         COMPLETED = "completed", _("исполнен")
         REJECTED = "rejected", _("отказано (с обоснованием)")
 
-    kind = models.CharField("вид", max_length=20, choices=Kind.choices)
+    kind = models.CharField(_("вид"), max_length=20, choices=Kind.choices)
     customer = models.ForeignKey(
         "clients.Customer",
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="субъект (покупатель)",
+        verbose_name=_("субъект (покупатель)"),
         db_index=False,
     )
     subject_contact = models.CharField(
-        "контакт субъекта", max_length=300, blank=True, help_text="Как ответить субъекту."
+        _("контакт субъекта"), max_length=300, blank=True, help_text=_("Как ответить субъекту.")
     )
-    details = models.TextField("содержание запроса", blank=True)
-    received_at = models.DateTimeField("получен", default=timezone.now)
-    due_date = models.DateField("срок исполнения", editable=False)
+    details = models.TextField(_("содержание запроса"), blank=True)
+    received_at = models.DateTimeField(_("получен"), default=timezone.now)
+    due_date = models.DateField(_("срок исполнения"), editable=False)
     status = models.CharField(
-        "статус", max_length=20, choices=Status.choices, default=Status.RECEIVED
+        _("статус"), max_length=20, choices=Status.choices, default=Status.RECEIVED
     )
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -288,15 +288,15 @@ class DataSubjectRequest(TenantModel):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="исполнитель",
+        verbose_name=_("исполнитель"),
     )
-    completed_at = models.DateTimeField("исполнен", null=True, blank=True)
-    resolution = models.TextField("результат / обоснование", blank=True)
-    archive = models.FileField("архив для субъекта", upload_to="dsr/", blank=True)
+    completed_at = models.DateTimeField(_("исполнен"), null=True, blank=True)
+    resolution = models.TextField(_("результат / обоснование"), blank=True)
+    archive = models.FileField(_("архив для субъекта"), upload_to="dsr/", blank=True)
 
     class Meta:
-        verbose_name = "запрос субъекта ПДн"
-        verbose_name_plural = "запросы субъектов ПДн"
+        verbose_name = _("запрос субъекта ПДн")
+        verbose_name_plural = _("запросы субъектов ПДн")
         ordering = ["due_date", "received_at"]
         indexes = [models.Index(fields=["client", "status", "due_date"], name="dsr_client_due")]
 
@@ -315,7 +315,7 @@ class DataSubjectRequest(TenantModel):
         return self.is_open and timezone.localdate() > self.due_date
 
 
-COUNTRY_CODE = RegexValidator(r"^[A-Z]{2}$", "Двухбуквенный код страны, напр. RU.")
+COUNTRY_CODE = RegexValidator(r"^[A-Z]{2}$", _("Двухбуквенный код страны, напр. RU."))
 
 
 class DataRecipient(TenantModel):
@@ -329,16 +329,16 @@ class DataRecipient(TenantModel):
         EMAIL = "email", _("email-провайдер")
         OTHER = "other", _("другое")
 
-    name = models.CharField("получатель", max_length=200)
-    legal_name = models.CharField("юридическое лицо", max_length=300, blank=True)
-    kind = models.CharField("вид", max_length=20, choices=Kind.choices)
+    name = models.CharField(_("получатель"), max_length=200)
+    legal_name = models.CharField(_("юридическое лицо"), max_length=300, blank=True)
+    kind = models.CharField(_("вид"), max_length=20, choices=Kind.choices)
     country = models.CharField(
-        "страна (ISO 3166-1)", max_length=2, default="RU", validators=[COUNTRY_CODE]
+        _("страна (ISO 3166-1)"), max_length=2, default="RU", validators=[COUNTRY_CODE]
     )
 
     class Meta:
-        verbose_name = "получатель персональных данных"
-        verbose_name_plural = "получатели персональных данных"
+        verbose_name = _("получатель персональных данных")
+        verbose_name_plural = _("получатели персональных данных")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.country})"
@@ -347,15 +347,15 @@ class DataRecipient(TenantModel):
 class CrossBorderTransferNotice(TenantModel):
     """The operator's notice to Roskomnadzor of a cross-border transfer (152-FZ art. 12)."""
 
-    country = models.CharField("страна (ISO 3166-1)", max_length=2, validators=[COUNTRY_CODE])
-    recipient = models.CharField("получатель", max_length=300)
-    notified_at = models.DateField("дата уведомления РКН")
-    reference = models.CharField("номер / ссылка", max_length=200, blank=True)
-    created_at = models.DateTimeField("внесено", auto_now_add=True)
+    country = models.CharField(_("страна (ISO 3166-1)"), max_length=2, validators=[COUNTRY_CODE])
+    recipient = models.CharField(_("получатель"), max_length=300)
+    notified_at = models.DateField(_("дата уведомления РКН"))
+    reference = models.CharField(_("номер / ссылка"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("внесено"), auto_now_add=True)
 
     class Meta:
-        verbose_name = "уведомление о трансграничной передаче"
-        verbose_name_plural = "уведомления о трансграничной передаче"
+        verbose_name = _("уведомление о трансграничной передаче")
+        verbose_name_plural = _("уведомления о трансграничной передаче")
 
     def __str__(self) -> str:
         return f"{self.country} · {self.recipient} · {self.notified_at:%d.%m.%Y}"
@@ -365,15 +365,15 @@ class TransferRefusal(TenantModel):
     """A refused export of personal data to a recipient abroad: logged and shown."""
 
     recipient = models.ForeignKey(
-        DataRecipient, on_delete=models.PROTECT, related_name="+", verbose_name="получатель"
+        DataRecipient, on_delete=models.PROTECT, related_name="+", verbose_name=_("получатель")
     )
-    at = models.DateTimeField("время", default=timezone.now)
-    operation = models.CharField("операция", max_length=200)
-    reason = models.CharField("причина", max_length=500)
+    at = models.DateTimeField(_("время"), default=timezone.now)
+    operation = models.CharField(_("операция"), max_length=200)
+    reason = models.CharField(_("причина"), max_length=500)
 
     class Meta:
-        verbose_name = "отказ в трансграничной передаче"
-        verbose_name_plural = "отказы в трансграничной передаче"
+        verbose_name = _("отказ в трансграничной передаче")
+        verbose_name_plural = _("отказы в трансграничной передаче")
         ordering = ["-at"]
 
 
@@ -386,22 +386,24 @@ class Incident(TenantModel):
         INVESTIGATED = "investigated", _("результаты направлены (72 ч)")
         CLOSED = "closed", _("закрыт")
 
-    detected_at = models.DateTimeField("обнаружен")
-    description = models.TextField("что произошло")
-    affected_subjects = models.PositiveIntegerField("затронуто субъектов", null=True, blank=True)
-    status = models.CharField("статус", max_length=20, choices=Status.choices, default=Status.OPEN)
-    notified_at = models.DateTimeField("уведомление РКН направлено", null=True, blank=True)
-    investigation_reported_at = models.DateTimeField(
-        "результаты расследования направлены", null=True, blank=True
+    detected_at = models.DateTimeField(_("обнаружен"))
+    description = models.TextField(_("что произошло"))
+    affected_subjects = models.PositiveIntegerField(_("затронуто субъектов"), null=True, blank=True)
+    status = models.CharField(
+        _("статус"), max_length=20, choices=Status.choices, default=Status.OPEN
     )
-    created_at = models.DateTimeField("внесён", auto_now_add=True)
+    notified_at = models.DateTimeField(_("уведомление РКН направлено"), null=True, blank=True)
+    investigation_reported_at = models.DateTimeField(
+        _("результаты расследования направлены"), null=True, blank=True
+    )
+    created_at = models.DateTimeField(_("внесён"), auto_now_add=True)
 
     NOTIFY_WITHIN = timedelta(hours=24)
     INVESTIGATE_WITHIN = timedelta(hours=72)
 
     class Meta:
-        verbose_name = "инцидент с ПДн"
-        verbose_name_plural = "инциденты с ПДн"
+        verbose_name = _("инцидент с ПДн")
+        verbose_name_plural = _("инциденты с ПДн")
         ordering = ["-detected_at"]
 
     def __str__(self) -> str:

@@ -455,7 +455,7 @@ def consent_log_verify(*, client, digests: Iterable[Checkpoint] = ()) -> ChainCh
     that is missing or different (a deleted tail, a rewritten chain)."""
     digests = list(digests)
     if any(digest.client_id != client.pk for digest in digests):
-        raise ConsentError("invalid_digest", "Дайджест относится к другому клиенту.")
+        raise ConsentError("invalid_digest", _("Дайджест относится к другому клиенту."))
     anchors = [*consent_checkpoints(client=client), *digests]
     forged = [anchor for anchor in anchors if not anchor.signature_ok()]
     anchors = [anchor for anchor in anchors if anchor not in forged]
@@ -477,44 +477,48 @@ def consent_log_verify(*, client, digests: Iterable[Checkpoint] = ()) -> ChainCh
         checked += 1
         if record.prev_hash != prev_hash:
             return ChainCheck(
-                False, checked, record.pk, "разорвана цепочка: prev_hash не совпадает"
+                False, checked, record.pk, _("разорвана цепочка: prev_hash не совпадает")
             )
         if record.erased_at is not None:
             if record.pk not in named_erased:
                 return ChainCheck(
-                    False, checked, record.pk, "поля удалены, но записи об удалении нет"
+                    False, checked, record.pk, _("поля удалены, но записи об удалении нет")
                 )
             kept = named_erased[record.pk]
             if any(getattr(record, name) != blank for name, blank in ERASED_FIELDS.items()) or (
                 record.details
             ):
                 return ChainCheck(
-                    False, checked, record.pk, "запись удалена, но её персональные поля не пусты"
+                    False, checked, record.pk, _("запись удалена, но её персональные поля не пусты")
                 )
             if kept is not None and consent_record_kept_hash(record) != kept:
                 return ChainCheck(
                     False,
                     checked,
                     record.pk,
-                    "удалённая запись изменена: не совпадает с записью об удалении",
+                    _("удалённая запись изменена: не совпадает с записью об удалении"),
                 )
         elif consent_record_hash(record, prev_hash) != record.hash:
-            return ChainCheck(False, checked, record.pk, "содержимое изменено: хеш не совпадает")
+            return ChainCheck(False, checked, record.pk, _("содержимое изменено: хеш не совпадает"))
         for anchor in by_head.get(record.pk, ()):
             if record.hash != anchor.head_hash:
                 return ChainCheck(
                     False,
                     checked,
                     record.pk,
-                    f"не совпадает с контрольной точкой от {anchor.date}: другой хеш",
+                    _("не совпадает с контрольной точкой от %(date)s: другой хеш")
+                    % {"date": anchor.date},
                 )
             if checked != anchor.count:
                 return ChainCheck(
                     False,
                     checked,
                     record.pk,
-                    f"по эту запись {checked} записей, а контрольная точка от {anchor.date} "
-                    f"насчитывала {anchor.count}",
+                    _(
+                        "по эту запись %(checked)s записей, а контрольная точка от %(date)s "
+                        "насчитывала %(count)s"
+                    )
+                    % {"checked": checked, "date": anchor.date, "count": anchor.count},
                 )
         prev_hash = record.hash
         by_head.pop(record.pk, None)
@@ -522,22 +526,28 @@ def consent_log_verify(*, client, digests: Iterable[Checkpoint] = ()) -> ChainCh
     # Checkpointed newest records never met: the tail is gone (or the whole ledger).
     for anchor in sorted((a for group in by_head.values() for a in group), key=lambda a: -a.count):
         if checked < anchor.count:
-            reason = (
-                f"журнал усечён: {checked} записей, а контрольная точка от {anchor.date} "
-                f"насчитывала {anchor.count} (по запись #{anchor.head_id})"
-            )
+            reason = _(
+                "журнал усечён: %(checked)s записей, а контрольная точка от %(date)s "
+                "насчитывала %(count)s (по запись #%(head)s)"
+            ) % {
+                "checked": checked,
+                "date": anchor.date,
+                "count": anchor.count,
+                "head": anchor.head_id,
+            }
         else:
-            reason = (
-                f"нет записи #{anchor.head_id}, последней в контрольной точке от {anchor.date}: "
+            reason = _(
+                "нет записи #%(head)s, последней в контрольной точке от %(date)s: "
                 "хвост журнала удалён"
-            )
+            ) % {"head": anchor.head_id, "date": anchor.date}
         return ChainCheck(False, checked, anchor.head_id, reason)
     if forged:
         return ChainCheck(
             False,
             checked,
             None,
-            f"контрольная точка от {forged[0].date}: подпись неверна (подделана или чужой ключ)",
+            _("контрольная точка от %(date)s: подпись неверна (подделана или чужой ключ)")
+            % {"date": forged[0].date},
         )
     newest = max(anchors, key=lambda a: a.count, default=None)
     return ChainCheck(

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +124,12 @@ class PlatformHttp:
             except httpx.TimeoutException as exc:
                 if creates:
                     raise OutcomeUnknown(
-                        f"нет ответа за {self.timeout:g} с: {method} {path}"
+                        _("нет ответа за %(seconds)s с: %(request)s")
+                        % {"seconds": f"{self.timeout:g}", "request": f"{method} {path}"}
                     ) from exc
-                last = f"нет ответа за {self.timeout:g} с"
+                last = _("нет ответа за %(seconds)s с") % {"seconds": f"{self.timeout:g}"}
             except httpx.TransportError as exc:
-                last = f"соединение не удалось: {exc}"
+                last = _("соединение не удалось: %(error)s") % {"error": exc}
             finally:
                 # Files opened by before_attempt are closed after each attempt.
                 for value in (call_kwargs.get("files") or {}).values():
@@ -157,7 +159,8 @@ class PlatformHttp:
             if attempt + 1 < self.max_attempts:
                 self._pause(attempt, response)
         raise PlatformUnavailable(
-            f"платформа не ответила успешно за {self.max_attempts} попыток: {last}"
+            _("платформа не ответила успешно за %(attempts)s попыток: %(last)s")
+            % {"attempts": self.max_attempts, "last": last}
         )
 
 

@@ -29,6 +29,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_celery_beat.models import PeriodicTask
 
 from agency.admin_base import (
@@ -64,8 +65,10 @@ from .services import (
 DAILY_TASK = "segments.tasks.scoring_daily_task"
 RECOMPUTE_ROLES = (AGENCY_ADMIN, ACCOUNT_MANAGER)
 COHORT_METRICS = {
-    "retention_pct": "удержание, % покупателей когорты",
-    "cumulative_revenue_per_customer": "накопленная выручка на покупателя, ₽ (CLV когорты)",
+    "retention_pct": gettext_lazy("удержание, % покупателей когорты"),
+    "cumulative_revenue_per_customer": gettext_lazy(
+        "накопленная выручка на покупателя, ₽ (CLV когорты)"
+    ),
 }
 COHORTS_SHOWN = 24  # the latest cohorts in the triangle; older ones are summed up in a note
 
@@ -216,11 +219,11 @@ def scoring_overview(clients: QuerySet, *, now: dt.datetime | None = None) -> li
         last = runs.get(client.last_run_id)
         next_run, note = None, ""
         if task is None:
-            note = "расписание не создано: manage.py setup_periodic_tasks"
+            note = _("расписание не создано: manage.py setup_periodic_tasks")
         elif first_tick is None:
-            note = "ежедневный пересчёт приостановлен"
+            note = _("ежедневный пересчёт приостановлен")
         elif not client.is_active:
-            note = "клиент неактивен: по расписанию не пересчитывается"
+            note = _("клиент неактивен: по расписанию не пересчитывается")
         else:
             next_run = first_tick
             today = timezone.localtime(now, client.tzinfo).date()
@@ -303,9 +306,9 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "—"
     if value < 60:
-        return f"{value:.1f} с"
+        return _("%(seconds).1f с") % {"seconds": value}
     minutes, seconds = divmod(int(round(value)), 60)
-    return f"{minutes} мин {seconds:02d} с"
+    return _("%(minutes)s мин %(seconds)02d с") % {"minutes": minutes, "seconds": seconds}
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -383,15 +386,15 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
                 )
             },
         ),
-        ("Модели", {"fields": ("parameters_table", "holdout_table")}),
-        ("Этапы", {"fields": ("stage_table",)}),
-        ("Переходы между RFM-сегментами", {"fields": ("transitions_table",)}),
+        (gettext_lazy("Модели"), {"fields": ("parameters_table", "holdout_table")}),
+        (gettext_lazy("Этапы"), {"fields": ("stage_table",)}),
+        (gettext_lazy("Переходы между RFM-сегментами"), {"fields": ("transitions_table",)}),
     )
     readonly_fields = tuple(f for _name, fs in fieldsets for f in fs["fields"])
 
     # -- list columns ------------------------------------------------------------------------
 
-    @admin.display(description="длительность", ordering="duration_seconds")
+    @admin.display(description=gettext_lazy("длительность"), ordering="duration_seconds")
     def duration(self, obj: ScoringRun) -> str:
         if obj.duration_seconds is not None:
             return _seconds(obj.duration_seconds)
@@ -399,7 +402,7 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
             return _seconds((timezone.now() - obj.started_at).total_seconds()) + " …"
         return "—"
 
-    @admin.display(description="ошибка")
+    @admin.display(description=gettext_lazy("ошибка"))
     def error_excerpt(self, obj: ScoringRun) -> str:
         if not obj.error:
             return ""
@@ -408,28 +411,30 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
 
     # -- run page ----------------------------------------------------------------------------
 
-    @admin.display(description="параметры моделей")
+    @admin.display(description=gettext_lazy("параметры моделей"))
     def parameters_table(self, obj: ScoringRun) -> str:
         params = obj.parameters or {}
         if not params:
             return "—"
         rows = []
-        names = {"bgnbd": "BG/NBD (покупки, дни)", "gamma_gamma": "Gamma-Gamma (чек)"}
+        names = {"bgnbd": _("BG/NBD (покупки, дни)"), "gamma_gamma": _("Gamma-Gamma (чек)")}
         for model, values in params.items():
             for name, value in values.items():
                 rows.append([names.get(model, model), name, _number(value, 6)])
-        return _table(["модель", "параметр", "значение"], rows, "scoring-parameters")
+        return _table([_("модель"), _("параметр"), _("значение")], rows, "scoring-parameters")
 
-    @admin.display(description="проверка на контрольном периоде")
+    @admin.display(description=gettext_lazy("проверка на контрольном периоде"))
     def holdout_table(self, obj: ScoringRun) -> str:
         holdout = obj.holdout or {}
         if not holdout:
             return "—"
         if "skipped" in holdout:
-            return f"Не проводилась: {holdout['skipped']}"
+            return _("Не проводилась: %(reason)s") % {"reason": holdout["skipped"]}
         summary = format_html(
-            "<p>Калибровка до {} включительно, контрольный период {} дн., покупателей {}. "
-            "Повторных покупок: прогноз {}, факт {}. <strong>MAE {}</strong> на покупателя.</p>",
+            _(
+                "<p>Калибровка до {} включительно, контрольный период {} дн., покупателей {}. "
+                "Повторных покупок: прогноз {}, факт {}. <strong>MAE {}</strong> на покупателя.</p>"
+            ),
             holdout.get("calibration_end", "—"),
             holdout.get("holdout_days", _number(holdout.get("duration"), 0)),
             holdout.get("customers", "—"),
@@ -448,26 +453,34 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
             for bucket in holdout.get("by_frequency", [])
         ]
         table = _table(
-            ["повторных покупок в калибровке", "покупателей", "прогноз (среднее)", "факт", "MAE"],
+            [
+                _("повторных покупок в калибровке"),
+                _("покупателей"),
+                _("прогноз (среднее)"),
+                _("факт"),
+                "MAE",
+            ],
             rows,
             "scoring-holdout",
         )
         return format_html("{}{}", summary, table)
 
-    @admin.display(description="время этапов")
+    @admin.display(description=gettext_lazy("время этапов"))
     def stage_table(self, obj: ScoringRun) -> str:
         seconds = obj.stage_seconds or {}
         if not seconds:
             return "—"
         rows = [[stage, f"{value:.3f}"] for stage, value in seconds.items()]
-        rows.append([format_html("<strong>{}</strong>", "всего"), _number(obj.duration_seconds, 3)])
-        return _table(["этап", "секунд"], rows, "scoring-stages")
+        rows.append(
+            [format_html("<strong>{}</strong>", _("всего")), _number(obj.duration_seconds, 3)]
+        )
+        return _table([_("этап"), _("секунд")], rows, "scoring-stages")
 
-    @admin.display(description="матрица переходов")
+    @admin.display(description=gettext_lazy("матрица переходов"))
     def transitions_table(self, obj: ScoringRun) -> str:
         moves = obj.rfm_transitions or {}
         if not moves:
-            return "Нет предыдущего запуска для сравнения."
+            return _("Нет предыдущего запуска для сравнения.")
         sources = [s for s in rfm.SEGMENTS if s in moves] + sorted(set(moves) - set(rfm.SEGMENTS))
         present = {dst for row in moves.values() for dst in row}
         targets = [s for s in rfm.SEGMENTS if s in present] + sorted(present - set(rfm.SEGMENTS))
@@ -481,7 +494,7 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
             name = format_html("<strong>{}</strong>", rfm_segment_label(src))
             rows.append([name, *cells, sum(row.values())])
         headers = [rfm_segment_label(dst) for dst in targets]
-        return _table(["было \\ стало", *headers, "всего"], rows, "scoring-transitions")
+        return _table([_("было \\ стало"), *headers, _("всего")], rows, "scoring-transitions")
 
     # -- pages -------------------------------------------------------------------------------
 
@@ -544,7 +557,7 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
             return HttpResponseRedirect(_run_url(site, run.pk))
         context = {
             **self.admin_site.each_context(request),
-            "title": "Пересчёт скоринга",
+            "title": _("Пересчёт скоринга"),
             "subtitle": None,
             "opts": self.model._meta,
             "rows": scoring_overview(staff_clients(request.user)),
@@ -578,7 +591,7 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
         )
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Аналитика: {client.name}",
+            "title": _("Аналитика: %(client)s") % {"client": client.name},
             "subtitle": None,
             "opts": self.model._meta,
             "client": client,

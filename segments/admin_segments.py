@@ -24,7 +24,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
-from django.utils.translation import ngettext
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from agency.admin_base import (
     ClientListFilter,
@@ -68,7 +68,7 @@ EXPORT_COLUMNS = (
     ("entered_at", "entered_at"),
 )
 
-DEFINITION_HELP = """
+DEFINITION_HELP = gettext_lazy("""
 <p>JSON по виду сегмента:</p>
 <ul>
 <li><b>rfm</b>: <code>{"names": ["Champions", "Loyal"]}</code></li>
@@ -87,7 +87,7 @@ DEFINITION_HELP = """
  <code>{"events": {"type": "cart", "count": {"gte": 1}, "within_days": 7}}</code></li>
 </ul>
 <p>Ошибки называют узел: <code>all[2].orders.count</code> — третье условие группы all.</p>
-"""
+""")
 
 
 class PrettyJSONField(forms.JSONField):
@@ -105,13 +105,16 @@ class PrettyJSONField(forms.JSONField):
             return json_loads_checked(value)  # the API's reading: no NUL, no 1,000 levels
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(
-                f"Это не JSON: {exc.msg} (строка {exc.lineno}, столбец {exc.colno}).",
+                gettext("Это не JSON: %(error)s (строка %(line)s, столбец %(column)s).")
+                % {"error": exc.msg, "line": exc.lineno, "column": exc.colno},
                 code="invalid",
             ) from exc
         except JsonContentError as exc:
             raise forms.ValidationError(exc.message, code="invalid") from exc
         except ValueError as exc:
-            raise forms.ValidationError(f"Это не JSON: {exc}.", code="invalid") from exc
+            raise forms.ValidationError(
+                gettext("Это не JSON: %(error)s.") % {"error": exc}, code="invalid"
+            ) from exc
 
     def bound_data(self, data: Any, initial: Any) -> Any:
         if self.disabled:
@@ -124,7 +127,7 @@ class PrettyJSONField(forms.JSONField):
 
 class SegmentAdminForm(TenantAdminForm):
     definition = PrettyJSONField(
-        label="определение (JSON)",
+        label=gettext_lazy("определение (JSON)"),
         widget=forms.Textarea(
             attrs={"rows": 16, "cols": 90, "style": "font-family: monospace", "spellcheck": "false"}
         ),
@@ -153,7 +156,8 @@ class SegmentAdminForm(TenantAdminForm):
         except SegmentError as exc:
             if exc.errors:
                 self.add_error(
-                    "definition", [f"{e.path or 'определение'}: {e.message}" for e in exc.errors]
+                    "definition",
+                    [f"{e.path or gettext('определение')}: {e.message}" for e in exc.errors],
                 )
             elif exc.code in ("invalid_name", "segment_name_taken"):
                 self.add_error("name", exc.message)
@@ -219,12 +223,12 @@ class SegmentAdmin(TenantScopedAdmin):
             return ((None, {"fields": main}),)
         return (
             (None, {"fields": main}),
-            ("Что это", {"fields": ("description",)}),
+            (gettext("Что это"), {"fields": ("description",)}),
             (
-                "Состав",
+                gettext("Состав"),
                 {"fields": ("size", "trend", "warnings_display", "refreshed_at", "members_links")},
             ),
-            ("Учёт", {"fields": ("created_by", "created_at", "updated_at")}),
+            (gettext("Учёт"), {"fields": ("created_by", "created_at", "updated_at")}),
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
@@ -242,14 +246,14 @@ class SegmentAdmin(TenantScopedAdmin):
 
     # displays -------------------------------------------------------------------------------
 
-    @admin.display(description="определение по-русски")
+    @admin.display(description=gettext_lazy("определение по-русски"))
     def description(self, obj: Segment) -> str:
         return format_html(
             '<div class="segment-description" style="white-space: pre-wrap">{}</div>',
             segment_definition_describe(obj.kind, obj.definition),
         )
 
-    @admin.display(description="динамика")
+    @admin.display(description=gettext_lazy("динамика"))
     def trend(self, obj: Segment) -> str:
         last = getattr(obj, "_last_size", None)
         previous = getattr(obj, "_previous_size", None)
@@ -258,15 +262,15 @@ class SegmentAdmin(TenantScopedAdmin):
         delta = last - previous
         if delta > 0:
             return format_html(
-                '<span style="color: #2e7d32" title="с {}">▲ +{}</span>', previous, delta
+                gettext('<span style="color: #2e7d32" title="с {}">▲ +{}</span>'), previous, delta
             )
         if delta < 0:
             return format_html(
-                '<span style="color: #ba2121" title="с {}">▼ −{}</span>', previous, -delta
+                gettext('<span style="color: #ba2121" title="с {}">▼ −{}</span>'), previous, -delta
             )
-        return format_html('<span style="color: #666" title="с {}">→ 0</span>', previous)
+        return format_html(gettext('<span style="color: #666" title="с {}">→ 0</span>'), previous)
 
-    @admin.display(description="предупреждения")
+    @admin.display(description=gettext_lazy("предупреждения"))
     def warnings_display(self, obj: Segment) -> str:
         if not obj.warnings:
             return "—"
@@ -274,15 +278,17 @@ class SegmentAdmin(TenantScopedAdmin):
             "", '<div style="color: #b26a00">⚠ {}</div>', ((w,) for w in obj.warnings)
         )
 
-    @admin.display(description="участники")
+    @admin.display(description=gettext_lazy("участники"))
     def members_links(self, obj: Segment) -> str:
         site = self.admin_site.name
         members = reverse(f"{site}:segments_segmentmembership_changelist")
         query = urlencode({"segment": obj.pk, "state": "current"})
         export = reverse(f"{site}:segments_segment_members_csv", args=[obj.pk])
         return format_html(
-            '<a href="{}?{}">Участники ({})</a> · <a class="members-export" href="{}">'
-            "Выгрузить CSV</a> (external_id, email, телефон, оценки)",
+            gettext(
+                '<a href="{}?{}">Участники ({})</a> · <a class="members-export" href="{}">'
+                "Выгрузить CSV</a> (external_id, email, телефон, оценки)"
+            ),
             members,
             query,
             obj.size,
@@ -315,7 +321,7 @@ class SegmentAdmin(TenantScopedAdmin):
             )
         _adopt(obj, saved)
 
-    @admin.action(description="Обновить состав сейчас", permissions=["change"])
+    @admin.action(description=gettext_lazy("Обновить состав сейчас"), permissions=["change"])
     def refresh_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         now = timezone.now()
         done = entered = left = 0
@@ -383,7 +389,7 @@ class SegmentAdmin(TenantScopedAdmin):
         """Customers' personal data: only through the scoped admin, streamed, audited."""
         segment = self.get_object(request, unquote(object_id))
         if segment is None or not self.has_view_permission(request, segment):
-            raise Http404("сегмент не найден")
+            raise Http404(gettext("сегмент не найден"))
         audit_log(
             action="segment_members_exported",
             source="admin",
@@ -415,7 +421,7 @@ def _member_rows(segment: Segment) -> Iterator[tuple[Any, ...]]:
 
 
 class SegmentFilter(admin.SimpleListFilter):
-    title = "сегмент"
+    title = gettext_lazy("сегмент")
     parameter_name = "segment"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[int, str]]:
@@ -435,11 +441,11 @@ class SegmentFilter(admin.SimpleListFilter):
 
 
 class StateFilter(admin.SimpleListFilter):
-    title = "участие"
+    title = gettext_lazy("участие")
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any):
-        return [("current", "сейчас в сегменте"), ("left", "вышли")]
+        return [("current", gettext("сейчас в сегменте")), ("left", gettext("вышли"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() in ("current", "left"):
@@ -459,7 +465,7 @@ class SegmentMembershipAdmin(LargeTableAdminMixin, TenantScopedAdmin):
     list_filter = (ClientListFilter, SegmentFilter, StateFilter)
     list_select_related = ("customer", "segment", "client")
     search_fields = ("=customer__external_id",)
-    search_help_text = "Покупатель: email, телефон в любом формате или внешний id."
+    search_help_text = gettext_lazy("Покупатель: email, телефон в любом формате или внешний id.")
     ordering = ("-entered_at", "-id")
     fields = ("client", "segment", "customer", "entered_at", "left_at")
     readonly_fields = fields

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy
 
 
 class SegmentsConfig(AppConfig):
     name = "segments"
-    verbose_name = "Скоринг и сегменты"
+    verbose_name = gettext_lazy("Скоринг и сегменты")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -19,34 +19,37 @@ class ScoringSettings(TenantModel):
     """Per-client thresholds and money assumptions of the scoring pipeline."""
 
     onboarding_days = models.PositiveSmallIntegerField(
-        "онбординг, дней после первой покупки", default=30
+        _("онбординг, дней после первой покупки"), default=30
     )
-    at_risk_after_days = models.PositiveSmallIntegerField("в зоне риска после, дней", default=30)
+    at_risk_after_days = models.PositiveSmallIntegerField(_("в зоне риска после, дней"), default=30)
     win_back_after_days = models.PositiveSmallIntegerField(
-        "возврат (win-back) после, дней", default=60
+        _("возврат (win-back) после, дней"), default=60
     )
     clv_months = models.PositiveSmallIntegerField(
-        "горизонт CLV, месяцев",
+        _("горизонт CLV, месяцев"),
         default=12,
         validators=[MinValueValidator(1), MaxValueValidator(60)],
     )
     monthly_discount_rate = models.DecimalField(
-        "ставка дисконтирования в месяц", max_digits=5, decimal_places=4, default=Decimal("0.0100")
+        _("ставка дисконтирования в месяц"),
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.0100"),
     )
     gross_margin = models.DecimalField(
-        "валовая маржа",
+        _("валовая маржа"),
         max_digits=5,
         decimal_places=4,
         default=Decimal("0.3500"),
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
     )
     holdout_days = models.PositiveSmallIntegerField(
-        "контрольный период проверки модели, дней", default=90
+        _("контрольный период проверки модели, дней"), default=90
     )
 
     class Meta:
-        verbose_name = "настройки скоринга"
-        verbose_name_plural = "настройки скоринга"
+        verbose_name = _("настройки скоринга")
+        verbose_name_plural = _("настройки скоринга")
         constraints = [models.UniqueConstraint(fields=["client"], name="scoringsettings_client")]
 
     def __str__(self) -> str:
@@ -63,38 +66,38 @@ class ScoringRun(BackgroundJob, TenantModel):
         FAILED = "failed", _("сбой")
 
     status = job_status_field(Status)
-    as_of = models.DateField("на дату", null=True, blank=True)
-    duration_seconds = models.FloatField("длительность, с", null=True, blank=True)
-    progress = models.PositiveSmallIntegerField("ход, %", default=0)
-    stage = models.CharField("этап", max_length=100, blank=True)
-    customers = models.PositiveIntegerField("покупателей оценено", default=0)
-    orders = models.PositiveBigIntegerField("заказов учтено", default=0)
-    parameters = models.JSONField("параметры моделей", default=dict, blank=True)
-    holdout = models.JSONField("проверка на контрольном периоде", default=dict, blank=True)
-    stage_seconds = models.JSONField("время этапов, с", default=dict, blank=True)
+    as_of = models.DateField(_("на дату"), null=True, blank=True)
+    duration_seconds = models.FloatField(_("длительность, с"), null=True, blank=True)
+    progress = models.PositiveSmallIntegerField(_("ход, %"), default=0)
+    stage = models.CharField(_("этап"), max_length=100, blank=True)
+    customers = models.PositiveIntegerField(_("покупателей оценено"), default=0)
+    orders = models.PositiveBigIntegerField(_("заказов учтено"), default=0)
+    parameters = models.JSONField(_("параметры моделей"), default=dict, blank=True)
+    holdout = models.JSONField(_("проверка на контрольном периоде"), default=dict, blank=True)
+    stage_seconds = models.JSONField(_("время этапов, с"), default=dict, blank=True)
     rfm_transitions = models.JSONField(
-        "переходы между RFM-сегментами",
+        _("переходы между RFM-сегментами"),
         default=dict,
         blank=True,
-        help_text="{сегмент прошлого запуска: {сегмент этого запуска: покупателей}}.",
+        help_text=_("{сегмент прошлого запуска: {сегмент этого запуска: покупателей}}."),
     )
-    error = models.TextField("ошибка", blank=True)
+    error = models.TextField(_("ошибка"), blank=True)
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="запущен",
+        verbose_name=_("запущен"),
     )
-    source = models.CharField("источник", max_length=20, default="beat")
+    source = models.CharField(_("источник"), max_length=20, default="beat")
 
     lost_after = dt.timedelta(minutes=30)
     recovery_reset = {"progress": 0, "stage": ""}
 
     class Meta:
-        verbose_name = "запуск скоринга"
-        verbose_name_plural = "запуски скоринга"
+        verbose_name = _("запуск скоринга")
+        verbose_name_plural = _("запуски скоринга")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["client", "-created_at"], name="scoringrun_client_created")]
         constraints = [
@@ -126,14 +129,14 @@ class CustomerScore(models.Model):
         on_delete=models.CASCADE,
         primary_key=True,
         related_name="score",
-        verbose_name="покупатель",
+        verbose_name=_("покупатель"),
         db_constraint=False,
     )
     client = models.ForeignKey(
         "clients.Client",
         on_delete=models.CASCADE,
         related_name="+",
-        verbose_name="клиент",
+        verbose_name=_("клиент"),
         db_index=False,
         db_constraint=False,
     )
@@ -142,38 +145,38 @@ class CustomerScore(models.Model):
         on_delete=models.SET_NULL,
         null=True,
         related_name="+",
-        verbose_name="запуск",
+        verbose_name=_("запуск"),
         db_index=False,
         db_constraint=False,
     )
-    recency_days = models.IntegerField("давность, дней", null=True)
-    frequency = models.IntegerField("заказов", default=0)
+    recency_days = models.IntegerField(_("давность, дней"), null=True)
+    frequency = models.IntegerField(_("заказов"), default=0)
     # numeric(18, 2): a sum of orders (each at most numeric(14, 2)) and the models' predictions
     # from it must fit, or a client's whole scoring run would fail on one big customer.
-    monetary = models.DecimalField("сумма, ₽", max_digits=18, decimal_places=2, default=0)
+    monetary = models.DecimalField(_("сумма, ₽"), max_digits=18, decimal_places=2, default=0)
     r_score = models.PositiveSmallIntegerField("R", null=True)
     f_score = models.PositiveSmallIntegerField("F", null=True)
     m_score = models.PositiveSmallIntegerField("M", null=True)
-    rfm_segment = models.CharField("RFM-сегмент", max_length=30, blank=True)
-    lifecycle_stage = models.CharField("стадия жизненного цикла", max_length=20, blank=True)
-    at_risk = models.BooleanField("в зоне риска", default=False)
-    p_alive = models.FloatField("P(активен)", null=True)
-    churn_probability = models.FloatField("вероятность оттока", null=True)
-    expected_purchases_90d = models.FloatField("ожидаемых покупок за 90 дней", null=True)
+    rfm_segment = models.CharField(_("RFM-сегмент"), max_length=30, blank=True)
+    lifecycle_stage = models.CharField(_("стадия жизненного цикла"), max_length=20, blank=True)
+    at_risk = models.BooleanField(_("в зоне риска"), default=False)
+    p_alive = models.FloatField(_("P(активен)"), null=True)
+    churn_probability = models.FloatField(_("вероятность оттока"), null=True)
+    expected_purchases_90d = models.FloatField(_("ожидаемых покупок за 90 дней"), null=True)
     expected_order_value = models.DecimalField(
-        "ожидаемый средний чек, ₽", max_digits=18, decimal_places=2, null=True
+        _("ожидаемый средний чек, ₽"), max_digits=18, decimal_places=2, null=True
     )
     predicted_clv = models.DecimalField(
-        "прогноз CLV, ₽", max_digits=18, decimal_places=2, null=True
+        _("прогноз CLV, ₽"), max_digits=18, decimal_places=2, null=True
     )
-    clv_percentile = models.PositiveSmallIntegerField("перцентиль CLV", null=True)
-    computed_at = models.DateTimeField("рассчитано")
+    clv_percentile = models.PositiveSmallIntegerField(_("перцентиль CLV"), null=True)
+    computed_at = models.DateTimeField(_("рассчитано"))
 
     objects = TenantManager()
 
     class Meta:
-        verbose_name = "оценка покупателя"
-        verbose_name_plural = "оценки покупателей"
+        verbose_name = _("оценка покупателя")
+        verbose_name_plural = _("оценки покупателей")
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.rfm_segment}"
@@ -209,30 +212,30 @@ class Segment(TenantModel):
         LOOKALIKE_SEED = "lookalike_seed", _("основа для look-alike")
         SUPPRESSION = "suppression", _("исключения")
 
-    name = models.CharField("название", max_length=200)
-    kind = models.CharField("вид", max_length=20, choices=Kind.choices)
-    definition = models.JSONField("определение", default=dict, blank=True)
+    name = models.CharField(_("название"), max_length=200)
+    kind = models.CharField(_("вид"), max_length=20, choices=Kind.choices)
+    definition = models.JSONField(_("определение"), default=dict, blank=True)
     is_active = models.BooleanField(
-        "активен", default=True, help_text="Неактивный сегмент не обновляется и не в лимите."
+        _("активен"), default=True, help_text=_("Неактивный сегмент не обновляется и не в лимите.")
     )
-    size = models.PositiveIntegerField("участников", default=0, editable=False)
-    warnings = models.JSONField("предупреждения", default=list, blank=True, editable=False)
-    refreshed_at = models.DateTimeField("обновлён", null=True, blank=True, editable=False)
+    size = models.PositiveIntegerField(_("участников"), default=0, editable=False)
+    warnings = models.JSONField(_("предупреждения"), default=list, blank=True, editable=False)
+    refreshed_at = models.DateTimeField(_("обновлён"), null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="кем создан",
+        verbose_name=_("кем создан"),
         editable=False,
     )
-    created_at = models.DateTimeField("создан", auto_now_add=True)
-    updated_at = models.DateTimeField("изменён", auto_now=True)
+    created_at = models.DateTimeField(_("создан"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("изменён"), auto_now=True)
 
     class Meta:
-        verbose_name = "сегмент"
-        verbose_name_plural = "сегменты"
+        verbose_name = _("сегмент")
+        verbose_name_plural = _("сегменты")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["client", "name"], name="segment_client_name_unique")
@@ -259,7 +262,7 @@ class SegmentMembership(TenantModel):
         "clients.Client",
         on_delete=models.CASCADE,
         related_name="+",
-        verbose_name="клиент",
+        verbose_name=_("клиент"),
         db_index=False,
         db_constraint=False,
     )
@@ -267,7 +270,7 @@ class SegmentMembership(TenantModel):
         Segment,
         on_delete=models.CASCADE,
         related_name="memberships",
-        verbose_name="сегмент",
+        verbose_name=_("сегмент"),
         db_index=False,  # served by the (client, segment, ...) indexes
         db_constraint=False,
     )
@@ -275,16 +278,16 @@ class SegmentMembership(TenantModel):
         "clients.Customer",
         on_delete=models.CASCADE,
         related_name="segment_memberships",
-        verbose_name="покупатель",
+        verbose_name=_("покупатель"),
         db_index=False,  # served by the (client, customer) index
         db_constraint=False,
     )
-    entered_at = models.DateTimeField("вошёл")
-    left_at = models.DateTimeField("вышел", null=True, blank=True)
+    entered_at = models.DateTimeField(_("вошёл"))
+    left_at = models.DateTimeField(_("вышел"), null=True, blank=True)
 
     class Meta:
-        verbose_name = "участие в сегменте"
-        verbose_name_plural = "участие в сегментах"
+        verbose_name = _("участие в сегменте")
+        verbose_name_plural = _("участие в сегментах")
         constraints = [
             models.UniqueConstraint(
                 fields=["client", "segment", "customer"],
@@ -315,7 +318,7 @@ class SegmentSizeSnapshot(TenantModel):
         Segment,
         on_delete=models.CASCADE,
         related_name="snapshots",
-        verbose_name="сегмент",
+        verbose_name=_("сегмент"),
         db_index=False,  # served by the (client, segment, at) index
     )
     run = models.ForeignKey(
@@ -324,17 +327,17 @@ class SegmentSizeSnapshot(TenantModel):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="после запуска скоринга",
+        verbose_name=_("после запуска скоринга"),
         db_index=False,
     )
-    at = models.DateTimeField("когда")
-    size = models.PositiveIntegerField("участников")
-    entered = models.PositiveIntegerField("вошли")
-    left = models.PositiveIntegerField("вышли")
+    at = models.DateTimeField(_("когда"))
+    size = models.PositiveIntegerField(_("участников"))
+    entered = models.PositiveIntegerField(_("вошли"))
+    left = models.PositiveIntegerField(_("вышли"))
 
     class Meta:
-        verbose_name = "размер сегмента"
-        verbose_name_plural = "размеры сегментов"
+        verbose_name = _("размер сегмента")
+        verbose_name_plural = _("размеры сегментов")
         ordering = ["at", "id"]
         indexes = [
             models.Index(fields=["client", "segment", "at"], name="segmentsnapshot_client_at")

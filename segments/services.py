@@ -24,6 +24,7 @@ import pandas as pd
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from agency import pgcopy
 from agency.audit import audit_log
@@ -53,22 +54,26 @@ class ScoringSettingsError(ServiceError):
 
 
 # What each setting may be: (lowest, highest, why). Days up to ten years.
-SCORING_SETTING_BOUNDS: dict[str, tuple[Decimal, Decimal, str]] = {
-    "onboarding_days": (Decimal(1), Decimal(3650), "от 1 до 3650 дней"),
-    "at_risk_after_days": (Decimal(1), Decimal(3650), "от 1 до 3650 дней"),
-    "win_back_after_days": (Decimal(1), Decimal(3650), "от 1 до 3650 дней"),
-    "clv_months": (Decimal(1), Decimal(60), "от 1 до 60 месяцев"),
+SCORING_SETTING_BOUNDS: dict[str, tuple[Decimal, Decimal, Any]] = {
+    "onboarding_days": (Decimal(1), Decimal(3650), gettext_lazy("от 1 до 3650 дней")),
+    "at_risk_after_days": (Decimal(1), Decimal(3650), gettext_lazy("от 1 до 3650 дней")),
+    "win_back_after_days": (Decimal(1), Decimal(3650), gettext_lazy("от 1 до 3650 дней")),
+    "clv_months": (Decimal(1), Decimal(60), gettext_lazy("от 1 до 60 месяцев")),
     "monthly_discount_rate": (
         Decimal(0),
         Decimal("0.5"),
-        "доля от 0 до 0,5 в месяц (0,01 — 1 % в месяц); отрицательная ставка завышает CLV",
+        gettext_lazy(
+            "доля от 0 до 0,5 в месяц (0,01 — 1 % в месяц); отрицательная ставка завышает CLV"
+        ),
     ),
     "gross_margin": (
         Decimal("0.0001"),
         Decimal(1),
-        "доля больше 0 и не больше 1 (0,35 — 35 %): при нулевой марже CLV всех равен нулю",
+        gettext_lazy(
+            "доля больше 0 и не больше 1 (0,35 — 35 %): при нулевой марже CLV всех равен нулю"
+        ),
     ),
-    "holdout_days": (Decimal(7), Decimal(730), "от 7 до 730 дней"),
+    "holdout_days": (Decimal(7), Decimal(730), gettext_lazy("от 7 до 730 дней")),
 }
 
 
@@ -86,11 +91,14 @@ def scoring_settings_validate(values: dict[str, Any]) -> None:
             number = None
         if number is None or not number.is_finite() or not lowest <= number <= highest:
             label = ScoringSettings._meta.get_field(name).verbose_name
-            raise ScoringSettingsError(message=f"{label}: {rule}.", field=name)
+            raise ScoringSettingsError(
+                message=_("%(setting)s: %(rule)s.") % {"setting": label, "rule": rule},
+                field=name,
+            )
     at_risk, win_back = values.get("at_risk_after_days"), values.get("win_back_after_days")
     if at_risk is not None and win_back is not None and win_back < at_risk:
         raise ScoringSettingsError(
-            message="Порог возврата (win-back) не может быть меньше порога зоны риска.",
+            message=_("Порог возврата (win-back) не может быть меньше порога зоны риска."),
             field="win_back_after_days",
         )
 

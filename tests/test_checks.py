@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.core.checks import Error, run_checks
+from django.core.checks import Error, Warning, run_checks
 
 
 def _ids(messages) -> set[str]:
@@ -75,3 +75,43 @@ def test_debug_in_a_deployment_check_is_an_error(settings):
 
     settings.DEBUG = False
     assert "agency.E002" not in _ids(run_checks(include_deployment_checks=True))
+
+
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+REDIS = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/3",
+    }
+}
+
+
+def test_a_per_process_cache_in_production_is_a_warning(settings):
+    """The wrong-API-key counters live in the cache: each process of its own would allow the
+    limit once per process."""
+    settings.DEBUG = False
+    settings.CACHES = LOCMEM
+
+    [warning] = [m for m in run_checks(tags=["caches"]) if m.id == "agency.W001"]
+    assert isinstance(warning, Warning)
+    assert not warning.is_serious()  # a warning: the boot goes on
+    assert "LocMemCache" in warning.msg
+    assert "CACHE_URL" in warning.hint
+    assert "Redis" in warning.hint
+
+    settings.LANGUAGE_CODE = "en"
+    [warning] = [m for m in run_checks(tags=["caches"]) if m.id == "agency.W001"]
+    assert warning.msg.startswith("The default cache is process memory (LocMemCache)")
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    assert "agency.W001" in _ids(run_checks(tags=["caches"]))
+
+
+def test_a_shared_cache_or_debug_passes_the_cache_check(settings):
+    settings.DEBUG = False
+    settings.CACHES = REDIS
+    assert "agency.W001" not in _ids(run_checks(tags=["caches"]))
+
+    settings.DEBUG = True  # development: one process, the default is fine
+    settings.CACHES = LOCMEM
+    assert "agency.W001" not in _ids(run_checks(tags=["caches"]))

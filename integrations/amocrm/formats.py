@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from ..crm.forms import (
     DEAL_LOST,
     DEAL_OPEN,
@@ -111,13 +113,15 @@ def amocrm_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, An
             if action not in AMO_CONTACT_ACTIONS:
                 result["skipped"].append(
                     skipped(
-                        "contact", contact_id, f"действие {action} с контактом не обрабатывается"
+                        "contact",
+                        contact_id,
+                        _("действие %(action)s с контактом не обрабатывается") % {"action": action},
                     )
                 )
                 continue
             if as_text(contact.get("type")).lower() == "company":
                 result["skipped"].append(
-                    skipped("company", contact_id, "компания, а не покупатель")
+                    skipped("company", contact_id, _("компания, а не покупатель"))
                 )
                 continue
             result["customers"].append(_amo_contact(contact))
@@ -135,7 +139,9 @@ def amocrm_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, An
             if action not in AMO_LEAD_ACTIONS:
                 result["skipped"].append(
                     skipped(
-                        "lead", lead.get("id"), f"действие {action} со сделкой не обрабатывается"
+                        "lead",
+                        lead.get("id"),
+                        _("действие %(action)s со сделкой не обрабатывается") % {"action": action},
                     )
                 )
                 continue

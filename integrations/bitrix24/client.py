@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from django.utils.translation import gettext as _
 
 from ..http import PlatformError, PlatformHttp, base_url_setting
 
@@ -84,24 +85,29 @@ def rest_webhook_parse(url: str) -> RestWebhook:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise Bitrix24UrlInvalid(f"Адрес не читается: {exc}.") from exc
+        raise Bitrix24UrlInvalid(_("Адрес не читается: %(error)s.") % {"error": exc}) from exc
     if parts.scheme != "https":
-        raise Bitrix24UrlInvalid("Адрес вебхука Битрикс24 начинается с https://.")
+        raise Bitrix24UrlInvalid(_("Адрес вебхука Битрикс24 начинается с https://."))
     if parts.username or parts.password or port not in (None, 443):
-        raise Bitrix24UrlInvalid("В адресе вебхука не бывает логина, пароля или порта.")
+        raise Bitrix24UrlInvalid(_("В адресе вебхука не бывает логина, пароля или порта."))
     host = (parts.hostname or "").rstrip(".").lower()
     zone = next((d for d in CLOUD_DOMAINS if host.endswith("." + d)), None)
     label = host[: -len(zone) - 1] if zone else ""
     if zone is None or not _PORTAL_LABEL.fullmatch(label):
         raise Bitrix24UrlInvalid(
-            "Принимаются только облачные порталы Битрикс24 (<портал>.bitrix24.ru, .by, .kz, "
-            f".com и т. п.), не {host or 'пустой адрес'}."
+            _(
+                "Принимаются только облачные порталы Битрикс24 (<портал>.bitrix24.ru, .by, .kz, "
+                ".com и т. п.), не %(host)s."
+            )
+            % {"host": host or _("пустой адрес")}
         )
     match = _PATH.fullmatch(parts.path)
     if match is None or parts.query or parts.fragment:
         raise Bitrix24UrlInvalid(
-            "Адрес входящего вебхука выглядит так: https://<портал>.bitrix24.ru/rest/<id "
-            "пользователя>/<код вебхука>/ (без метода в конце)."
+            _(
+                "Адрес входящего вебхука выглядит так: https://<портал>.bitrix24.ru/rest/<id "
+                "пользователя>/<код вебхука>/ (без метода в конце)."
+            )
         )
     return RestWebhook(host=host, user_id=match["user_id"], token=match["token"])
 
@@ -151,7 +157,9 @@ class Bitrix24Client:
             body = response.json()
         except ValueError as exc:
             raise PlatformError(
-                f"{method}: ответ не JSON", status=response.status_code, code="bad_reply"
+                _("%(method)s: ответ не JSON") % {"method": method},
+                status=response.status_code,
+                code="bad_reply",
             ) from exc
         if not isinstance(body, dict) or "result" not in body:
             code, message = bitrix24_error(response)
@@ -161,7 +169,9 @@ class Bitrix24Client:
     def _entity(self, method: str, entity_id: str | int) -> dict[str, Any]:
         result = self.call(method, id=str(entity_id))
         if not isinstance(result, dict):
-            raise PlatformError(f"{method}: в ответе нет полей", code="bad_reply")
+            raise PlatformError(
+                _("%(method)s: в ответе нет полей") % {"method": method}, code="bad_reply"
+            )
         return result
 
     def contact_get(self, contact_id: str | int) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from ..crm.forms import (
     DEAL_LOST,
     DEAL_OPEN,
@@ -109,7 +111,7 @@ def bitrix24_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, 
     data = payload.get("data")
     fields = data.get("FIELDS") if isinstance(data, dict) else None
     if not isinstance(fields, dict) or not as_text(fields.get("ID")):
-        result["skipped"].append(skipped("event", event, "нет data[FIELDS][ID]"))
+        result["skipped"].append(skipped("event", event, _("нет data[FIELDS][ID]")))
         return result
     entity_id = fields.get("ID")
     if event in B24_CONTACT_EVENTS:
@@ -127,9 +129,11 @@ def bitrix24_to_records(payload: Mapping[str, Any]) -> dict[str, list[dict[str, 
             skipped(
                 event,
                 entity_id,
-                "удаление в CRM не удаляет данные: для этого есть запрос субъекта ПДн",
+                _("удаление в CRM не удаляет данные: для этого есть запрос субъекта ПДн"),
             )
         )
     else:
-        result["skipped"].append(skipped(event or "event", entity_id, "событие не обрабатывается"))
+        result["skipped"].append(
+            skipped(event or "event", entity_id, _("событие не обрабатывается"))
+        )
     return result

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.datastructures import MultiValueDict
+from django.utils.translation import gettext as _
 
 from agency.errors import ServiceError
 
@@ -88,7 +89,10 @@ def parse_php_form(data: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in _pairs(data):
         segments = _key_segments(str(key))
         if len(segments) > MAX_KEY_DEPTH:
-            raise FormParseError(f"ключ вложен глубже {MAX_KEY_DEPTH} уровней: {key[:100]!r}")
+            raise FormParseError(
+                _("ключ вложен глубже %(levels)s уровней: %(key)s")
+                % {"levels": MAX_KEY_DEPTH, "key": repr(key[:100])}
+            )
         node = root
         for segment in segments[:-1]:
             if segment == "":

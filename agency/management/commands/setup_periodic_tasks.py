@@ -6,8 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from agency.commands import BaseCommand
 
 CRONTAB_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
 
@@ -42,7 +46,7 @@ def _on_former_default(task: PeriodicTask, spec: dict) -> bool:
 
 
 class Command(BaseCommand):
-    help = (
+    help = gettext_lazy(
         "Создаёт или обновляет периодические задачи платформы в django-celery-beat "
         "(config/schedules.py). Расписания, изменённые в админке, сохраняются."
     )
@@ -65,5 +69,6 @@ class Command(BaseCommand):
                 if changed:
                     existing.save(update_fields=changed)
             self.stdout.write(
-                f"{'есть' if existing else 'создана'}: {spec['name']} → {spec['task']}"
+                (_("есть: %(name)s → %(task)s") if existing else _("создана: %(name)s → %(task)s"))
+                % {"name": spec["name"], "task": spec["task"]}
             )

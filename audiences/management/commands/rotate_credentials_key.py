@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from agency.commands import BaseCommand
 from audiences.services import credentials_rotate
 from clients.services import client_credentials_rotate
 
 
 class Command(BaseCommand):
-    help = (
+    help = gettext_lazy(
         "Перешифровать учётные данные всех рекламных кабинетов и входящие вебхуки Битрикс24 "
         "клиентов первым (новым) ключом из "
         "CREDENTIALS_KEYS. Порядок смены ключа: добавить новый ключ первым в CREDENTIALS_KEYS, "
@@ -24,6 +26,7 @@ class Command(BaseCommand):
         clients = client_credentials_rotate()
         self.stdout.write(
             self.style.SUCCESS(
-                f"Перешифровано кабинетов: {count}, вебхуков Битрикс24 клиентов: {clients}"
+                _("Перешифровано кабинетов: %(count)s, вебхуков Битрикс24 клиентов: %(clients)s")
+                % {"count": count, "clients": clients}
             )
         )

@@ -4,46 +4,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from tqdm import tqdm
 
+from agency.commands import BaseCommand
 from audiences.models import Audience, SyncRun
 from audiences.sync import DestinationBusy, audience_sync_now
 
 SUMMARY_FIELDS = [
-    ("status", "статус"),
-    ("members", "участников сегмента"),
-    ("held_back_erased", "удалены по запросу (не выгружены)"),
-    ("held_back_consent", "нет согласия ad_audiences (не выгружены)"),
-    ("suppressed", "исключены сегментами-исключениями"),
-    ("no_identifier", "без email и телефона"),
-    ("exported", "выгружено людей"),
-    ("uploaded", "отправлено строк"),
-    ("added", "добавлено"),
-    ("removed", "удалено"),
-    ("remote_status", "статус на платформе"),
-    ("matched_percent", "распознано, %"),
+    ("status", gettext_lazy("статус")),
+    ("members", gettext_lazy("участников сегмента")),
+    ("held_back_erased", gettext_lazy("удалены по запросу (не выгружены)")),
+    ("held_back_consent", gettext_lazy("нет согласия ad_audiences (не выгружены)")),
+    ("suppressed", gettext_lazy("исключены сегментами-исключениями")),
+    ("no_identifier", gettext_lazy("без email и телефона")),
+    ("exported", gettext_lazy("выгружено людей")),
+    ("uploaded", gettext_lazy("отправлено строк")),
+    ("added", gettext_lazy("добавлено")),
+    ("removed", gettext_lazy("удалено")),
+    ("remote_status", gettext_lazy("статус на платформе")),
+    ("matched_percent", gettext_lazy("распознано, %")),
 ]
 
 
 class Command(BaseCommand):
-    help = (
+    help = gettext_lazy(
         "Синхронизировать аудиторию с рекламной платформой сейчас, с индикатором хода, и "
         "вывести итог запуска (кто выгружен, кто удержан и почему, ответ платформы). Если "
         "синхронизация этой аудитории уже в очереди, выполняется она. Код выхода 1 при ошибке."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("audience_id", type=int, help="id аудитории (см. админку).")
+        parser.add_argument("audience_id", type=int, help=_("id аудитории (см. админку)."))
         parser.add_argument(
-            "--no-progress", action="store_true", help="Без индикатора хода (для логов)."
+            "--no-progress", action="store_true", help=_("Без индикатора хода (для логов).")
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         # A command names one audience explicitly; the run is scoped to its client from here on.
         audience = Audience.objects.unscoped().filter(pk=options["audience_id"]).first()
         if audience is None:
-            raise CommandError(f"нет аудитории с id {options['audience_id']}")
+            raise CommandError(_("нет аудитории с id %(id)s") % {"id": options["audience_id"]})
         bar = tqdm(
             total=100,
             desc=audience.name[:40],
@@ -59,11 +62,14 @@ class Command(BaseCommand):
         try:
             run = audience_sync_now(audience, source="command", on_progress=on_progress)
         except DestinationBusy as exc:
-            raise CommandError(f"{exc}; попробуйте позже") from exc
+            raise CommandError(_("%(error)s; попробуйте позже") % {"error": exc}) from exc
         finally:
             bar.update(100 - bar.n)
             bar.close()
-        self.stdout.write(f"Синхронизация #{run.pk} аудитории «{audience.name}»")
+        self.stdout.write(
+            _("Синхронизация #%(run)s аудитории «%(audience)s»")
+            % {"run": run.pk, "audience": audience.name}
+        )
         for field, label in SUMMARY_FIELDS:
             value = getattr(run, field)
             if field == "status":
@@ -75,4 +81,4 @@ class Command(BaseCommand):
         if run.message:
             self.stdout.write(run.message)
         if run.status == SyncRun.Status.FAILED:
-            raise CommandError(run.error or run.platform_error or "синхронизация не удалась")
+            raise CommandError(run.error or run.platform_error or _("синхронизация не удалась"))

@@ -5,8 +5,11 @@ import json
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from agency.commands import BaseCommand
 from agency.errors import ServiceError
 from clients.models import Client
 from consent.checkpoints import Checkpoint
@@ -14,33 +17,35 @@ from consent.services import consent_log_verify
 
 
 class Command(BaseCommand):
-    help = (
+    help = gettext_lazy(
         "Проверяет цепочку хешей журнала согласий клиента: пересчитывает хеш каждой записи, "
         "сверяет журнал с подписанными контрольными точками (число записей и последняя запись) "
         "и называет первую изменённую или недостающую. Код выхода 1, если журнал нарушен."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("client_slug", help="код клиента (slug)")
+        parser.add_argument("client_slug", help=_("код клиента (slug)"))
         parser.add_argument(
             "--digest",
             action="append",
             default=[],
             metavar="FILE",
-            help="дайджест контрольной точки, скачанный из портала (JSON); можно несколько",
+            help=_("дайджест контрольной точки, скачанный из портала (JSON); можно несколько"),
         )
 
     def handle(self, *args, client_slug: str, digest: list[str], **options):
         try:
             client = Client.objects.get(slug=client_slug)
         except Client.DoesNotExist as exc:
-            raise CommandError(f"нет клиента {client_slug!r}") from exc
+            raise CommandError(_("нет клиента %(slug)s") % {"slug": repr(client_slug)}) from exc
         digests = []
         for name in digest:
             try:
                 digests.append(Checkpoint.from_digest(json.loads(Path(name).read_text())))
             except (OSError, ValueError) as exc:
-                raise CommandError(f"{name}: не читается: {exc}") from exc
+                raise CommandError(
+                    _("%(file)s: не читается: %(error)s") % {"file": name, "error": exc}
+                ) from exc
             except ServiceError as exc:
                 raise CommandError(f"{name}: {exc.message}") from exc
         try:
@@ -49,13 +54,23 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from exc
         if result.ok:
             anchored = (
-                f"сверен с контрольными точками: {result.checkpoints} "
-                f"(последняя от {result.last_checkpoint})"
+                _("сверен с контрольными точками: %(n)s (последняя от %(last)s)")
+                % {"n": result.checkpoints, "last": result.last_checkpoint}
                 if result.checkpoints
-                else "контрольных точек ещё нет"
+                else _("контрольных точек ещё нет")
             )
-            self.stdout.write(f"OK: {result.checked} записей, цепочка цела, {anchored}.")
+            self.stdout.write(
+                _("OK: %(n)s записей, цепочка цела, %(anchored)s.")
+                % {"n": result.checked, "anchored": anchored}
+            )
             return
-        where = f"запись #{result.first_broken_id}" if result.first_broken_id else "журнал"
-        self.stdout.write(f"НАРУШЕНО: {where} — {result.reason} (проверено {result.checked}).")
+        where = (
+            _("запись #%(id)s") % {"id": result.first_broken_id}
+            if result.first_broken_id
+            else _("журнал")
+        )
+        self.stdout.write(
+            _("НАРУШЕНО: %(where)s — %(reason)s (проверено %(n)s).")
+            % {"where": where, "reason": result.reason, "n": result.checked}
+        )
         sys.exit(1)

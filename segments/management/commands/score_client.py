@@ -6,9 +6,12 @@ import datetime as dt
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from tqdm import tqdm
 
+from agency.commands import BaseCommand
 from clients.models import Client
 from segments import tasks
 from segments.models import ScoringRun
@@ -23,11 +26,13 @@ def _date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
-        raise CommandError(f"дата в формате ГГГГ-ММ-ДД, не {value!r}") from exc
+        raise CommandError(
+            _("дата в формате ГГГГ-ММ-ДД, не %(value)s") % {"value": repr(value)}
+        ) from exc
 
 
 class Command(BaseCommand):
-    help = (
+    help = gettext_lazy(
         "Пересчитать все оценки покупателей клиента (RFM, жизненный цикл, CLV, отток) сейчас, "
         "в этом процессе, с индикатором хода; затем обновить сегменты клиента. Печатает этапы "
         "с временем, параметры моделей и ошибку прогноза на контрольном периоде. Код выхода не "
@@ -35,17 +40,19 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("client_slug", help="Код клиента (slug).")
+        parser.add_argument("client_slug", help=_("Код клиента (slug)."))
         parser.add_argument(
             "--as-of",
             type=_date,
-            help="Дата расчёта ГГГГ-ММ-ДД (по умолчанию сегодня в часовом поясе клиента).",
+            help=_("Дата расчёта ГГГГ-ММ-ДД (по умолчанию сегодня в часовом поясе клиента)."),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         client = Client.objects.filter(slug=options["client_slug"]).first()
         if client is None:
-            raise CommandError(f"нет клиента с кодом {options['client_slug']!r}")
+            raise CommandError(
+                _("нет клиента с кодом %(slug)s") % {"slug": repr(options["client_slug"])}
+            )
         try:
             # Requested like every other run (one at a time per client, audited), then run here.
             run = scoring_run_request(
@@ -53,7 +60,8 @@ class Command(BaseCommand):
             )
         except ScoringRunActive as exc:
             raise CommandError(
-                f"скоринг клиента уже идёт (запуск {exc.run.pk}); дождитесь его окончания"
+                _("скоринг клиента уже идёт (запуск %(run)s); дождитесь его окончания")
+                % {"run": exc.run.pk}
             ) from exc
         with tqdm(total=100, unit="%", file=sys.stderr, desc=client.slug) as bar:
 
@@ -67,23 +75,37 @@ class Command(BaseCommand):
                 run.refresh_from_db()
                 self._report(run)
                 raise CommandError(
-                    f"запуск {run.pk} не удался: {type(exc).__name__}: {exc}"
+                    _("запуск %(run)s не удался: %(error)s")
+                    % {"run": run.pk, "error": f"{type(exc).__name__}: {exc}"}
                 ) from exc
         if run.status != ScoringRun.Status.SUCCEEDED:
-            raise CommandError(f"запуск {run.pk}: {run.get_status_display()}")
+            raise CommandError(
+                _("запуск %(run)s: %(status)s")
+                % {"run": run.pk, "status": run.get_status_display()}
+            )
         self._report(run)
         tasks.memberships_refresh_after(run)
-        self.stdout.write("Сегменты обновлены.")
+        self.stdout.write(_("Сегменты обновлены."))
 
     def _report(self, run: ScoringRun) -> None:
         w = self.stdout.write
         w(
-            f"Запуск {run.pk} · {run.client.slug} · на {run.as_of or '—'}: "
-            f"{run.get_status_display()}, покупателей {run.customers}, заказов {run.orders}, "
-            f"{run.duration_seconds or 0:.2f} с"
+            _(
+                "Запуск %(run)s · %(client)s · на %(as_of)s: %(status)s, покупателей "
+                "%(customers)s, заказов %(orders)s, %(seconds).2f с"
+            )
+            % {
+                "run": run.pk,
+                "client": run.client.slug,
+                "as_of": run.as_of or "—",
+                "status": run.get_status_display(),
+                "customers": run.customers,
+                "orders": run.orders,
+                "seconds": run.duration_seconds or 0,
+            }
         )
         if run.stage_seconds:
-            w("Этапы, с:")
+            w(_("Этапы, с:"))
             for stage, seconds in run.stage_seconds.items():
                 w(f"  {stage:<10} {seconds:8.3f}")
         for model, values in (run.parameters or {}).items():
@@ -91,22 +113,40 @@ class Command(BaseCommand):
                 f"{name}={value:.6g}" if isinstance(value, float) else f"{name}={value}"
                 for name, value in values.items()
             )
-            w(f"Параметры {model}: {shown}")
+            w(_("Параметры %(model)s: %(values)s") % {"model": model, "values": shown})
         holdout = run.holdout or {}
         if "skipped" in holdout:
-            w(f"Проверка на контрольном периоде: не проводилась ({holdout['skipped']})")
+            w(
+                _("Проверка на контрольном периоде: не проводилась (%(reason)s)")
+                % {"reason": holdout["skipped"]}
+            )
         elif holdout:
             w(
-                f"Проверка на контрольном периоде ({holdout.get('holdout_days')} дн. после "
-                f"{holdout.get('calibration_end')}): MAE {_num(holdout.get('mae'), 4)}, повторных "
-                f"покупок прогноз {_num(holdout.get('predicted'), 1)}, "
-                f"факт {_num(holdout.get('actual'), 1)}"
+                _(
+                    "Проверка на контрольном периоде (%(days)s дн. после %(end)s): MAE %(mae)s, "
+                    "повторных покупок прогноз %(predicted)s, факт %(actual)s"
+                )
+                % {
+                    "days": holdout.get("holdout_days"),
+                    "end": holdout.get("calibration_end"),
+                    "mae": _num(holdout.get("mae"), 4),
+                    "predicted": _num(holdout.get("predicted"), 1),
+                    "actual": _num(holdout.get("actual"), 1),
+                }
             )
             for bucket in holdout.get("by_frequency", []):
                 w(
-                    f"  частота {bucket['frequency']:>3}: покупателей {bucket['customers']:>8}, "
-                    f"прогноз {_num(bucket['predicted_mean'], 3)}, "
-                    f"факт {_num(bucket['actual_mean'], 3)}, MAE {_num(bucket['mae'], 3)}"
+                    _(
+                        "  частота %(frequency)3s: покупателей %(customers)8s, прогноз "
+                        "%(predicted)s, факт %(actual)s, MAE %(mae)s"
+                    )
+                    % {
+                        "frequency": bucket["frequency"],
+                        "customers": bucket["customers"],
+                        "predicted": _num(bucket["predicted_mean"], 3),
+                        "actual": _num(bucket["actual_mean"], 3),
+                        "mae": _num(bucket["mae"], 3),
+                    }
                 )
         if run.error:
-            w(self.style.ERROR(f"Ошибка: {run.error}"))
+            w(self.style.ERROR(_("Ошибка: %(error)s") % {"error": run.error}))

@@ -91,12 +91,14 @@ class UniSenderClient:
     def _send_one(self, message: OutgoingMessage) -> SendResult:
         if len(message.body.encode()) > MAX_BODY_BYTES:
             return SendResult(key=message.key, status="failed", error="письмо больше 1 МБ")
+        sender_email = message.from_email or self.from_email
         data = {
             "format": "json",
             "api_key": self.api_key,
             "email": message.to,
-            "sender_name": message.from_name or self.from_name,
-            "sender_email": message.from_email or self.from_email,
+            # Required by UniSender: the address stands in for a missing name.
+            "sender_name": message.from_name or self.from_name or sender_email,
+            "sender_email": sender_email,
             "subject": message.subject,
             "body": message.body,
             "list_id": self.list_id,

@@ -12,6 +12,9 @@ and returns its JSON form (``{"endpoint", "keys": {"p256dh", "auth"}}``). What i
   of at most 4096 bytes (else 413) that decrypts with the subscription's keys (else 400);
 - an expired subscription (``expire``) answers 410, an unknown one 404.
 
+``POST /push/subscribe`` with ``{"application_server_key": <VAPID public key>}`` makes a
+subscription as a browser would for a page (the demo seeds its subscriptions through it).
+
 A success is 201 with a ``Location``; the decrypted payload is recorded (``sent``: ``to`` is
 the endpoint, ``payload`` the JSON the client sent, ``text`` its ``body``).
 """
@@ -31,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from werkzeug.wrappers import Request, Response
 
-from tests.stubs.base import json_response
+from tests.stubs.base import json_response, read_json
 from tests.stubs.channels import MessagingStub
 
 MAX_PAYLOAD = 4096
@@ -111,6 +114,11 @@ class WebPushStub(MessagingStub):
 
     def handle(self, request: Request) -> Response:
         sub_id = request.path[len(self.prefix) :].strip("/")
+        if sub_id == "subscribe" and request.method == "POST":
+            # What a browser does for a page (the demo seeds subscriptions through it).
+            body = read_json(request) or {}
+            key = body.get("application_server_key") if isinstance(body, dict) else None
+            return json_response(self.subscribe(key or None), 201)
         if request.method != "POST":
             raise self.error(405, "101", "POST only")
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from ..http import PlatformError, PlatformHttp, base_url_setting, error_text, unparsed_error
-from ..messaging import OutgoingMessage, SendResult, send_groups
+from ..messaging import BatchOutcomeUnknown, OutgoingMessage, SendResult, send_groups
 
 DEFAULT_BASE_URL = "https://sms.ru/"
 MAX_NUMBERS = 100
@@ -116,7 +116,11 @@ class SmsRuClient:
                 results.append(SendResult(key=message.key, status="failed", error="неверный номер"))
             else:
                 sendable.append(message)
-        return results + send_groups(number_groups(sendable), self._send_group)
+        try:
+            return results + send_groups(number_groups(sendable), self._send_group)
+        except BatchOutcomeUnknown as exc:
+            exc.results[:0] = results
+            raise
 
     def _send_group(self, group: Sequence[OutgoingMessage]) -> list[SendResult]:
         data: dict[str, str] = {"api_id": self.api_id, "json": "1"}

@@ -45,7 +45,9 @@ class SmtpEmailClient:
     ``from_name``: the sender, unless a message gives its own (``DEFAULT_FROM_EMAIL`` if
     neither does). A message's ``headers`` are passed through (List-Unsubscribe,
     List-Unsubscribe-Post); its Message-ID is :func:`message_id` of its key unless the headers
-    give one. ``connection``: another Django email backend instance (tests).
+    give one. ``connection``: another Django email backend instance (tests); ``timeout``: seconds
+    per SMTP operation (default ``EMAIL_TIMEOUT``); the other HTTP options of the clients
+    (``max_attempts``...) are accepted and ignored.
 
     Results: a recipient refused at RCPT fails that message with the server's words (5xx;
     550/551/553 with ``gone=True``) or is ``retry`` (4xx); a message refused at DATA likewise.
@@ -69,10 +71,13 @@ class SmtpEmailClient:
         from_email: str = "",
         from_name: str = "",
         connection: Any = None,
+        timeout: float | None = None,
+        **_http_options: Any,
     ) -> None:
         self.from_email = from_email
         self.from_name = from_name
         self.connection = connection
+        self.timeout = timeout
         self._open = False
 
     def close(self) -> None:
@@ -104,7 +109,8 @@ class SmtpEmailClient:
         if self._open:
             return
         if self.connection is None:
-            self.connection = get_connection(fail_silently=False)
+            options = {"timeout": self.timeout} if self.timeout is not None else {}
+            self.connection = get_connection(fail_silently=False, **options)
         try:
             self.connection.open()
         except (OSError, smtplib.SMTPException) as exc:
@@ -143,8 +149,9 @@ class SmtpEmailClient:
             status = "retry" if 400 <= exc.smtp_code < 500 else "failed"
             return SendResult(key=message.key, status=status, error=error)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            # It may have broken after the relay took the message: unknown, never resent.
-            self._open = False
+            # It may have broken after the relay took the message: unknown, never resent. The
+            # next message of the batch goes over a new connection.
+            self.close()
             raise OutcomeUnknown(f"соединение с почтовым сервером прервано: {exc}") from exc
         except smtplib.SMTPException as exc:
             return SendResult(key=message.key, status="failed", error=str(exc)[:200])

@@ -660,3 +660,13 @@ def test_error_parsers_read_the_providers_words():
     assert rustore.rustore_error(
         reply({"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}})
     ) == ("PERMISSION_DENIED", "denied")
+
+
+def test_a_locally_refused_number_keeps_its_result_when_the_rest_is_unknown():
+    options = {"fault_rate": 1.0, "fault_kinds": ("timeout",), "timeout_processes": 1.0}
+    with SmsRuStub(timeout_sleep=1.0, **options) as stub:
+        client = SmsRuClient(stub.credentials, base_url=stub.base_url, timeout=0.3)
+        with pytest.raises(BatchOutcomeUnknown) as caught:
+            client.send_batch([sms("bad", "+7916"), sms("ok", phone(1))])
+    assert caught.value.unknown_keys == ["ok"]
+    assert [(r.key, r.status) for r in caught.value.results] == [("bad", "failed")]

@@ -123,3 +123,52 @@ def test_the_sink_writes_eml_files_for_the_demo(tmp_path, settings):
     files = sorted((tmp_path / "mail").glob("*.eml"))
     assert len(files) == 1
     assert b"Message-ID: " + message_id("1", "shop@example.ru").encode() in files[0].read_bytes()
+
+
+def test_a_connection_lost_during_a_message_makes_it_unknown_and_the_rest_go_on(
+    smtp_sink, monkeypatch
+):
+    """The relay may have taken the message before the connection broke: it is never sent
+    again; the next messages go over a new connection."""
+    import smtplib
+
+    from integrations.messaging import BatchOutcomeUnknown
+
+    original = smtplib.SMTP.sendmail
+
+    def sendmail(self, from_addr, to_addrs, msg, *args, **kwargs):
+        if to_addrs == ["lost@example.com"]:
+            original(self, from_addr, to_addrs, msg, *args, **kwargs)  # taken by the relay...
+            self.close()
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")  # ...no reply
+        return original(self, from_addr, to_addrs, msg, *args, **kwargs)
+
+    monkeypatch.setattr(smtplib.SMTP, "sendmail", sendmail)
+    client = SmtpEmailClient(from_email="shop@example.ru")
+    with pytest.raises(BatchOutcomeUnknown) as caught:
+        client.send_batch(
+            [mail("1", "a@example.com"), mail("2", "lost@example.com"), mail("3", "c@example.com")]
+        )
+    assert caught.value.unknown_keys == ["2"]
+    assert {r.key: r.status for r in caught.value.results} == {"1": "accepted", "3": "accepted"}
+    assert [e["to"] for e in smtp_sink.envelopes] == [
+        ["a@example.com"],
+        ["lost@example.com"],
+        ["c@example.com"],
+    ]
+
+
+def test_every_provider_is_built_through_the_one_registry(settings):
+    from integrations.channels import PROVIDERS, channel_client
+
+    client = channel_client("smtp", {}, from_email="a@b.ru", timeout=5, max_attempts=3)
+    assert isinstance(client, SmtpEmailClient)
+    assert client.timeout == 5
+    assert {p.channel for p in PROVIDERS.values()} == {"email", "sms", "push"}
+    sms = channel_client("smsru", {"api_id": "k"}, sender="SHOP", from_email="ignored@b.ru")
+    assert sms.sender == "SHOP"
+    assert sms.channel == "sms"
+    with pytest.raises(ValueError, match="api_id"):
+        channel_client("smsru", {})
+    with pytest.raises(ValueError, match="неизвестный"):
+        channel_client("telegraph", {})

@@ -183,6 +183,15 @@ AD_PLATFORM_MAX_BACKOFF = env.float("AD_PLATFORM_MAX_BACKOFF", default=30.0)
 YANDEX_AUDIENCES_BASE_URL = env.str("YANDEX_AUDIENCES_BASE_URL", default="")
 VK_ADS_BASE_URL = env.str("VK_ADS_BASE_URL", default="")
 MYTARGET_BASE_URL = env.str("MYTARGET_BASE_URL", default="")
+# Owned channels (integrations/unisender, sendsay, smsru, smsc, rustore): the same rule.
+UNISENDER_BASE_URL = env.str("UNISENDER_BASE_URL", default="")
+SENDSAY_BASE_URL = env.str("SENDSAY_BASE_URL", default="")
+SMSRU_BASE_URL = env.str("SMSRU_BASE_URL", default="")
+SMSC_BASE_URL = env.str("SMSC_BASE_URL", default="")
+RUSTORE_BASE_URL = env.str("RUSTORE_BASE_URL", default="")
+# A web push endpoint comes from a browser's subscription (client data), so it must be https
+# and public; True lets it be a loopback or private address (tests and `make run` only).
+WEBPUSH_ALLOW_PRIVATE_ENDPOINTS = env.bool("WEBPUSH_ALLOW_PRIVATE_ENDPOINTS", default=False)
 # Bitrix24 REST calls go to the client's own cloud portal (<portal>.bitrix24.ru, checked against
 # the Bitrix24 domains); set this only to send them to a proxy or a stub instead.
 BITRIX24_BASE_URL = env.str("BITRIX24_BASE_URL", default="")
@@ -289,8 +298,12 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://localhost:25")
+# The SMTP relay of every email (integrations/smtp_email for clients without an email
+# provider of their own): django-environ's form, e.g. smtp+tls://user:pass@smtp.example.ru:587.
+EMAIL_URL = env.str("EMAIL_URL", default="smtp://localhost:25")
+EMAIL_CONFIG = env.email_url_config(EMAIL_URL)
 vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
 
 # Secrets that travel in URLs (the amoCRM webhook's, in its path) are masked in every log line
 # that carries a request's path (agency.log_masking; gunicorn's access log: config/gunicorn.py).

@@ -15,14 +15,21 @@ raises:
   the provider took it). The messages are **not** sent again blindly: a client whose provider
   takes an idempotency key (``idempotent = True``) may be called again with the same keys; for
   the others the messages stay "sending" and are resolved by a status query (``status``) or
-  marked "outcome unknown" — never resent.
+  marked "outcome unknown" — never resent. A client that needs several requests for one batch
+  raises :class:`BatchOutcomeUnknown` instead, which names the unknown messages and carries the
+  definitive results of all the others (:func:`send_groups`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from .http import OutcomeUnknown, PlatformError, PlatformUnavailable
+
+logger = logging.getLogger(__name__)
 
 ResultStatus = Literal["accepted", "failed", "retry"]
 
@@ -74,6 +81,81 @@ class ChannelClient(Protocol):
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]: ...
 
     def close(self) -> None: ...
+
+
+class BatchOutcomeUnknown(OutcomeUnknown):
+    """:class:`~integrations.http.OutcomeUnknown` of a batch sent one request per message (or
+    per group): only the messages in ``unknown_keys`` may or may not have been taken; every
+    other message of the batch has its definitive result in ``results`` (accepted, failed, or
+    retry when it was not sent at all). A dispatcher that reads only the base class treats the
+    whole batch as unknown: it loses information but never sends anything twice."""
+
+    def __init__(
+        self, message: str, *, results: Sequence[SendResult], unknown_keys: Sequence[str]
+    ) -> None:
+        super().__init__(message)
+        self.results = list(results)
+        self.unknown_keys = list(unknown_keys)
+
+
+def send_groups(
+    groups: Sequence[Sequence[OutgoingMessage]],
+    send_group: Callable[[Sequence[OutgoingMessage]], list[SendResult]],
+) -> list[SendResult]:
+    """Send a batch one request per group of messages (one message, or the numbers of one text)
+    with the same rules for every client that needs several requests for a batch.
+
+    ``send_group`` returns the group's results and raises the ``integrations.http`` errors of
+    its request. A request-level :class:`PlatformError` (bad credentials, no funds) or
+    :class:`PlatformUnavailable` is raised as is while nothing of the batch has been sent; once
+    something has, raising would make the dispatcher send those again, so the remaining
+    messages become results instead (``failed`` with the provider's words, or ``retry``: not
+    sent). An :class:`OutcomeUnknown` marks that group's messages unknown and the other groups
+    are still sent; at the end :class:`BatchOutcomeUnknown` carries every definitive result."""
+    results: list[SendResult] = []
+    unknown: list[str] = []
+    last_unknown = ""
+    for index, group in enumerate(groups):
+        try:
+            results.extend(send_group(group))
+        except OutcomeUnknown as exc:
+            unknown.extend(m.key for m in group)
+            last_unknown = exc.message
+        except PlatformUnavailable as exc:
+            if not results and not unknown:
+                raise
+            logger.info("provider unavailable mid-batch: %s", exc.message)
+            results.extend(
+                SendResult(key=m.key, status="retry", error=exc.message)
+                for rest in groups[index:]
+                for m in rest
+            )
+            break
+        except PlatformError as exc:
+            if not results and not unknown:
+                raise
+            results.extend(
+                SendResult(key=m.key, status="failed", error=exc.message)
+                for rest in groups[index:]
+                for m in rest
+            )
+            break
+    if unknown:
+        total = sum(len(group) for group in groups)
+        raise BatchOutcomeUnknown(
+            f"исход неизвестен для {len(unknown)} из {total}: {last_unknown}",
+            results=results,
+            unknown_keys=unknown,
+        )
+    return results
+
+
+def send_each(
+    messages: Sequence[OutgoingMessage],
+    send_one: Callable[[OutgoingMessage], SendResult],
+) -> list[SendResult]:
+    """:func:`send_groups` with one request per message."""
+    return send_groups([[message] for message in messages], lambda group: [send_one(group[0])])
 
 
 def status_summary(results: Sequence[SendResult]) -> dict[str, Any]:

@@ -7,7 +7,9 @@
 # and everything follows it: PUBLIC_BASE_URL (the banner, links in emails) and the loopback stubs
 # of the ad platforms, on STUBS_PORT_BASE+1..3 (default PORT+701..703: 8701..8703 for PORT 8000),
 # which the platform base URLs (YANDEX_AUDIENCES_BASE_URL, VK_ADS_BASE_URL, MYTARGET_BASE_URL) and
-# the demo destinations point at.
+# the demo destinations point at; the owned-channel stubs on +4..9 (UNISENDER_BASE_URL,
+# SENDSAY_BASE_URL, SMSRU_BASE_URL, SMSC_BASE_URL, RUSTORE_BASE_URL, web push) and a local SMTP
+# sink on +10 (EMAIL_URL), which keeps every email as an .eml file in var/mail/.
 #
 #   scripts/run_embedded.sh --print-config   print the derived settings and exit
 set -euo pipefail
@@ -34,7 +36,16 @@ STUBS_PORT_BASE="${STUBS_PORT_BASE:-$((PORT + 700))}"
 YANDEX_STUB_PORT=$((STUBS_PORT_BASE + 1))
 VK_STUB_PORT=$((STUBS_PORT_BASE + 2))
 MYTARGET_STUB_PORT=$((STUBS_PORT_BASE + 3))
-for port in "$YANDEX_STUB_PORT" "$VK_STUB_PORT" "$MYTARGET_STUB_PORT"; do
+UNISENDER_STUB_PORT=$((STUBS_PORT_BASE + 4))
+SENDSAY_STUB_PORT=$((STUBS_PORT_BASE + 5))
+SMSRU_STUB_PORT=$((STUBS_PORT_BASE + 6))
+SMSC_STUB_PORT=$((STUBS_PORT_BASE + 7))
+RUSTORE_STUB_PORT=$((STUBS_PORT_BASE + 8))
+WEBPUSH_STUB_PORT=$((STUBS_PORT_BASE + 9))
+SMTP_SINK_PORT=$((STUBS_PORT_BASE + 10))
+for port in "$YANDEX_STUB_PORT" "$VK_STUB_PORT" "$MYTARGET_STUB_PORT" "$UNISENDER_STUB_PORT" \
+            "$SENDSAY_STUB_PORT" "$SMSRU_STUB_PORT" "$SMSC_STUB_PORT" "$RUSTORE_STUB_PORT" \
+            "$WEBPUSH_STUB_PORT" "$SMTP_SINK_PORT"; do
     is_port "$port" || {
         echo "run_embedded: stub port $port out of range (set STUBS_PORT_BASE)" >&2
         exit 2
@@ -64,6 +75,15 @@ set_default PUBLIC_BASE_URL "http://127.0.0.1:$PORT"
 set_default YANDEX_AUDIENCES_BASE_URL "http://127.0.0.1:$YANDEX_STUB_PORT/v1/management/"
 set_default VK_ADS_BASE_URL "http://127.0.0.1:$VK_STUB_PORT/api/"
 set_default MYTARGET_BASE_URL "http://127.0.0.1:$MYTARGET_STUB_PORT/api/"
+# The owned channels' providers, a web push service on loopback (so its endpoints are allowed
+# here, never in production) and the local SMTP sink as the relay of every email.
+set_default UNISENDER_BASE_URL "http://127.0.0.1:$UNISENDER_STUB_PORT/ru/api/"
+set_default SENDSAY_BASE_URL "http://127.0.0.1:$SENDSAY_STUB_PORT/general/api/v100/json/"
+set_default SMSRU_BASE_URL "http://127.0.0.1:$SMSRU_STUB_PORT/"
+set_default SMSC_BASE_URL "http://127.0.0.1:$SMSC_STUB_PORT/sys/"
+set_default RUSTORE_BASE_URL "http://127.0.0.1:$RUSTORE_STUB_PORT/v1/"
+set_default WEBPUSH_ALLOW_PRIVATE_ENDPOINTS 1
+set_default EMAIL_URL "smtp://127.0.0.1:$SMTP_SINK_PORT"
 
 # Loopback stubs of Yandex Audiences, VK Ads and myTarget (tests/stubs): the platforms'
 # addresses above (deployment settings, never a destination's data) point at them, so a first
@@ -72,12 +92,17 @@ set_default MYTARGET_BASE_URL "http://127.0.0.1:$MYTARGET_STUB_PORT/api/"
 STUB_ARGS=(--yandex-port "$YANDEX_STUB_PORT" --vk-port "$VK_STUB_PORT"
            --mytarget-port "$MYTARGET_STUB_PORT" --processing-delay 20
            --yandex-token demo-yandex-token --vk-client-id demo --vk-client-secret demo-secret
+           --unisender-port "$UNISENDER_STUB_PORT" --sendsay-port "$SENDSAY_STUB_PORT"
+           --smsru-port "$SMSRU_STUB_PORT" --smsc-port "$SMSC_STUB_PORT"
+           --rustore-port "$RUSTORE_STUB_PORT" --webpush-port "$WEBPUSH_STUB_PORT"
+           --smtp-port "$SMTP_SINK_PORT" --mail-dir "$ROOT/var/mail"
            --quiet)
 
 if [[ "$PRINT_CONFIG" -eq 1 ]]; then
     # One NAME=value line each; "(from .env)" when .env sets it and this script does not.
     for name in PORT STUBS_PORT_BASE PUBLIC_BASE_URL YANDEX_AUDIENCES_BASE_URL VK_ADS_BASE_URL \
-                MYTARGET_BASE_URL \
+                MYTARGET_BASE_URL UNISENDER_BASE_URL SENDSAY_BASE_URL SMSRU_BASE_URL \
+                SMSC_BASE_URL RUSTORE_BASE_URL WEBPUSH_ALLOW_PRIVATE_ENDPOINTS EMAIL_URL \
                 DATABASE_URL CELERY_BROKER_URL; do
         echo "$name=${!name-(from .env)}"
     done
@@ -145,6 +170,8 @@ cat <<MSG
   Portal:   http://127.0.0.1:$PORT/portal/
   API docs: http://127.0.0.1:$PORT/api/docs/
   Ad-platform stubs: Yandex Audiences :$YANDEX_STUB_PORT, VK Ads :$VK_STUB_PORT, myTarget :$MYTARGET_STUB_PORT (loopback)
+  Channel stubs: UniSender :$UNISENDER_STUB_PORT, Sendsay :$SENDSAY_STUB_PORT, SMS.ru :$SMSRU_STUB_PORT, SMSC :$SMSC_STUB_PORT, RuStore push :$RUSTORE_STUB_PORT, web push :$WEBPUSH_STUB_PORT
+  Email (EMAIL_URL): ${EMAIL_URL:-(from .env)}; the local SMTP sink :$SMTP_SINK_PORT keeps each message in var/mail/
   Public base URL (banner, email links): ${PUBLIC_BASE_URL:-(from .env)}
 
   Database: ${DATABASE_URL:-(from .env)}

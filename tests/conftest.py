@@ -17,6 +17,15 @@ from rest_framework.test import APIClient
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
 from clients.models import ClientMembership
 from clients.services import api_key_create, client_create
+from tests.stubs.fixtures import (  # noqa: F401 - fixtures of the owned-channel stubs
+    rustore_stub,
+    sendsay_stub,
+    smsc_stub,
+    smsru_stub,
+    smtp_sink,
+    unisender_stub,
+    webpush_stub,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -117,7 +126,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Deployment settings a worker reads from its environment that tests point elsewhere (the ad
 # platforms' addresses, at the stubs): a started worker gets the test's values.
-WORKER_SETTINGS = ("YANDEX_AUDIENCES_BASE_URL", "VK_ADS_BASE_URL", "MYTARGET_BASE_URL")
+WORKER_SETTINGS = (
+    "YANDEX_AUDIENCES_BASE_URL",
+    "VK_ADS_BASE_URL",
+    "MYTARGET_BASE_URL",
+    "UNISENDER_BASE_URL",
+    "SENDSAY_BASE_URL",
+    "SMSRU_BASE_URL",
+    "SMSC_BASE_URL",
+    "RUSTORE_BASE_URL",
+    "WEBPUSH_ALLOW_PRIVATE_ENDPOINTS",
+    "EMAIL_URL",
+)
 
 
 @pytest.fixture

@@ -25,12 +25,25 @@ DERIVED = (
     "YANDEX_AUDIENCES_BASE_URL",
     "VK_ADS_BASE_URL",
     "MYTARGET_BASE_URL",
+    "UNISENDER_BASE_URL",
+    "SENDSAY_BASE_URL",
+    "SMSRU_BASE_URL",
+    "SMSC_BASE_URL",
+    "RUSTORE_BASE_URL",
+    "WEBPUSH_ALLOW_PRIVATE_ENDPOINTS",
+    "EMAIL_URL",
 )
 # Which stub each platform URL must point at (index into the stub ports).
 PLATFORM_URLS = {
     "YANDEX_AUDIENCES_BASE_URL": "yandex_port",
     "VK_ADS_BASE_URL": "vk_port",
     "MYTARGET_BASE_URL": "mytarget_port",
+    "UNISENDER_BASE_URL": "unisender_port",
+    "SENDSAY_BASE_URL": "sendsay_port",
+    "SMSRU_BASE_URL": "smsru_port",
+    "SMSC_BASE_URL": "smsc_port",
+    "RUSTORE_BASE_URL": "rustore_port",
+    "EMAIL_URL": "smtp_port",
 }
 
 
@@ -69,6 +82,9 @@ def test_port_8080_moves_the_public_url_the_stubs_and_every_platform_url():
         assert port_of(config[name]) == getattr(stubs, stub), name
     assert config["YANDEX_AUDIENCES_BASE_URL"].endswith("/v1/management/")
     assert config["VK_ADS_BASE_URL"].endswith("/api/")
+    assert (stubs.unisender_port, stubs.webpush_port, stubs.smtp_port) == (8784, 8789, 8790)
+    assert config["EMAIL_URL"] == "smtp://127.0.0.1:8790"
+    assert config["WEBPUSH_ALLOW_PRIVATE_ENDPOINTS"] == "1"
     # Nothing is left on the default ports.
     assert not any(":8000" in v or ":870" in v for v in config.values())
 
@@ -77,7 +93,10 @@ def test_stubs_port_base_can_be_set_and_the_default_run_is_unchanged():
     moved = print_config(PORT="8080", STUBS_PORT_BASE="9100")
     stubs = parse_args(shlex.split(moved["STUB_ARGS"]))
     assert (stubs.yandex_port, stubs.vk_port, stubs.mytarget_port) == (9101, 9102, 9103)
-    assert {port_of(moved[name]) for name in PLATFORM_URLS} == {9101, 9102, 9103}
+    assert {port_of(moved[name]) for name in PLATFORM_URLS} == {
+        9101, 9102, 9103, 9104, 9105, 9106, 9107, 9108, 9110
+    }  # fmt: skip
+    assert parse_args(shlex.split(moved["STUB_ARGS"])).webpush_port == 9109
 
     default = print_config()
     assert default["PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"
@@ -107,6 +126,12 @@ def test_the_stub_runner_derives_the_same_ports_without_options():
     assert stubs_port_base({"PORT": "8080"}) == 8780
     assert stubs_port_base({"PORT": "8080", "STUBS_PORT_BASE": "9100"}) == 9100
     assert stubs_port_base({}) == 8700
+    defaults = parse_args([])
+    assert (defaults.unisender_port, defaults.rustore_port, defaults.smtp_port) == (
+        stubs_port_base() + 4,
+        stubs_port_base() + 8,
+        stubs_port_base() + 10,
+    )
 
 
 def test_django_settings_read_the_derived_variables():
@@ -118,7 +143,9 @@ def test_django_settings_read_the_derived_variables():
         "import json, django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; "
         "django.setup(); from django.conf import settings as s; print(json.dumps({"
         "'public': s.PUBLIC_BASE_URL, 'yandex': s.YANDEX_AUDIENCES_BASE_URL, "
-        "'vk': s.VK_ADS_BASE_URL, 'mytarget': s.MYTARGET_BASE_URL}))"
+        "'vk': s.VK_ADS_BASE_URL, 'mytarget': s.MYTARGET_BASE_URL, "
+        "'smsru': s.SMSRU_BASE_URL, 'rustore': s.RUSTORE_BASE_URL, 'email_port': s.EMAIL_PORT, "
+        "'webpush_private': s.WEBPUSH_ALLOW_PRIVATE_ENDPOINTS}))"
     )
     done = subprocess.run(  # noqa: S603
         [sys.executable, "-c", code],
@@ -136,6 +163,12 @@ def test_django_settings_read_the_derived_variables():
         8782,
         8783,
     )
+    assert (port_of(seen["smsru"]), port_of(seen["rustore"]), seen["email_port"]) == (
+        8786,
+        8788,
+        8790,
+    )
+    assert seen["webpush_private"] is True
 
 
 @pytest.mark.parametrize(

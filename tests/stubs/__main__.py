@@ -1,11 +1,14 @@
-"""Run the three ad-platform stubs until Ctrl-C (or SIGTERM), for the `make run` demo.
+"""Run the ad-platform stubs, the owned-channel stubs and an SMTP sink until Ctrl-C (or
+SIGTERM), for the `make run` demo.
 
     python -m tests.stubs --yandex-port 8701 --vk-port 8702 --mytarget-port 8703 \\
         --processing-delay 20 --yandex-token demo-yandex-token \\
-        --vk-client-id demo --vk-client-secret demo-secret
+        --vk-client-id demo --vk-client-secret demo-secret --mail-dir var/mail
 
-Without port options the stubs listen on STUBS_PORT_BASE+1..3 (default PORT+701..703), the ports
-scripts/run_embedded.sh derives too.
+Without port options the stubs listen on STUBS_PORT_BASE+1..3 (default PORT+701..703) for the
+ad platforms, +4..9 for UniSender, Sendsay, SMS.ru, SMSC, RuStore push and web push, and +10
+for the SMTP sink: the ports scripts/run_embedded.sh derives too. The owned-channel stubs take
+their default test credentials (``stub.credentials``: see each module's constants).
 """
 
 from __future__ import annotations
@@ -17,8 +20,26 @@ import threading
 from typing import Any
 
 from tests.stubs.base import FAULT_KINDS
+from tests.stubs.rustore import RuStoreStub
+from tests.stubs.sendsay import SendsayStub
+from tests.stubs.smsc import SmscStub
+from tests.stubs.smsru import SmsRuStub
+from tests.stubs.smtp_sink import SmtpSink
+from tests.stubs.unisender import UniSenderStub
 from tests.stubs.vk_ads import VkAdsStub
+from tests.stubs.webpush import WebPushStub
 from tests.stubs.yandex_audiences import YandexAudiencesStub
+
+# Offsets from STUBS_PORT_BASE of the owned-channel stubs (after the ad platforms' 1..3).
+CHANNEL_PORTS = {
+    "unisender": 4,
+    "sendsay": 5,
+    "smsru": 6,
+    "smsc": 7,
+    "rustore": 8,
+    "webpush": 9,
+    "smtp": 10,
+}
 
 
 def stubs_port_base(environ: dict[str, str] | None = None) -> int:
@@ -33,12 +54,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     base = stubs_port_base()
     parser = argparse.ArgumentParser(
         prog="python -m tests.stubs",
-        description="Loopback stubs of Yandex Audiences, VK Ads and myTarget.",
+        description="Loopback stubs of Yandex Audiences, VK Ads, myTarget, UniSender, Sendsay, "
+        "SMS.ru, SMSC, RuStore push, a web push service, and an SMTP sink.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--yandex-port", type=int, default=base + 1)
     parser.add_argument("--vk-port", type=int, default=base + 2)
     parser.add_argument("--mytarget-port", type=int, default=base + 3)
+    for name, offset in CHANNEL_PORTS.items():
+        parser.add_argument(f"--{name}-port", type=int, default=base + offset)
+    parser.add_argument(
+        "--mail-dir", default=None, help="the SMTP sink writes each message here as .eml"
+    )
     parser.add_argument(
         "--processing-delay", type=float, default=20.0, help="seconds a segment/list processes"
     )
@@ -101,6 +128,23 @@ def main(argv: list[str] | None = None) -> None:
             **common,
         ),
     }
+    channel_common = {k: v for k, v in common.items() if k != "processing_delay"}
+    stubs.update(
+        {
+            "UniSender": UniSenderStub(port=args.unisender_port, **channel_common),
+            "Sendsay": SendsayStub(port=args.sendsay_port, **channel_common),
+            "SMS.ru": SmsRuStub(port=args.smsru_port, **channel_common),
+            "SMSC": SmscStub(port=args.smsc_port, **channel_common),
+            "RuStore push": RuStoreStub(port=args.rustore_port, **channel_common),
+            "Web push": WebPushStub(port=args.webpush_port, **channel_common),
+            "SMTP sink": SmtpSink(
+                host=args.host,
+                port=args.smtp_port,
+                folder=args.mail_dir,
+                log_messages=not args.quiet,
+            ),
+        }
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = []
@@ -108,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         for label, stub in stubs.items():
             stub.start()
             started.append(stub)
-            print(f"{label}: {stub.base_url}", flush=True)
+            where = stub.email_url if isinstance(stub, SmtpSink) else stub.base_url
+            print(f"{label}: {where}", flush=True)
         print("Stubs running; Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):
             pass

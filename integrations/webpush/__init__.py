@@ -1,0 +1,17 @@
+"""Web push (RFC 8030/8291/8292) through pywebpush with VAPID keys."""
+
+from .client import (
+    PUSH_SERVICE_COUNTRIES,
+    EndpointRefused,
+    WebPushClient,
+    check_endpoint,
+    endpoint_country,
+)
+
+__all__ = [
+    "PUSH_SERVICE_COUNTRIES",
+    "EndpointRefused",
+    "WebPushClient",
+    "check_endpoint",
+    "endpoint_country",
+]

@@ -16,6 +16,7 @@ from agency.crypto import secret_decrypt
 from agency.errors import ServiceError
 from clients.models import Client
 from consent.models import DataRecipient
+from integrations.channels import PROVIDERS, channel_client
 from integrations.messaging import ChannelClient
 
 from .models import Channel, ChannelSettings, Provider
@@ -35,56 +36,18 @@ class ChannelSender:
         return bool(getattr(self.client, "idempotent", False))
 
 
-def _smtp(credentials: dict, sender: str, sender_name: str) -> ChannelClient:
-    from integrations.smtp_email import SmtpEmailClient
+def _build(provider: str) -> Callable[[dict, str, str], ChannelClient]:
+    def build(credentials: dict, sender: str, sender_name: str) -> ChannelClient:
+        return channel_client(
+            provider, credentials, from_email=sender, from_name=sender_name, sender=sender
+        )
 
-    return SmtpEmailClient(from_email=sender, from_name=sender_name)
-
-
-def _unisender(credentials: dict, sender: str, sender_name: str) -> ChannelClient:
-    from integrations.unisender import UnisenderClient
-
-    return UnisenderClient(credentials, sender_email=sender, sender_name=sender_name)
+    return build
 
 
-def _sendsay(credentials: dict, sender: str, sender_name: str) -> ChannelClient:
-    from integrations.sendsay import SendsayClient
-
-    return SendsayClient(credentials, sender_email=sender, sender_name=sender_name)
-
-
-def _smsru(credentials: dict, sender: str, sender_name: str) -> ChannelClient:
-    from integrations.smsru import SmsRuClient
-
-    return SmsRuClient(credentials, sender=sender)
-
-
-def _smsc(credentials: dict, sender: str, sender_name: str) -> ChannelClient:
-    from integrations.smsc import SmscClient
-
-    return SmscClient(credentials, sender=sender)
-
-
-def _rustore(credentials: dict, sender: str, sender_name: str) -> ChannelClient:
-    from integrations.rustore import RuStorePushClient
-
-    return RuStorePushClient(credentials)
-
-
-def _webpush(credentials: dict, sender: str, sender_name: str) -> ChannelClient:
-    from integrations.webpush import WebPushClient
-
-    return WebPushClient(credentials)
-
-
+# One builder per provider code (tests swap one for a recording client).
 BUILDERS: dict[str, Callable[[dict, str, str], ChannelClient]] = {
-    Provider.SMTP: _smtp,
-    Provider.UNISENDER: _unisender,
-    Provider.SENDSAY: _sendsay,
-    Provider.SMSRU: _smsru,
-    Provider.SMSC: _smsc,
-    Provider.RUSTORE: _rustore,
-    Provider.WEBPUSH: _webpush,
+    code: _build(code) for code in PROVIDERS
 }
 
 

@@ -40,7 +40,7 @@ from agency.errors import ServiceError
 from clients.models import Customer
 from consent.transfers import transfer_check
 from integrations.http import OutcomeUnknown, PlatformError, PlatformUnavailable
-from integrations.messaging import OutgoingMessage, SendResult
+from integrations.messaging import BatchOutcomeUnknown, OutgoingMessage, SendResult
 
 from .channels import ChannelSender, channel_sender_for
 from .engine import campaign_settings_for, suppression_reasons
@@ -308,6 +308,12 @@ def _unknown(message: Message, now: dt.datetime, report) -> None:
 
 
 def _batch_fail(claimed: list[Message], exc: Exception, now: dt.datetime, report) -> None:
+    if isinstance(exc, BatchOutcomeUnknown):
+        # Some requests of the batch answered: their results stand; only the rest is unknown
+        # (no result for a message makes it unknown in _apply_results, never resent).
+        known = [r for r in exc.results if r.key not in set(exc.unknown_keys)]
+        _apply_results(claimed, known, now, report)
+        return
     if isinstance(exc, OutcomeUnknown):
         results = []
         for message in claimed:

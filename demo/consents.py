@@ -26,6 +26,7 @@ from consent.services import (
 GRANT_SHARE = {
     purposes.EMAIL_MARKETING: 0.72,
     purposes.SMS_MARKETING: 0.45,
+    purposes.PUSH_MARKETING: 0.4,
     purposes.AD_AUDIENCES: 0.64,
     purposes.PROFILING: 0.8,
 }

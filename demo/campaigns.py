@@ -1,0 +1,93 @@
+"""Demo trigger chains for `make run`: each demo client gets the agency's presets running
+(welcome series, 30 days without a purchase, the churn win-back; the cascade too where the tier
+has omnichannel triggers), SMS.ru and RuStore push settings with the loopback stubs' demo
+credentials (`make run` points SMSRU_BASE_URL and RUSTORE_BASE_URL at the stubs; email goes to
+the local SMTP sink through EMAIL_URL), push devices for the customers who allowed push, and a
+few registrations of the last hours so the welcome series has someone to greet. Celery beat
+runs the chains every minute: messages appear in the admin's outbox, in var/mail/ and in the
+SMS stub's log; the sink's simulated readers open and click a share of the emails, which come
+back as opens and clicks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.authoring import channel_settings_save
+from campaigns.models import CampaignSettings, PushDevice, TriggerChain
+from campaigns.presets import chain_from_preset
+from clients.models import Client, Customer, Event
+from clients.tiers import tier_has
+from consent.purposes import PUSH_MARKETING
+from consent.selectors import customers_consented_for
+
+# The stubs' demo credentials (tests/stubs: smsru.API_ID, rustore.PROJECT_ID/SERVICE_TOKEN).
+DEMO_SMSRU = {"api_id": "test-smsru-api-id"}
+DEMO_RUSTORE = {"project_id": "test-project", "service_token": "test-rustore-service-token"}
+PRESETS = ("welcome", "no_purchase_30", "churn_winback")
+REGISTRATIONS_SHARE = 0.01
+
+
+def _recent_registrations(client: Client, rng: np.random.Generator) -> int:
+    now = timezone.now()
+    ids = list(Customer.objects.for_client(client).values_list("pk", flat=True))
+    chosen = [pk for pk in ids if rng.random() < REGISTRATIONS_SHARE]
+    Event.objects.bulk_create(
+        [
+            Event(
+                client=client,
+                customer_id=pk,
+                external_id=f"demo-registration-{pk}",
+                type=Event.Type.REGISTRATION,
+                occurred_at=now - dt.timedelta(minutes=int(rng.integers(5, 600))),
+                properties={"source": "demo"},
+            )
+            for pk in chosen
+        ],
+        ignore_conflicts=True,
+    )
+    return len(chosen)
+
+
+def _push_devices(client: Client) -> int:
+    allowed = customers_consented_for(Customer.objects.for_client(client), PUSH_MARKETING)
+    devices = [
+        PushDevice(
+            client=client,
+            customer_id=pk,
+            provider="rustore",
+            token=f"demo-rustore-token-{client.pk}-{pk}",
+            token_hash=f"demo-{client.pk}-{pk}",
+        )
+        for pk in allowed.values_list("pk", flat=True)
+    ]
+    PushDevice.objects.bulk_create(devices, ignore_conflicts=True)
+    return len(devices)
+
+
+def demo_campaigns(*, client: Client, seed: int = 42) -> list[TriggerChain]:
+    """Create (once) the client's demo chains and channels; returns the chains."""
+    if TriggerChain.objects.for_client(client).exists():
+        return list(TriggerChain.objects.for_client(client))
+    rng = np.random.default_rng([seed, client.pk, 12])
+    with transaction.atomic():
+        CampaignSettings.objects.get_or_create(client=client)
+        presets = list(PRESETS)
+        if tier_has(client=client, feature="omnichannel"):
+            channel_settings_save(
+                client=client, channel="sms", provider="smsru", sender="DEMO",
+                credentials=DEMO_SMSRU, source="cli",
+            )  # fmt: skip
+            channel_settings_save(
+                client=client, channel="push", provider="rustore", credentials=DEMO_RUSTORE,
+                source="cli",
+            )  # fmt: skip
+            _push_devices(client)
+            presets.append("cascade")
+        _recent_registrations(client, rng)
+        return [
+            chain_from_preset(client, code, activate=True, source="cli") for code in presets
+        ]

@@ -252,3 +252,13 @@ def tier_offer(*, client: Client) -> list[TierOfferItem]:
             )
         )
     return items
+
+
+def tier_offers(*, client: Client, code: str) -> bool:
+    """Does the client's tier offer ``code`` (a key of :data:`LIMITS` or :data:`FEATURES`) now,
+    as :func:`tier_offer` would list it as available: built, and a limit above zero or a feature
+    the tier has. Reads the tier row only (for a menu shown on every page)."""
+    if code in LIMITS:
+        spec = LIMITS[code]
+        return spec.built and getattr(client.tier, spec.field) != 0
+    return FEATURES[code].built and client.tier.has_feature(code)

@@ -929,7 +929,7 @@ class ChannelSettingsAdminForm(ServiceForm):
         client = data.get("client") or self.instance.client
         return channel_settings_save(
             client=client,
-            channel=data["channel"],
+            channel=data.get("channel") or self.instance.channel,
             provider=data["provider"],
             sender=data.get("sender") or "",
             sender_name=data.get("sender_name") or "",

@@ -479,6 +479,25 @@ def _excluded(client: Client, audiences: Any) -> list[Audience] | None:
     return result
 
 
+def _set_excluded(chain: TriggerChain, audiences: list[Audience]) -> None:
+    """The chain's excluded audiences, through the link table (the related manager would query
+    audiences without a client scope, which the tenancy guard refuses)."""
+    through = TriggerChain.excluded_audiences.through
+    through.objects.filter(triggerchain_id=chain.pk).exclude(
+        audience_id__in=[a.pk for a in audiences]
+    ).delete()
+    existing = set(
+        through.objects.filter(triggerchain_id=chain.pk).values_list("audience_id", flat=True)
+    )
+    through.objects.bulk_create(
+        [
+            through(triggerchain_id=chain.pk, audience_id=a.pk)
+            for a in audiences
+            if a.pk not in existing
+        ]
+    )
+
+
 def _write_steps(chain: TriggerChain, steps: list[dict[str, Any]]) -> None:
     """Upsert steps by position; positions no longer listed are deleted unless they have
     messages (then refused: pause the chain and make a new one)."""
@@ -551,7 +570,7 @@ def chain_create(
     chain.save()
     _write_steps(chain, normalised)
     if excluded:
-        chain.excluded_audiences.set(excluded)
+        _set_excluded(chain, excluded)
     _audit(
         "trigger_chain_created",
         chain,
@@ -596,7 +615,7 @@ def chain_update(
     if steps is not None:
         _write_steps(chain, normalised)
     if excluded is not None:
-        chain.excluded_audiences.set(excluded)
+        _set_excluded(chain, excluded)
         changed.append("excluded_audiences")
     _audit(
         "trigger_chain_updated",

@@ -251,3 +251,45 @@ def test_outbox_search_by_customer(client, agency_admin, world, customers_a):
     assert [m.customer_id for m in by_phone.context["cl"].result_list] == [customers_a[4].pk]
     by_state = client.get(url("message_changelist"), {"state": "suppressed"})
     assert len(by_state.context["cl"].result_list) == 2
+
+
+def test_editing_a_chain_and_channel_settings(client, agency_admin, client_b, templates_b):
+    from campaigns.authoring import chain_create
+
+    client.force_login(agency_admin)
+    chain = chain_create(
+        client=client_b,
+        data={"name": "Правка", "trigger": "registration"},
+        steps=[{"template": templates_b["email"]}],
+    )
+    step = chain.steps.get()
+    data = _chain_post(client_b, templates_b, name="Правка 2")
+    data.pop("client")
+    data.update(
+        {
+            "steps-TOTAL_FORMS": "1",
+            "steps-INITIAL_FORMS": "1",
+            "steps-0-id": str(step.pk),
+            "steps-0-chain": str(chain.pk),
+            "steps-0-delay_hours": "5",
+        }
+    )
+    for key in [k for k in data if k.startswith("steps-1-")]:
+        data.pop(key)
+    response = client.post(url("triggerchain_change", chain.pk), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    chain.refresh_from_db()
+    assert chain.name == "Правка 2"
+    assert list(chain.steps.values_list("delay_hours", flat=True)) == [5]
+
+    saved = channel_settings_save(
+        client=client_b, channel="sms", provider="smsru", credentials={"api_id": "OLD"}
+    )
+    response = client.post(
+        url("channelsettings_change", saved.pk),
+        {"provider": "smsru", "sender": "", "sender_name": "SHOP", "is_active": "on"},
+    )
+    assert response.status_code == 302
+    saved.refresh_from_db()
+    assert saved.sender_name == "SHOP"
+    assert secret_decrypt(saved.credentials_encrypted) == {"api_id": "OLD"}

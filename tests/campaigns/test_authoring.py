@@ -427,3 +427,34 @@ def test_templates_of_another_client_stay_apart(client_a, client_b):
     make_templates(client_a)
     make_templates(client_b)  # the same names in another client are fine
     assert MessageTemplate.objects.for_client(client_b).count() == 3
+
+
+def test_excluded_audiences_of_the_same_client(client_a, client_b, templates_a):
+    from audiences.services import audience_create, destination_create
+
+    def audience(client, name):
+        destination = destination_create(
+            client=client, name=f"Я {name}", platform="yandex_audiences", credentials={"token": "t"}
+        )
+        segment = segment_create(
+            client=client, name=f"С {name}", kind="rfm", definition={"names": ["Champions"]}
+        )
+        return audience_create(client=client, name=name, segment=segment, destination=destination)
+
+    own, other = audience(client_a, "Свои"), audience(client_b, "Чужие")
+    error = refused(
+        chain_create,
+        client=client_a,
+        data={"name": "Ц", "trigger": "registration", "excluded_audiences": [other]},
+    )
+    assert error.field == "excluded_audiences"
+    chain = chain_create(
+        client=client_a,
+        data={"name": "Ц", "trigger": "registration", "excluded_audiences": [own]},
+    )
+    through = TriggerChain.excluded_audiences.through.objects
+    assert list(through.filter(triggerchain_id=chain.pk).values_list("audience_id", flat=True)) == [
+        own.pk
+    ]
+    chain_update(chain=chain, data={"excluded_audiences": []})
+    assert not through.filter(triggerchain_id=chain.pk).exists()

@@ -34,7 +34,7 @@ from .models import ChainStep, Channel, MessageTemplate, TriggerChain
 
 EMAIL_FOOTER = (
     '<p style="color:#888;font-size:12px">Вы получили это письмо, потому что согласились на '
-    "рассылку {{ client_name }}. "
+    "рассылку «{{ client_name }}». "
     '<a href="{{ unsubscribe_url }}">Отписаться от рассылки</a></p>'
 )
 RECOMMENDATIONS_BLOCK = (
@@ -77,9 +77,9 @@ class Preset:
 WELCOME_1 = TemplateSpec(
     "Приветствие: письмо 1",
     Channel.EMAIL,
-    "{{ first_name|default:'Здравствуйте' }}, добро пожаловать в {{ client_name }}!",
+    "{{ first_name|default:'Здравствуйте' }}, добро пожаловать в «{{ client_name }}»!",
     "<p>{% if first_name %}{{ first_name }}, з{% else %}З{% endif %}дравствуйте!</p>"
-    "<p>Спасибо, что зарегистрировались в {{ client_name }}. Теперь вы первыми узнаёте о "
+    "<p>Спасибо, что зарегистрировались в «{{ client_name }}». Теперь вы первыми узнаёте о "
     "новинках и закрытых распродажах.</p>"
     "{% if offer_code %}<p>Ваш подарок к первому заказу — промокод <b>{{ offer_code }}</b> "
     "на скидку 10 %. Он действует 14 дней.</p>{% endif %}" + EMAIL_FOOTER,
@@ -88,7 +88,7 @@ WELCOME_1 = TemplateSpec(
 WELCOME_2 = TemplateSpec(
     "Приветствие: письмо 2 — популярное",
     Channel.EMAIL,
-    "Что выбирают покупатели {{ client_name }}",
+    "Что выбирают покупатели «{{ client_name }}»",
     "<p>{{ first_name|default:'Здравствуйте' }}, мы собрали то, что чаще всего берут наши "
     "покупатели.</p>" + RECOMMENDATIONS_BLOCK + "<p>Промокод <b>{{ offer_code }}</b> ещё "
     "действует — не забудьте применить его при оформлении.</p>" + EMAIL_FOOTER,
@@ -98,7 +98,8 @@ WELCOME_PUSH = TemplateSpec(
     "Приветствие: push — промокод",
     Channel.PUSH,
     "Подарок ещё ждёт вас",
-    "{{ first_name|default:'Вы' }}, промокод {{ offer_code }} на скидку 10 % действует ещё неделю.",
+    "{% if first_name %}{{ first_name }}, в{% else %}В{% endif %}аш промокод {{ offer_code }} "
+    "на скидку 10 % действует ещё неделю.",
     offer_code="WELCOME10",
 )
 WELCOME_3 = TemplateSpec(
@@ -127,8 +128,9 @@ MISS_PUSH = TemplateSpec(
     "30 дней без покупки: push",
     Channel.PUSH,
     "Скидка 15 % только для вас",
-    "{{ first_name|default:'Вы' }}, промокод {{ offer_code }} действует ещё 5 дней. "
-    "{% if recommendations %}Посмотрите: {{ recommendations.0.name }}.{% endif %}",
+    "{% if first_name %}{{ first_name }}, п{% else %}П{% endif %}ромокод {{ offer_code }} на "
+    "скидку 15 % действует ещё 5 дней."
+    "{% if recommendations %} Посмотрите: {{ recommendations.0.name }}.{% endif %}",
     offer_code="MISSYOU15",
 )
 
@@ -153,7 +155,8 @@ WINBACK_PUSH = TemplateSpec(
     "Возврат: push — последний день",
     Channel.PUSH,
     "Скидка 20 % сгорает сегодня",
-    "{{ first_name|default:'Вы' }}, последний день промокода {{ offer_code }}.",
+    "{% if first_name %}{{ first_name }}, с{% else %}С{% endif %}егодня последний день "
+    "промокода {{ offer_code }} на скидку 20 %.",
     offer_code="COMEBACK20",
 )
 WINBACK_EMAIL_2 = TemplateSpec(
@@ -192,7 +195,8 @@ CASCADE_PUSH = TemplateSpec(
     "Каскад: push",
     Channel.PUSH,
     "Персональная скидка 10 %",
-    "{{ first_name|default:'Вы' }}, промокод {{ offer_code }} ждёт вас.",
+    "{% if first_name %}{{ first_name }}, п{% else %}П{% endif %}ромокод {{ offer_code }} на "
+    "скидку 10 % ждёт вас.",
     offer_code="PICK10",
 )
 CASCADE_EMAIL_2 = TemplateSpec(

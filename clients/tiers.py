@@ -8,8 +8,8 @@ handler), whose message names the client's tier and the lowest tier (by ``positi
 unlocks the feature or allows more, read from the Tier rows. Pages that only show or hide a
 feature ask :func:`tier_has`; pages that show what the client's tier offers (the portal
 dashboard) take :func:`tier_offer`, which lists only what the platform has built: a feature of the
-agency's offer that does not exist yet (trigger chains, omnichannel triggers, incrementality
-tests, programmatic/DMP export) is never shown as something the client has.
+agency's offer that does not exist yet (incrementality tests, programmatic/DMP export) is never
+shown as something the client has.
 
 Codes, stable for API callers: ``tier_feature_<feature>`` (``tier_feature_predictive``,
 ``tier_feature_value_bidding``, ``tier_feature_cohorts``, ...) and ``tier_limit_<limit>``
@@ -66,7 +66,7 @@ FEATURES: dict[str, _Feature] = {
         _("Омниканальные триггеры доступны с тарифа %(tier)s"),
         _("Омниканальные триггеры не входят ни в один тариф агентства"),
         title=_("Omnichannel triggers"),
-        built=False,
+        built=True,
     ),
     "value_bidding": _Feature(
         _("Ставки по ценности клиента"),
@@ -129,7 +129,7 @@ LIMITS: dict[str, _Limit] = {
         ),
         _("Или отключите ненужную цепочку."),
         title=_("Trigger chains"),
-        built=False,
+        built=True,
     ),
 }
 
@@ -252,3 +252,13 @@ def tier_offer(*, client: Client) -> list[TierOfferItem]:
             )
         )
     return items
+
+
+def tier_offers(*, client: Client, code: str) -> bool:
+    """Does the client's tier offer ``code`` (a key of :data:`LIMITS` or :data:`FEATURES`) now,
+    as :func:`tier_offer` would list it as available: built, and a limit above zero or a feature
+    the tier has. Reads the tier row only (for a menu shown on every page)."""
+    if code in LIMITS:
+        spec = LIMITS[code]
+        return spec.built and getattr(client.tier, spec.field) != 0
+    return FEATURES[code].built and client.tier.has_feature(code)

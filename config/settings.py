@@ -253,6 +253,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "clients.models.Order.Status",
         "ScoringRunStatusEnum": "segments.models.ScoringRun.Status",
+        "TriggerChainStatusEnum": "campaigns.models.TriggerChain.Status",
+        "TriggerChainKindEnum": "campaigns.models.TriggerChain.Kind",
     },
 }
 

@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("consent.api")),
     path("api/v1/", include("segments.api")),
     path("api/v1/", include("audiences.api")),
+    path("api/v1/", include("campaigns.api")),
     path("consent/", include("consent.urls")),
     path("t/", include("campaigns.tracking")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

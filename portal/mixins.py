@@ -16,6 +16,7 @@ from agency.i18n import in_client_zone
 from agency.roles import staff_role, user_clients
 from agency.tenancy import get_scoped_object_or_404
 from clients.selectors import membership_role
+from clients.tiers import tier_offers
 
 STAFF = "staff"
 
@@ -61,4 +62,5 @@ class ClientPortalMixin(LoginRequiredMixin):
         context["client"] = self.client
         context["portal_role"] = self.portal_role
         context["user_clients"] = user_clients(self.request.user)
+        context["shows_campaigns"] = tier_offers(client=self.client, code="trigger_chains")
         return context

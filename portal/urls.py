@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from .views.audiences import AudienceListView
+from .views.campaigns import CampaignDetailView, CampaignListView
 from .views.consent_ledger import ConsentCheckpointDigestView, ConsentLedgerView
 from .views.customers import CustomerDetailView, CustomerListView
 from .views.dashboard import DashboardView
@@ -32,6 +33,8 @@ urlpatterns = [
         name="import_errors",
     ),
     path("<slug:client_slug>/audiences/", AudienceListView.as_view(), name="audiences"),
+    path("<slug:client_slug>/campaigns/", CampaignListView.as_view(), name="campaigns"),
+    path("<slug:client_slug>/campaigns/<int:pk>/", CampaignDetailView.as_view(), name="campaign"),
     path("<slug:client_slug>/consent-ledger/", ConsentLedgerView.as_view(), name="consent_ledger"),
     path(
         "<slug:client_slug>/consent-ledger/<int:pk>.json",

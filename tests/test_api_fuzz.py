@@ -25,6 +25,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from audiences.services import audience_create, destination_create
+from campaigns.authoring import push_device_register
+from campaigns.models import Enrollment, Message
+from campaigns.presets import chain_from_preset
 from clients.ingest import ingest_records
 from tests.audiences.conftest import build_world
 
@@ -71,6 +74,7 @@ def _failure_text(failure: BaseException) -> str:
 def _real_ids(client) -> dict[str, int]:
     """An existing object of the client per collection, for the ``{id}`` of its paths."""
     from audiences.models import Audience, Destination
+    from campaigns.models import Message, MessageTemplate, PushDevice, TriggerChain
     from clients.models import Customer, Event, Order
     from segments.models import Segment
 
@@ -82,6 +86,10 @@ def _real_ids(client) -> dict[str, int]:
         ("segments", Segment),
         ("audiences", Audience),
         ("destinations", Destination),
+        ("chains", TriggerChain),
+        ("templates", MessageTemplate),
+        ("messages", Message),
+        ("push-devices", PushDevice),
     ]:
         found = model.objects.for_client(client).order_by("pk").values_list("pk", flat=True)
         if found:
@@ -143,6 +151,22 @@ def fuzz_world(client_a, monkeypatch):
         credentials={"token": "fuzz-token"},
     )
     audience_create(client=client_a, name="Москва", segment=world.segment, destination=destination)
+    chain = chain_from_preset(client_a, "welcome")
+    customer = next(iter(world.customers.values()))
+    enrollment = Enrollment.objects.create(
+        client=client_a, chain=chain, customer=customer, arm="treatment"
+    )
+    Message.objects.create(
+        client=client_a,
+        enrollment=enrollment,
+        step=chain.steps.get(position=1),
+        chain=chain,
+        customer=customer,
+        channel="email",
+        arm="treatment",
+        address=customer.email,
+    )
+    push_device_register(client=client_a, customer=customer, provider="rustore", token="fuzz")
     monkeypatch.setattr(SimpleRateThrottle, "allow_request", lambda self, request, view: True)
     quiet = logging.getLogger("django.request")
     level = quiet.level

@@ -9,6 +9,8 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from agency.tenancy import TenantScopeError
+from campaigns.authoring import chain_create, push_device_register, template_create
+from campaigns.models import Enrollment, Message
 from clients.models import Customer, Event, Order
 from segments.rfm import SEGMENTS
 from segments.segmentation import segment_create
@@ -70,12 +72,41 @@ def data_a(api_a, client_a):
     segment = segment_create(
         client=client_a, name="Все RFM", kind="rfm", definition={"names": list(SEGMENTS)}
     )
+    customer = Customer.objects.for_client(client_a).get()
+    template = template_create(
+        client=client_a, name="Письмо", channel="email", subject="Тема", body="{{ first_name }}"
+    )
+    chain = chain_create(
+        client=client_a,
+        data={"name": "Цепочка", "trigger": "registration"},
+        steps=[{"template": template}],
+    )
+    enrollment = Enrollment.objects.create(
+        client=client_a, chain=chain, customer=customer, arm="treatment"
+    )
+    message = Message.objects.create(
+        client=client_a,
+        enrollment=enrollment,
+        step=chain.steps.get(),
+        chain=chain,
+        customer=customer,
+        channel="email",
+        arm="treatment",
+        address=customer.email,
+    )
+    device, _created = push_device_register(
+        client=client_a, customer=customer, provider="rustore", token="token-a"
+    )
     return {
-        "customer": Customer.objects.for_client(client_a).get(),
+        "customer": customer,
         "order": Order.objects.for_client(client_a).get(),
         "event": Event.objects.for_client(client_a).get(),
         "segment": segment,
         "run": scoring_run_request(client=client_a, source="api"),
+        "chain": chain,
+        "template": template,
+        "message": message,
+        "push-device": device,
     }
 
 
@@ -94,6 +125,8 @@ def test_other_clients_key_never_sees_data(api_b, data_a, client_a):
     assert any("bulk" in r for r in routes)
     assert any("pk" in r for r in routes)
     assert any("consents" in r for r in routes)
+    for new in ("chains/", "templates/", "messages/", "push-devices/", "(?P<pk>[0-9]+)/messages"):
+        assert any(new in r for r in routes), new
     checked = 0
     for route in routes:
         url = _concrete(route, data_a)

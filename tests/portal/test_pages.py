@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.urls import get_resolver, reverse
 
 from agency.models import AuditLogEntry
+from campaigns.authoring import chain_create, template_create
 from clients.ingest import ingest_records
 from clients.models import ClientMembership, Customer, ImportJob
 from clients.services import import_job_run
@@ -64,10 +65,19 @@ def base_a(client_a):
     checkpoint = AuditLogEntry.objects.create(
         action=CHECKPOINT_ACTION, source="system", client_id=client_a.pk, details={}
     )
+    template = template_create(
+        client=client_a, name="Письмо", channel="email", subject="Тема", body="{{ first_name }}"
+    )
+    chain = chain_create(
+        client=client_a,
+        data={"name": "Цепочка", "trigger": "registration"},
+        steps=[{"template": template}],
+    )
     return {
         "customer": Customer.objects.for_client(client_a).get(external_id="c1"),
         "job": job,
         "checkpoint": checkpoint,
+        "chain": chain,
     }
 
 
@@ -134,6 +144,7 @@ OBJECT_ARGUMENT = {
     "customer": "customer",
     "import_errors": "job",
     "consent_checkpoint": "checkpoint",
+    "campaign": "chain",
 }
 
 
@@ -142,7 +153,13 @@ def test_every_client_page_is_404_for_another_clients_user(
 ):
     client.force_login(owner_b)
     client_routes = [(n, args) for n, args in _portal_routes() if "client_slug" in args]
-    assert {n for n, _ in client_routes} >= {"dashboard", "customers", "audiences"}
+    assert {n for n, _ in client_routes} >= {
+        "dashboard",
+        "customers",
+        "audiences",
+        "campaigns",
+        "campaign",
+    }
     for name, args in client_routes:
         extra = [a for a in args if a != "client_slug"]
         if extra:

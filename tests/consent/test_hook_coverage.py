@@ -30,6 +30,8 @@ EXEMPT = {
     # django-axes' log of sign-ins to the admin and the portal: the session hash of a staff or
     # portal account, not of a client's data subject.
     "axes.AccessLog": "session_hash of a staff or portal sign-in",
+    # A client's frequency caps: email_per_day and email_per_week are counts, not addresses.
+    "campaigns.CampaignSettings": "email_per_day/email_per_week are caps, not identifiers",
 }
 
 

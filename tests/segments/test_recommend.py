@@ -85,7 +85,11 @@ def test_best_sellers_of_the_window_by_quantity_fill_the_rest():
     result = recommend(lines(rows), customers=[1, 2, 99], now=NOW, n=3)
     # A stranger (no orders) gets the best sellers by quantity: C 7, D 3, then A and B (1 each,
     # one order each: by id).
-    assert picks(result, 99) == [("C", 0, BEST_SELLER), ("D", 0, BEST_SELLER), ("A", 0, BEST_SELLER)]
+    assert picks(result, 99) == [
+        ("C", 0, BEST_SELLER),
+        ("D", 0, BEST_SELLER),
+        ("A", 0, BEST_SELLER),
+    ]
     # c1 (A B) has no co-purchase outside A B: best sellers without A and B.
     assert [p for p, _, _ in picks(result, 1)] == ["C", "D"]
     assert "OLD" not in set(result["product"])

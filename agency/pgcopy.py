@@ -6,11 +6,12 @@
   and trailer are written here, the caller writes only rows.
 - Binary rows built by numpy, whole columns at a time (no Python work per row): a column is a
   :class:`Field` made by :func:`fixed` (integers, floats, booleans, timestamps as microseconds
-  since :data:`PG_EPOCH_US`), :func:`numeric_2` (``numeric(p, 2)``) or :func:`text`;
-  :func:`copy_in_fields` writes equal-length fields into a table.
+  since :data:`PG_EPOCH_US`), :func:`numeric_2` (``numeric(p, 2)``), :func:`text` or
+  :func:`jsonb`; :func:`copy_in_fields` writes equal-length fields into a table.
 - :func:`copy_out_binary`: the rows of ``COPY (query) TO STDOUT (FORMAT binary)`` as raw field
   values, meant for a few rows of whole-column arrays (``array_agg``) decoded by
-  :func:`array_items` / :func:`array_values` without copying.
+  :func:`array_items` / :func:`array_values` without copying; :func:`copy_out_csv` for rows
+  with text columns.
 
 PostgreSQL only: callers keep their own path for SQLite (the embedded first run).
 """
@@ -71,6 +72,14 @@ def copy_out_binary(sql: str, params: Sequence[Any]) -> list[list[memoryview | N
         with _raw(cursor).copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params) as copy:
             data = memoryview(b"".join(copy))
     return binary_rows(data)
+
+
+def copy_out_csv(sql: str, params: Sequence[Any]) -> bytes:
+    """The whole ``COPY (sql) TO STDOUT (FORMAT csv, HEADER)`` on the default connection, for
+    rows with text columns that a reader such as ``pyarrow.csv`` parses in C."""
+    with connection.cursor() as cursor:
+        with _raw(cursor).copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)", params) as copy:
+            return b"".join(copy)
 
 
 def binary_rows(data: memoryview) -> list[list[memoryview | None]]:
@@ -211,6 +220,13 @@ def text(values: pd.Series) -> Field:
         return Field(codes=values.cat.codes.to_numpy() + 1, texts=["", *values.cat.categories])
     codes, texts = pd.factorize(values.astype(object).where(values.notna(), ""))
     return Field(codes=codes, texts=[str(t) for t in texts])
+
+
+def jsonb(values: pd.Series) -> Field:
+    """JSON documents given as text (never NULL) as ``jsonb``: its binary form is a version
+    byte (1) followed by the text; each distinct document encoded once."""
+    codes, texts = pd.factorize(values.astype(object))
+    return Field(codes=codes, texts=["\x01" + str(t) for t in texts])
 
 
 def row_blocks(fields: Sequence[Field], rows_per_chunk: int = 1 << 14) -> Iterator[memoryview]:

@@ -10,6 +10,7 @@ embedded first run) the same steps go through plain queries.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import time
@@ -32,8 +33,8 @@ from agency.jobs import ACTIVE_STATES, JobLost, enqueue_after_commit, job_audit_
 from agency.recovery import job_recover
 from clients.models import Client, Customer, Event, Order
 
-from . import lifecycle
-from .models import CustomerScore, ScoringRun, ScoringSettings
+from . import lifecycle, recommend
+from .models import CustomerRecommendation, CustomerScore, ScoringRun, ScoringSettings
 from .scoring import SCORE_COLUMNS, ScoringConfig, compute_scores, holdout_check
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ SCORING_SETTING_BOUNDS: dict[str, tuple[Decimal, Decimal, str]] = {
         "доля больше 0 и не больше 1 (0,35 — 35 %): при нулевой марже CLV всех равен нулю",
     ),
     "holdout_days": (Decimal(7), Decimal(730), "от 7 до 730 дней"),
+    "recommendations_count": (Decimal(1), Decimal(20), "от 1 до 20 товаров"),
 }
 
 
@@ -152,6 +154,7 @@ def scoring_config_for(client: Client) -> ScoringConfig:
         monthly_discount_rate=float(s.monthly_discount_rate),
         gross_margin=float(s.gross_margin),
         holdout_days=s.holdout_days,
+        recommendations=s.recommendations_count,
     )
 
 
@@ -470,6 +473,185 @@ def _insert_scores(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> 
 
 
 # --------------------------------------------------------------------------------------------
+# Recommendations (next best offer): a step of the scoring run
+
+# One row per line of the client's paid orders: the SKU (trimmed; lines without one are
+# skipped, as anything that is not an object), quantity, name and price as sent.
+_ORDER_LINES_SQL = f"""
+SELECT o.id AS order_id, o.customer_id,
+       ((extract(epoch FROM o.placed_at) * 1000000)::int8) AS placed_us,
+       btrim(i.item ->> 'sku') AS product, i.item ->> 'qty' AS qty,
+       i.item ->> 'name' AS name, i.item ->> 'price' AS price
+FROM {Order._meta.db_table} o
+CROSS JOIN LATERAL jsonb_array_elements(
+    CASE WHEN jsonb_typeof(o.items) = 'array' THEN o.items ELSE '[]'::jsonb END
+) AS i(item)
+WHERE o.client_id = %s AND o.status = 'paid' AND jsonb_typeof(i.item) = 'object'
+  AND btrim(coalesce(i.item ->> 'sku', '')) <> ''
+"""  # noqa: S608 (the table name only)
+
+_LINE_FRAME_COLUMNS = ("order_id", "customer_id", "placed_at", "product", "qty", "name", "price")
+
+
+def load_order_lines(client: Client) -> pd.DataFrame:
+    """Lines of the client's paid orders (every customer's, erased ones' too: anonymised orders
+    count in what is bought together): ``order_id``, ``customer_id``, ``placed_at`` (UTC,
+    naive), ``product`` (the SKU), ``qty`` (float, missing 1), ``name``, ``price`` (float or
+    NaN, the unit price as sent)."""
+    if connection.vendor == "postgresql":
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+
+        data = pgcopy.copy_out_csv(_ORDER_LINES_SQL, [client.pk])
+        types = {
+            "order_id": pa.int64(),
+            "customer_id": pa.int64(),
+            "placed_us": pa.int64(),
+            "product": pa.string(),
+            "qty": pa.string(),
+            "name": pa.string(),
+            "price": pa.string(),
+        }
+        table = pa_csv.read_csv(
+            pa.py_buffer(data),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+            ),
+        )
+        del data
+        frame = table.to_pandas()
+        frame["placed_at"] = frame.pop("placed_us").to_numpy().view("datetime64[us]")
+    else:
+        rows = []
+        orders = (
+            Order.objects.for_client(client)
+            .filter(status=Order.Status.PAID)
+            .values_list("pk", "customer_id", "placed_at", "items")
+        )
+        for order_id, customer_id, placed_at, items in orders.iterator(chunk_size=20_000):
+            for item in items if isinstance(items, list) else []:
+                sku = item.get("sku") if isinstance(item, dict) else None
+                if sku is None or not str(sku).strip():
+                    continue
+                rows.append(
+                    (
+                        order_id,
+                        customer_id,
+                        placed_at,
+                        str(sku).strip(),
+                        item.get("qty"),
+                        item.get("name"),
+                        item.get("price"),
+                    )
+                )
+        frame = pd.DataFrame(rows, columns=list(_LINE_FRAME_COLUMNS))
+        frame["placed_at"] = (
+            pd.to_datetime(frame["placed_at"], utc=True).dt.tz_localize(None).astype("M8[us]")
+        )
+        for text in ("product", "name"):
+            frame[text] = frame[text].astype(object)
+    frame["qty"] = pd.to_numeric(frame["qty"], errors="coerce").fillna(1.0)
+    frame["price"] = pd.to_numeric(frame["price"], errors="coerce")
+    frame["name"] = frame["name"].astype(object).where(frame["name"].notna(), None)
+    return frame[list(_LINE_FRAME_COLUMNS)]
+
+
+def _recommended_products(chosen: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
+    """One JSON list per customer (``CustomerRecommendation.products``), indexed by customer
+    id: each distinct product's object is written once, then the lists joined."""
+    catalog = recommend.product_catalog(lines[lines["product"].isin(chosen["product"].unique())])
+    codes, products = pd.factorize(chosen["product"])
+    names = catalog["name"].reindex(products)
+    prices = catalog["price"].reindex(products)
+    objects = np.array(
+        [
+            json.dumps(
+                {
+                    "id": str(product),
+                    "name": name if isinstance(name, str) else str(product),
+                    "price": None if pd.isna(price) else f"{price:.2f}",
+                },
+                ensure_ascii=False,
+            )[:-1]
+            for product, name, price in zip(products, names, prices, strict=True)
+        ],
+        dtype=object,
+    )
+    sources = ', "source": "' + chosen["source"].to_numpy(dtype=object) + '"}'
+    items = pd.Series(objects[codes] + sources, index=chosen["customer_id"].to_numpy())
+    return "[" + items.groupby(level=0, sort=True).agg(", ".join) + "]"
+
+
+def write_recommendations(*, client: Client, run: ScoringRun, products: pd.Series) -> None:
+    """Replace the client's recommendation rows with ``products`` (JSON lists of the customers
+    of its index) in one transaction."""
+    table = CustomerRecommendation._meta.db_table
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE client_id = %s", [client.pk])  # noqa: S608
+        if connection.vendor == "postgresql":
+            n = len(products)
+            micros = (now - dt.datetime(2000, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+            fields = [
+                pgcopy.fixed(products.index.to_numpy(dtype=np.int64), ">i8"),
+                pgcopy.fixed(np.full(n, client.pk), ">i8"),
+                pgcopy.fixed(np.full(n, run.pk), ">i8"),
+                pgcopy.jsonb(products),
+                pgcopy.fixed(np.full(n, micros), ">i8"),
+            ]
+            columns = ("customer_id", "client_id", "run_id", "products", "computed_at")
+            with connection.cursor() as cursor:
+                pgcopy.copy_in_fields(cursor, table, columns, fields)
+            return
+        CustomerRecommendation.objects.bulk_create(
+            [
+                CustomerRecommendation(
+                    client=client,
+                    customer_id=int(customer_id),
+                    run=run,
+                    products=json.loads(text),
+                    computed_at=now,
+                )
+                for customer_id, text in products.items()
+            ],
+            batch_size=2000,
+        )
+
+
+def recommendations_compute(
+    *, client: Client, customers: np.ndarray, as_of: dt.date, n: int
+) -> tuple[pd.Series, dict[str, Any], dict[str, float]]:
+    """Each customer's products (:func:`segments.recommend.recommend` on the client's paid
+    order lines up to the end of ``as_of`` in the client's zone): (JSON lists by customer id,
+    a summary for the run's parameters, stage seconds)."""
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    lines = load_order_lines(client)
+    seconds["recommend_extract"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time.min, tzinfo=client.tzinfo)
+    now = pd.Timestamp(end.astimezone(dt.UTC).replace(tzinfo=None))
+    chosen = recommend.recommend(lines, customers=customers, now=now, n=n)
+    products = _recommended_products(chosen, lines)
+    seconds["recommend"] = round(time.perf_counter() - t, 3)
+    by_source = chosen["source"].value_counts()
+    summary = {
+        "per_customer": n,
+        "order_lines": len(lines),
+        "products": int(lines["product"].nunique()),
+        "customers": len(products),
+        "customers_with_co_purchase": int(
+            chosen.loc[chosen["source"] == recommend.CO_PURCHASE, "customer_id"].nunique()
+        ),
+        "co_purchase": int(by_source.get(recommend.CO_PURCHASE, 0)),
+        "best_seller": int(by_source.get(recommend.BEST_SELLER, 0)),
+    }
+    return products, summary, seconds
+
+
+# --------------------------------------------------------------------------------------------
 # Runs
 
 
@@ -674,6 +856,13 @@ def _scoring_run_work(
         if out_of_range:
             result.parameters["out_of_range"] = out_of_range
         transitions = _transitions(replacement.previous_segments(), result.scores["rfm_segment"])
+        progress(70, "рекомендации товаров")
+        recommended, result.parameters["recommendations"], recommend_seconds = (
+            recommendations_compute(
+                client=client, customers=customers, as_of=as_of, n=config.recommendations
+            )
+        )
+        seconds.update(recommend_seconds)
         progress(80, "запись оценок")
         t = time.perf_counter()
         # The holdout check (a report no score depends on) runs while the database writes.
@@ -684,6 +873,9 @@ def _scoring_run_work(
             written.result()
         seconds.update(result.stage_seconds)
         seconds["write"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        write_recommendations(client=client, run=run, products=recommended)
+        seconds["recommend_write"] = round(time.perf_counter() - t, 3)
         run.finish(
             ScoringRun.Status.SUCCEEDED,
             as_of=as_of,

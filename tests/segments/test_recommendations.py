@@ -1,0 +1,210 @@
+"""Recommendations in the scoring run (real PostgreSQL): written for the client's customers,
+read back in one query by the selector campaigns call, in the access archive, gone on erasure."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from clients.ingest import ingest_records
+from clients.models import Customer
+from consent.requests import access_archive_sections, customer_erase
+from segments.models import CustomerRecommendation, ScoringRun, ScoringSettings
+from segments.selectors import recommendations_for
+from segments.services import (
+    load_order_lines,
+    scoring_run_execute,
+    scoring_run_request,
+    scoring_settings_save,
+)
+
+pytestmark = pytest.mark.django_db
+
+AS_OF = dt.date(2026, 6, 30)
+
+
+def item(sku: str, name: str | None = None, qty: int = 1, price: str = "100") -> dict:
+    found = {"sku": sku, "qty": qty, "price": price}
+    if name is not None:
+        found["name"] = name
+    return found
+
+
+@pytest.fixture
+def shop(client_a):
+    """Orders (customer: products): c1 A B; c2 A B(x2); c3 A C; c4 B C; c5 D refunded only;
+    c6 nothing. Pairs: A-B 2 orders, A-C 1, B-C 1. Quantities sold: B 4, A 3, C 2."""
+    ingest_records(
+        client=client_a,
+        kind="customers",
+        records=[{"external_id": f"c{i}"} for i in range(1, 7)],
+    )
+    orders = [
+        ("o1", "c1", "2026-06-01T12:00:00+03:00", [item("A", "Кофе", price="450.5"), item("B")]),
+        ("o2", "c2", "2026-06-02T12:00:00+03:00", [item("A", "Кофе"), item("B", "Фильтры", 2)]),
+        ("o3", "c3", "2026-06-03T12:00:00+03:00", [item("A"), item("C", "Кружка", price="300")]),
+        (
+            "o4",
+            "c4",
+            "2026-06-04T12:00:00+03:00",
+            [item("B", "Фильтры"), item("C", "Кружка 300 мл", price="350.00")],
+        ),
+    ]
+    records = [
+        {
+            "external_id": external_id,
+            "customer_external_id": customer,
+            "placed_at": placed_at,
+            "amount": "1000",
+            "items": items,
+        }
+        for external_id, customer, placed_at, items in orders
+    ]
+    records.append(
+        {
+            "external_id": "o5",
+            "customer_external_id": "c5",
+            "placed_at": "2026-06-05T12:00:00+03:00",
+            "amount": "500",
+            "status": "refunded",
+            "items": [item("D", "Возврат", qty=10)],
+        }
+    )
+    ingest_records(client=client_a, kind="orders", records=records)
+    return client_a
+
+
+def run(client) -> ScoringRun:
+    return scoring_run_execute(run=scoring_run_request(client=client, source="cli"), as_of=AS_OF)
+
+
+def ids(client) -> dict[str, int]:
+    return dict(Customer.objects.for_client(client).values_list("external_id", "pk"))
+
+
+def products(client, external_id: str) -> list[str]:
+    found = recommendations_for(client=client, customer_ids=[ids(client)[external_id]])
+    return [p["id"] for p in found[ids(client)[external_id]]]
+
+
+def test_order_lines_are_read_from_paid_orders_items(shop):
+    lines = load_order_lines(shop)
+    assert sorted(lines["product"]) == ["A", "A", "A", "B", "B", "B", "C", "C"]  # no D
+    assert lines.loc[lines["product"] == "B", "qty"].sum() == 4
+
+
+def test_the_scoring_run_writes_every_customers_recommendations(shop):
+    done = run(shop)
+    assert done.status == ScoringRun.Status.SUCCEEDED
+    assert done.parameters["recommendations"] == {
+        "per_customer": 5,
+        "order_lines": 8,
+        "products": 3,
+        "customers": 6,
+        "customers_with_co_purchase": 4,
+        "co_purchase": 4,
+        "best_seller": 6,
+    }
+    assert {"recommend_extract", "recommend", "recommend_write"} <= set(done.stage_seconds)
+    # c1 owns A B: C (A-C 1 + B-C 1); nothing else is left to sell.
+    assert products(shop, "c1") == ["C"]
+    # c3 owns A C: B (A-B 2 + B-C 1).
+    assert products(shop, "c3") == ["B"]
+    # c4 owns B C: A (A-B 2 + A-C 1).
+    assert products(shop, "c4") == ["A"]
+    # c5 bought nothing paid (a refund), c6 nothing: best sellers by quantity, B 4, A 3, C 2.
+    assert products(shop, "c5") == products(shop, "c6") == ["B", "A", "C"]
+    rows = CustomerRecommendation.objects.for_client(shop)
+    assert rows.count() == 6
+    assert set(rows.values_list("run_id", flat=True)) == {done.pk}
+
+    # The next run replaces them (no duplicates), with the client's N.
+    scoring_settings_save(
+        client=shop, values={"recommendations_count": 1}, source="admin", actor=None
+    )
+    again = run(shop)
+    assert CustomerRecommendation.objects.for_client(shop).count() == 6
+    assert set(rows.values_list("run_id", flat=True)) == {again.pk}
+    assert products(shop, "c6") == ["B"]
+
+
+def test_the_selector_shape_in_one_query(shop, client_b, django_assert_num_queries):
+    run(shop)
+    ingest_records(client=client_b, kind="customers", records=[{"external_id": "b1"}])
+    other = Customer.objects.for_client(client_b).get().pk
+    c = ids(shop)
+    with django_assert_num_queries(1):
+        found = recommendations_for(client=shop, customer_ids=[c["c1"], c["c5"], other])
+    assert found == {
+        # The latest name and price seen in the orders (o4 renamed the mug).
+        c["c1"]: [{"id": "C", "name": "Кружка 300 мл", "price": Decimal("350.00")}],
+        c["c5"]: [
+            {"id": "B", "name": "Фильтры", "price": Decimal("100.00")},
+            {"id": "A", "name": "Кофе", "price": Decimal("100.00")},
+            {"id": "C", "name": "Кружка 300 мл", "price": Decimal("350.00")},
+        ],
+        other: [],  # another client's customer: nothing
+    }
+    assert recommendations_for(client=shop, customer_ids=[]) == {}
+
+
+def test_a_product_never_named_is_shown_by_its_sku(client_a):
+    ingest_records(client=client_a, kind="customers", records=[{"external_id": "x"}])
+    ingest_records(
+        client=client_a,
+        kind="orders",
+        records=[
+            {
+                "external_id": "o",
+                "customer_external_id": "x",
+                "placed_at": "2026-06-01T12:00:00+03:00",
+                "amount": "1",
+                "items": [{"sku": " Z-1 ", "qty": 1, "price": "1"}],
+            }
+        ],
+    )
+    ingest_records(client=client_a, kind="customers", records=[{"external_id": "y"}])
+    run(client_a)
+    y = ids(client_a)["y"]
+    assert recommendations_for(client=client_a, customer_ids=[y]) == {
+        y: [{"id": "Z-1", "name": "Z-1", "price": Decimal("1.00")}]
+    }
+
+
+def test_access_archive_lists_them_and_erasure_deletes_them(shop):
+    done = run(shop)
+    c1 = Customer.objects.for_client(shop).get(external_id="c1")
+    sections = dict(access_archive_sections(customer=c1))
+    assert sections["recommendations"] == [
+        {
+            "rank": 1,
+            "product_id": "C",
+            "name": "Кружка 300 мл",
+            "price": "350.00",
+            "why": "куплено вместе с покупками покупателя",
+            "computed_at": sections["recommendations"][0]["computed_at"],
+            "scoring_run_id": done.pk,
+        }
+    ]
+    others = CustomerRecommendation.objects.for_client(shop).exclude(customer=c1).count()
+
+    customer_erase(customer=c1)
+
+    assert not CustomerRecommendation.objects.for_client(shop).filter(customer=c1).exists()
+    assert CustomerRecommendation.objects.for_client(shop).count() == others
+    assert dict(access_archive_sections(customer=c1))["recommendations"] == []
+    # A later run gives the erased person nothing, while their order still counts as a basket.
+    run(shop)
+    assert recommendations_for(client=shop, customer_ids=[c1.pk]) == {c1.pk: []}
+    assert products(shop, "c3") == ["B"]
+
+
+def test_the_setting_is_checked(client_a):
+    from segments.services import ScoringSettingsError
+
+    with pytest.raises(ScoringSettingsError) as refused:
+        scoring_settings_save(client=client_a, values={"recommendations_count": 0}, source="api")
+    assert refused.value.field == "recommendations_count"
+    assert not ScoringSettings.objects.for_client(client_a).exists()

@@ -15,7 +15,7 @@ FUZZ_EXAMPLES ?= 100
 FUZZ_SECONDS  ?= 900
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test test-services test-browser fuzz lint format bench bench-ingest bench-scoring bench-audiences clean distclean
+.PHONY: help venv install run test test-services test-browser fuzz lint format bench bench-ingest bench-scoring bench-audiences bench-recommendations clean distclean
 
 help:
 	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench      run bench/ingest.py and bench/scoring.py against a throwaway PostgreSQL and Redis"
 	@echo "make bench-scoring  only the scoring pipeline bench (SCORING_BENCH_ARGS=--sizes 10000,...)"
 	@echo "make bench-audiences  only the audience sync bench (AUDIENCES_BENCH_ARGS=--sizes 10000,...)"
+	@echo "make bench-recommendations  only the recommendations bench (RECOMMENDATIONS_BENCH_ARGS=--sizes 10000,...)"
 	@echo "make venv       create $(VENV) and install the project with dev extras"
 	@echo "make clean      remove caches and build artefacts (distclean: also $(VENV) and var/)"
 
@@ -101,7 +102,7 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: bench-ingest bench-scoring bench-audiences
+bench: bench-ingest bench-scoring bench-audiences bench-recommendations
 
 bench-ingest: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=config.settings \
@@ -116,6 +117,12 @@ bench-scoring: $(STAMP) test-services
 bench-audiences: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=config.settings scripts/with_test_services.sh \
 	  bash -c '$(PY) manage.py migrate -v0 && $(PY) bench/audiences.py $(AUDIENCES_BENCH_ARGS)'
+
+# Hit rate@5 against best sellers and compute time (no database), then the scoring run's
+# recommendation step on PostgreSQL (--db) (RECOMMENDATIONS_BENCH_ARGS=--sizes 10000,...).
+bench-recommendations: $(STAMP) test-services
+	DJANGO_SETTINGS_MODULE=config.settings scripts/with_test_services.sh \
+	  bash -c '$(PY) manage.py migrate -v0 && $(PY) bench/recommendations.py --db $(RECOMMENDATIONS_BENCH_ARGS)'
 
 clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -47,6 +47,7 @@ RESULT_COLUMNS = ("customer_id", "rank", "product", "score", "source")
 
 CO_PURCHASE = "co_purchase"
 BEST_SELLER = "best_seller"
+SOURCES = (CO_PURCHASE, BEST_SELLER)  # the categories of ``source``, in this order
 
 
 def empty_result() -> pd.DataFrame:
@@ -56,7 +57,7 @@ def empty_result() -> pd.DataFrame:
             "rank": np.empty(0, dtype=np.int64),
             "product": np.empty(0, dtype=object),
             "score": np.empty(0, dtype=np.int64),
-            "source": np.empty(0, dtype=object),
+            "source": pd.Categorical.from_codes(np.empty(0, dtype=np.int8), categories=SOURCES),
         }
     )
 
@@ -75,13 +76,19 @@ def _clean(lines: pd.DataFrame, now: pd.Timestamp | None) -> pd.DataFrame:
     return frame
 
 
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending (a sort: faster than ``np.unique``'s hashing here)."""
+    values = np.sort(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+
+
 def _popularity(
     pcode: np.ndarray, ocode: np.ndarray, qty: np.ndarray, in_window: np.ndarray, p: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(best sellers in rank order, every product's position in the best-seller order)."""
     window_qty = np.bincount(pcode[in_window], weights=qty[in_window], minlength=p)
     # Orders holding the product within the window (an order counts once per product).
-    pairs = np.unique(ocode[in_window].astype(np.int64) * p + pcode[in_window])
+    pairs = _distinct(ocode[in_window].astype(np.int64) * p + pcode[in_window])
     window_orders = np.bincount(pairs % p, minlength=p) if p else np.zeros(0, dtype=np.int64)
     order = np.lexsort((np.arange(p), -window_orders, -window_qty))
     position = np.empty(p, dtype=np.int64)
@@ -152,6 +159,7 @@ def recommend(
     n: int = 5,
     best_seller_days: int = 90,
     neighbours: int = 50,
+    co_purchase: bool = True,
 ) -> pd.DataFrame:
     """Up to ``n`` products per customer (the rules are in the module docstring).
 
@@ -160,11 +168,13 @@ def recommend(
     ``product`` (the product's id, e.g. the SKU; empty or missing lines are skipped), ``qty``
     (a positive number; missing is 1). ``customers``: whom to recommend to (default: every
     customer with a line); a customer without lines gets best sellers. ``now``: the end of the
-    data (default: just after the latest line).
+    data (default: just after the latest line). ``co_purchase=False``: best sellers only (the
+    baseline ``bench/recommendations.py`` compares with).
 
     Returns :data:`RESULT_COLUMNS`, sorted by customer then rank: ``rank`` 1..n, ``product``,
-    ``score`` (the co-purchase score; 0 for a best seller), ``source`` (:data:`CO_PURCHASE` or
-    :data:`BEST_SELLER`). The same input gives the same output, ties included.
+    ``score`` (the co-purchase score; 0 for a best seller), ``source`` (categorical,
+    :data:`CO_PURCHASE` or :data:`BEST_SELLER`). The same input gives the same output, ties
+    included.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -173,9 +183,9 @@ def recommend(
     now_ts = None if now is None else pd.Timestamp(now)
     frame = _clean(lines, now_ts)
     if customers is None:
-        universe = np.unique(frame["customer_id"].to_numpy(dtype=np.int64))
+        universe = _distinct(frame["customer_id"].to_numpy(dtype=np.int64))
     else:
-        universe = np.unique(np.asarray(customers, dtype=np.int64))
+        universe = _distinct(np.asarray(customers, dtype=np.int64))
     if not len(frame) or not len(universe):
         return empty_result()
 
@@ -191,7 +201,8 @@ def recommend(
     best, position = _popularity(pcode, ocode, qty, placed >= start, p)
 
     # Co-purchase counts, each product's list cut to its ``neighbours`` best.
-    pairs = _prune(_cooccurrence(ocode, pcode, len(orders), p), position, neighbours)
+    if co_purchase:
+        pairs = _prune(_cooccurrence(ocode, pcode, len(orders), p), position, neighbours)
 
     # What each customer of the universe owns (lines of others count only in the pairs).
     ccode = np.searchsorted(universe, frame["customer_id"].to_numpy(dtype=np.int64))
@@ -205,12 +216,10 @@ def recommend(
     owned.sum_duplicates()
     owned.data[:] = 1
 
-    scores = owned @ pairs
-    scores = (scores - scores * owned).tocoo()  # never what the customer has
-    live = scores.data > 0
-    rows, cols, values = scores.row[live], scores.col[live], scores.data[live]
-    top = _top_per_row(rows, cols, values, position, n)
-    co_rows, co_cols, co_scores = rows[top], cols[top], values[top].astype(np.int64)
+    if co_purchase:
+        co_rows, co_cols, co_scores = _co_purchase_top(owned, pairs, position, n)
+    else:
+        co_rows = co_cols = co_scores = np.empty(0, dtype=np.int64)
 
     fill_rows, fill_cols = _fill(
         universe_size=len(universe),
@@ -241,9 +250,39 @@ def recommend(
             "rank": rank.astype(np.int64),
             "product": np.asarray(products, dtype=object)[all_cols],
             "score": all_scores,
-            "source": np.array([CO_PURCHASE, BEST_SELLER], dtype=object)[source],
+            "source": pd.Categorical.from_codes(source, categories=SOURCES),
         }
     )
+
+
+#: Candidates (customer, product) scored at once: customers are taken in blocks of about this
+#: many, so that memory stays bounded whatever the number of customers.
+BLOCK_CANDIDATES = 4_000_000
+
+
+def _co_purchase_top(
+    owned: sparse.csr_array, pairs: sparse.csr_array, position: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(customer row, product, score) of each customer's ``n`` best co-purchase products, in
+    (customer, rank) order; customers in blocks of about :data:`BLOCK_CANDIDATES` candidates
+    (a bound from the neighbour lists' lengths)."""
+    bound = owned @ np.diff(pairs.indptr).astype(np.int64)
+    block_of = np.cumsum(bound) // BLOCK_CANDIDATES  # non-decreasing over the customers
+    edges = np.r_[0, np.flatnonzero(np.diff(block_of)) + 1, owned.shape[0]]
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        block = owned[lo:hi]
+        scores = block @ pairs
+        scores = (scores - scores * block).tocoo()  # never what the customer has
+        live = scores.data > 0
+        rows, cols, values = scores.row[live], scores.col[live], scores.data[live]
+        del scores
+        top = _top_per_row(rows, cols, values, position, n)
+        found.append((rows[top].astype(np.int64) + lo, cols[top], values[top].astype(np.int64)))
+    if not found:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))  # type: ignore[return-value]
 
 
 def _fill(
@@ -263,7 +302,7 @@ def _fill(
     still short (they own or were given many of them) try twice as many, until the list ends.
     """
     need = n - np.bincount(co_rows, minlength=universe_size)
-    taken = np.unique(
+    taken = _distinct(
         np.concatenate(
             [
                 co_rows.astype(np.int64) * p + co_cols,
@@ -306,15 +345,23 @@ def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def product_catalog(lines: pd.DataFrame) -> pd.DataFrame:
-    """Each product's name and unit price as last seen in the orders (the latest line with a
-    name, the latest with a price), indexed by ``product`` (as text).
+    """Each product's name and unit price as last seen in the orders, indexed by ``product`` (as
+    text): the name of its latest line with a name, the price of its latest line with a price
+    (latest by ``placed_at``, then ``order_id``; within one order, the greater value).
 
-    ``lines``: columns ``product``, ``placed_at``, ``name``, ``price`` (a number or missing)."""
-    frame = lines.loc[:, ["product", "placed_at", "name", "price"]].copy()
+    ``lines``: columns ``product``, ``placed_at``, ``order_id``, ``name``, ``price`` (a number
+    or missing). ``segments.services.load_order_lines`` applies the same rule in SQL."""
+    frame = lines.loc[:, ["product", "placed_at", "order_id", "name", "price"]].copy()
     frame = frame[frame["product"].notna()]
     frame["product"] = frame["product"].astype(str)
     name = frame["name"].astype("string").str.strip()
     frame["name"] = name.where(name != "")
     frame["price"] = pd.to_numeric(frame["price"], errors="coerce")
-    frame = frame.sort_values(["placed_at"], kind="stable")
-    return frame.groupby("product", sort=True)[["name", "price"]].last()
+    frame.loc[frame["price"] < 0, "price"] = np.nan
+    found = {}
+    for column in ("name", "price"):
+        known = frame[frame[column].notna()].sort_values(["placed_at", "order_id", column])
+        found[column] = known.groupby("product", sort=True)[column].last()
+    out = pd.DataFrame(found, index=pd.Index(sorted(frame["product"].unique()), name="product"))
+    out["name"] = out["name"].astype(object).where(out["name"].notna(), None)
+    return out

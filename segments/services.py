@@ -475,92 +475,142 @@ def _insert_scores(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> 
 # --------------------------------------------------------------------------------------------
 # Recommendations (next best offer): a step of the scoring run
 
-# One row per line of the client's paid orders: the SKU (trimmed; lines without one are
-# skipped, as anything that is not an object), quantity, name and price as sent.
-_ORDER_LINES_SQL = f"""
-SELECT o.id AS order_id, o.customer_id,
-       ((extract(epoch FROM o.placed_at) * 1000000)::int8) AS placed_us,
-       btrim(i.item ->> 'sku') AS product, i.item ->> 'qty' AS qty,
-       i.item ->> 'name' AS name, i.item ->> 'price' AS price
-FROM {Order._meta.db_table} o
-CROSS JOIN LATERAL jsonb_array_elements(
-    CASE WHEN jsonb_typeof(o.items) = 'array' THEN o.items ELSE '[]'::jsonb END
-) AS i(item)
-WHERE o.client_id = %s AND o.status = 'paid' AND jsonb_typeof(i.item) = 'object'
-  AND btrim(coalesce(i.item ->> 'sku', '')) <> ''
+# The client's paid order lines, read once: a product is an item's SKU (trimmed; items without
+# one, or that are not objects, are skipped); a quantity that is not a whole number counts 1.
+# One row comes back: the catalogue (each SKU's code, last name and last price as JSON, codes
+# in SKU order) and the lines as whole-column binary arrays (a row per line would cost the
+# driver a message each, see _paid_order_part).
+_ORDER_LINES_SQL = rf"""
+WITH lines AS MATERIALIZED (
+    SELECT o.id AS order_id, o.customer_id, o.placed_at, i.sku,
+           CASE jsonb_typeof(i.qty)
+               WHEN 'number' THEN greatest(floor(i.qty::numeric), 1)::int8
+               WHEN 'string' THEN CASE WHEN i.qty #>> '{{}}' ~ '^\s*[0-9]{{1,9}}(\.0*)?\s*$'
+                                       THEN greatest(floor((i.qty #>> '{{}}')::numeric), 1)::int8
+                                  END
+           END AS qty,
+           i.name,
+           CASE jsonb_typeof(i.price)
+               WHEN 'number' THEN CASE WHEN i.price::numeric >= 0 THEN i.price END
+               WHEN 'string' THEN CASE WHEN i.price #>> '{{}}' ~ '^\s*[0-9]{{1,12}}(\.[0-9]+)?\s*$'
+                                       THEN i.price END
+           END AS price
+    FROM {Order._meta.db_table} o
+    CROSS JOIN LATERAL (
+        SELECT btrim(e.item ->> 'sku') AS sku, e.item -> 'qty' AS qty,
+               nullif(btrim(e.item ->> 'name'), '') AS name, e.item -> 'price' AS price
+        FROM jsonb_array_elements(
+            CASE WHEN jsonb_typeof(o.items) = 'array' THEN o.items ELSE '[]'::jsonb END
+        ) AS e(item)
+        WHERE jsonb_typeof(e.item) = 'object'
+    ) AS i
+    WHERE o.client_id = %s AND o.status = 'paid' AND i.sku <> ''
+),
+-- The last name and price of each SKU: those of its latest line with one (by time, then order,
+-- then the greater value), found by the latest time per SKU and a join back to those lines.
+latest AS (
+    SELECT sku, row_number() OVER (ORDER BY sku COLLATE "C") - 1 AS code,
+           max(placed_at) FILTER (WHERE name IS NOT NULL) AS named_at,
+           max(placed_at) FILTER (WHERE price IS NOT NULL) AS priced_at
+    FROM lines GROUP BY sku
+),
+named AS (
+    SELECT l.sku, (max(ARRAY[lpad(l.order_id::text, 20, '0'), l.name]))[2] AS name
+    FROM lines l JOIN latest t ON t.sku = l.sku AND t.named_at = l.placed_at
+    WHERE l.name IS NOT NULL GROUP BY l.sku
+),
+priced AS (
+    SELECT l.sku, (max(ARRAY[l.order_id::numeric, (l.price #>> '{{}}')::numeric]))[2] AS price
+    FROM lines l JOIN latest t ON t.sku = l.sku AND t.priced_at = l.placed_at
+    WHERE l.price IS NOT NULL GROUP BY l.sku
+)
+SELECT (SELECT coalesce(json_agg(json_build_array(t.sku, n.name, p.price) ORDER BY t.code), '[]')
+        FROM latest t LEFT JOIN named n USING (sku) LEFT JOIN priced p USING (sku)),
+       array_agg(l.order_id), array_agg(l.customer_id),
+       array_agg((extract(epoch FROM l.placed_at) * 1000000)::int8), array_agg(t.code),
+       array_agg(coalesce(l.qty, 1))
+FROM lines l JOIN latest t USING (sku)
 """  # noqa: S608 (the table name only)
 
-_LINE_FRAME_COLUMNS = ("order_id", "customer_id", "placed_at", "product", "qty", "name", "price")
 
+def load_order_lines(client: Client) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lines of the client's paid orders and the products' catalogue.
 
-def load_order_lines(client: Client) -> pd.DataFrame:
-    """Lines of the client's paid orders (every customer's, erased ones' too: anonymised orders
-    count in what is bought together): ``order_id``, ``customer_id``, ``placed_at`` (UTC,
-    naive), ``product`` (the SKU), ``qty`` (float, missing 1), ``name``, ``price`` (float or
-    NaN, the unit price as sent)."""
+    Lines (every customer's, erased ones' too: anonymised orders count in what is bought
+    together): ``order_id``, ``customer_id``, ``placed_at`` (UTC, naive), ``product`` (the SKU),
+    ``qty``. The catalogue, indexed by product: ``name`` and ``price`` (the unit price as
+    sent, a float) as last seen in the orders (``segments.recommend.product_catalog``; on
+    PostgreSQL the same rule in the query)."""
     if connection.vendor == "postgresql":
-        import pyarrow as pa
-        import pyarrow.csv as pa_csv
-
-        data = pgcopy.copy_out_csv(_ORDER_LINES_SQL, [client.pk])
-        types = {
-            "order_id": pa.int64(),
-            "customer_id": pa.int64(),
-            "placed_us": pa.int64(),
-            "product": pa.string(),
-            "qty": pa.string(),
-            "name": pa.string(),
-            "price": pa.string(),
-        }
-        table = pa_csv.read_csv(
-            pa.py_buffer(data),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
-            ),
+        ((catalog, *columns),) = pgcopy.copy_out_binary(_ORDER_LINES_SQL, [client.pk])
+        # json, not jsonb: the text as PostgreSQL wrote it.
+        products = json.loads(bytes(catalog).decode()) if catalog is not None else []
+        skus = np.array([p[0] for p in products], dtype=object)
+        order_id, customer_id, micros, code, qty = (
+            pgcopy.array_values(column, "i8") for column in columns
         )
-        del data
-        frame = table.to_pandas()
-        frame["placed_at"] = frame.pop("placed_us").to_numpy().view("datetime64[us]")
-    else:
-        rows = []
-        orders = (
-            Order.objects.for_client(client)
-            .filter(status=Order.Status.PAID)
-            .values_list("pk", "customer_id", "placed_at", "items")
+        lines = pd.DataFrame(
+            {
+                "order_id": order_id,
+                "customer_id": customer_id,
+                "placed_at": micros.view("datetime64[us]"),  # Unix microseconds, UTC
+                "product": skus[code] if len(skus) else np.empty(0, dtype=object),
+                "qty": qty,
+            }
         )
-        for order_id, customer_id, placed_at, items in orders.iterator(chunk_size=20_000):
-            for item in items if isinstance(items, list) else []:
-                sku = item.get("sku") if isinstance(item, dict) else None
-                if sku is None or not str(sku).strip():
-                    continue
-                rows.append(
-                    (
-                        order_id,
-                        customer_id,
-                        placed_at,
-                        str(sku).strip(),
-                        item.get("qty"),
-                        item.get("name"),
-                        item.get("price"),
-                    )
+        table = pd.DataFrame(
+            {
+                "name": pd.Series([p[1] for p in products], index=skus, dtype=object),
+                "price": pd.to_numeric(
+                    pd.Series([p[2] for p in products], index=skus, dtype=object),
+                    errors="coerce",
+                ),
+            },
+            index=pd.Index(skus, name="product"),
+        )
+        return lines, table
+    rows = []
+    orders = (
+        Order.objects.for_client(client)
+        .filter(status=Order.Status.PAID)
+        .values_list("pk", "customer_id", "placed_at", "items")
+    )
+    for order_id, customer_id, placed_at, items in orders.iterator(chunk_size=20_000):
+        for item in items if isinstance(items, list) else []:
+            sku = item.get("sku") if isinstance(item, dict) else None
+            if sku is None or not str(sku).strip():
+                continue
+            qty = pd.to_numeric(item.get("qty"), errors="coerce")
+            rows.append(
+                (
+                    order_id,
+                    customer_id,
+                    placed_at,
+                    str(sku).strip(),
+                    int(qty) if pd.notna(qty) and qty >= 1 and qty == int(qty) else 1,
+                    item.get("name"),
+                    item.get("price"),
                 )
-        frame = pd.DataFrame(rows, columns=list(_LINE_FRAME_COLUMNS))
-        frame["placed_at"] = (
-            pd.to_datetime(frame["placed_at"], utc=True).dt.tz_localize(None).astype("M8[us]")
-        )
-        for text in ("product", "name"):
-            frame[text] = frame[text].astype(object)
-    frame["qty"] = pd.to_numeric(frame["qty"], errors="coerce").fillna(1.0)
+            )
+    frame = pd.DataFrame(
+        rows,
+        columns=["order_id", "customer_id", "placed_at", "product", "qty", "name", "price"],
+    )
+    frame["placed_at"] = (
+        pd.to_datetime(frame["placed_at"], utc=True).dt.tz_localize(None).astype("M8[us]")
+    )
+    frame["product"] = frame["product"].astype(object)
     frame["price"] = pd.to_numeric(frame["price"], errors="coerce")
-    frame["name"] = frame["name"].astype(object).where(frame["name"].notna(), None)
-    return frame[list(_LINE_FRAME_COLUMNS)]
+    lines = frame[["order_id", "customer_id", "placed_at", "product", "qty"]]
+    return lines, recommend.product_catalog(frame)
 
 
-def _recommended_products(chosen: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
+def _recommended_products(chosen: pd.DataFrame, catalog: pd.DataFrame) -> pd.Series:
     """One JSON list per customer (``CustomerRecommendation.products``), indexed by customer
-    id: each distinct product's object is written once, then the lists joined."""
-    catalog = recommend.product_catalog(lines[lines["product"].isin(chosen["product"].unique())])
+    id: each distinct product's object is written once, then each customer's joined (``chosen``
+    comes by customer, then rank)."""
+    if chosen.empty:
+        return pd.Series([], index=pd.Index([], dtype=np.int64), dtype=object)
     codes, products = pd.factorize(chosen["product"])
     names = catalog["name"].reindex(products)
     prices = catalog["price"].reindex(products)
@@ -569,7 +619,7 @@ def _recommended_products(chosen: pd.DataFrame, lines: pd.DataFrame) -> pd.Serie
             json.dumps(
                 {
                     "id": str(product),
-                    "name": name if isinstance(name, str) else str(product),
+                    "name": name if isinstance(name, str) and name else str(product),
                     "price": None if pd.isna(price) else f"{price:.2f}",
                 },
                 ensure_ascii=False,
@@ -578,9 +628,14 @@ def _recommended_products(chosen: pd.DataFrame, lines: pd.DataFrame) -> pd.Serie
         ],
         dtype=object,
     )
-    sources = ', "source": "' + chosen["source"].to_numpy(dtype=object) + '"}'
-    items = pd.Series(objects[codes] + sources, index=chosen["customer_id"].to_numpy())
-    return "[" + items.groupby(level=0, sort=True).agg(", ".join) + "]"
+    sources = np.array([', "source": "' + s + '"}' for s in recommend.SOURCES], dtype=object)
+    items = objects[codes] + sources[chosen["source"].cat.codes.to_numpy()]
+    customer = chosen["customer_id"].to_numpy()
+    last = np.r_[customer[1:] != customer[:-1], True]
+    first = np.r_[True, last[:-1]]
+    items = np.where(first, "[", "") + items + np.where(last, "]", ", ")
+    starts = np.flatnonzero(first)
+    return pd.Series(np.add.reduceat(items, starts), index=customer[starts])
 
 
 def write_recommendations(*, client: Client, run: ScoringRun, products: pd.Series) -> None:
@@ -628,25 +683,25 @@ def recommendations_compute(
     a summary for the run's parameters, stage seconds)."""
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    lines = load_order_lines(client)
+    lines, catalog = load_order_lines(client)
     seconds["recommend_extract"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time.min, tzinfo=client.tzinfo)
     now = pd.Timestamp(end.astimezone(dt.UTC).replace(tzinfo=None))
     chosen = recommend.recommend(lines, customers=customers, now=now, n=n)
-    products = _recommended_products(chosen, lines)
+    products = _recommended_products(chosen, catalog)
     seconds["recommend"] = round(time.perf_counter() - t, 3)
-    by_source = chosen["source"].value_counts()
+    from_co_purchase = chosen["source"].cat.codes.to_numpy() == 0
     summary = {
         "per_customer": n,
         "order_lines": len(lines),
-        "products": int(lines["product"].nunique()),
+        "products": len(catalog),
         "customers": len(products),
         "customers_with_co_purchase": int(
-            chosen.loc[chosen["source"] == recommend.CO_PURCHASE, "customer_id"].nunique()
+            len(np.unique(chosen["customer_id"].to_numpy()[from_co_purchase]))
         ),
-        "co_purchase": int(by_source.get(recommend.CO_PURCHASE, 0)),
-        "best_seller": int(by_source.get(recommend.BEST_SELLER, 0)),
+        "co_purchase": int(from_co_purchase.sum()),
+        "best_seller": int((~from_co_purchase).sum()),
     }
     return products, summary, seconds
 

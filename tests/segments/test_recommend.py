@@ -191,13 +191,25 @@ def test_a_hundred_thousand_customers_in_seconds():
 def test_catalog_takes_the_latest_name_and_price():
     data = pd.DataFrame(
         {
-            "product": ["A", "A", "A", "B"],
-            "placed_at": pd.to_datetime(["2026-01-01", "2026-03-01", "2026-02-01", "2026-01-01"]),
-            "name": ["Old", "New", "Middle", None],
-            "price": [10.0, None, 12.5, 3.0],
+            "product": ["A", "A", "A", "B", "C", "C"],
+            "placed_at": pd.to_datetime(
+                ["2026-01-01", "2026-03-01", "2026-02-01", "2026-01-01", "2026-01-01", "2026-01-01"]
+            ),
+            "order_id": [1, 3, 2, 1, 5, 5],
+            "name": ["Old", "New", "Middle", None, "Кружка", "Чашка"],
+            "price": [10.0, None, 12.5, 3.0, 7.0, 9.0],
         }
     )
     catalog = product_catalog(data)
     assert catalog.loc["A", "name"] == "New"
     assert catalog.loc["A", "price"] == 12.5  # the latest line with a price
-    assert pd.isna(catalog.loc["B", "name"])
+    assert catalog.loc["B", "name"] is None
+    # Twice in one order: the greater value.
+    assert (catalog.loc["C", "name"], catalog.loc["C", "price"]) == ("Чашка", 9.0)
+
+
+def test_without_co_purchase_only_best_sellers_not_owned():
+    result = recommend(lines(BASE), now=NOW, n=5, co_purchase=False)
+    assert set(result["source"]) == {BEST_SELLER}
+    # Quantities: A 4, B 4 (4 orders each: by id), C 2, E 2 (C 2 orders, E 2: by id), D 1.
+    assert [p for p, _, _ in picks(result, 3)] == ["B", "E", "D"]

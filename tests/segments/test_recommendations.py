@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from clients.ingest import ingest_records
@@ -15,9 +17,11 @@ from segments.models import CustomerRecommendation, ScoringRun, ScoringSettings
 from segments.selectors import recommendations_for
 from segments.services import (
     load_order_lines,
+    recommendations_compute,
     scoring_run_execute,
     scoring_run_request,
     scoring_settings_save,
+    write_recommendations,
 )
 
 pytestmark = pytest.mark.django_db
@@ -90,9 +94,77 @@ def products(client, external_id: str) -> list[str]:
 
 
 def test_order_lines_are_read_from_paid_orders_items(shop):
-    lines = load_order_lines(shop)
+    lines, catalog = load_order_lines(shop)
     assert sorted(lines["product"]) == ["A", "A", "A", "B", "B", "B", "C", "C"]  # no D
     assert lines.loc[lines["product"] == "B", "qty"].sum() == 4
+    c = ids(shop)
+    assert sorted(zip(lines["customer_id"], lines["product"], strict=True)) == sorted(
+        [(c["c1"], "A"), (c["c1"], "B"), (c["c2"], "A"), (c["c2"], "B")]
+        + [(c["c3"], "A"), (c["c3"], "C"), (c["c4"], "B"), (c["c4"], "C")]
+    )
+    assert lines["placed_at"].min() == pd.Timestamp("2026-06-01 09:00")  # UTC
+    # The last name and price seen (o4 renamed the mug; B was named only from o2 on).
+    assert catalog.to_dict("index") == {
+        "A": {"name": "Кофе", "price": 100.0},
+        "B": {"name": "Фильтры", "price": 100.0},
+        "C": {"name": "Кружка 300 мл", "price": 350.0},
+    }
+
+
+def test_odd_items_are_skipped_or_read_safely(client_a):
+    ingest_records(client=client_a, kind="customers", records=[{"external_id": "x"}])
+    Customer.objects.for_client(client_a).get()
+    from clients.models import Order
+
+    customer = Customer.objects.for_client(client_a).get()
+    Order.objects.create(
+        client=client_a,
+        customer=customer,
+        external_id="odd",
+        placed_at=dt.datetime(2026, 6, 1, tzinfo=dt.UTC),
+        amount=1,
+        items=[
+            "not an object",
+            {"name": "no sku"},
+            {"sku": "  "},
+            {"sku": 42, "qty": "2.0", "price": "abc", "name": "  "},
+            {"sku": "Q", "qty": "many"},
+            {"sku": "Q", "name": "Альфа", "price": 10, "qty": 3},
+            {"sku": "Q", "name": "Бета", "price": "9.50"},
+            {"sku": "R", "price": -5, "qty": 0},
+        ],
+    )
+    Order.objects.create(
+        client=client_a,
+        customer=customer,
+        external_id="not-a-list",
+        placed_at=dt.datetime(2026, 6, 1, tzinfo=dt.UTC),
+        amount=1,
+        items={"sku": "X"},
+    )
+    lines, catalog = load_order_lines(client_a)
+    assert sorted(zip(lines["product"], lines["qty"], strict=True)) == [
+        ("42", 2),
+        ("Q", 1),
+        ("Q", 1),
+        ("Q", 3),
+        ("R", 1),
+    ]
+    assert catalog.loc["42", "name"] is None
+    assert pd.isna(catalog.loc["42", "price"])
+    assert pd.isna(catalog.loc["R", "price"])
+    # The same SKU twice in one order: the greater name, the greater price (as numbers).
+    assert (catalog.loc["Q", "name"], catalog.loc["Q", "price"]) == ("Бета", 10.0)
+    # The embedded path (SQLite: the ORM and segments.recommend.product_catalog) agrees.
+    from django.db import connection
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(connection, "vendor", "sqlite")
+        orm_lines, orm_catalog = load_order_lines(client_a)
+    assert sorted(zip(orm_lines["product"], orm_lines["qty"], strict=True)) == sorted(
+        zip(lines["product"], lines["qty"], strict=True)
+    )
+    assert orm_catalog.fillna(-1).to_dict("index") == catalog.fillna(-1).to_dict("index")
 
 
 def test_the_scoring_run_writes_every_customers_recommendations(shop):
@@ -208,3 +280,29 @@ def test_the_setting_is_checked(client_a):
         scoring_settings_save(client=client_a, values={"recommendations_count": 0}, source="api")
     assert refused.value.field == "recommendations_count"
     assert not ScoringSettings.objects.for_client(client_a).exists()
+
+
+def test_the_embedded_path_reads_the_same_lines_and_catalogue(shop, monkeypatch):
+    """SQLite (the embedded first run) reads items through the ORM and the pure catalogue:
+    the same lines and the same names and prices as the PostgreSQL query."""
+    lines, catalog = load_order_lines(shop)
+    from django.db import connection
+
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    orm_lines, orm_catalog = load_order_lines(shop)
+    key = ["order_id", "product"]
+    pd.testing.assert_frame_equal(
+        lines.sort_values(key).reset_index(drop=True),
+        orm_lines.sort_values(key).reset_index(drop=True),
+        check_dtype=False,
+    )
+    assert orm_catalog.to_dict("index") == catalog.to_dict("index")
+    # And the rows written through the ORM read back the same.
+    written, _, _ = recommendations_compute(
+        client=shop, customers=np.array(sorted(ids(shop).values())), as_of=AS_OF, n=5
+    )
+    bench_run = ScoringRun.objects.create(client=shop, source="cli")
+    write_recommendations(client=shop, run=bench_run, products=written)
+    monkeypatch.undo()
+    assert products(shop, "c5") == ["B", "A", "C"]
+    assert products(shop, "c3") == ["B"]

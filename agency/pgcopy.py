@@ -10,8 +10,7 @@
   :func:`jsonb`; :func:`copy_in_fields` writes equal-length fields into a table.
 - :func:`copy_out_binary`: the rows of ``COPY (query) TO STDOUT (FORMAT binary)`` as raw field
   values, meant for a few rows of whole-column arrays (``array_agg``) decoded by
-  :func:`array_items` / :func:`array_values` without copying; :func:`copy_out_csv` for rows
-  with text columns.
+  :func:`array_items` / :func:`array_values` without copying.
 
 PostgreSQL only: callers keep their own path for SQLite (the embedded first run).
 """
@@ -72,14 +71,6 @@ def copy_out_binary(sql: str, params: Sequence[Any]) -> list[list[memoryview | N
         with _raw(cursor).copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params) as copy:
             data = memoryview(b"".join(copy))
     return binary_rows(data)
-
-
-def copy_out_csv(sql: str, params: Sequence[Any]) -> bytes:
-    """The whole ``COPY (sql) TO STDOUT (FORMAT csv, HEADER)`` on the default connection, for
-    rows with text columns that a reader such as ``pyarrow.csv`` parses in C."""
-    with connection.cursor() as cursor:
-        with _raw(cursor).copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)", params) as copy:
-            return b"".join(copy)
 
 
 def binary_rows(data: memoryview) -> list[list[memoryview | None]]:

@@ -213,3 +213,24 @@ def test_without_co_purchase_only_best_sellers_not_owned():
     assert set(result["source"]) == {BEST_SELLER}
     # Quantities: A 4, B 4 (4 orders each: by id), C 2, E 2 (C 2 orders, E 2: by id), D 1.
     assert [p for p, _, _ in picks(result, 3)] == ["B", "E", "D"]
+
+
+def test_customers_scored_in_blocks_get_what_they_get_at_once(monkeypatch):
+    from segments import recommend as module
+
+    rng = np.random.default_rng(3)
+    orders = rng.integers(0, 3000, 12_000)
+    data = pd.DataFrame(
+        {
+            "order_id": orders,
+            "customer_id": orders % 700,
+            "placed_at": NOW - pd.to_timedelta(rng.integers(1, 200, len(orders)), unit="D"),
+            "product": rng.integers(0, 120, len(orders)),
+            "qty": 1,
+        }
+    )
+    whole = recommend(data, customers=np.arange(800), now=NOW, n=4)
+    monkeypatch.setattr(module, "BLOCK_CANDIDATES", 500)  # dozens of blocks
+    blocks = recommend(data, customers=np.arange(800), now=NOW, n=4)
+    pd.testing.assert_frame_equal(whole, blocks)
+    assert set(whole["source"]) == {CO_PURCHASE, BEST_SELLER}

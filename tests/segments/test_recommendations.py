@@ -273,13 +273,50 @@ def test_access_archive_lists_them_and_erasure_deletes_them(shop):
     assert products(shop, "c3") == ["B"]
 
 
-def test_the_setting_is_checked(client_a):
+def test_the_setting_is_checked(client_a, api_a):
     from segments.services import ScoringSettingsError
 
     with pytest.raises(ScoringSettingsError) as refused:
         scoring_settings_save(client=client_a, values={"recommendations_count": 0}, source="api")
     assert refused.value.field == "recommendations_count"
     assert not ScoringSettings.objects.for_client(client_a).exists()
+    url = "/api/v1/scoring/settings/"
+    assert api_a.get(url).json()["recommendations_count"] == 5
+    too_many = api_a.patch(url, {"recommendations_count": 21}, format="json")
+    assert too_many.status_code == 400
+    assert too_many.json()["field"] == "recommendations_count"
+    assert api_a.patch(url, {"recommendations_count": 3}, format="json").status_code == 200
+    assert ScoringSettings.objects.for_client(client_a).get().recommendations_count == 3
+
+
+def test_the_admin_form_keeps_the_count_when_a_form_leaves_it_out(
+    client, account_manager, client_a
+):
+    from django.urls import reverse
+
+    client.force_login(account_manager)
+    form = {
+        "client": client_a.pk,
+        "onboarding_days": 30,
+        "at_risk_after_days": 30,
+        "win_back_after_days": 60,
+        "clv_months": 12,
+        "monthly_discount_rate": "0.01",
+        "gross_margin": "0.35",
+        "holdout_days": 90,
+    }
+    assert client.post(reverse("admin:segments_scoringsettings_add"), form).status_code == 302
+    saved = ScoringSettings.objects.for_client(client_a).get()
+    assert saved.recommendations_count == 5
+    form["recommendations_count"] = 8
+    url = reverse("admin:segments_scoringsettings_change", args=[saved.pk])
+    assert client.post(url, form).status_code == 302
+    saved.refresh_from_db()
+    assert saved.recommendations_count == 8
+    form["recommendations_count"] = 30
+    assert client.post(url, form).status_code == 200  # refused at the field
+    saved.refresh_from_db()
+    assert saved.recommendations_count == 8
 
 
 def test_the_embedded_path_reads_the_same_lines_and_catalogue(shop, monkeypatch):

@@ -675,16 +675,52 @@ def write_recommendations(*, client: Client, run: ScoringRun, products: pd.Serie
         )
 
 
+def _timed_order_lines(client: Client) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    t = time.perf_counter()
+    lines, catalog = load_order_lines(client)
+    return lines, catalog, round(time.perf_counter() - t, 3)
+
+
+def _order_lines_on_own_connection(client: Client) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    try:
+        return _timed_order_lines(client)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def order_lines_ahead(client: Client) -> Future:
+    """:func:`load_order_lines` (and how long it took) started now: on PostgreSQL outside a
+    transaction, on a helper thread's own connection, so that the database unpacks the items
+    while the run computes the scores; otherwise here."""
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="scoring-order-lines")
+        future = pool.submit(_order_lines_on_own_connection, client)
+        pool.shutdown(wait=False)  # the thread ends with its read
+        return future
+    future = Future()
+    try:
+        future.set_result(_timed_order_lines(client))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
 def recommendations_compute(
-    *, client: Client, customers: np.ndarray, as_of: dt.date, n: int
+    *,
+    client: Client,
+    customers: np.ndarray,
+    as_of: dt.date,
+    n: int,
+    order_lines: Future | None = None,
 ) -> tuple[pd.Series, dict[str, Any], dict[str, float]]:
     """Each customer's products (:func:`segments.recommend.recommend` on the client's paid
     order lines up to the end of ``as_of`` in the client's zone): (JSON lists by customer id,
-    a summary for the run's parameters, stage seconds)."""
+    a summary for the run's parameters, stage seconds). ``order_lines``: the read started
+    ahead (:func:`order_lines_ahead`), else it is done here."""
     seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    lines, catalog = load_order_lines(client)
-    seconds["recommend_extract"] = round(time.perf_counter() - t, 3)
+    lines, catalog, seconds["recommend_extract"] = (
+        order_lines or order_lines_ahead(client)
+    ).result()
     t = time.perf_counter()
     end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time.min, tzinfo=client.tzinfo)
     now = pd.Timestamp(end.astimezone(dt.UTC).replace(tzinfo=None))
@@ -882,6 +918,7 @@ def _scoring_run_work(
             on_progress(percent, stage)
 
     replacement: _ScoresReplacement | None = None
+    order_lines: Future | None = None
     try:
         config = scoring_config_for(client)
         progress(5, "выгрузка заказов")
@@ -895,6 +932,8 @@ def _scoring_run_work(
         if not known.all():  # orders of erased customers
             orders = orders[known]
         seconds["extract"] = round(time.perf_counter() - t, 3)
+        # Items are unpacked by the database while the scores are computed here.
+        order_lines = order_lines_ahead(client)
         replacement = _ScoresReplacement(client)
         progress(30, "RFM, жизненный цикл, модели CLV")
         result = compute_scores(
@@ -914,7 +953,11 @@ def _scoring_run_work(
         progress(70, "рекомендации товаров")
         recommended, result.parameters["recommendations"], recommend_seconds = (
             recommendations_compute(
-                client=client, customers=customers, as_of=as_of, n=config.recommendations
+                client=client,
+                customers=customers,
+                as_of=as_of,
+                n=config.recommendations,
+                order_lines=order_lines,
             )
         )
         seconds.update(recommend_seconds)
@@ -970,6 +1013,9 @@ def _scoring_run_work(
             stage_seconds=seconds,
         )
         raise
+    finally:
+        if order_lines is not None:
+            order_lines.exception()  # a run that failed first waits for the read to end
     replacement.close(failed=False)
     if on_progress:
         on_progress(100, "готово")

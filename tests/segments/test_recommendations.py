@@ -38,6 +38,10 @@ def item(sku: str, name: str | None = None, qty: int = 1, price: str = "100") ->
 
 @pytest.fixture
 def shop(client_a):
+    return _shop_orders(client_a)
+
+
+def _shop_orders(client_a):
     """Orders (customer: products): c1 A B; c2 A B(x2); c3 A C; c4 B C; c5 D refunded only;
     c6 nothing. Pairs: A-B 2 orders, A-C 1, B-C 1. Quantities sold: B 4, A 3, C 2."""
     ingest_records(
@@ -343,3 +347,30 @@ def test_the_embedded_path_reads_the_same_lines_and_catalogue(shop, monkeypatch)
     monkeypatch.undo()
     assert products(shop, "c5") == ["B", "A", "C"]
     assert products(shop, "c3") == ["B"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_items_are_read_on_a_helper_connection(monkeypatch):
+    """The nightly run (no caller's transaction): the lines are read on a helper thread while the
+    scores are computed, and the recommendations land as in a transaction."""
+    import threading
+
+    from segments import services
+    from tests.segments.test_scoring_io import _committed_client
+
+    client = _committed_client("Рекомендации")
+    _shop_orders(client)
+    threads = []
+    read = services._order_lines_on_own_connection
+
+    def watched(client):
+        threads.append(threading.current_thread().name)
+        return read(client)
+
+    monkeypatch.setattr(services, "_order_lines_on_own_connection", watched)
+    done = run(client)
+    assert done.status == ScoringRun.Status.SUCCEEDED, done.error
+    assert threads
+    assert threads[0].startswith("scoring-order-lines")
+    assert products(client, "c3") == ["B"]
+    assert products(client, "c6") == ["B", "A", "C"]

@@ -16,7 +16,7 @@ FUZZ_EXAMPLES ?= 100
 FUZZ_SECONDS  ?= 900
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test test-services test-browser fuzz lint format bench bench-ingest bench-scoring bench-audiences bench-campaigns clean distclean
+.PHONY: help venv install run test test-services test-browser fuzz lint format bench bench-ingest bench-scoring bench-audiences bench-campaigns bench-recommendations clean distclean
 
 help:
 	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-scoring  only the scoring pipeline bench (SCORING_BENCH_ARGS=--sizes 10000,...)"
 	@echo "make bench-audiences  only the audience sync bench (AUDIENCES_BENCH_ARGS=--sizes 10000,...)"
 	@echo "make bench-campaigns  trigger chains: enrolment tick and dispatch rates (CAMPAIGNS_BENCH_ARGS=--size 100000 ...)"
+	@echo "make bench-recommendations  only the recommendations bench (RECOMMENDATIONS_BENCH_ARGS=--sizes 10000,...)"
 	@echo "make venv       create $(VENV) and install the project with dev extras"
 	@echo "make clean      remove caches and build artefacts (distclean: also $(VENV) and var/)"
 
@@ -103,7 +104,7 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: bench-ingest bench-scoring bench-audiences bench-campaigns
+bench: bench-ingest bench-scoring bench-audiences bench-campaigns bench-recommendations
 
 bench-ingest: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=config.settings \
@@ -124,6 +125,11 @@ bench-audiences: $(STAMP) test-services
 bench-campaigns: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=config.settings scripts/with_test_services.sh \
 	  bash -c '$(PY) manage.py migrate -v0 && $(PY) bench/campaigns.py $(CAMPAIGNS_BENCH_ARGS)'
+# Hit rate@5 against best sellers and compute time (no database), then the scoring run's
+# recommendation step on PostgreSQL (--db) (RECOMMENDATIONS_BENCH_ARGS=--sizes 10000,...).
+bench-recommendations: $(STAMP) test-services
+	DJANGO_SETTINGS_MODULE=config.settings scripts/with_test_services.sh \
+	  bash -c '$(PY) manage.py migrate -v0 && $(PY) bench/recommendations.py --db $(RECOMMENDATIONS_BENCH_ARGS)'
 
 clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

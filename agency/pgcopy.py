@@ -6,8 +6,8 @@
   and trailer are written here, the caller writes only rows.
 - Binary rows built by numpy, whole columns at a time (no Python work per row): a column is a
   :class:`Field` made by :func:`fixed` (integers, floats, booleans, timestamps as microseconds
-  since :data:`PG_EPOCH_US`), :func:`numeric_2` (``numeric(p, 2)``) or :func:`text`;
-  :func:`copy_in_fields` writes equal-length fields into a table.
+  since :data:`PG_EPOCH_US`), :func:`numeric_2` (``numeric(p, 2)``), :func:`text` or
+  :func:`jsonb`; :func:`copy_in_fields` writes equal-length fields into a table.
 - :func:`copy_out_binary`: the rows of ``COPY (query) TO STDOUT (FORMAT binary)`` as raw field
   values, meant for a few rows of whole-column arrays (``array_agg``) decoded by
   :func:`array_items` / :func:`array_values` without copying.
@@ -211,6 +211,13 @@ def text(values: pd.Series) -> Field:
         return Field(codes=values.cat.codes.to_numpy() + 1, texts=["", *values.cat.categories])
     codes, texts = pd.factorize(values.astype(object).where(values.notna(), ""))
     return Field(codes=codes, texts=[str(t) for t in texts])
+
+
+def jsonb(values: pd.Series) -> Field:
+    """JSON documents given as text (never NULL) as ``jsonb``: its binary form is a version
+    byte (1) followed by the text; each distinct document encoded once."""
+    codes, texts = pd.factorize(values.astype(object))
+    return Field(codes=codes, texts=["\x01" + str(t) for t in texts])
 
 
 def row_blocks(fields: Sequence[Field], rows_per_chunk: int = 1 << 14) -> Iterator[memoryview]:

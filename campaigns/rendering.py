@@ -43,7 +43,9 @@ def messages_render(
     """``{(enrollment id, step id): RenderedMessage}`` for every item."""
     if not items:
         return {}
-    recommendations = recommendations_for(client_id, [c.pk for _e, _s, c in items])
+    recommendations = recommendations_for(
+        client=client_id, customer_ids=[c.pk for _e, _s, c in items]
+    )
     client_name = (
         TriggerChain.objects.for_client(client_id)
         .filter(pk=items[0][0].chain_id)

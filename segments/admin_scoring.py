@@ -252,10 +252,18 @@ def scoring_overview(clients: QuerySet, *, now: dt.datetime | None = None) -> li
 
 
 class ScoringSettingsForm(TenantAdminForm):
-    """The service's check (``scoring_settings_validate``), its refusal shown at the field."""
+    """The service's check (``scoring_settings_validate``), its refusal shown at the field.
+    A form sent without the number of recommendations (added later) keeps the stored one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "recommendations_count" in self.fields:
+            self.fields["recommendations_count"].required = False
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if "recommendations_count" in self.fields and cleaned.get("recommendations_count") is None:
+            cleaned["recommendations_count"] = self.instance.recommendations_count
         values = {name: cleaned.get(name) for name in SCORING_SETTING_BOUNDS}
         try:
             scoring_settings_validate(values)
@@ -279,6 +287,7 @@ class ScoringSettingsAdmin(TenantScopedAdmin):
         "monthly_discount_rate",
         "gross_margin",
         "holdout_days",
+        "recommendations_count",
     )
     list_filter = (ClientListFilter,)
     list_select_related = ("client",)
@@ -417,7 +426,11 @@ class ScoringRunAdmin(JobAdminMixin, TenantScopedAdmin):
         if not params:
             return "—"
         rows = []
-        names = {"bgnbd": _("BG/NBD (покупки, дни)"), "gamma_gamma": _("Gamma-Gamma (чек)")}
+        names = {
+            "bgnbd": _("BG/NBD (покупки, дни)"),
+            "gamma_gamma": _("Gamma-Gamma (чек)"),
+            "recommendations": _("Рекомендации товаров"),
+        }
         for model, values in params.items():
             for name, value in values.items():
                 rows.append([names.get(model, model), name, _number(value, 6)])

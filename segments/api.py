@@ -399,6 +399,7 @@ class ScoringSettingsSerializer(serializers.ModelSerializer):
     monthly_discount_rate = serializers.DecimalField(max_digits=5, decimal_places=4)
     gross_margin = serializers.DecimalField(max_digits=5, decimal_places=4)
     clv_months = serializers.IntegerField(min_value=0, max_value=32767)
+    recommendations_count = serializers.IntegerField(min_value=0, max_value=32767)
 
     class Meta:
         model = ScoringSettings

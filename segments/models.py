@@ -46,6 +46,13 @@ class ScoringSettings(TenantModel):
     holdout_days = models.PositiveSmallIntegerField(
         _("контрольный период проверки модели, дней"), default=90
     )
+    recommendations_count = models.PositiveSmallIntegerField(
+        "рекомендаций товаров покупателю",
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Сколько товаров рассчитывать каждому покупателю для {{ recommendations }} "
+        "в сообщениях (купленные вместе с его покупками, затем хиты продаж за 90 дней).",
+    )
 
     class Meta:
         verbose_name = _("настройки скоринга")
@@ -345,3 +352,58 @@ class SegmentSizeSnapshot(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.segment_id} · {client_localtime(self, self.at):%Y-%m-%d %H:%M}: {self.size}"
+
+
+# --------------------------------------------------------------------------------------------
+# Recommendations (next best offer)
+
+
+class CustomerRecommendation(TenantModel):
+    """The products recommended to one customer, as the latest scoring run computed them
+    (``segments.recommend``: bought together with what they bought, best sellers of the last
+    90 days to fill), for ``{{ recommendations }}`` in messages.
+
+    ``products`` is a list in rank order of ``{"id": SKU, "name": name, "price": "1234.50" or
+    null, "source": "co_purchase" | "best_seller"}``, names and unit prices as last seen in the
+    client's orders. Replaced as a whole for the client by each successful run (delete and
+    COPY), so the keys carry no database constraint, as ``SegmentMembership``'s."""
+
+    client = models.ForeignKey(
+        "clients.Client",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name="клиент",
+        db_index=False,
+        db_constraint=False,
+    )
+    customer = models.ForeignKey(
+        "clients.Customer",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name="покупатель",
+        db_index=False,  # served by the (client, customer) unique index
+        db_constraint=False,
+    )
+    run = models.ForeignKey(
+        ScoringRun,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name="запуск",
+        db_index=False,
+        db_constraint=False,
+    )
+    products = models.JSONField("рекомендованные товары", default=list)
+    computed_at = models.DateTimeField("рассчитано")
+
+    class Meta:
+        verbose_name = "рекомендации покупателю"
+        verbose_name_plural = "рекомендации покупателям"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "customer"], name="customerrecommendation_client_customer"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {len(self.products)}"

@@ -17,6 +17,10 @@ Registered in ``SegmentsConfig.ready()`` (:func:`register`) with :mod:`consent.h
   later refresh (``segment_members_query`` and the scoring inputs exclude them), so nothing
   comes back.
 
+- archive section ``recommendations`` and an erasure step deleting them: the products the last
+  scoring run recommends to the person (derived from their purchases). An erased customer gets
+  none from later runs (they score only customers not erased).
+
 No withdrawal hook: an "opted_out" suppression segment reads the ledger at its next refresh.
 """
 
@@ -31,11 +35,12 @@ from clients.models import Customer
 from consent import hooks
 from consent.hooks import ArchiveSection, ErasureStep, ErasureSubject
 
-from .models import CustomerScore, SegmentMembership
+from .models import CustomerRecommendation, CustomerScore, SegmentMembership
 from .scoring import SCORE_COLUMNS
 
 SCORE_MODELS = ("segments.CustomerScore",)
 MEMBERSHIP_MODELS = ("segments.SegmentMembership",)
+RECOMMENDATION_MODELS = ("segments.CustomerRecommendation",)
 
 
 def _local(value: datetime | None, customer: Customer) -> str | None:
@@ -104,6 +109,44 @@ def scores_and_memberships_erase(subject: ErasureSubject) -> str | None:
     )
 
 
+def recommendations_section(customer: Customer) -> list[dict[str, Any]]:
+    """The products recommended to the person, in rank order, with why (bought together with
+    their purchases, or a best seller) and when the scoring run computed them."""
+    rows = (
+        CustomerRecommendation.objects.for_client(customer.client_id)
+        .filter(customer_id=customer.pk)
+        .order_by("id")
+    )
+    return [
+        {
+            "rank": rank,
+            "product_id": item.get("id"),
+            "name": item.get("name"),
+            "price": item.get("price"),
+            "why": "куплено вместе с покупками покупателя"
+            if item.get("source") == "co_purchase"
+            else "хит продаж за 90 дней",
+            "computed_at": _local(row.computed_at, customer),
+            "scoring_run_id": row.run_id,
+        }
+        for row in rows
+        for rank, item in enumerate(row.products, start=1)
+    ]
+
+
+def recommendations_erase(subject: ErasureSubject) -> str | None:
+    """Delete the products recommended to the person."""
+    customer = subject.customer
+    deleted, _ = (
+        CustomerRecommendation.objects.for_client(customer.client_id)
+        .filter(customer_id=customer.pk)
+        .delete()
+    )
+    if not deleted:
+        return None
+    return "Рекомендации товаров: список товаров, рассчитанный покупателю по его покупкам, удалён."
+
+
 def register() -> None:
     """Register the sections and the erasure step with consent (``SegmentsConfig.ready()``)."""
     hooks.register(
@@ -131,5 +174,23 @@ def register() -> None:
             name="scores_and_memberships",
             models=SCORE_MODELS + MEMBERSHIP_MODELS,
             run=scores_and_memberships_erase,
+        )
+    )
+    hooks.register(
+        ArchiveSection(
+            app="segments",
+            name="recommendations",
+            title="рекомендованные товары: что рассчитано предложить покупателю в сообщениях "
+            "(купленное вместе с его покупками или хиты продаж) и когда",
+            models=RECOMMENDATION_MODELS,
+            build=recommendations_section,
+        )
+    )
+    hooks.register(
+        ErasureStep(
+            app="segments",
+            name="recommendations",
+            models=RECOMMENDATION_MODELS,
+            run=recommendations_erase,
         )
     )

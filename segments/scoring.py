@@ -26,6 +26,7 @@ class ScoringConfig:
     monthly_discount_rate: float = 0.01
     gross_margin: float = 0.35
     holdout_days: int = 90
+    recommendations: int = 5  # products per customer (segments.recommend)
 
 
 @dataclass

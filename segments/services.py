@@ -10,6 +10,7 @@ embedded first run) the same steps go through plain queries.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import time
@@ -33,8 +34,8 @@ from agency.jobs import ACTIVE_STATES, JobLost, enqueue_after_commit, job_audit_
 from agency.recovery import job_recover
 from clients.models import Client, Customer, Event, Order
 
-from . import lifecycle
-from .models import CustomerScore, ScoringRun, ScoringSettings
+from . import lifecycle, recommend
+from .models import CustomerRecommendation, CustomerScore, ScoringRun, ScoringSettings
 from .scoring import SCORE_COLUMNS, ScoringConfig, compute_scores, holdout_check
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ SCORING_SETTING_BOUNDS: dict[str, tuple[Decimal, Decimal, Any]] = {
         ),
     ),
     "holdout_days": (Decimal(7), Decimal(730), gettext_lazy("от 7 до 730 дней")),
+    "recommendations_count": (Decimal(1), Decimal(20), gettext_lazy("от 1 до 20 товаров")),
 }
 
 
@@ -160,6 +162,7 @@ def scoring_config_for(client: Client) -> ScoringConfig:
         monthly_discount_rate=float(s.monthly_discount_rate),
         gross_margin=float(s.gross_margin),
         holdout_days=s.holdout_days,
+        recommendations=s.recommendations_count,
     )
 
 
@@ -478,6 +481,276 @@ def _insert_scores(*, client: Client, run: ScoringRun, scores: pd.DataFrame) -> 
 
 
 # --------------------------------------------------------------------------------------------
+# Recommendations (next best offer): a step of the scoring run
+
+# The client's paid order lines, read once: a product is an item's SKU (trimmed; items without
+# one, or that are not objects, are skipped); a quantity that is not a whole number counts 1.
+# One row comes back: the catalogue (each SKU's code, last name and last price as JSON, codes
+# in SKU order) and the lines as whole-column binary arrays (a row per line would cost the
+# driver a message each, see _paid_order_part).
+_ORDER_LINES_SQL = rf"""
+WITH lines AS MATERIALIZED (
+    SELECT o.id AS order_id, o.customer_id, o.placed_at, i.sku,
+           CASE jsonb_typeof(i.qty)
+               WHEN 'number' THEN greatest(floor(i.qty::numeric), 1)::int8
+               WHEN 'string' THEN CASE WHEN i.qty #>> '{{}}' ~ '^\s*[0-9]{{1,9}}(\.0*)?\s*$'
+                                       THEN greatest(floor((i.qty #>> '{{}}')::numeric), 1)::int8
+                                  END
+           END AS qty,
+           i.name,
+           CASE jsonb_typeof(i.price)
+               WHEN 'number' THEN CASE WHEN i.price::numeric >= 0 THEN i.price END
+               WHEN 'string' THEN CASE WHEN i.price #>> '{{}}' ~ '^\s*[0-9]{{1,12}}(\.[0-9]+)?\s*$'
+                                       THEN i.price END
+           END AS price
+    FROM {Order._meta.db_table} o
+    CROSS JOIN LATERAL (
+        SELECT btrim(e.item ->> 'sku') AS sku, e.item -> 'qty' AS qty,
+               nullif(btrim(e.item ->> 'name'), '') AS name, e.item -> 'price' AS price
+        FROM jsonb_array_elements(
+            CASE WHEN jsonb_typeof(o.items) = 'array' THEN o.items ELSE '[]'::jsonb END
+        ) AS e(item)
+        WHERE jsonb_typeof(e.item) = 'object'
+    ) AS i
+    WHERE o.client_id = %s AND o.status = 'paid' AND i.sku <> ''
+),
+-- The last name and price of each SKU: those of its latest line with one (by time, then order,
+-- then the greater value), found by the latest time per SKU and a join back to those lines.
+latest AS (
+    SELECT sku, row_number() OVER (ORDER BY sku COLLATE "C") - 1 AS code,
+           max(placed_at) FILTER (WHERE name IS NOT NULL) AS named_at,
+           max(placed_at) FILTER (WHERE price IS NOT NULL) AS priced_at
+    FROM lines GROUP BY sku
+),
+named AS (
+    SELECT l.sku, (max(ARRAY[lpad(l.order_id::text, 20, '0'), l.name]))[2] AS name
+    FROM lines l JOIN latest t ON t.sku = l.sku AND t.named_at = l.placed_at
+    WHERE l.name IS NOT NULL GROUP BY l.sku
+),
+priced AS (
+    SELECT l.sku, (max(ARRAY[l.order_id::numeric, (l.price #>> '{{}}')::numeric]))[2] AS price
+    FROM lines l JOIN latest t ON t.sku = l.sku AND t.priced_at = l.placed_at
+    WHERE l.price IS NOT NULL GROUP BY l.sku
+)
+SELECT (SELECT coalesce(json_agg(json_build_array(t.sku, n.name, p.price) ORDER BY t.code), '[]')
+        FROM latest t LEFT JOIN named n USING (sku) LEFT JOIN priced p USING (sku)),
+       array_agg(l.order_id), array_agg(l.customer_id),
+       array_agg((extract(epoch FROM l.placed_at) * 1000000)::int8), array_agg(t.code),
+       array_agg(coalesce(l.qty, 1))
+FROM lines l JOIN latest t USING (sku)
+"""  # noqa: S608 (the table name only)
+
+
+def load_order_lines(client: Client) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lines of the client's paid orders and the products' catalogue.
+
+    Lines (every customer's, erased ones' too: anonymised orders count in what is bought
+    together): ``order_id``, ``customer_id``, ``placed_at`` (UTC, naive), ``product`` (the SKU),
+    ``qty``. The catalogue, indexed by product: ``name`` and ``price`` (the unit price as
+    sent, a float) as last seen in the orders (``segments.recommend.product_catalog``; on
+    PostgreSQL the same rule in the query)."""
+    if connection.vendor == "postgresql":
+        ((catalog, *columns),) = pgcopy.copy_out_binary(_ORDER_LINES_SQL, [client.pk])
+        # json, not jsonb: the text as PostgreSQL wrote it.
+        products = json.loads(bytes(catalog).decode()) if catalog is not None else []
+        skus = np.array([p[0] for p in products], dtype=object)
+        order_id, customer_id, micros, code, qty = (
+            pgcopy.array_values(column, "i8") for column in columns
+        )
+        lines = pd.DataFrame(
+            {
+                "order_id": order_id,
+                "customer_id": customer_id,
+                "placed_at": micros.view("datetime64[us]"),  # Unix microseconds, UTC
+                "product": skus[code] if len(skus) else np.empty(0, dtype=object),
+                "qty": qty,
+            }
+        )
+        table = pd.DataFrame(
+            {
+                "name": pd.Series([p[1] for p in products], index=skus, dtype=object),
+                "price": pd.to_numeric(
+                    pd.Series([p[2] for p in products], index=skus, dtype=object),
+                    errors="coerce",
+                ),
+            },
+            index=pd.Index(skus, name="product"),
+        )
+        return lines, table
+    rows = []
+    orders = (
+        Order.objects.for_client(client)
+        .filter(status=Order.Status.PAID)
+        .values_list("pk", "customer_id", "placed_at", "items")
+    )
+    for order_id, customer_id, placed_at, items in orders.iterator(chunk_size=20_000):
+        for item in items if isinstance(items, list) else []:
+            sku = item.get("sku") if isinstance(item, dict) else None
+            if sku is None or not str(sku).strip():
+                continue
+            qty = pd.to_numeric(item.get("qty"), errors="coerce")
+            rows.append(
+                (
+                    order_id,
+                    customer_id,
+                    placed_at,
+                    str(sku).strip(),
+                    int(qty) if pd.notna(qty) and qty >= 1 and qty == int(qty) else 1,
+                    item.get("name"),
+                    item.get("price"),
+                )
+            )
+    frame = pd.DataFrame(
+        rows,
+        columns=["order_id", "customer_id", "placed_at", "product", "qty", "name", "price"],
+    )
+    frame["placed_at"] = (
+        pd.to_datetime(frame["placed_at"], utc=True).dt.tz_localize(None).astype("M8[us]")
+    )
+    frame["product"] = frame["product"].astype(object)
+    frame["price"] = pd.to_numeric(frame["price"], errors="coerce")
+    lines = frame[["order_id", "customer_id", "placed_at", "product", "qty"]]
+    return lines, recommend.product_catalog(frame)
+
+
+def _recommended_products(chosen: pd.DataFrame, catalog: pd.DataFrame) -> pd.Series:
+    """One JSON list per customer (``CustomerRecommendation.products``), indexed by customer
+    id: each distinct product's object is written once, then each customer's joined (``chosen``
+    comes by customer, then rank)."""
+    if chosen.empty:
+        return pd.Series([], index=pd.Index([], dtype=np.int64), dtype=object)
+    codes, products = pd.factorize(chosen["product"])
+    names = catalog["name"].reindex(products)
+    prices = catalog["price"].reindex(products)
+    objects = np.array(
+        [
+            json.dumps(
+                {
+                    "id": str(product),
+                    "name": name if isinstance(name, str) and name else str(product),
+                    "price": None if pd.isna(price) else f"{price:.2f}",
+                },
+                ensure_ascii=False,
+            )[:-1]
+            for product, name, price in zip(products, names, prices, strict=True)
+        ],
+        dtype=object,
+    )
+    sources = np.array([', "source": "' + s + '"}' for s in recommend.SOURCES], dtype=object)
+    items = objects[codes] + sources[chosen["source"].cat.codes.to_numpy()]
+    customer = chosen["customer_id"].to_numpy()
+    last = np.r_[customer[1:] != customer[:-1], True]
+    first = np.r_[True, last[:-1]]
+    items = np.where(first, "[", "") + items + np.where(last, "]", ", ")
+    starts = np.flatnonzero(first)
+    return pd.Series(np.add.reduceat(items, starts), index=customer[starts])
+
+
+def write_recommendations(*, client: Client, run: ScoringRun, products: pd.Series) -> None:
+    """Replace the client's recommendation rows with ``products`` (JSON lists of the customers
+    of its index) in one transaction."""
+    table = CustomerRecommendation._meta.db_table
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE client_id = %s", [client.pk])  # noqa: S608
+        if connection.vendor == "postgresql":
+            n = len(products)
+            micros = (now - dt.datetime(2000, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+            fields = [
+                pgcopy.fixed(products.index.to_numpy(dtype=np.int64), ">i8"),
+                pgcopy.fixed(np.full(n, client.pk), ">i8"),
+                pgcopy.fixed(np.full(n, run.pk), ">i8"),
+                pgcopy.jsonb(products),
+                pgcopy.fixed(np.full(n, micros), ">i8"),
+            ]
+            columns = ("customer_id", "client_id", "run_id", "products", "computed_at")
+            with connection.cursor() as cursor:
+                pgcopy.copy_in_fields(cursor, table, columns, fields)
+            return
+        CustomerRecommendation.objects.bulk_create(
+            [
+                CustomerRecommendation(
+                    client=client,
+                    customer_id=int(customer_id),
+                    run=run,
+                    products=json.loads(text),
+                    computed_at=now,
+                )
+                for customer_id, text in products.items()
+            ],
+            batch_size=2000,
+        )
+
+
+def _timed_order_lines(client: Client) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    t = time.perf_counter()
+    lines, catalog = load_order_lines(client)
+    return lines, catalog, round(time.perf_counter() - t, 3)
+
+
+def _order_lines_on_own_connection(client: Client) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    try:
+        return _timed_order_lines(client)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def order_lines_ahead(client: Client) -> Future:
+    """:func:`load_order_lines` (and how long it took) started now: on PostgreSQL outside a
+    transaction, on a helper thread's own connection, so that the database unpacks the items
+    while the run computes the scores; otherwise here."""
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="scoring-order-lines")
+        future = pool.submit(_order_lines_on_own_connection, client)
+        pool.shutdown(wait=False)  # the thread ends with its read
+        return future
+    future = Future()
+    try:
+        future.set_result(_timed_order_lines(client))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def recommendations_compute(
+    *,
+    client: Client,
+    customers: np.ndarray,
+    as_of: dt.date,
+    n: int,
+    order_lines: Future | None = None,
+) -> tuple[pd.Series, dict[str, Any], dict[str, float]]:
+    """Each customer's products (:func:`segments.recommend.recommend` on the client's paid
+    order lines up to the end of ``as_of`` in the client's zone): (JSON lists by customer id,
+    a summary for the run's parameters, stage seconds). ``order_lines``: the read started
+    ahead (:func:`order_lines_ahead`), else it is done here."""
+    seconds: dict[str, float] = {}
+    lines, catalog, seconds["recommend_extract"] = (
+        order_lines or order_lines_ahead(client)
+    ).result()
+    t = time.perf_counter()
+    end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time.min, tzinfo=client.tzinfo)
+    now = pd.Timestamp(end.astimezone(dt.UTC).replace(tzinfo=None))
+    chosen = recommend.recommend(lines, customers=customers, now=now, n=n)
+    products = _recommended_products(chosen, catalog)
+    seconds["recommend"] = round(time.perf_counter() - t, 3)
+    from_co_purchase = chosen["source"].cat.codes.to_numpy() == 0
+    summary = {
+        "per_customer": n,
+        "order_lines": len(lines),
+        "products": len(catalog),
+        "customers": len(products),
+        "customers_with_co_purchase": int(
+            len(np.unique(chosen["customer_id"].to_numpy()[from_co_purchase]))
+        ),
+        "co_purchase": int(from_co_purchase.sum()),
+        "best_seller": int((~from_co_purchase).sum()),
+    }
+    return products, summary, seconds
+
+
+# --------------------------------------------------------------------------------------------
 # Runs
 
 
@@ -653,6 +926,7 @@ def _scoring_run_work(
             on_progress(percent, stage)
 
     replacement: _ScoresReplacement | None = None
+    order_lines: Future | None = None
     try:
         config = scoring_config_for(client)
         progress(5, "выгрузка заказов")
@@ -666,6 +940,8 @@ def _scoring_run_work(
         if not known.all():  # orders of erased customers
             orders = orders[known]
         seconds["extract"] = round(time.perf_counter() - t, 3)
+        # Items are unpacked by the database while the scores are computed here.
+        order_lines = order_lines_ahead(client)
         replacement = _ScoresReplacement(client)
         progress(30, "RFM, жизненный цикл, модели CLV")
         result = compute_scores(
@@ -682,6 +958,17 @@ def _scoring_run_work(
         if out_of_range:
             result.parameters["out_of_range"] = out_of_range
         transitions = _transitions(replacement.previous_segments(), result.scores["rfm_segment"])
+        progress(70, "рекомендации товаров")
+        recommended, result.parameters["recommendations"], recommend_seconds = (
+            recommendations_compute(
+                client=client,
+                customers=customers,
+                as_of=as_of,
+                n=config.recommendations,
+                order_lines=order_lines,
+            )
+        )
+        seconds.update(recommend_seconds)
         progress(80, "запись оценок")
         t = time.perf_counter()
         # The holdout check (a report no score depends on) runs while the database writes.
@@ -692,6 +979,9 @@ def _scoring_run_work(
             written.result()
         seconds.update(result.stage_seconds)
         seconds["write"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        write_recommendations(client=client, run=run, products=recommended)
+        seconds["recommend_write"] = round(time.perf_counter() - t, 3)
         run.finish(
             ScoringRun.Status.SUCCEEDED,
             as_of=as_of,
@@ -731,6 +1021,9 @@ def _scoring_run_work(
             stage_seconds=seconds,
         )
         raise
+    finally:
+        if order_lines is not None:
+            order_lines.exception()  # a run that failed first waits for the read to end
     replacement.close(failed=False)
     if on_progress:
         on_progress(100, "готово")

@@ -61,7 +61,7 @@ def test_run_writes_every_customer_and_records_the_models(base):
     assert seen[-1] == 100
     assert seen == sorted(seen)
     assert (run.customers, run.orders) == (40, sum(i % 5 + 1 for i in range(40)))
-    assert set(run.parameters) == {"bgnbd", "gamma_gamma"}
+    assert set(run.parameters) == {"bgnbd", "gamma_gamma", "recommendations"}
     assert {"extract", "rfm", "fit", "write"} <= set(run.stage_seconds)
     scores = CustomerScore.objects.for_client(base)
     assert scores.count() == Customer.objects.for_client(base).count() == 40

@@ -298,3 +298,32 @@ def test_a_bounce_stops_the_person_on_that_channel_and_later_steps_are_not_sent(
     assert "bounce" in second.reason or "недействителен" in second.reason
     assert [m.to for m in recording["email"].sent].count(people[0].email) == 1
     assert [m.to for m in recording["email"].sent].count(people[1].email) == 2
+
+
+def test_recommendations_of_the_scoring_run_fill_the_message(client_a, recording):
+    from segments.models import CustomerRecommendation
+
+    people = make_customers(client_a, 2)
+    consent(client_a, people)
+    CustomerRecommendation.objects.create(
+        client=client_a,
+        customer=people[0],
+        products=[
+            {"id": "sku-1", "name": "Кофемолка", "price": "2490.00"},
+            {"id": "sku-2", "name": "Фильтры для кофе", "price": "190.00"},
+        ],
+        computed_at=NOW,
+    )
+    flow = chain(client_a, holdout_percent=0)
+    step = flow.steps.get()
+    step.template.body = (
+        "<p>{{ first_name }}, вам подойдёт:</p><ul>{% for item in recommendations %}"
+        "<li>{{ item.name }} — {{ item.price }} ₽</li>{% empty %}<li>новинки</li>{% endfor %}</ul>"
+    )
+    step.template.save()
+    register(client_a, people, NOW - dt.timedelta(hours=1))
+    chains_tick(client_a.pk, now=NOW)
+    bodies = {m.to: m.body for m in recording["email"].sent}
+    assert "Кофемолка — 2490" in bodies[people[0].email]
+    assert "Фильтры для кофе" in bodies[people[0].email]
+    assert "новинки" in bodies[people[1].email]  # no recommendations yet: the fallback text

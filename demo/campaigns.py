@@ -11,6 +11,7 @@ back as opens and clicks."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import numpy as np
 from django.db import transaction
@@ -54,16 +55,18 @@ def _recent_registrations(client: Client, rng: np.random.Generator) -> int:
 
 def _push_devices(client: Client) -> int:
     allowed = customers_consented_for(Customer.objects.for_client(client), PUSH_MARKETING)
-    devices = [
-        PushDevice(
-            client=client,
-            customer_id=pk,
-            provider="rustore",
-            token=f"demo-rustore-token-{client.pk}-{pk}",
-            token_hash=f"demo-{client.pk}-{pk}",
+    devices = []
+    for pk in allowed.values_list("pk", flat=True):
+        token = f"demo-rustore-token-{client.pk}-{pk:08d}"
+        devices.append(
+            PushDevice(
+                client=client,
+                customer_id=pk,
+                provider="rustore",
+                token=token,
+                token_hash=hashlib.sha256(token.encode()).hexdigest(),  # as push_device_register
+            )
         )
-        for pk in allowed.values_list("pk", flat=True)
-    ]
     PushDevice.objects.bulk_create(devices, ignore_conflicts=True)
     return len(devices)
 
@@ -78,7 +81,7 @@ def demo_campaigns(*, client: Client, seed: int = 42) -> list[TriggerChain]:
         presets = list(PRESETS)
         if tier_has(client=client, feature="omnichannel"):
             channel_settings_save(
-                client=client, channel="sms", provider="smsru", sender="DEMO",
+                client=client, channel="sms", provider="smsru", sender="CVM-DEMO",
                 credentials=DEMO_SMSRU, source="cli",
             )  # fmt: skip
             channel_settings_save(
@@ -88,6 +91,4 @@ def demo_campaigns(*, client: Client, seed: int = 42) -> list[TriggerChain]:
             _push_devices(client)
             presets.append("cascade")
         _recent_registrations(client, rng)
-        return [
-            chain_from_preset(client, code, activate=True, source="cli") for code in presets
-        ]
+        return [chain_from_preset(client, code, activate=True, source="cli") for code in presets]

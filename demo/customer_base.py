@@ -506,6 +506,7 @@ class DemoClientResult:
     consents: int = 0
     scoring: object = None  # the first ScoringRun (seed_demo)
     audiences: list = field(default_factory=list)
+    chains: list = field(default_factory=list)
 
 
 @dataclass

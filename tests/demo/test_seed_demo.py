@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
 from audiences.models import SyncRun
 from audiences.sync import sync_run_execute
@@ -198,3 +199,33 @@ def test_first_demo_syncs_include_a_succeeded_vk_sync(fast_passwords, demo_stubs
         assert vk_runs[slug].status == SyncRun.Status.SKIPPED
         assert "от 2000" in vk_runs[slug].message
     assert not [r for r in finished if r.status == SyncRun.Status.FAILED]
+
+
+def test_seed_demo_starts_the_presets_and_a_tick_sends_into_the_stubs(
+    fast_passwords, settings, smtp_sink, smsru_stub, rustore_stub
+):
+    """`make run`'s promise: the demo clients have the agency's presets running, and a tick of
+    the engine puts messages into the SMTP sink and the SMS and push stubs."""
+    from campaigns.models import Message, TriggerChain
+    from campaigns.services import chains_tick
+
+    settings.DEBUG = True
+    lines = run("seed_demo", "--customers", "300")
+    assert any(line.startswith("Триггерные цепочки") for line in lines)
+    advanced = Client.objects.get(tier__code="advanced")
+    chains = TriggerChain.objects.for_client(advanced)
+    assert set(chains.values_list("preset", flat=True)) == {
+        "welcome",
+        "no_purchase_30",
+        "churn_winback",
+        "cascade",
+    }
+    assert set(chains.values_list("status", flat=True)) == {"active"}
+    foundation = Client.objects.get(tier__code="foundation")
+    assert TriggerChain.objects.for_client(foundation).filter(status="active").count() == 3
+    noon = timezone.now().replace(hour=9, minute=0, second=0, microsecond=0)
+    for client in Client.objects.all():
+        chains_tick(client.pk, now=noon)
+    assert Message.objects.unscoped().filter(state="sent", channel="email").exists()
+    assert smtp_sink.messages  # real mail in the sink
+    assert Message.objects.unscoped().filter(state="holdout").exists()

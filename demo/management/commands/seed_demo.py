@@ -15,6 +15,7 @@ from tqdm import tqdm
 from agency.commands import BaseCommand
 from clients.models import Client
 from demo.audiences import demo_audiences
+from demo.campaigns import demo_campaigns
 from demo.consents import demo_consents
 from demo.customer_base import DEMO_STEPS, DemoSeedError, demo_seed
 from demo.segments import demo_scoring, demo_segments
@@ -87,6 +88,7 @@ class Command(BaseCommand):
             demo_segments(client=entry.client)
             entry.scoring = self._score(entry.client)
             entry.audiences = demo_audiences(client=entry.client)
+            entry.chains = demo_campaigns(client=entry.client, seed=options["seed"])
 
         self.stdout.write(_("Клиенты:"))
         for entry in result.clients:
@@ -125,6 +127,15 @@ class Command(BaseCommand):
         for entry in result.clients:
             for audience in entry.audiences:
                 self.stdout.write(f"  {entry.client.slug:<24} #{audience.pk} {audience.name}")
+        self.stdout.write(
+            _(
+                "Триггерные цепочки (запущены; такт каждую минуту; письма — в var/mail/, SMS и "
+                "push — в заглушках):"
+            )
+        )
+        for entry in result.clients:
+            for chain in entry.chains:
+                self.stdout.write(f"  {entry.client.slug:<24} #{chain.pk} {chain.name}")
         self.stdout.write(_("API-ключи (показываются один раз; Authorization: Api-Key <ключ>):"))
         for entry in result.clients:
             self.stdout.write(f"  {entry.client.slug:<24} {entry.api_key}")

@@ -96,6 +96,7 @@ STUB_ARGS=(--yandex-port "$YANDEX_STUB_PORT" --vk-port "$VK_STUB_PORT"
            --smsru-port "$SMSRU_STUB_PORT" --smsc-port "$SMSC_STUB_PORT"
            --rustore-port "$RUSTORE_STUB_PORT" --webpush-port "$WEBPUSH_STUB_PORT"
            --smtp-port "$SMTP_SINK_PORT" --mail-dir "$ROOT/var/mail"
+           --readers-open-share 0.45 --readers-click-share 0.15
            --quiet)
 
 if [[ "$PRINT_CONFIG" -eq 1 ]]; then

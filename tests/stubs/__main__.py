@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from tests.stubs.base import FAULT_KINDS
+from tests.stubs.readers import SimulatedReaders
 from tests.stubs.rustore import RuStoreStub
 from tests.stubs.sendsay import SendsayStub
 from tests.stubs.smsc import SmscStub
@@ -90,6 +91,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout-sleep", type=float, default=3.0)
     parser.add_argument("--quiet", action="store_true", help="do not print each request")
+    parser.add_argument(
+        "--readers-open-share",
+        type=float,
+        default=0.0,
+        help="demo: share of received emails whose open pixel is fetched (0 = off)",
+    )
+    parser.add_argument(
+        "--readers-click-share",
+        type=float,
+        default=0.0,
+        help="demo: share of received emails whose first tracked link is followed",
+    )
     return parser.parse_args(argv)
 
 
@@ -142,6 +155,11 @@ def main(argv: list[str] | None = None) -> None:
                 port=args.smtp_port,
                 folder=args.mail_dir,
                 log_messages=not args.quiet,
+                readers=SimulatedReaders(
+                    open_share=args.readers_open_share, click_share=args.readers_click_share
+                )
+                if args.readers_open_share > 0
+                else None,
             ),
         }
     )

@@ -60,6 +60,7 @@ class SmtpSink:
         refuse_domains: frozenset[str] | set[str] = REFUSE_DOMAINS,
         defer_domains: frozenset[str] | set[str] = DEFER_DOMAINS,
         log_messages: bool = False,
+        readers: Any = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -67,6 +68,7 @@ class SmtpSink:
         self.refuse_domains = set(refuse_domains)
         self.defer_domains = set(defer_domains)
         self.log_messages = log_messages
+        self.readers = readers  # tests.stubs.readers.SimulatedReaders in the demo
         self.messages: list[EmailMessage] = []
         self.envelopes: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -104,6 +106,8 @@ class SmtpSink:
             number = len(self.messages)
         if self.folder:
             (self.folder / f"{number:06d}.eml").write_bytes(content)
+        if self.readers is not None:
+            self.readers.on_email(message)
         if self.log_messages:
             print(
                 f"[SmtpSink:{self.port}] {mail_from} -> {', '.join(rcpt_tos)}: "

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -975,9 +976,13 @@ def _webpush_subscription(token: Any) -> str:
         )
     parts = urlsplit(endpoint)
     host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not any(
-        host == allowed or (allowed.startswith(".") and host.endswith(allowed))
-        for allowed in WEBPUSH_HOSTS
+    local_allowed = settings.WEBPUSH_ALLOW_PRIVATE_ENDPOINTS and host in ("127.0.0.1", "localhost")
+    if not local_allowed and (
+        parts.scheme != "https"
+        or not any(
+            host == allowed or (allowed.startswith(".") and host.endswith(allowed))
+            for allowed in WEBPUSH_HOSTS
+        )
     ):
         _refuse(
             "invalid_subscription",

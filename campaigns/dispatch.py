@@ -361,7 +361,9 @@ def outbox_dispatch(
             _hold(client_id, channel, exc.message)
             continue
         try:
-            transfer_check(recipient=sender.recipient, operation=f"campaigns:{channel}")
+            # Web push is checked per endpoint (its vendor), not per channel: _webpush_transfers.
+            if sender.provider != "webpush":
+                transfer_check(recipient=sender.recipient, operation=f"campaigns:{channel}")
         except ServiceError as exc:  # the cross-border guard refused: wait, say why
             _hold(client_id, channel, exc.message)
             continue
@@ -374,6 +376,10 @@ def outbox_dispatch(
                     if not _more_due(client_id, channel, moment):
                         break
                     continue
+                if sender.provider == "webpush":
+                    claimed = _webpush_transfers(client_id, claimed, moment, report)
+                    if not claimed:
+                        continue
                 try:
                     results = sender.client.send_batch([_outgoing(m, sender) for m in claimed])
                 except (PlatformError, OSError) as exc:
@@ -386,6 +392,66 @@ def outbox_dispatch(
                     progress("dispatch", len(claimed))
         finally:
             sender.client.close()
+
+
+def _webpush_transfers(
+    client_id: int, claimed: list[Message], now: dt.datetime, report
+) -> list[Message]:
+    """A web push endpoint belongs to the browser's vendor, usually abroad: each message passes
+    the cross-border guard for that vendor (a data recipient per push service host, with its
+    country), and one whose vendor is unknown, or not notified to Roskomnadzor, is held back
+    with the reason instead of being sent."""
+    import json
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    from consent.models import DataRecipient
+    from integrations.webpush import endpoint_country
+
+    allowed: list[Message] = []
+    held: list[Message] = []
+    for message in claimed:
+        try:
+            endpoint = json.loads(message.address)["endpoint"]
+        except (ValueError, KeyError, TypeError):
+            endpoint = ""
+        host = (urlsplit(endpoint).hostname or "").lower()
+        country = endpoint_country(endpoint)
+        if (
+            not country
+            and host in ("127.0.0.1", "localhost", "::1")
+            and getattr(settings, "WEBPUSH_ALLOW_PRIVATE_ENDPOINTS", False)
+        ):
+            country = "RU"  # a push service on this very machine (tests, the demo)
+        if not country:
+            message.reason = _(
+                "Страна push-сервиса %(host)s неизвестна: трансграничная передача не доказуема."
+            ) % {"host": host or "?"}
+            held.append(message)
+            continue
+        if country != "RU":
+            recipient, _created = DataRecipient.objects.for_client(client_id).get_or_create(
+                client_id=client_id,
+                kind=DataRecipient.Kind.PUSH,
+                name=f"Web push: {host}",
+                defaults={"country": country},
+            )
+            try:
+                transfer_check(recipient=recipient, operation=f"campaigns:webpush:{message.pk}")
+            except ServiceError as exc:
+                message.reason = str(exc.message)
+                held.append(message)
+                continue
+        allowed.append(message)
+    for message in held:
+        message.state = Message.State.SUPPRESSED
+        message.finished_at = now
+        message.reason = message.reason[:500]
+        _count(report, "suppressed")
+    if held:
+        Message.objects.for_client(client_id).bulk_update(held, ["state", "finished_at", "reason"])
+    return allowed
 
 
 def _more_due(client_id: int, channel: str, now: dt.datetime) -> bool:

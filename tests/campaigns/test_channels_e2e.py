@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from campaigns.authoring import channel_settings_save, push_device_register
 from django.utils import timezone
 
+from campaigns.authoring import channel_settings_save, push_device_register
 from campaigns.models import Message
 from campaigns.services import chains_tick
 
@@ -114,3 +114,33 @@ def test_push_through_rustore_and_a_dead_token_stops_that_device(client_b, rusto
 
     device = PushDevice.objects.for_client(client_b).get(customer=people[1])
     assert device.gone_at is not None
+
+
+def test_web_push_abroad_needs_a_cross_border_notice(client_b, webpush_stub):
+    """A subscription on this machine's push service is sent; one on FCM (US) is held back by
+    the cross-border guard, with its reason, and never leaves."""
+    import json
+
+    from consent.models import TransferRefusal
+
+    channel_settings_save(
+        client=client_b, channel="push", provider="webpush", credentials=webpush_stub.credentials
+    )
+    local, abroad = make_customers(client_b, 2)
+    consent(client_b, [local, abroad], purpose="push_marketing")
+    push_device_register(
+        client=client_b, customer=local, provider="webpush", token=webpush_stub.subscribe()
+    )
+    fcm = dict(webpush_stub.subscribe())
+    fcm["endpoint"] = "https://fcm.googleapis.com/fcm/send/abc123"
+    push_device_register(client=client_b, customer=abroad, provider="webpush", token=fcm)
+    chain(client_b, holdout_percent=0, steps=(("push", 0, "always"),))
+    register(client_b, [local, abroad], NOW - dt.timedelta(hours=1))
+    chains_tick(client_b.pk, now=NOW)
+    sent = final(client_b).get(customer=local)
+    assert sent.state == "sent", sent.reason
+    held = final(client_b).get(customer=abroad)
+    assert held.state == "suppressed"
+    assert "US" in held.reason or "США" in held.reason or "fcm" in held.reason
+    assert TransferRefusal.objects.for_client(client_b).exists()
+    assert all("fcm.googleapis.com" not in json.dumps(r) for r in getattr(webpush_stub, "sent", []))

@@ -37,6 +37,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from agency.errors import ServiceError
+from agency.rows import rows_update
 from clients.models import Customer
 from consent.transfers import transfer_check
 from integrations.http import OutcomeUnknown, PlatformError, PlatformUnavailable
@@ -199,7 +200,9 @@ def _claim(
             message.reason = ""
             history[message.customer_id].append((channel, now))
             claimed.append(message)
-        Message.objects.for_client(client_id).bulk_update(
+        rows_update(
+            Message,
+            client_id,
             batch,
             ["state", "reason", "finished_at", "due_at", "sending_at", "attempts", "provider"],
         )
@@ -274,7 +277,9 @@ def _apply_results(
                 if message.channel == "push":
                     gone_tokens.append(message.address)
     with transaction.atomic():
-        Message.objects.for_client(claimed[0].client_id).bulk_update(
+        rows_update(
+            Message,
+            claimed[0].client_id,
             claimed,
             [
                 "state",
@@ -327,8 +332,11 @@ def _batch_fail(claimed: list[Message], exc: Exception, now: dt.datetime, report
         _apply_results(claimed, results, now, report)
         return
     with transaction.atomic():
-        Message.objects.for_client(claimed[0].client_id).bulk_update(
-            claimed, ["state", "reason", "finished_at", "outcome_unknown"]
+        rows_update(
+            Message,
+            claimed[0].client_id,
+            claimed,
+            ["state", "reason", "finished_at", "outcome_unknown"],
         )
 
 
@@ -450,7 +458,7 @@ def _webpush_transfers(
         message.reason = message.reason[:500]
         _count(report, "suppressed")
     if held:
-        Message.objects.for_client(client_id).bulk_update(held, ["state", "finished_at", "reason"])
+        rows_update(Message, client_id, held, ["state", "finished_at", "reason"])
     return allowed
 
 

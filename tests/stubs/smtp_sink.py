@@ -69,7 +69,8 @@ class SmtpSink:
         self.defer_domains = set(defer_domains)
         self.log_messages = log_messages
         self.readers = readers  # tests.stubs.readers.SimulatedReaders in the demo
-        self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # parsed on demand (parsing each on arrival halves the rate)
+        self._parsed: list[EmailMessage] = []
         self.envelopes: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._controller: Controller | None = None
@@ -98,14 +99,23 @@ class SmtpSink:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _receive(self, mail_from: str, rcpt_tos: list[str], content: bytes) -> None:
-        message = email.message_from_bytes(content, policy=email.policy.default)
+    @property
+    def messages(self) -> list[EmailMessage]:
+        """What the sink received, parsed (``email.policy.default``), in order of arrival."""
         with self._lock:
-            self.messages.append(message)
+            for content in self.raw[len(self._parsed) :]:
+                self._parsed.append(email.message_from_bytes(content, policy=email.policy.default))
+            return list(self._parsed)
+
+    def _receive(self, mail_from: str, rcpt_tos: list[str], content: bytes) -> None:
+        with self._lock:
+            self.raw.append(content)
             self.envelopes.append({"from": mail_from, "to": rcpt_tos})
-            number = len(self.messages)
+            number = len(self.raw)
         if self.folder:
             (self.folder / f"{number:06d}.eml").write_bytes(content)
+        if self.readers is not None or self.log_messages:
+            message = email.message_from_bytes(content, policy=email.policy.default)
         if self.readers is not None:
             self.readers.on_email(message)
         if self.log_messages:
@@ -116,12 +126,13 @@ class SmtpSink:
             )
 
     def sent_to(self, address: str) -> list[EmailMessage]:
+        messages = self.messages
         with self._lock:
-            return [
-                m for m, e in zip(self.messages, self.envelopes, strict=True) if address in e["to"]
-            ]
+            envelopes = list(self.envelopes)
+        return [m for m, e in zip(messages, envelopes, strict=True) if address in e["to"]]
 
     def clear(self) -> None:
         with self._lock:
-            self.messages.clear()
+            self.raw.clear()
+            self._parsed.clear()
             self.envelopes.clear()

@@ -64,8 +64,10 @@ def test_registration_enrols_once_with_a_stable_arm_and_the_holdout_gets_nothing
     assert len(recording["email"].sent) == 400 - len(holdout)
     assert recording["email"].violations == []
     flow.refresh_from_db()
-    assert flow.srm_p_value is not None
-    assert flow.srm_p_value > arms.SRM_ALERT_P
+    # The chain keeps the sample-ratio test of its realised split (not a random draw's luck).
+    assert flow.srm_p_value == pytest.approx(
+        arms.sample_ratio_p_value(len(holdout), 400 - len(holdout), 20)
+    )
 
 
 def test_sample_ratio_mismatch_is_flagged():

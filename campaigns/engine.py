@@ -131,6 +131,16 @@ def _last_enrolled(chain: TriggerChain):
     )
 
 
+def _crossed_days_without_purchase(chain: TriggerChain, now: dt.datetime) -> Q:
+    """The last purchase crossed N days ago within the look-back: a chain activated on a
+    dormant base takes those who just crossed, not everyone asleep for years."""
+    days = dt.timedelta(days=chain.trigger_days or 30)
+    orders = _paid_orders(chain.client_id)
+    return Q(Exists(orders.filter(placed_at__gte=now - days - TRIGGER_LOOKBACK))) & ~Q(
+        Exists(orders.filter(placed_at__gt=now - days))
+    )
+
+
 def trigger_candidates(chain: TriggerChain, now: dt.datetime):
     """Customers of the client who meet the chain's trigger now (before re-entry and priority)."""
     client_id = chain.client_id
@@ -159,14 +169,7 @@ def trigger_candidates(chain: TriggerChain, now: dt.datetime):
             ~Exists(orders.filter(placed_at__lt=since)),
         )
     if trigger == Trigger.DAYS_SINCE_PURCHASE:
-        days = dt.timedelta(days=chain.trigger_days or 30)
-        orders = _paid_orders(client_id)
-        # The last purchase crossed N days ago within the look-back: a chain activated on a
-        # dormant base takes those who just crossed, not everyone asleep for years.
-        return customers.filter(
-            Exists(orders.filter(placed_at__gte=now - days - TRIGGER_LOOKBACK)),
-            ~Exists(orders.filter(placed_at__gt=now - days)),
-        )
+        return customers.filter(_crossed_days_without_purchase(chain, now))
     if trigger == Trigger.LIFECYCLE_STAGE:
         scores = CustomerScore.objects.for_client(client_id).filter(
             customer=OuterRef("pk"), lifecycle_stage=chain.trigger_lifecycle_stage
@@ -179,6 +182,8 @@ def trigger_candidates(chain: TriggerChain, now: dt.datetime):
             if chain.trigger_churn_probability is not None
             else 0.6,
         )
+        if chain.trigger_days:  # "probability ≥ x, or N days without a purchase" (presets)
+            return customers.filter(Q(Exists(scores)) | _crossed_days_without_purchase(chain, now))
         return customers.filter(Exists(scores))
     if trigger == Trigger.SEGMENT_ENTERED:
         members = SegmentMembership.objects.for_client(client_id).filter(

@@ -329,3 +329,66 @@ def test_recommendations_of_the_scoring_run_fill_the_message(client_a, recording
     assert "Кофемолка — 2490" in bodies[people[0].email]
     assert "Фильтры для кофе" in bodies[people[0].email]
     assert "новинки" in bodies[people[1].email]  # no recommendations yet: the fallback text
+
+
+def test_state_triggers_and_re_entry(client_b, recording):
+    from segments.models import CustomerScore
+
+    people = make_customers(client_b, 5)
+    consent(client_b, people)
+
+    def order(person, days_ago, ext):
+        Order.objects.create(
+            client=client_b,
+            customer=person,
+            external_id=ext,
+            placed_at=NOW - dt.timedelta(days=days_ago),
+            amount=Decimal("100"),
+        )
+
+    order(people[0], 31, "a")  # crossed 30 days yesterday
+    order(people[1], 90, "b")  # asleep for long: not "just crossed"
+    order(people[2], 5, "c")  # bought recently
+    order(people[3], 61, "d")  # crossed 60 days
+    for person, probability in ((people[2], 0.8), (people[4], 0.1)):
+        CustomerScore.objects.create(
+            customer=person,
+            client=client_b,
+            frequency=1,
+            monetary=Decimal("100"),
+            churn_probability=probability,
+            computed_at=NOW,
+        )
+    dormant = chain(
+        client_b,
+        name="30",
+        trigger="days_since_purchase",
+        trigger_days=30,
+        holdout_percent=0,
+        reentry="after_days",
+        reentry_days=3,
+    )
+    churn = chain(
+        client_b,
+        name="отток",
+        trigger="churn_probability",
+        trigger_churn_probability=0.6,
+        trigger_days=60,
+        holdout_percent=0,
+    )
+    report = chains_tick(client_b.pk, now=NOW, dispatch=False)
+    enrolled = {
+        chain_id: set(
+            Enrollment.objects.for_client(client_b)
+            .filter(chain_id=chain_id)
+            .values_list("customer_id", flat=True)
+        )
+        for chain_id in report.enrolled
+    }
+    assert enrolled[dormant.pk] == {people[0].pk}
+    assert enrolled[churn.pk] == {people[2].pk, people[3].pk}  # probability, or 60 days
+    # Re-entry after 3 days: not before, and only while the trigger holds again.
+    Enrollment.objects.for_client(client_b).update(state="completed")
+    again = chains_tick(client_b.pk, now=NOW + dt.timedelta(days=1), dispatch=False)
+    assert again.enrolled[dormant.pk] == {"treatment": 0, "holdout": 0}
+    assert again.enrolled[churn.pk] == {"treatment": 0, "holdout": 0}  # never re-enters

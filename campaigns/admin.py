@@ -56,7 +56,7 @@ from audiences.admin import SecretTextarea, ServiceForm, _adopt, service_refusal
 from audiences.models import Audience
 from clients.models import Customer
 from clients.selectors import customer_ids_search
-from consent.unsubscribe import purpose_code_for_channel, unsubscribe_url
+from segments.selectors import recommendations_for
 
 from .authoring import (
     CHAIN_FIELDS,
@@ -81,6 +81,7 @@ from .models import (
     TriggerChain,
 )
 from .presets import PRESETS, chain_from_preset
+from .rendering import message_variables
 from .templating import SAMPLE_VARIABLES, RenderedMessage, render_message
 
 WRITE_ROLES = (AGENCY_ADMIN, ACCOUNT_MANAGER)
@@ -125,22 +126,19 @@ def _picked_client(request: HttpRequest, obj: Any) -> int | None:
 
 
 def customer_variables(customer: Customer | None, template: MessageTemplate) -> dict[str, Any]:
-    """The variables of a preview or test send: a real customer's (their recommendations, if
-    the scoring stored any in ``attributes["recommendations"]``, else none) or samples."""
+    """The variables of a preview or test send: a real customer's, exactly as the engine
+    builds them (``campaigns.rendering``: their recommendations from the nightly scoring run,
+    a real unsubscribe link), or samples."""
     if customer is None:
         return {**SAMPLE_VARIABLES, "offer_code": template.offer_code, "client_name": ""}
-    stored = (customer.attributes or {}).get("recommendations")
-    recommendations = [r for r in stored if isinstance(r, dict)] if isinstance(stored, list) else []
-    return {
-        "first_name": customer.first_name,
-        "last_name": customer.last_name,
-        "recommendations": recommendations,
-        "offer_code": template.offer_code,
-        "unsubscribe_url": unsubscribe_url(
-            customer=customer, purpose_code=purpose_code_for_channel(template.channel)
-        ),
-        "client_name": customer.client.name,
-    }
+    recommendations = recommendations_for(client=customer.client_id, customer_ids=[customer.pk])
+    return message_variables(
+        customer,
+        channel=template.channel,
+        offer_code=template.offer_code,
+        recommendations=recommendations.get(customer.pk, []),
+        client_name=customer.client.name,
+    )
 
 
 def sample_customer(template: MessageTemplate) -> Customer | None:

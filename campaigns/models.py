@@ -573,3 +573,23 @@ class ChannelStop(TenantModel):
                 fields=["client", "customer", "channel"], name="channelstop_once"
             )
         ]
+
+
+class TrackedLink(TenantModel):
+    """A link of a client's SMS, kept once, so the SMS carries a short signed redirect
+    (``/t/s/…``, some 60 characters) instead of the whole address: every character of an SMS
+    counts."""
+
+    url = models.TextField(_("адрес"))
+    url_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(_("создана"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("отслеживаемая ссылка")
+        verbose_name_plural = _("отслеживаемые ссылки")
+        constraints = [
+            models.UniqueConstraint(fields=["client", "url_hash"], name="trackedlink_client_url")
+        ]
+
+    def __str__(self) -> str:
+        return self.url

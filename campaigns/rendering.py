@@ -54,6 +54,7 @@ def messages_render(
         or ""
     )
     rendered: dict[tuple[int, int], RenderedMessage] = {}
+    links: dict[str, int] = {}  # SMS links' ids, one query per distinct address
     for enrollment, step, customer in items:
         template = step.template
         variables = message_variables(
@@ -65,7 +66,9 @@ def messages_render(
         )
         wrapper = None
         if step.channel in (Channel.EMAIL, Channel.SMS):
-            wrapper = tracking.click_wrapper(enrollment.pk, step.pk, channel=step.channel)
+            wrapper = tracking.click_wrapper(
+                enrollment.pk, step.pk, channel=step.channel, client_id=client_id, links=links
+            )
         message = render_message(template, variables, link_wrapper=wrapper)
         if step.channel == Channel.EMAIL:
             message = tracking.with_open_pixel(message, enrollment.pk, step.pk)

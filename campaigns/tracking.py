@@ -10,10 +10,13 @@ tokens never expire (a letter is opened months later); a tampered one answers 40
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import replace
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.db.models import Q
@@ -26,7 +29,7 @@ from django.views.decorators.http import require_GET
 from clients.models import Event
 from consent.unsubscribe import public_base_url
 
-from .models import Channel, Message
+from .models import Channel, Message, TrackedLink
 from .templating import RenderedMessage
 
 SIGNING_SALT = "campaigns.tracking.v1"  # a namespace for signing, not a secret
@@ -55,10 +58,58 @@ def open_url(enrollment_id: int, step_id: int) -> str:
     return public_base_url() + reverse("campaigns-open", args=[_token([enrollment_id, step_id])])
 
 
-def click_wrapper(enrollment_id: int, step_id: int, *, channel: str) -> Callable[[str], str]:
+def _short_signature(payload: str) -> str:
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), f"{SIGNING_SALT}:{payload}".encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(digest[:9]).decode()  # 72 bits: unguessable for a redirect
+
+
+def _b36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return out
+
+
+def short_click_url(
+    client_id: int, enrollment_id: int, step_id: int, url: str, cache: dict | None = None
+) -> str:
+    """An SMS's link as ``/t/s/<enrolment>-<step>-<link>-<signature>``: the address itself is
+    kept once per client (:class:`TrackedLink`), so the SMS carries ~60 characters, and the
+    redirect can only lead to a link of that client."""
+    cache = {} if cache is None else cache
+    if url not in cache:
+        url_hash = hashlib.sha256(url.encode()).hexdigest()
+        link, _created = TrackedLink.objects.for_client(client_id).get_or_create(
+            client_id=client_id, url_hash=url_hash, defaults={"url": url}
+        )
+        cache[url] = link.pk
+    payload = f"{_b36(enrollment_id)}-{_b36(step_id)}-{_b36(cache[url])}"
+    return public_base_url() + reverse(
+        "campaigns-short-click", args=[f"{payload}-{_short_signature(payload)}"]
+    )
+
+
+def click_wrapper(
+    enrollment_id: int,
+    step_id: int,
+    *,
+    channel: str,
+    client_id: int | None = None,
+    links: dict | None = None,
+) -> Callable[[str], str]:
+    """Rewrites a link into our click redirect; SMS links become short ones (``links``: the
+    render's cache of link ids, one query per distinct address)."""
+
     def wrap(url: str) -> str:
         if urlsplit(url).scheme not in ("http", "https"):
             return url
+        if channel == Channel.SMS and client_id is not None:
+            return short_click_url(client_id, enrollment_id, step_id, url, links)
         return click_url(enrollment_id, step_id, url)
 
     return wrap
@@ -81,6 +132,10 @@ def _message_of(token: str, *, with_url: bool) -> tuple[Message, str]:
         url = str(payload[2]) if with_url else ""
     except (signing.BadSignature, ValueError, TypeError, IndexError):
         raise Http404 from None
+    return _message_of_ids(enrollment_id, step_id)[0], url
+
+
+def _message_of_ids(enrollment_id: int, step_id: int) -> tuple[Message, str]:
     message = (
         Message.objects.unscoped()
         .filter(enrollment_id=enrollment_id, step_id=step_id)
@@ -89,7 +144,7 @@ def _message_of(token: str, *, with_url: bool) -> tuple[Message, str]:
     )
     if message is None:
         raise Http404
-    return message, url
+    return message, ""
 
 
 def message_engagement_record(message: Message, kind: str, *, url: str = "") -> None:
@@ -145,7 +200,32 @@ def click_view(request: HttpRequest, token: str) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
+@never_cache
+@require_GET
+def short_click_view(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        enrollment, step, link, signature = token.split("-")
+        payload = f"{enrollment}-{step}-{link}"
+        if not hmac.compare_digest(signature, _short_signature(payload)):
+            raise Http404
+        enrollment_id, step_id, link_id = int(enrollment, 36), int(step, 36), int(link, 36)
+    except ValueError:
+        raise Http404 from None
+    message, _url = _message_of_ids(enrollment_id, step_id)
+    url = (
+        TrackedLink.objects.for_client(message.client_id)
+        .filter(pk=link_id)
+        .values_list("url", flat=True)
+        .first()
+    )
+    if url is None or urlsplit(url).scheme not in ("http", "https"):
+        raise Http404
+    message_engagement_record(message, "click", url=url)
+    return HttpResponseRedirect(url)
+
+
 urlpatterns = [
     path("o/<str:token>.gif", open_pixel_view, name="campaigns-open"),
     path("c/<str:token>", click_view, name="campaigns-click"),
+    path("s/<str:token>", short_click_view, name="campaigns-short-click"),
 ]

@@ -62,3 +62,26 @@ def test_a_tampered_token_is_a_404_not_a_redirect(client_a, recording, client):
     assert client.get(link[:-3] + "abc").status_code == 404
     assert client.get("/t/c/not-a-token").status_code == 404
     assert client.get("/t/o/not-a-token.gif").status_code == 404
+
+
+def test_sms_links_are_short_signed_redirects(client_b, recording, client):
+    from .conftest import sms_settings
+
+    sms_settings(client_b)
+    people = make_customers(client_b, 2)
+    consent(client_b, people, purpose="sms_marketing")
+    chain(client_b, holdout_percent=0, steps=(("sms", 0, "always"),))
+    register(client_b, people, NOW - dt.timedelta(hours=1))
+    chains_tick(client_b.pk, now=NOW)
+    text = recording["sms"].sent[0].body
+    link = re.search(r"http://\S+/t/s/\S+", text).group(0)
+    assert len(link) < 70  # every character of an SMS counts
+    path = link.split("127.0.0.1:8000", 1)[-1]
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"] == "https://shop.example/s"
+    message = Message.objects.for_client(client_b).get(customer=people[0])
+    assert message.state == "clicked"
+    assert Event.objects.for_client(client_b).filter(type="sms_click").count() == 1
+    forged = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    assert client.get(forged).status_code == 404

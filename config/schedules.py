@@ -66,6 +66,6 @@ PERIODIC_TASKS: list[dict] = [
         # provider takes an idempotency key, else marked "outcome unknown" (never resent).
         "name": "Триггерные цепочки: зависшие отправки",
         "task": "campaigns.tasks.outbox_recover_task",
-        "every_seconds": 120,
+        "every_seconds": 60,
     },
 ]

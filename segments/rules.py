@@ -602,12 +602,17 @@ class _Compiler:
 
     def score(self, node: dict) -> Q:
         name, op, value = node["score"], node["op"], node["value"]
+        # Always a (semi- or anti-) join on its own, never a condition over the score relation:
+        # negated (``ne``, or under ``none``) and OR-ed with another score condition, Django's
+        # join dropped customers without scores (hypothesis found it in
+        # tests/segments/test_rules.py).
         if op == "ne":
-            # As an anti-join, not ~Q over the score relation: OR-ed with another score
-            # condition, Django's negated join dropped customers without scores.
             scored = CustomerScore.objects.filter(customer_id=OuterRef("pk"), **{name: value})
             return ~Q(Exists(scored))
-        return Q(**{f"score__{name}__{_LOOKUP[op]}": value})
+        scored = CustomerScore.objects.filter(
+            customer_id=OuterRef("pk"), **{f"{name}__{_LOOKUP[op]}": value}
+        )
+        return Q(Exists(scored))
 
     def counted(self, base: Any, count: dict | None, total: dict | None, field: str = "") -> Q:
         """Customers whose rows in ``base`` (correlated to the customer) meet the conditions.

@@ -32,6 +32,9 @@ EXEMPT = {
     "axes.AccessLog": "session_hash of a staff or portal sign-in",
     # A client's frequency caps: email_per_day and email_per_week are counts, not addresses.
     "campaigns.CampaignSettings": "email_per_day/email_per_week are caps, not identifiers",
+    # The links of a client's SMS templates (one row per address, shared by every recipient):
+    # url_hash is the hash of the shop's link, not of a person's identifier.
+    "campaigns.TrackedLink": "url_hash of a template's link, shared by all recipients",
 }
 
 

@@ -481,8 +481,10 @@ class Message(TenantModel):
             models.UniqueConstraint(fields=["enrollment", "step"], name="message_once_per_step")
         ]
         indexes = [
+            # The dispatcher's claim: a client's due messages of one channel, most important
+            # chain first (ORDER BY priority, due_at, id), read in index order.
             models.Index(
-                fields=["client", "due_at"],
+                fields=["client", "channel", "priority", "due_at", "id"],
                 condition=models.Q(state__in=["queued", "deferred"]),
                 name="message_client_due",
             ),

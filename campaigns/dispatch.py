@@ -185,12 +185,14 @@ def _claim(
                 continue
             zone = recipient_zone(customer, client_zone)
             wait = quiet_until(now, zone, caps.quiet_start, caps.quiet_end)
+            why = _("тихие часы получателя (%(zone)s)") % {"zone": zone.key}
             if wait is None and not message.transactional:
                 wait = cap_until(history[message.customer_id], channel, caps, now)
+                why = _("лимит сообщений на человека")
             if wait is not None:
                 message.state = Message.State.DEFERRED
                 message.due_at = wait
-                message.reason = _("ждёт окончания тихих часов или лимита")
+                message.reason = why
                 _count(report, "deferred")
                 continue
             message.state = Message.State.SENDING

@@ -77,7 +77,11 @@ def demo_campaigns(*, client: Client, seed: int = 42) -> list[TriggerChain]:
         return list(TriggerChain.objects.for_client(client))
     rng = np.random.default_rng([seed, client.pk, 12])
     with transaction.atomic():
-        CampaignSettings.objects.get_or_create(client=client)
+        # No quiet hours in the demo, so a first run shows mail at any hour of the day; a real
+        # client keeps the default 21:00-09:00 in the recipient's zone.
+        CampaignSettings.objects.update_or_create(
+            client=client, defaults={"quiet_start": dt.time(0, 0), "quiet_end": dt.time(0, 0)}
+        )
         presets = list(PRESETS)
         if tier_has(client=client, feature="omnichannel"):
             channel_settings_save(

@@ -3,8 +3,9 @@
 has omnichannel triggers), SMS.ru and RuStore push settings with the loopback stubs' demo
 credentials (`make run` points SMSRU_BASE_URL and RUSTORE_BASE_URL at the stubs; email goes to
 the local SMTP sink through EMAIL_URL), push devices for the customers who allowed push, and a
-few registrations of the last hours so the welcome series has someone to greet. Celery beat
-runs the chains every minute: messages appear in the admin's outbox, in var/mail/ and in the
+few registrations of the last hours so the welcome series has someone to greet; the chains
+are given four days of history so the first run shows their later SMS and push steps too.
+Celery beat runs the chains every minute: messages appear in the admin's outbox, in var/mail/ and in the
 SMS stub's log; the sink's simulated readers open and click a share of the emails, which come
 back as opens and clicks."""
 
@@ -20,6 +21,7 @@ from django.utils import timezone
 from campaigns.authoring import channel_settings_save
 from campaigns.models import CampaignSettings, PushDevice, TriggerChain
 from campaigns.presets import chain_from_preset
+from campaigns.services import chains_tick
 from clients.models import Client, Customer, Event
 from clients.tiers import tier_has
 from consent.purposes import PUSH_MARKETING
@@ -95,4 +97,13 @@ def demo_campaigns(*, client: Client, seed: int = 42) -> list[TriggerChain]:
             _push_devices(client)
             presets.append("cascade")
         _recent_registrations(client, rng)
-        return [chain_from_preset(client, code, activate=True, source="cli") for code in presets]
+        chains = [chain_from_preset(client, code, activate=True, source="cli") for code in presets]
+    # A few days of history: the chains started 5 days ago and their first tick ran 4 days ago
+    # (enrolments and first steps), so the first run's ticks already send the later steps (the
+    # win-back's SMS after 72 hours, its push after 96) besides today's welcome emails.
+    started = timezone.now() - dt.timedelta(days=5)
+    TriggerChain.objects.for_client(client).filter(pk__in=[c.pk for c in chains]).update(
+        activated_at=started
+    )
+    chains_tick(client.pk, now=started + dt.timedelta(days=1), dispatch=False)
+    return chains

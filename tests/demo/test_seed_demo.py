@@ -9,7 +9,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
-from django.utils import timezone
 
 from audiences.models import SyncRun
 from audiences.sync import sync_run_execute
@@ -223,9 +222,11 @@ def test_seed_demo_starts_the_presets_and_a_tick_sends_into_the_stubs(
     assert set(chains.values_list("status", flat=True)) == {"active"}
     foundation = Client.objects.get(tier__code="foundation")
     assert TriggerChain.objects.for_client(foundation).filter(status="active").count() == 3
-    noon = timezone.now().replace(hour=9, minute=0, second=0, microsecond=0)
     for client in Client.objects.all():
-        chains_tick(client.pk, now=noon)
+        chains_tick(client.pk)
     assert Message.objects.unscoped().filter(state="sent", channel="email").exists()
     assert smtp_sink.messages  # real mail in the sink
     assert Message.objects.unscoped().filter(state="holdout").exists()
+    # Four days of history: the win-back's SMS (after 72 hours) goes out on the first run.
+    assert Message.objects.unscoped().filter(channel="sms", state="sent").exists()
+    assert smsru_stub.sent

@@ -62,7 +62,8 @@ def _short_signature(payload: str) -> str:
     digest = hmac.new(
         settings.SECRET_KEY.encode(), f"{SIGNING_SALT}:{payload}".encode(), hashlib.sha256
     ).digest()
-    return base64.urlsafe_b64encode(digest[:9]).decode()  # 72 bits: unguessable for a redirect
+    # 72 bits in base 36: unguessable for a redirect, and no "-" (the token's separator).
+    return _b36(int.from_bytes(digest[:9], "big"))
 
 
 def _b36(number: int) -> str:

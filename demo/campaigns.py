@@ -5,9 +5,9 @@ credentials (`make run` points SMSRU_BASE_URL and RUSTORE_BASE_URL at the stubs;
 the local SMTP sink through EMAIL_URL), push devices for the customers who allowed push, and a
 few registrations of the last hours so the welcome series has someone to greet; the chains
 are given four days of history so the first run shows their later SMS and push steps too.
-Celery beat runs the chains every minute: messages appear in the admin's outbox, in var/mail/ and in the
-SMS stub's log; the sink's simulated readers open and click a share of the emails, which come
-back as opens and clicks."""
+Celery beat runs the chains every minute: messages appear in the admin's outbox, in var/mail/
+and in the SMS stub's log; the sink's simulated readers open and click a share of the emails,
+which come back as opens and clicks."""
 
 from __future__ import annotations
 

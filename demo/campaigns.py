@@ -18,9 +18,9 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.authoring import channel_settings_save
-from campaigns.models import CampaignSettings, PushDevice, TriggerChain
-from campaigns.presets import chain_from_preset
+from campaigns.authoring import channel_settings_save, template_update
+from campaigns.models import CampaignSettings, MessageTemplate, PushDevice, TriggerChain
+from campaigns.presets import EMAIL_FOOTER, chain_from_preset
 from campaigns.services import chains_tick
 from clients.models import Client, Customer, Event
 from clients.tiers import tier_has
@@ -98,6 +98,18 @@ def demo_campaigns(*, client: Client, seed: int = 42) -> list[TriggerChain]:
             presets.append("cascade")
         _recent_registrations(client, rng)
         chains = [chain_from_preset(client, code, activate=True, source="cli") for code in presets]
+    # The presets cannot know the client's shop: the demo's letters link to a made-up one, so
+    # the simulated readers have a link to click (tracked through /t/c/).
+    shop_link = (
+        f'<p><a href="https://{client.slug}.example.ru/catalog?utm_source=email">'
+        "Перейти в каталог</a></p>"
+    )
+    for template in MessageTemplate.objects.for_client(client).filter(channel="email"):
+        if "/catalog" not in template.body:
+            template_update(
+                template=template,
+                body=template.body.replace(EMAIL_FOOTER, shop_link + EMAIL_FOOTER),
+            )
     # A few days of history: the chains started 5 days ago and their first tick ran 4 days ago
     # (enrolments and first steps), so the first run's ticks already send the later steps (the
     # win-back's SMS after 72 hours, its push after 96) besides today's welcome emails.

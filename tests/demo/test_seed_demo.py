@@ -226,6 +226,8 @@ def test_seed_demo_starts_the_presets_and_a_tick_sends_into_the_stubs(
         chains_tick(client.pk)
     assert Message.objects.unscoped().filter(state="sent", channel="email").exists()
     assert smtp_sink.messages  # real mail in the sink
+    html = smtp_sink.messages[0].get_body(("html",)).get_content()
+    assert "/t/c/" in html  # a tracked link to the demo shop, for the simulated readers
     assert Message.objects.unscoped().filter(state="holdout").exists()
     # Four days of history: the win-back's SMS (after 72 hours) goes out on the first run.
     assert Message.objects.unscoped().filter(channel="sms", state="sent").exists()

@@ -41,6 +41,7 @@ from clients.models import Customer
 from segments.models import Segment
 
 from .authoring import (
+    CHAIN_FIELDS,
     chain_activate,
     chain_archive,
     chain_create,
@@ -273,26 +274,9 @@ class TriggerChainSerializer(serializers.ModelSerializer):
         model = TriggerChain
         fields = [
             "id",
-            "name",
-            "description",
+            *CHAIN_FIELDS,  # what the services write, one list (campaigns.authoring)
             "status",
-            "kind",
             "preset",
-            "trigger",
-            "trigger_event_type",
-            "trigger_days",
-            "trigger_lifecycle_stage",
-            "trigger_churn_probability",
-            "trigger_segment",
-            "audience_segment",
-            "exit_on_segment_leave",
-            "reentry",
-            "reentry_days",
-            "holdout_percent",
-            "conversion_window_days",
-            "goal",
-            "goal_event_type",
-            "priority",
             "excluded_audiences",
             "activated_at",
             "last_tick_at",

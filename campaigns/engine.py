@@ -35,8 +35,13 @@ from django.utils.translation import gettext as _
 
 from agency.pgcopy import copy_in
 from clients.models import Client, Customer, Event, Order
+from consent.models import ConsentRecord
 from consent.purposes import CHANNEL_PURPOSE
-from consent.selectors import customers_consented_for
+from consent.selectors import (
+    customers_consented_for,
+    customers_not_erased,
+    latest_consent_actions_sql,
+)
 from segments.models import CustomerScore, SegmentMembership
 
 from . import arms
@@ -510,16 +515,38 @@ def addresses_for(client_id: int, channel: str, customers: Iterable[Customer]) -
     return devices
 
 
+def consented_among(client_id: int, purpose_code: str, customer_ids: list[int]) -> set[int]:
+    """Which of these people (not erased) have a current consent for the purpose, by the rule
+    of ``consent.selectors``. On PostgreSQL one ranked pass over the batch's records
+    (``latest_consent_actions_sql``) instead of two index probes per person, which grew with the
+    client's ledger and held dispatch to 400 SMS/s for a client of 200k customers."""
+    customers = Customer.objects.for_client(client_id).filter(pk__in=customer_ids)
+    if connection.vendor != "postgresql":
+        return set(customers_consented_for(customers, purpose_code).values_list("pk", flat=True))
+    ids = ",".join(str(int(pk)) for pk in customer_ids)
+    batch = f"(SELECT unnest(ARRAY[{ids}]::bigint[]) AS customer_id)"
+    sql, params = latest_consent_actions_sql(
+        client_id=client_id, purpose_code=purpose_code, customers=batch
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        granted = {
+            customer_id
+            for customer_id, action in cursor.fetchall()
+            if action == ConsentRecord.Action.GRANTED
+        }
+    return granted & set(
+        customers_not_erased(customers).filter(pk__in=granted).values_list("pk", flat=True)
+    )
+
+
 def suppression_reasons(client_id: int, channel: str, customer_ids: list[int]) -> dict[int, str]:
     """Why each of these people may not get a message on ``channel`` now (absent: they may):
     no consent for the channel's purpose (``consent.selectors``, the one rule), erased, or
     stopped on the channel (bounce, complaint, dead token). Used at queueing and at sending."""
     if not customer_ids:
         return {}
-    customers = Customer.objects.for_client(client_id).filter(pk__in=customer_ids)
-    consented = set(
-        customers_consented_for(customers, CHANNEL_PURPOSE[channel]).values_list("pk", flat=True)
-    )
+    consented = consented_among(client_id, CHANNEL_PURPOSE[channel], customer_ids)
     stopped = dict(
         ChannelStop.objects.for_client(client_id)
         .filter(customer_id__in=customer_ids, channel=channel)

@@ -32,20 +32,22 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from agency.errors import ServiceError
 from agency.rows import rows_update
 from clients.models import Customer
+from consent.purposes import CHANNEL_PURPOSE
 from consent.transfers import transfer_check
+from consent.unsubscribe import unsubscribe_headers
 from integrations.http import OutcomeUnknown, PlatformError, PlatformUnavailable
 from integrations.messaging import BatchOutcomeUnknown, OutgoingMessage, SendResult
 
 from .channels import ChannelSender, channel_sender_for
 from .engine import campaign_settings_for, suppression_reasons
 from .models import CampaignSettings, ChannelStop, Message, PushDevice
+from .templating import html_to_text
 
 logger = logging.getLogger(__name__)
 
@@ -212,30 +214,22 @@ def _claim(
 
 
 def _outgoing(message: Message, sender: ChannelSender) -> OutgoingMessage:
-    from consent.unsubscribe import unsubscribe_headers
-
     headers: dict[str, str] = {}
     if message.channel == "email" and not message.transactional:
         headers = unsubscribe_headers(
             customer=Customer(pk=message.customer_id, client_id=message.client_id),
-            purpose_code="email_marketing",
+            purpose_code=CHANNEL_PURPOSE[message.channel],
         )
     return OutgoingMessage(
         key=str(message.pk),
         to=message.address,
         subject=message.subject,
         body=message.body,
-        text=_plain(message.body) if message.channel == "email" else "",
+        text=html_to_text(message.body) if message.channel == "email" else "",
         from_email=sender.sender,
         from_name=sender.sender_name,
         headers=headers,
     )
-
-
-def _plain(html: str) -> str:
-    from django.utils.html import strip_tags
-
-    return strip_tags(html)
 
 
 def _apply_results(
@@ -519,13 +513,3 @@ def _group_ids(queryset) -> dict[tuple[int, str], list[int]]:
     for pk, client_id, channel in queryset.values_list("pk", "client_id", "channel"):
         groups[(client_id, channel)].append(pk)
     return groups
-
-
-def queued_messages_cancel(*, client_id: int, customer_ids: list[int], channel: str, reason: str):
-    """Cancel these people's queued messages on ``channel`` at once (a withdrawal)."""
-    return (
-        Message.objects.for_client(client_id)
-        .filter(customer_id__in=customer_ids, channel=channel)
-        .filter(Q(state__in=DUE_STATES))
-        .update(state=Message.State.CANCELLED, reason=reason[:500], finished_at=timezone.now())
-    )

@@ -326,13 +326,19 @@ def chains_enrol(
 # Exits
 
 
-def _messages_cancel(client_id: int, enrollments, reason: str) -> int:
+def queued_messages_cancel(client_id: int, reason: str, **filters) -> int:
+    """Cancel the client's messages still waiting to go (queued or deferred) that match
+    ``filters``: a conversion, an exit, an erasure or a withdrawal, all the same way."""
     return (
         Message.objects.for_client(client_id)
-        .filter(enrollment__in=enrollments, state__in=CANCELLABLE_STATES)
+        .filter(state__in=CANCELLABLE_STATES, **filters)
         .order_by()
-        .update(state=Message.State.CANCELLED, reason=reason, finished_at=timezone.now())
+        .update(state=Message.State.CANCELLED, reason=reason[:500], finished_at=timezone.now())
     )
+
+
+def _messages_cancel(client_id: int, enrollments, reason: str) -> int:
+    return queued_messages_cancel(client_id, reason, enrollment__in=enrollments)
 
 
 def chains_exit(client_id: int, now: dt.datetime, report: TickReport) -> None:

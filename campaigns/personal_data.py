@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from consent import hooks
@@ -112,15 +111,11 @@ def queued_messages_cancel_many(*, customers, purpose) -> None:
     by_client: dict[int, list[int]] = {}
     for customer in people:
         by_client.setdefault(customer.client_id, []).append(customer.pk)
+    from .engine import queued_messages_cancel
+
     for client_id, ids in by_client.items():
-        Message.objects.for_client(client_id).filter(
-            customer_id__in=ids,
-            channel=channel,
-            state__in=(Message.State.QUEUED, Message.State.DEFERRED),
-        ).update(
-            state=Message.State.CANCELLED,
-            reason=_("согласие отозвано"),
-            finished_at=timezone.now(),
+        queued_messages_cancel(
+            client_id, _("согласие отозвано"), customer_id__in=ids, channel=channel
         )
 
 

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "segments",
     "audiences",
     "campaigns",
+    "reports",
     "portal",
     "demo",
 ]

@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("segments.api")),
     path("api/v1/", include("audiences.api")),
     path("api/v1/", include("campaigns.api")),
+    path("api/v1/", include("reports.api")),
     path("consent/", include("consent.urls")),
     path("t/", include("campaigns.tracking")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -35,6 +35,8 @@ EXEMPT = {
     # The links of a client's SMS templates (one row per address, shared by every recipient):
     # url_hash is the hash of the shop's link, not of a person's identifier.
     "campaigns.TrackedLink": "url_hash of a template's link, shared by all recipients",
+    # A client's report settings: cost_email is the price of one letter, not an address.
+    "reports.ReportSettings": "cost_email is a price, not an identifier",
 }
 
 

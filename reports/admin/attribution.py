@@ -1,0 +1,1 @@
+"""Admin of this part of the reports app."""

@@ -1,0 +1,3 @@
+"""URLs of this part of the reports API (filled by its module)."""
+
+urlpatterns: list = []

@@ -47,6 +47,22 @@ def audit_log(
     )
 
 
+def audit_object(
+    action: str, obj: Any, *, actor: Any, source: str, ip: str | None, details: dict
+) -> AuditLogEntry:
+    """The audit entry of a service's write to one of a client's objects (the client is the
+    object's own)."""
+    return audit_log(
+        action=action,
+        source=source,
+        actor=actor,
+        client=obj.client_id,
+        obj=obj,
+        details=details,
+        ip=ip,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # The client's IP: the one answer for the audit log, consent evidence and rate limits
 

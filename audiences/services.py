@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from agency.audit import audit_log
+from agency.audit import audit_object as _audit
 from agency.crypto import secret_decrypt, secret_encrypt, secret_rotate
 from agency.errors import ServiceError
 from agency.i18n import site_language
@@ -129,20 +130,6 @@ def _check_credentials(platform: str, credentials: dict[str, Any]) -> dict[str, 
             field="credentials",
         )
     return {key: str(value) for key, value in credentials.items() if value not in (None, "")}
-
-
-def _audit(
-    action: str, obj: Any, *, actor: Any, source: str, ip: str | None, details: dict
-) -> None:
-    audit_log(
-        action=action,
-        source=source,
-        actor=actor,
-        client=obj.client_id,
-        obj=obj,
-        details=details,
-        ip=ip,
-    )
 
 
 @transaction.atomic

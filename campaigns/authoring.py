@@ -33,7 +33,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from agency.audit import audit_log
+from agency.audit import audit_object as _audit
 from agency.crypto import secret_encrypt
 from agency.errors import ServiceError
 from agency.i18n import site_language
@@ -62,20 +62,6 @@ from .templating import (
     sms_segments,
     template_variables_check,
 )
-
-
-def _audit(
-    action: str, obj: Any, *, actor: Any, source: str, ip: str | None, details: dict
-) -> None:
-    audit_log(
-        action=action,
-        source=source,
-        actor=actor,
-        client=obj.client_id,
-        obj=obj,
-        details=details,
-        ip=ip,
-    )
 
 
 def _channel_label(channel: str) -> str:

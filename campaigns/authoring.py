@@ -28,7 +28,6 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -41,6 +40,7 @@ from audiences.models import Audience
 from clients.models import Client
 from clients.tiers import tier_check_limit, tier_require
 from consent.models import DataRecipient
+from integrations.webpush import is_local_test_endpoint
 from segments.lifecycle import STAGES
 
 from .models import (
@@ -962,8 +962,7 @@ def _webpush_subscription(token: Any) -> str:
         )
     parts = urlsplit(endpoint)
     host = (parts.hostname or "").lower()
-    local_allowed = settings.WEBPUSH_ALLOW_PRIVATE_ENDPOINTS and host in ("127.0.0.1", "localhost")
-    if not local_allowed and (
+    if not is_local_test_endpoint(endpoint) and (
         parts.scheme != "https"
         or not any(
             host == allowed or (allowed.startswith(".") and host.endswith(allowed))

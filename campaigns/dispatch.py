@@ -408,10 +408,8 @@ def _webpush_transfers(
     import json
     from urllib.parse import urlsplit
 
-    from django.conf import settings
-
     from consent.models import DataRecipient
-    from integrations.webpush import endpoint_country
+    from integrations.webpush import endpoint_country, is_local_test_endpoint
 
     allowed: list[Message] = []
     held: list[Message] = []
@@ -422,11 +420,7 @@ def _webpush_transfers(
             endpoint = ""
         host = (urlsplit(endpoint).hostname or "").lower()
         country = endpoint_country(endpoint)
-        if (
-            not country
-            and host in ("127.0.0.1", "localhost", "::1")
-            and getattr(settings, "WEBPUSH_ALLOW_PRIVATE_ENDPOINTS", False)
-        ):
+        if not country and is_local_test_endpoint(endpoint):
             country = "RU"  # a push service on this very machine (tests, the demo)
         if not country:
             message.reason = _(

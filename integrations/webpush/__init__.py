@@ -6,6 +6,7 @@ from .client import (
     WebPushClient,
     check_endpoint,
     endpoint_country,
+    is_local_test_endpoint,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "WebPushClient",
     "check_endpoint",
     "endpoint_country",
+    "is_local_test_endpoint",
 ]

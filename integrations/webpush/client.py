@@ -68,6 +68,17 @@ def endpoint_country(endpoint: str) -> str:
     return ""
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_local_test_endpoint(endpoint: str) -> bool:
+    """A push service on this very machine, accepted only where private endpoints are
+    (``settings.WEBPUSH_ALLOW_PRIVATE_ENDPOINTS``: tests and ``make run``); it counts as in
+    Russia for the cross-border guard."""
+    host = (urlsplit(endpoint).hostname or "").lower()
+    return bool(settings.WEBPUSH_ALLOW_PRIVATE_ENDPOINTS) and host in LOOPBACK_HOSTS
+
+
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped

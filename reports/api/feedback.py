@@ -262,12 +262,7 @@ class BidModifierChangeViewSet(
     @action(detail=True, methods=["post"])
     def rollback(self, request: Request, pk: str | None = None) -> Response:
         change = bid_modifier_change_rollback(change=self.get_object(), **_audited(request))
-        change = (
-            BidModifierChange.objects.for_client(change.client_id)
-            .prefetch_related("items")
-            .get(pk=change.pk)
-        )
-        return Response(BidModifierChangeSerializer(change).data)
+        return Response(_change_data(change))
 
 
 router = SimpleRouter(use_regex_path=False)

@@ -363,6 +363,10 @@ def _errors(result: ItemResult) -> str:
 # Apply
 
 
+class Stopped(str):
+    """The reason a list was not created: the points ran out (the item is "not applied")."""
+
+
 def _ensure_lists(
     *,
     client: Any,
@@ -373,7 +377,8 @@ def _ensure_lists(
     ip: str | None,
 ) -> dict[int, int | str]:
     """Create the missing retargeting lists and store every list id on its audience. Returns
-    audience id -> list id, or the error that left it without one."""
+    audience id -> list id, or the error that left it without one (:class:`Stopped` when the
+    points ran out before its list was created)."""
     resolved: dict[int, int | str] = {}
     for item in plan.items:
         if item.retargeting_list_id is not None:
@@ -413,6 +418,9 @@ def _ensure_lists(
         def failed(entry: dict, error: str) -> None:
             resolved[entry["audience_id"]] = error
 
+        def stopped(entry: dict, reason: str) -> None:
+            resolved[entry["audience_id"]] = Stopped(reason)
+
         _run_batches(
             direct=direct,
             service="retargetinglists",
@@ -421,7 +429,7 @@ def _ensure_lists(
             call=create,
             done=done,
             failed=failed,
-            stopped=failed,
+            stopped=stopped,
         )
     for audience in Audience.objects.for_client(client).filter(pk__in=list(resolved)):
         list_id = resolved[audience.pk]
@@ -514,12 +522,16 @@ def bid_modifier_apply(
                 previous_value=entry.old_value,
                 new_value=entry.new_value,
             )
-            if not isinstance(list_id, int):
+            if isinstance(list_id, Stopped):
+                row.status, row.error = Item.Status.NOT_APPLIED, str(list_id)
+            elif not isinstance(list_id, int):
                 row.status = Item.Status.FAILED
                 row.error = _("нет условия ретаргетинга: %(error)s") % {"error": list_id or "—"}
             rows.append(row)
         Item.objects.bulk_create(rows)
-        stop = _apply_items(change, direct)
+        stop = _apply_items(change, direct) or next(
+            (str(v) for v in lists.values() if isinstance(v, Stopped)), ""
+        )
         _finish(change, direct, stop)
     audit_log(
         action="bid_modifiers_applied",

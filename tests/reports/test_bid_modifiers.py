@@ -163,3 +163,15 @@ def test_error_152_stops_without_looping(direct_world, monkeypatch):
     assert all("152" in i.error for i in items)
     assert stub.calls("bidmodifiers") == 2  # the get and one refused set: no loop
     assert BidModifierChangeItem.objects.for_client(client).count() == 5
+
+
+def test_units_out_before_the_lists_leave_everything_not_applied(direct_world):
+    stub, client = direct_world["stub"], direct_world["client"]
+    before, lists_before = stub.modifiers_state(), set(stub.advertiser().lists)
+    stub.set_units(units_cost("retargetinglists", "get") + units_cost("bidmodifiers", "get") + 1)
+    _plan, change = bid_modifier_apply(client=client, campaign_ids=[1, 2])
+    assert change.status == BidModifierChange.Status.FAILED
+    assert set(_items(change).values_list("status", flat=True)) == {"not_applied"}
+    assert "не хватает баллов" in change.message
+    assert stub.modifiers_state() == before
+    assert set(stub.advertiser().lists) == lists_before

@@ -183,6 +183,14 @@ def _raise(error: dict, status: int | None = None) -> None:
     )
 
 
+def _reraise_direct(exc: PlatformError) -> None:
+    """A 4xx carrying Direct's error object becomes :class:`DirectError` (152:
+    :class:`DirectUnitsExhausted`); anything else is left to the caller to re-raise."""
+    error = _error_of(exc.body)
+    if error is not None:
+        _raise(error, exc.status)
+
+
 def chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -260,13 +268,8 @@ class YandexDirectClient:
                 "POST", service, json={"method": method, "params": params}, creates=creates
             )
         except PlatformError as exc:
-            if isinstance(exc, DirectError) or not isinstance(exc.body, dict):
-                raise
-            error = _error_of(exc.body)
-            if error is None:
-                raise
-            _raise(error, exc.status)
-            raise  # pragma: no cover - _raise always raises
+            _reraise_direct(exc)
+            raise
         self._record_units(f"{service}.{method}", response)
         try:
             body = response.json()
@@ -322,9 +325,7 @@ class YandexDirectClient:
             try:
                 response = self.http.request("POST", "reports", json=body, headers=headers)
             except PlatformError as exc:
-                error = _error_of(exc.body) if not isinstance(exc, DirectError) else None
-                if error is not None:
-                    _raise(error, exc.status)
+                _reraise_direct(exc)
                 raise
             self._record_units("reports", response)
             if response.status_code == 200:

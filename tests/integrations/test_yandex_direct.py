@@ -171,3 +171,10 @@ def test_add_chunks_respect_per_campaign_and_call_limits():
     assert [len(b) for b in batches] == [100, 100, 55]
     assert all(sum(1 for i in b if i[0] == 1) <= 100 for b in batches)
     assert sum(len(b) for b in batches) == 255
+
+
+def test_report_error_is_400_with_direct_error_body(direct_stub):
+    with _client(direct_stub, token="wrong") as client, pytest.raises(DirectError) as exc:
+        client.report_tsv(date_from=date(2026, 12, 1), date_to=date(2026, 12, 1), name="r")
+    assert (exc.value.code, exc.value.status) == ("53", 400)
+    assert direct_stub.calls("reports") == 1  # a 4xx is not retried

@@ -68,4 +68,12 @@ PERIODIC_TASKS: list[dict] = [
         "task": "campaigns.tasks.outbox_recover_task",
         "every_seconds": 60,
     },
+    {
+        # Yandex Direct spend of yesterday and the day before, one task per client with an
+        # active Direct account (reports.tasks fans out); a day is replaced, never doubled.
+        "name": "Ежедневный импорт расходов Яндекс Директа",
+        "task": "reports.tasks.direct_spend_import_daily_task",
+        "crontab": {"minute": "30", "hour": "6"},
+        "timezone": "Europe/Moscow",
+    },
 ]

@@ -184,6 +184,7 @@ AD_PLATFORM_MAX_BACKOFF = env.float("AD_PLATFORM_MAX_BACKOFF", default=30.0)
 YANDEX_AUDIENCES_BASE_URL = env.str("YANDEX_AUDIENCES_BASE_URL", default="")
 VK_ADS_BASE_URL = env.str("VK_ADS_BASE_URL", default="")
 MYTARGET_BASE_URL = env.str("MYTARGET_BASE_URL", default="")
+YANDEX_DIRECT_BASE_URL = env.str("YANDEX_DIRECT_BASE_URL", default="")
 # Owned channels (integrations/unisender, sendsay, smsru, smsc, rustore): the same rule.
 UNISENDER_BASE_URL = env.str("UNISENDER_BASE_URL", default="")
 SENDSAY_BASE_URL = env.str("SENDSAY_BASE_URL", default="")

@@ -144,3 +144,100 @@ class SpendDay(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.day} {self.campaign}: {self.cost} ₽"
+
+
+class BidModifierChange(TenantModel):
+    """One application of recommended Yandex Direct bid modifiers to chosen campaigns: what was
+    changed, what each item was before (for the one-click rollback) and how each item went
+    (``reports.bidding``)."""
+
+    class Status(models.TextChoices):
+        APPLYING = "applying", _("применяется")
+        APPLIED = "applied", _("применено")
+        PARTIAL = "partial", _("применено частично")
+        FAILED = "failed", _("не применено")
+        ROLLED_BACK = "rolled_back", _("откачено")
+        ROLLBACK_PARTIAL = "rollback_partial", _("откачено частично")
+
+    ad_account = models.ForeignKey(
+        AdAccount, on_delete=models.PROTECT, related_name="+", verbose_name=_("аккаунт Директа")
+    )
+    campaign_ids = models.JSONField(_("кампании"), default=list)
+    exclude_bottom = models.BooleanField(_("нижние 20 % исключены"), default=False)
+    status = models.CharField(
+        _("статус"), max_length=20, choices=Status.choices, default=Status.APPLYING
+    )
+    message = models.TextField(_("сообщение"), blank=True)
+    units_remaining = models.IntegerField(_("баллов осталось"), null=True, blank=True)
+    created_by = models.CharField(_("кто применил"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("создано"), auto_now_add=True)
+    rolled_back_at = models.DateTimeField(_("откачено"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("изменение корректировок ставок")
+        verbose_name_plural = _("изменения корректировок ставок")
+        indexes = [models.Index(fields=["client", "-created_at"], name="bidchange_client_created")]
+
+    def __str__(self) -> str:
+        return str(_("Корректировки ставок №%(id)s") % {"id": self.pk})
+
+
+class BidModifierChangeItem(TenantModel):
+    """One retargeting adjustment of one campaign: added (no previous value) or set (previous
+    value kept), its result and, after a rollback, the rollback's result."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("ожидает")
+        APPLIED = "applied", _("применено")
+        FAILED = "failed", _("ошибка")
+        NOT_APPLIED = "not_applied", _("не применено")
+
+    class Rollback(models.TextChoices):
+        NONE = "", _("—")
+        ROLLED_BACK = "rolled_back", _("откачено")
+        FAILED = "failed", _("ошибка отката")
+        NOT_APPLIED = "not_applied", _("не откачено")
+
+    change = models.ForeignKey(
+        BidModifierChange,
+        on_delete=models.CASCADE,
+        related_name="items",
+        verbose_name=_("изменение"),
+    )
+    campaign_id = models.BigIntegerField(_("кампания"))
+    audience = models.ForeignKey(
+        "audiences.Audience",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("аудитория"),
+    )
+    audience_name = models.CharField(_("название аудитории"), max_length=300, blank=True)
+    retargeting_list_id = models.BigIntegerField(_("условие ретаргетинга"))
+    modifier_id = models.BigIntegerField(_("id корректировки"), null=True, blank=True)
+    previous_value = models.IntegerField(
+        _("было, %"), null=True, blank=True, help_text=_("Пусто — корректировка была добавлена.")
+    )
+    new_value = models.IntegerField(_("стало, %"))
+    status = models.CharField(
+        _("статус"), max_length=20, choices=Status.choices, default=Status.PENDING
+    )
+    error = models.TextField(_("ошибка"), blank=True)
+    rollback_status = models.CharField(
+        _("откат"), max_length=20, choices=Rollback.choices, default=Rollback.NONE, blank=True
+    )
+    rollback_error = models.TextField(_("ошибка отката"), blank=True)
+
+    class Meta:
+        verbose_name = _("корректировка ставки")
+        verbose_name_plural = _("корректировки ставок")
+        indexes = [models.Index(fields=["client", "change"], name="bidchangeitem_client_change")]
+
+    def __str__(self) -> str:
+        before = "—" if self.previous_value is None else self.previous_value
+        return f"{self.campaign_id} / {self.retargeting_list_id}: {before} → {self.new_value}"
+
+    @property
+    def action(self) -> str:
+        return "set" if self.previous_value is not None else "add"

@@ -43,9 +43,10 @@ SMSC_STUB_PORT=$((STUBS_PORT_BASE + 7))
 RUSTORE_STUB_PORT=$((STUBS_PORT_BASE + 8))
 WEBPUSH_STUB_PORT=$((STUBS_PORT_BASE + 9))
 SMTP_SINK_PORT=$((STUBS_PORT_BASE + 10))
+DIRECT_STUB_PORT=$((STUBS_PORT_BASE + 11))
 for port in "$YANDEX_STUB_PORT" "$VK_STUB_PORT" "$MYTARGET_STUB_PORT" "$UNISENDER_STUB_PORT" \
             "$SENDSAY_STUB_PORT" "$SMSRU_STUB_PORT" "$SMSC_STUB_PORT" "$RUSTORE_STUB_PORT" \
-            "$WEBPUSH_STUB_PORT" "$SMTP_SINK_PORT"; do
+            "$WEBPUSH_STUB_PORT" "$SMTP_SINK_PORT" "$DIRECT_STUB_PORT"; do
     is_port "$port" || {
         echo "run_embedded: stub port $port out of range (set STUBS_PORT_BASE)" >&2
         exit 2
@@ -82,6 +83,7 @@ set_default SENDSAY_BASE_URL "http://127.0.0.1:$SENDSAY_STUB_PORT/general/api/v1
 set_default SMSRU_BASE_URL "http://127.0.0.1:$SMSRU_STUB_PORT/"
 set_default SMSC_BASE_URL "http://127.0.0.1:$SMSC_STUB_PORT/sys/"
 set_default RUSTORE_BASE_URL "http://127.0.0.1:$RUSTORE_STUB_PORT/v1/"
+set_default YANDEX_DIRECT_BASE_URL "http://127.0.0.1:$DIRECT_STUB_PORT/json/v5/"
 set_default WEBPUSH_ALLOW_PRIVATE_ENDPOINTS 1
 set_default EMAIL_URL "smtp://127.0.0.1:$SMTP_SINK_PORT"
 
@@ -96,6 +98,7 @@ STUB_ARGS=(--yandex-port "$YANDEX_STUB_PORT" --vk-port "$VK_STUB_PORT"
            --smsru-port "$SMSRU_STUB_PORT" --smsc-port "$SMSC_STUB_PORT"
            --rustore-port "$RUSTORE_STUB_PORT" --webpush-port "$WEBPUSH_STUB_PORT"
            --smtp-port "$SMTP_SINK_PORT" --mail-dir "$ROOT/var/mail"
+           --direct-port "$DIRECT_STUB_PORT"
            --readers-open-share 0.45 --readers-click-share 0.15
            --quiet)
 

@@ -18,6 +18,7 @@ from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
 from clients.models import ClientMembership
 from clients.services import api_key_create, client_create
 from tests.stubs.fixtures import (  # noqa: F401 - fixtures of the owned-channel stubs
+    direct_stub,
     rustore_stub,
     sendsay_stub,
     smsc_stub,
@@ -130,6 +131,7 @@ WORKER_SETTINGS = (
     "YANDEX_AUDIENCES_BASE_URL",
     "VK_ADS_BASE_URL",
     "MYTARGET_BASE_URL",
+    "YANDEX_DIRECT_BASE_URL",
     "UNISENDER_BASE_URL",
     "SENDSAY_BASE_URL",
     "SMSRU_BASE_URL",

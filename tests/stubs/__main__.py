@@ -6,9 +6,10 @@ SIGTERM), for the `make run` demo.
         --vk-client-id demo --vk-client-secret demo-secret --mail-dir var/mail
 
 Without port options the stubs listen on STUBS_PORT_BASE+1..3 (default PORT+701..703) for the
-ad platforms, +4..9 for UniSender, Sendsay, SMS.ru, SMSC, RuStore push and web push, and +10
-for the SMTP sink: the ports scripts/run_embedded.sh derives too. The owned-channel stubs take
-their default test credentials (``stub.credentials``: see each module's constants).
+ad platforms, +4..9 for UniSender, Sendsay, SMS.ru, SMSC, RuStore push and web push, +10
+for the SMTP sink and +11 for Yandex Direct: the ports scripts/run_embedded.sh derives too. The
+owned-channel stubs take their default test credentials (``stub.credentials``: see each
+module's constants).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tests.stubs.unisender import UniSenderStub
 from tests.stubs.vk_ads import VkAdsStub
 from tests.stubs.webpush import WebPushStub
 from tests.stubs.yandex_audiences import YandexAudiencesStub
+from tests.stubs.yandex_direct import DEFAULT_LOGIN, DEFAULT_TOKEN, YandexDirectStub
 
 # Offsets from STUBS_PORT_BASE of the owned-channel stubs (after the ad platforms' 1..3).
 CHANNEL_PORTS = {
@@ -40,6 +42,8 @@ CHANNEL_PORTS = {
     "rustore": 8,
     "webpush": 9,
     "smtp": 10,
+    # Yandex Direct (reports spend import, bid modifiers): after the SMTP sink.
+    "direct": 11,
 }
 
 
@@ -56,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tests.stubs",
         description="Loopback stubs of Yandex Audiences, VK Ads, myTarget, UniSender, Sendsay, "
-        "SMS.ru, SMSC, RuStore push, a web push service, and an SMTP sink.",
+        "SMS.ru, SMSC, RuStore push, a web push service, an SMTP sink and Yandex Direct.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--yandex-port", type=int, default=base + 1)
@@ -76,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=10,
         help="create/modify calls per minute (documented: 10)",
+    )
+    parser.add_argument(
+        "--direct-token", default=DEFAULT_TOKEN, help="accepted Yandex Direct OAuth token"
+    )
+    parser.add_argument(
+        "--direct-login", default=DEFAULT_LOGIN, help="Client-Login the Direct token acts for"
     )
     parser.add_argument("--match-percent", type=int, default=80)
     parser.add_argument("--vk-client-id", default="test-client")
@@ -150,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
             "SMSC": SmscStub(port=args.smsc_port, **channel_common),
             "RuStore push": RuStoreStub(port=args.rustore_port, **channel_common),
             "Web push": WebPushStub(port=args.webpush_port, **channel_common),
+            "Yandex Direct": YandexDirectStub(
+                port=args.direct_port,
+                accounts={args.direct_token: {args.direct_login}},
+                **channel_common,
+            ),
             "SMTP sink": SmtpSink(
                 host=args.host,
                 port=args.smtp_port,

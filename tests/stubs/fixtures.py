@@ -18,6 +18,7 @@ from tests.stubs.smsru import SmsRuStub
 from tests.stubs.smtp_sink import SmtpSink
 from tests.stubs.unisender import UniSenderStub
 from tests.stubs.webpush import WebPushStub
+from tests.stubs.yandex_direct import YandexDirectStub
 
 # Options of a provider client in tests: short timeouts and pauses, enough attempts to get
 # through injected faults.
@@ -85,3 +86,12 @@ def smtp_sink(settings):
         settings.EMAIL_TIMEOUT = 10
         settings.EMAIL_URL = sink.email_url
         yield sink
+
+
+@pytest.fixture
+def direct_stub(settings):
+    """Yandex Direct: one advertiser (``direct_stub.login``) reachable with
+    ``direct_stub.credentials`` ({"token"}); reports are ready on the second poll."""
+    with YandexDirectStub(retry_in=0) as stub:
+        settings.YANDEX_DIRECT_BASE_URL = stub.base_url
+        yield stub

@@ -1,0 +1,45 @@
+"""Yandex Direct API v5 (https://api.direct.yandex.com/json/v5/): Reports, retargeting lists,
+bid modifiers."""
+
+from .client import (
+    DEFAULT_BASE_URL,
+    MAX_ADD_PER_CAMPAIGN,
+    MAX_SET_ITEMS,
+    MODIFIER_MAX,
+    MODIFIER_MIN,
+    NOT_ENOUGH_UNITS,
+    DirectError,
+    DirectReportNotReady,
+    DirectUnitsExhausted,
+    ItemResult,
+    Units,
+    YandexDirectClient,
+    add_chunks,
+    base_url,
+    chunks,
+    direct_error,
+    units_cost,
+)
+from .formats import ReportFormatError, report_rows
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_ADD_PER_CAMPAIGN",
+    "MAX_SET_ITEMS",
+    "MODIFIER_MAX",
+    "MODIFIER_MIN",
+    "NOT_ENOUGH_UNITS",
+    "DirectError",
+    "DirectReportNotReady",
+    "DirectUnitsExhausted",
+    "ItemResult",
+    "ReportFormatError",
+    "Units",
+    "YandexDirectClient",
+    "add_chunks",
+    "base_url",
+    "chunks",
+    "direct_error",
+    "report_rows",
+    "units_cost",
+]

@@ -18,6 +18,9 @@ from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
 from clients.models import ClientMembership
 from clients.services import api_key_create, client_create
 from tests.stubs.fixtures import (  # noqa: F401 - fixtures of the owned-channel stubs
+    calltouch_stub,
+    metrica_stub,
+    roistat_stub,
     rustore_stub,
     sendsay_stub,
     smsc_stub,

@@ -7,7 +7,8 @@ SIGTERM), for the `make run` demo.
 
 Without port options the stubs listen on STUBS_PORT_BASE+1..3 (default PORT+701..703) for the
 ad platforms, +4..9 for UniSender, Sendsay, SMS.ru, SMSC, RuStore push and web push, and +10
-for the SMTP sink: the ports scripts/run_embedded.sh derives too. The owned-channel stubs take
+for the SMTP sink, +12..14 for Roistat, Calltouch and Yandex Metrica: the ports
+scripts/run_embedded.sh derives too. The owned-channel stubs take
 their default test credentials (``stub.credentials``: see each module's constants).
 """
 
@@ -20,7 +21,9 @@ import threading
 from typing import Any
 
 from tests.stubs.base import FAULT_KINDS
+from tests.stubs.calltouch import CalltouchStub
 from tests.stubs.readers import SimulatedReaders
+from tests.stubs.roistat import RoistatStub
 from tests.stubs.rustore import RuStoreStub
 from tests.stubs.sendsay import SendsayStub
 from tests.stubs.smsc import SmscStub
@@ -30,6 +33,7 @@ from tests.stubs.unisender import UniSenderStub
 from tests.stubs.vk_ads import VkAdsStub
 from tests.stubs.webpush import WebPushStub
 from tests.stubs.yandex_audiences import YandexAudiencesStub
+from tests.stubs.yandex_metrica import YandexMetricaStub
 
 # Offsets from STUBS_PORT_BASE of the owned-channel stubs (after the ad platforms' 1..3).
 CHANNEL_PORTS = {
@@ -40,6 +44,14 @@ CHANNEL_PORTS = {
     "rustore": 8,
     "webpush": 9,
     "smtp": 10,
+}
+
+# Offsets of the spend, calls and offline-conversion stubs (reports); 11 is left for Yandex
+# Direct's.
+REPORT_PORTS = {
+    "roistat": 12,
+    "calltouch": 13,
+    "metrica": 14,
 }
 
 
@@ -56,13 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tests.stubs",
         description="Loopback stubs of Yandex Audiences, VK Ads, myTarget, UniSender, Sendsay, "
-        "SMS.ru, SMSC, RuStore push, a web push service, and an SMTP sink.",
+        "SMS.ru, SMSC, RuStore push, a web push service, Roistat, Calltouch, Yandex Metrica and "
+        "an SMTP sink.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--yandex-port", type=int, default=base + 1)
     parser.add_argument("--vk-port", type=int, default=base + 2)
     parser.add_argument("--mytarget-port", type=int, default=base + 3)
-    for name, offset in CHANNEL_PORTS.items():
+    for name, offset in (CHANNEL_PORTS | REPORT_PORTS).items():
         parser.add_argument(f"--{name}-port", type=int, default=base + offset)
     parser.add_argument(
         "--mail-dir", default=None, help="the SMTP sink writes each message here as .eml"
@@ -150,6 +163,13 @@ def main(argv: list[str] | None = None) -> None:
             "SMSC": SmscStub(port=args.smsc_port, **channel_common),
             "RuStore push": RuStoreStub(port=args.rustore_port, **channel_common),
             "Web push": WebPushStub(port=args.webpush_port, **channel_common),
+            "Roistat": RoistatStub(port=args.roistat_port, **channel_common),
+            "Calltouch": CalltouchStub(port=args.calltouch_port, **channel_common),
+            "Yandex Metrica": YandexMetricaStub(
+                port=args.metrica_port,
+                processing_delay=args.processing_delay,
+                **channel_common,
+            ),
             "SMTP sink": SmtpSink(
                 host=args.host,
                 port=args.smtp_port,

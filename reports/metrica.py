@@ -243,15 +243,13 @@ def metrica_conversions_upload(
             "rows": upload.rows,
             "status": upload.status,
             "skipped": upload.skipped,
-            "error": upload.error,
+            "upload_error": upload.error,
         }
     finally:
         metrica.close()
 
 
-def metrica_uploads_poll(
-    *, account: AdAccount, now: dt.datetime | None = None, **http: Any
-) -> int:
+def metrica_uploads_poll(*, account: AdAccount, now: dt.datetime | None = None, **http: Any) -> int:
     """Read Metrica's status of the account's uploads in processing; returns how many are
     final now. A failure to read is logged and left for the next poll."""
     now = now or timezone.now()

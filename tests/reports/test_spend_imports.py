@@ -158,3 +158,38 @@ def test_a_wrong_calltouch_key_is_recorded(client_a, people, calltouch_stub):
     result = ad_account_import(account=account, days=[D1], **FAST)
     assert "clientApiId" in result["error"]
     assert not Event.objects.for_client(client_a).filter(type="call").exists()
+
+
+def test_the_daily_beat_imports_every_account_and_one_failure_stops_none(
+    client_a, client_b, people, roistat_stub, calltouch_stub, monkeypatch
+):
+    from config.celery import app as celery_app
+    from reports.tasks import ad_accounts_import_daily_task
+
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    monkeypatch.setattr("reports.imports.import_days", lambda client, now=None: [D1])
+    roistat_stub.days[D1] = [{"channel": "direct", "visits": 1, "marketing_cost": 10}]
+    calltouch_stub.add_call(
+        call_id=9, phone="+79161234567", at=dt.datetime(2026, 12, 1, 9, tzinfo=MSK)
+    )
+    broken = _roistat_account(client_a, roistat_stub, api_key="revoked")
+    calls = _calltouch_account(client_a, calltouch_stub)
+    good = _roistat_account(client_b, roistat_stub)
+    off = ad_account_save(
+        client=client_b,
+        provider=AdAccount.Provider.ROISTAT,
+        remote_id="another",
+        credentials=roistat_stub.credentials,
+        is_active=False,
+    )
+    assert not off.is_active
+    assert ad_accounts_import_daily_task.delay().get() == [broken.pk, calls.pk, good.pk]
+    broken.refresh_from_db()
+    calls.refresh_from_db()
+    good.refresh_from_db()
+    assert broken.last_error
+    assert calls.last_error == ""
+    assert calls.last_result["matched"] == 1
+    assert good.last_imported_at is not None
+    assert SpendDay.objects.for_client(client_b).count() == 1
+    assert Event.objects.for_client(client_a).filter(external_id="calltouch:9").exists()

@@ -216,6 +216,13 @@ class MetricaUpload(TenantModel):
     def __str__(self) -> str:
         return f"{self.counter}: {self.comment}"
 
+    @property
+    def rejected_lines(self) -> int | None:
+        """Rows sent that Metrica did not take (``rows`` − ``line_quantity``), once known."""
+        if self.line_quantity is None:
+            return None
+        return max(self.rows - self.line_quantity, 0)
+
 
 class MetricaUploadOrder(TenantModel):
     """An order sent to a counter: the unique key makes a second upload of it impossible."""

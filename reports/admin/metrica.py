@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy
 
 from agency.admin_base import ClientListFilter, TenantScopedAdmin
 
@@ -20,6 +21,7 @@ class MetricaUploadAdmin(TenantScopedAdmin):
         "status",
         "rows",
         "line_quantity",
+        "rejected",
         "revenue",
         "skipped",
         "remote_id",
@@ -33,3 +35,7 @@ class MetricaUploadAdmin(TenantScopedAdmin):
     add_roles = ()
     change_roles = ()
     delete_roles = ()
+
+    @admin.display(description=gettext_lazy("строк отклонено Метрикой"))
+    def rejected(self, obj: MetricaUpload) -> str:
+        return "—" if obj.rejected_lines is None else str(obj.rejected_lines)

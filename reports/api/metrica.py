@@ -17,6 +17,7 @@ from ..models import MetricaUpload
 
 class MetricaUploadSerializer(serializers.ModelSerializer):
     skipped = serializers.DictField(child=serializers.IntegerField())
+    rejected_lines = serializers.IntegerField(allow_null=True, read_only=True)
 
     class Meta:
         model = MetricaUpload
@@ -28,6 +29,7 @@ class MetricaUploadSerializer(serializers.ModelSerializer):
             "remote_id",
             "rows",
             "line_quantity",
+            "rejected_lines",
             "revenue",
             "skipped",
             "error",

@@ -153,12 +153,14 @@ def test_metrica_uploads_api_shows_only_the_clients_own(api_a, api_b, client_a):
         comment="c1",
         status="PROCESSED",
         rows=4,
+        line_quantity=3,
         skipped={"no_consent": 2, "no_client_id": 1},
     )
     body = api_a.get("/api/v1/metrica/uploads/").json()
     [upload] = body["results"]
     assert upload["status"] == "PROCESSED"
     assert upload["skipped"] == {"no_consent": 2, "no_client_id": 1}
+    assert upload["rejected_lines"] == 1
     assert api_b.get("/api/v1/metrica/uploads/").json()["results"] == []
 
 

@@ -33,6 +33,7 @@ from django.db.models import Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from agency.crypto import CredentialsUnreadable
 from clients.models import Customer, Order
 from consent.purposes import AD_COOKIES
 from consent.selectors import customers_with_consent_flag
@@ -260,7 +261,11 @@ def metrica_uploads_poll(*, account: AdAccount, now: dt.datetime | None = None, 
     )
     if not waiting:
         return 0
-    metrica = _client(account, http)
+    try:
+        metrica = _client(account, http)
+    except (CredentialsUnreadable, ValueError) as exc:
+        logger.warning("Metrica account %s cannot be polled: %s", account.pk, exc)
+        return 0
     finished = 0
     try:
         for upload in waiting:

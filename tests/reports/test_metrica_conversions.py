@@ -275,3 +275,31 @@ def test_a_lost_reply_is_found_by_its_comment_not_sent_twice(client_a, world, me
 def test_erasure_blanks_the_client_id(client_a, world):
     customer_erase(customer=world["c1"])
     assert Customer.objects.for_client(client_a).get(pk=world["c1"].pk).metrica_client_id == ""
+
+
+def test_the_poll_task_goes_on_past_an_account_it_cannot_read(client_a, world, metrica_stub):
+    from reports.tasks import metrica_uploads_poll_task
+
+    account = _account(client_a, metrica_stub)
+    metrica_conversions_upload(account=account, **FAST)
+    broken = ad_account_save(
+        client=client_a,
+        provider=AdAccount.Provider.METRICA,
+        remote_id="999",
+        credentials={"token": "t"},
+        conversion_target="buy",
+    )
+    AdAccount.objects.for_client(client_a).filter(pk=broken.pk).update(
+        credentials_encrypted="not-a-fernet-token"
+    )
+    MetricaUpload.objects.create(
+        client=client_a,
+        account=broken,
+        counter="999",
+        client_id_type="CLIENT_ID",
+        comment="broken",
+        status=MetricaUpload.Status.UPLOADED,
+        remote_id="1",
+    )
+    done = metrica_uploads_poll_task()
+    assert done == {account.pk: 1, broken.pk: 0}

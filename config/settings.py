@@ -260,6 +260,7 @@ SPECTACULAR_SETTINGS = {
         "ScoringRunStatusEnum": "segments.models.ScoringRun.Status",
         "TriggerChainStatusEnum": "campaigns.models.TriggerChain.Status",
         "TriggerChainKindEnum": "campaigns.models.TriggerChain.Kind",
+        "SpendDaySourceEnum": "reports.models.SpendDay.Source",
     },
 }
 

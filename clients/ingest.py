@@ -50,6 +50,9 @@ from .models import Client, Customer, Event, Order
 from .normalize import NormalizationError, normalize_email, normalize_phone
 
 KINDS = ("customers", "orders", "events")
+# Event properties that carry the visitor's Yandex Metrica ClientID (the _ym_uid cookie), in the
+# order they are looked at (Customer.metrica_client_id; see _Writer.take_metrica_client_ids).
+METRICA_CLIENT_ID_PROPERTIES = ("_ym_uid", "ym_client_id", "metrica_client_id")
 MAX_ERRORS_KEPT = 1000
 FUTURE_TOLERANCE = timedelta(days=1)
 
@@ -792,7 +795,41 @@ class _Writer:
         created = max(cursor.rowcount, 0)
         if self.spec.seen_at:
             self.move_first_seen(cursor)
+        if self.spec.kind == "events" and any(f.name == "properties" for f in self.present):
+            self.take_metrica_client_ids(cursor)
         return created, updated
+
+    def take_metrica_client_ids(self, cursor) -> None:
+        """The one place a customer gets their Yandex Metrica ClientID: from the properties
+        ``_ym_uid`` / ``ym_client_id`` / ``metrica_client_id`` (the first given, in that order)
+        of their latest event of this chunk that carries one. An erased customer gets none."""
+        keys = METRICA_CLIENT_ID_PROPERTIES
+        if self.vendor == "postgresql":
+            picks = [f"NULLIF(BTRIM((s.properties)::jsonb ->> '{key}'), '')" for key in keys]
+            value = f"LEFT(COALESCE({', '.join(picks)}), 64)"
+        else:
+            picks = [
+                f"NULLIF(TRIM(CAST(json_extract(s.properties, '$.{key}') AS TEXT)), '')"
+                for key in keys
+            ]
+            value = f"SUBSTR(COALESCE({', '.join(picks)}), 1, 64)"
+        # A cheap filter first: most events carry none of the keys ("_" is LIKE's any-char,
+        # so the filter lets through a superset).
+        mentioned = " OR ".join(f"s.properties LIKE '%%{key}%%'" for key in keys)
+        cursor.execute(
+            f"""UPDATE {self.customer_table} AS t SET metrica_client_id = m.cid, updated_at = %s
+                FROM (SELECT x.customer_external_id, x.cid FROM (
+                        SELECT s.customer_external_id, {value} AS cid,
+                               ROW_NUMBER() OVER (PARTITION BY s.customer_external_id
+                                                  ORDER BY s.occurred_at DESC, s.row_no DESC) AS n
+                        FROM ingest_stage s
+                        WHERE s.properties IS NOT NULL AND ({mentioned})
+                          AND {value} IS NOT NULL) x
+                      WHERE x.n = 1) AS m
+                WHERE t.client_id = %s AND t.external_id = m.customer_external_id
+                  AND t.erased_at IS NULL AND {self._distinct("t.metrica_client_id", "m.cid")}""",
+            [self._now_param(), self.client.pk],
+        )
 
     def move_first_seen(self, cursor) -> None:
         """A customer was first seen no later than their earliest order or event: move

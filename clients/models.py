@@ -279,6 +279,16 @@ class Customer(TimestampedTenantModel):
     attributes = models.JSONField(_("атрибуты"), default=dict, blank=True)
     first_seen = models.DateTimeField(_("впервые замечен"), default=timezone.now)
     source = models.CharField(_("источник"), max_length=50, blank=True)
+    metrica_client_id = models.CharField(
+        _("ClientID Яндекс Метрики"),
+        max_length=64,
+        blank=True,
+        db_default="",  # ingestion inserts with SQL that names only its own columns
+        help_text=_(
+            "Из свойств _ym_uid / ym_client_id / metrica_client_id последнего события с ним: "
+            "по нему покупки уходят в Метрику как офлайн-конверсии."
+        ),
+    )
     erased_at = models.DateTimeField(_("данные удалены"), null=True, blank=True)
 
     class Meta:

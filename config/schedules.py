@@ -76,4 +76,19 @@ PERIODIC_TASKS: list[dict] = [
         "crontab": {"minute": "30", "hour": "6"},
         "timezone": "Europe/Moscow",
     },
+    {
+        # Roistat spend, Calltouch calls (yesterday and the day before again: platforms revise
+        # their figures) and Metrica offline conversions: one task per active account
+        # (reports.tasks fans out; a failing account records its error, the others go on).
+        "name": "Расходы, звонки и офлайн-конверсии: ежедневный импорт",
+        "task": "reports.tasks.ad_accounts_import_daily_task",
+        "crontab": {"minute": "30", "hour": "5"},
+        "timezone": "Europe/Moscow",
+    },
+    {
+        # Metrica processes an upload for up to two hours: its status is read until final.
+        "name": "Офлайн-конверсии Метрики: статус загрузок",
+        "task": "reports.tasks.metrica_uploads_poll_task",
+        "every_seconds": 1800,
+    },
 ]

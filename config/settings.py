@@ -191,6 +191,10 @@ SENDSAY_BASE_URL = env.str("SENDSAY_BASE_URL", default="")
 SMSRU_BASE_URL = env.str("SMSRU_BASE_URL", default="")
 SMSC_BASE_URL = env.str("SMSC_BASE_URL", default="")
 RUSTORE_BASE_URL = env.str("RUSTORE_BASE_URL", default="")
+# Spend, calls and value sent back (reports): empty = the official host.
+ROISTAT_BASE_URL = env.str("ROISTAT_BASE_URL", default="")
+CALLTOUCH_BASE_URL = env.str("CALLTOUCH_BASE_URL", default="")
+YANDEX_METRICA_BASE_URL = env.str("YANDEX_METRICA_BASE_URL", default="")
 # A web push endpoint comes from a browser's subscription (client data), so it must be https
 # and public; True lets it be a loopback or private address (tests and `make run` only).
 WEBPUSH_ALLOW_PRIVATE_ENDPOINTS = env.bool("WEBPUSH_ALLOW_PRIVATE_ENDPOINTS", default=False)
@@ -257,6 +261,7 @@ SPECTACULAR_SETTINGS = {
         "ScoringRunStatusEnum": "segments.models.ScoringRun.Status",
         "TriggerChainStatusEnum": "campaigns.models.TriggerChain.Status",
         "TriggerChainKindEnum": "campaigns.models.TriggerChain.Kind",
+        "SpendDaySourceEnum": "reports.models.SpendDay.Source",
     },
 }
 

@@ -375,6 +375,7 @@ def _profile_section(customer: Customer) -> Section:
             "city": customer.city,
             "attributes": customer.attributes,
             "source": customer.source,
+            "metrica_client_id": customer.metrica_client_id,
             "first_seen": _local(customer.first_seen, client),
             "created_at": _local(customer.created_at, client),
             "updated_at": _local(customer.updated_at, client),
@@ -691,6 +692,7 @@ PERSONAL_FIELDS = {
     "city": "",
     "attributes": {},
     "source": "",
+    "metrica_client_id": "",
 }
 EVENT_PERSONAL_FIELDS = {"properties": {}, "utm_source": "", "utm_medium": "", "utm_campaign": ""}
 

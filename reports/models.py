@@ -87,8 +87,29 @@ class AdAccount(TenantModel):
     credentials_encrypted = models.TextField(
         _("учётные данные (зашифрованы)"), blank=True, editable=False
     )
+
+    class ClientIdType(models.TextChoices):
+        CLIENT_ID = "CLIENT_ID", _("ClientID Метрики (cookie _ym_uid)")
+        USER_ID = "USER_ID", _("UserId (внешний id покупателя)")
+
     is_active = models.BooleanField(_("включён"), default=True)
+    conversion_target = models.CharField(
+        _("цель (Target) офлайн-конверсий"),
+        max_length=100,
+        blank=True,
+        help_text=_("Идентификатор цели счётчика Метрики, в которую уходят покупки."),
+    )
+    client_id_type = models.CharField(
+        _("как счётчик узнаёт посетителя"),
+        max_length=10,
+        choices=ClientIdType.choices,
+        default=ClientIdType.CLIENT_ID,
+        help_text=_("UserId — только если сайт передаёт в Метрику внешний id покупателя."),
+    )
     last_imported_at = models.DateTimeField(_("последний импорт"), null=True, blank=True)
+    last_attempt_at = models.DateTimeField(_("последняя попытка"), null=True, blank=True)
+    last_error = models.TextField(_("ошибка последней попытки"), blank=True)
+    last_result = models.JSONField(_("итог последней попытки"), default=dict, blank=True)
     created_at = models.DateTimeField(_("создан"), auto_now_add=True)
 
     class Meta:
@@ -241,3 +262,88 @@ class BidModifierChangeItem(TenantModel):
     @property
     def action(self) -> str:
         return "set" if self.previous_value is not None else "add"
+
+
+class MetricaUpload(TenantModel):
+    """One upload of purchases to a Metrica counter as offline conversions, polled until
+    Metrica's status is final. ``skipped`` counts the purchases left out, by reason."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", _("ожидает отправки")
+        UPLOADED = "UPLOADED", _("загружено, обрабатывается")
+        PROCESSED = "PROCESSED", _("обработано")
+        LINKAGE_FAILURE = "LINKAGE_FAILURE", _("не сопоставлено")
+        FAILED = "FAILED", _("отклонено")
+
+    FINAL = (Status.PROCESSED, Status.LINKAGE_FAILURE, Status.FAILED)
+
+    account = models.ForeignKey(
+        AdAccount,
+        on_delete=models.PROTECT,
+        related_name="metrica_uploads",
+        verbose_name=_("счётчик"),
+        db_index=False,
+    )
+    counter = models.CharField(_("номер счётчика"), max_length=100)
+    client_id_type = models.CharField(_("тип идентификатора"), max_length=10)
+    comment = models.CharField(_("метка загрузки"), max_length=100)
+    status = models.CharField(
+        _("статус"), max_length=20, choices=Status.choices, default=Status.PENDING
+    )
+    remote_id = models.CharField(_("id загрузки в Метрике"), max_length=50, blank=True)
+    rows = models.PositiveIntegerField(_("строк отправлено"), default=0)
+    line_quantity = models.PositiveIntegerField(_("строк принято Метрикой"), null=True, blank=True)
+    revenue = models.DecimalField(_("сумма покупок, ₽"), max_digits=14, decimal_places=2, default=0)
+    skipped = models.JSONField(_("пропущено по причинам"), default=dict, blank=True)
+    error = models.TextField(_("ошибка"), blank=True)
+    created_at = models.DateTimeField(_("создана"), auto_now_add=True)
+    checked_at = models.DateTimeField(_("статус проверен"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("завершена"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("загрузка офлайн-конверсий")
+        verbose_name_plural = _("загрузки офлайн-конверсий")
+        constraints = [
+            models.UniqueConstraint(fields=["client", "comment"], name="metricaupload_comment")
+        ]
+        indexes = [
+            models.Index(fields=["client", "account", "status"], name="metricaupload_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.counter}: {self.comment}"
+
+    @property
+    def rejected_lines(self) -> int | None:
+        """Rows sent that Metrica did not take (``rows`` − ``line_quantity``), once known."""
+        if self.line_quantity is None:
+            return None
+        return max(self.rows - self.line_quantity, 0)
+
+
+class MetricaUploadOrder(TenantModel):
+    """An order sent to a counter: the unique key makes a second upload of it impossible."""
+
+    upload = models.ForeignKey(
+        MetricaUpload, on_delete=models.CASCADE, related_name="orders", db_index=False
+    )
+    account = models.ForeignKey(
+        AdAccount, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    order = models.ForeignKey(
+        "clients.Order",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+
+    class Meta:
+        verbose_name = _("заказ в загрузке")
+        verbose_name_plural = _("заказы в загрузках")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "account", "order"], name="metricauploadorder_once"
+            )
+        ]
+        indexes = [models.Index(fields=["client", "upload"], name="metricauploadorder_upload")]

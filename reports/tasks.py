@@ -1,4 +1,4 @@
-"""Celery tasks of the reports app: thin, by id."""
+"""Celery tasks of the reports app: thin, by id, safe to deliver twice."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from clients.models import Client
 from integrations.yandex_direct import DirectUnitsExhausted
 
 from .direct import direct_spend_clients, direct_spend_import, import_days
+from .imports import ad_account_import, ad_accounts_due
+from .metrica import metrica_accounts_polling, metrica_uploads_poll
+from .models import AdAccount
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +43,39 @@ def direct_spend_import_task(self, client_id: int, days: list[str]) -> dict[str,
     except DirectUnitsExhausted as exc:
         logger.warning("Direct points spent for client %s; retrying in an hour", client_id)
         raise self.retry(countdown=UNITS_RETRY_SECONDS, exc=exc) from exc
+
+
+@shared_task(acks_late=True)
+def ad_accounts_import_daily_task() -> list[int]:
+    """Daily beat fan-out: one import task per active Roistat, Calltouch and Metrica account
+    (a failing account does not stop the others: each records its own outcome)."""
+    account_ids = ad_accounts_due()
+    for account_id in account_ids:
+        ad_account_import_task.delay(account_id)
+    return account_ids
+
+
+@shared_task(acks_late=True)
+def ad_account_import_task(account_id: int, days: list[str] | None = None) -> dict | None:
+    """Import one account: ``days`` (ISO dates) or yesterday and the day before. Re-running
+    replaces the same days (spend), re-ingests the same call ids (calls) and never sends an
+    order twice (Metrica)."""
+    account = (
+        AdAccount.objects.unscoped()
+        .select_related("client")
+        .filter(pk=account_id, is_active=True, client__is_active=True)
+        .first()
+    )
+    if account is None:
+        return None
+    wanted = [date.fromisoformat(day) for day in days] if days else None
+    return ad_account_import(account=account, days=wanted)
+
+
+@shared_task(acks_late=True)
+def metrica_uploads_poll_task() -> dict[int, int]:
+    """Periodic: Metrica's status of the uploads still processing, per account."""
+    done = {}
+    for account in AdAccount.objects.unscoped().filter(pk__in=metrica_accounts_polling()):
+        done[account.pk] = metrica_uploads_poll(account=account)
+    return done

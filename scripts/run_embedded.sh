@@ -44,9 +44,13 @@ RUSTORE_STUB_PORT=$((STUBS_PORT_BASE + 8))
 WEBPUSH_STUB_PORT=$((STUBS_PORT_BASE + 9))
 SMTP_SINK_PORT=$((STUBS_PORT_BASE + 10))
 DIRECT_STUB_PORT=$((STUBS_PORT_BASE + 11))
+ROISTAT_STUB_PORT=$((STUBS_PORT_BASE + 12))
+CALLTOUCH_STUB_PORT=$((STUBS_PORT_BASE + 13))
+METRICA_STUB_PORT=$((STUBS_PORT_BASE + 14))
 for port in "$YANDEX_STUB_PORT" "$VK_STUB_PORT" "$MYTARGET_STUB_PORT" "$UNISENDER_STUB_PORT" \
             "$SENDSAY_STUB_PORT" "$SMSRU_STUB_PORT" "$SMSC_STUB_PORT" "$RUSTORE_STUB_PORT" \
-            "$WEBPUSH_STUB_PORT" "$SMTP_SINK_PORT" "$DIRECT_STUB_PORT"; do
+            "$WEBPUSH_STUB_PORT" "$SMTP_SINK_PORT" "$DIRECT_STUB_PORT" "$ROISTAT_STUB_PORT" \
+            "$CALLTOUCH_STUB_PORT" "$METRICA_STUB_PORT"; do
     is_port "$port" || {
         echo "run_embedded: stub port $port out of range (set STUBS_PORT_BASE)" >&2
         exit 2
@@ -86,6 +90,10 @@ set_default RUSTORE_BASE_URL "http://127.0.0.1:$RUSTORE_STUB_PORT/v1/"
 set_default YANDEX_DIRECT_BASE_URL "http://127.0.0.1:$DIRECT_STUB_PORT/json/v5/"
 set_default WEBPUSH_ALLOW_PRIVATE_ENDPOINTS 1
 set_default EMAIL_URL "smtp://127.0.0.1:$SMTP_SINK_PORT"
+# Spend, calls and offline conversions (reports).
+set_default ROISTAT_BASE_URL "http://127.0.0.1:$ROISTAT_STUB_PORT/api/v1/"
+set_default CALLTOUCH_BASE_URL "http://127.0.0.1:$CALLTOUCH_STUB_PORT/"
+set_default YANDEX_METRICA_BASE_URL "http://127.0.0.1:$METRICA_STUB_PORT/management/v1/"
 
 # Loopback stubs of Yandex Audiences, VK Ads and myTarget (tests/stubs): the platforms'
 # addresses above (deployment settings, never a destination's data) point at them, so a first
@@ -99,6 +107,8 @@ STUB_ARGS=(--yandex-port "$YANDEX_STUB_PORT" --vk-port "$VK_STUB_PORT"
            --rustore-port "$RUSTORE_STUB_PORT" --webpush-port "$WEBPUSH_STUB_PORT"
            --smtp-port "$SMTP_SINK_PORT" --mail-dir "$ROOT/var/mail"
            --direct-port "$DIRECT_STUB_PORT"
+           --roistat-port "$ROISTAT_STUB_PORT" --calltouch-port "$CALLTOUCH_STUB_PORT"
+           --metrica-port "$METRICA_STUB_PORT"
            --readers-open-share 0.45 --readers-click-share 0.15
            --quiet)
 
@@ -106,7 +116,8 @@ if [[ "$PRINT_CONFIG" -eq 1 ]]; then
     # One NAME=value line each; "(from .env)" when .env sets it and this script does not.
     for name in PORT STUBS_PORT_BASE PUBLIC_BASE_URL YANDEX_AUDIENCES_BASE_URL VK_ADS_BASE_URL \
                 MYTARGET_BASE_URL UNISENDER_BASE_URL SENDSAY_BASE_URL SMSRU_BASE_URL \
-                SMSC_BASE_URL RUSTORE_BASE_URL WEBPUSH_ALLOW_PRIVATE_ENDPOINTS EMAIL_URL \
+                SMSC_BASE_URL RUSTORE_BASE_URL YANDEX_DIRECT_BASE_URL ROISTAT_BASE_URL CALLTOUCH_BASE_URL \
+                YANDEX_METRICA_BASE_URL WEBPUSH_ALLOW_PRIVATE_ENDPOINTS EMAIL_URL \
                 DATABASE_URL CELERY_BROKER_URL; do
         echo "$name=${!name-(from .env)}"
     done
@@ -175,6 +186,7 @@ cat <<MSG
   API docs: http://127.0.0.1:$PORT/api/docs/
   Ad-platform stubs: Yandex Audiences :$YANDEX_STUB_PORT, VK Ads :$VK_STUB_PORT, myTarget :$MYTARGET_STUB_PORT (loopback)
   Channel stubs: UniSender :$UNISENDER_STUB_PORT, Sendsay :$SENDSAY_STUB_PORT, SMS.ru :$SMSRU_STUB_PORT, SMSC :$SMSC_STUB_PORT, RuStore push :$RUSTORE_STUB_PORT, web push :$WEBPUSH_STUB_PORT
+  Spend stubs: Yandex Direct :$DIRECT_STUB_PORT, Roistat :$ROISTAT_STUB_PORT, Calltouch :$CALLTOUCH_STUB_PORT, Yandex Metrica :$METRICA_STUB_PORT
   Email (EMAIL_URL): ${EMAIL_URL:-(from .env)}; the local SMTP sink :$SMTP_SINK_PORT keeps each message in var/mail/
   Public base URL (banner, email links): ${PUBLIC_BASE_URL:-(from .env)}
 

@@ -18,7 +18,10 @@ from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, ANALYST
 from clients.models import ClientMembership
 from clients.services import api_key_create, client_create
 from tests.stubs.fixtures import (  # noqa: F401 - fixtures of the owned-channel stubs
+    calltouch_stub,
     direct_stub,
+    metrica_stub,
+    roistat_stub,
     rustore_stub,
     sendsay_stub,
     smsc_stub,

@@ -1,3 +1,3 @@
 """Admin of the reports app, one module per part."""
 
-from . import attribution, design, feedback, kpis, settings, spend  # noqa: F401
+from . import attribution, design, feedback, kpis, metrica, settings, spend  # noqa: F401

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('audiences', '0006_audience_sync_wanted'),
         ('clients', '0009_importjob_attempt_number'),
-        ('reports', '0001_report_settings_ad_accounts_daily_spend'),
+        ('reports', '0004_spend_imports_metrica_uploads'),
     ]
 
     operations = [

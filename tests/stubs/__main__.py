@@ -7,9 +7,9 @@ SIGTERM), for the `make run` demo.
 
 Without port options the stubs listen on STUBS_PORT_BASE+1..3 (default PORT+701..703) for the
 ad platforms, +4..9 for UniSender, Sendsay, SMS.ru, SMSC, RuStore push and web push, +10
-for the SMTP sink and +11 for Yandex Direct: the ports scripts/run_embedded.sh derives too. The
-owned-channel stubs take their default test credentials (``stub.credentials``: see each
-module's constants).
+for the SMTP sink, +11 for Yandex Direct and +12..14 for Roistat, Calltouch and Yandex
+Metrica: the ports scripts/run_embedded.sh derives too. The owned-channel stubs take their
+default test credentials (``stub.credentials``: see each module's constants).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import threading
 from typing import Any
 
 from tests.stubs.base import FAULT_KINDS
+from tests.stubs.calltouch import CalltouchStub
 from tests.stubs.readers import SimulatedReaders
+from tests.stubs.roistat import RoistatStub
 from tests.stubs.rustore import RuStoreStub
 from tests.stubs.sendsay import SendsayStub
 from tests.stubs.smsc import SmscStub
@@ -32,6 +34,7 @@ from tests.stubs.vk_ads import VkAdsStub
 from tests.stubs.webpush import WebPushStub
 from tests.stubs.yandex_audiences import YandexAudiencesStub
 from tests.stubs.yandex_direct import DEFAULT_LOGIN, DEFAULT_TOKEN, YandexDirectStub
+from tests.stubs.yandex_metrica import YandexMetricaStub
 
 # Offsets from STUBS_PORT_BASE of the owned-channel stubs (after the ad platforms' 1..3).
 CHANNEL_PORTS = {
@@ -44,6 +47,14 @@ CHANNEL_PORTS = {
     "smtp": 10,
     # Yandex Direct (reports spend import, bid modifiers): after the SMTP sink.
     "direct": 11,
+}
+
+# Offsets of the spend, calls and offline-conversion stubs (reports); 11 is left for Yandex
+# Direct's.
+REPORT_PORTS = {
+    "roistat": 12,
+    "calltouch": 13,
+    "metrica": 14,
 }
 
 
@@ -60,13 +71,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tests.stubs",
         description="Loopback stubs of Yandex Audiences, VK Ads, myTarget, UniSender, Sendsay, "
-        "SMS.ru, SMSC, RuStore push, a web push service, an SMTP sink and Yandex Direct.",
+        "SMS.ru, SMSC, RuStore push, a web push service, an SMTP sink, Yandex Direct, Roistat, "
+        "Calltouch and Yandex Metrica.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--yandex-port", type=int, default=base + 1)
     parser.add_argument("--vk-port", type=int, default=base + 2)
     parser.add_argument("--mytarget-port", type=int, default=base + 3)
-    for name, offset in CHANNEL_PORTS.items():
+    for name, offset in (CHANNEL_PORTS | REPORT_PORTS).items():
         parser.add_argument(f"--{name}-port", type=int, default=base + offset)
     parser.add_argument(
         "--mail-dir", default=None, help="the SMTP sink writes each message here as .eml"
@@ -163,6 +175,13 @@ def main(argv: list[str] | None = None) -> None:
             "Yandex Direct": YandexDirectStub(
                 port=args.direct_port,
                 accounts={args.direct_token: {args.direct_login}},
+                **channel_common,
+            ),
+            "Roistat": RoistatStub(port=args.roistat_port, **channel_common),
+            "Calltouch": CalltouchStub(port=args.calltouch_port, **channel_common),
+            "Yandex Metrica": YandexMetricaStub(
+                port=args.metrica_port,
+                processing_delay=args.processing_delay,
                 **channel_common,
             ),
             "SMTP sink": SmtpSink(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.stubs.calltouch import CalltouchStub
+from tests.stubs.roistat import RoistatStub
 from tests.stubs.rustore import RuStoreStub
 from tests.stubs.sendsay import SendsayStub
 from tests.stubs.smsc import SmscStub
@@ -19,6 +21,7 @@ from tests.stubs.smtp_sink import SmtpSink
 from tests.stubs.unisender import UniSenderStub
 from tests.stubs.webpush import WebPushStub
 from tests.stubs.yandex_direct import YandexDirectStub
+from tests.stubs.yandex_metrica import YandexMetricaStub
 
 # Options of a provider client in tests: short timeouts and pauses, enough attempts to get
 # through injected faults.
@@ -94,4 +97,28 @@ def direct_stub(settings):
     ``direct_stub.credentials`` ({"token"}); reports are ready on the second poll."""
     with YandexDirectStub(retry_in=0) as stub:
         settings.YANDEX_DIRECT_BASE_URL = stub.base_url
+
+
+# Spend, calls and offline conversions (reports): the same pattern, for the import services.
+
+
+@pytest.fixture
+def roistat_stub(settings):
+    with RoistatStub() as stub:
+        settings.ROISTAT_BASE_URL = stub.base_url
+        yield stub
+
+
+@pytest.fixture
+def calltouch_stub(settings):
+    with CalltouchStub() as stub:
+        settings.CALLTOUCH_BASE_URL = stub.base_url
+        yield stub
+
+
+@pytest.fixture
+def metrica_stub(settings):
+    """Metrica with processing finished on the next request (``processing_delay=0``)."""
+    with YandexMetricaStub() as stub:
+        settings.YANDEX_METRICA_BASE_URL = stub.base_url
         yield stub

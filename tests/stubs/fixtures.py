@@ -97,6 +97,7 @@ def direct_stub(settings):
     ``direct_stub.credentials`` ({"token"}); reports are ready on the second poll."""
     with YandexDirectStub(retry_in=0) as stub:
         settings.YANDEX_DIRECT_BASE_URL = stub.base_url
+        yield stub
 
 
 # Spend, calls and offline conversions (reports): the same pattern, for the import services.

@@ -65,6 +65,7 @@ from agency.roles import staff_clients
 from segments.models import Segment
 
 from .bidding import CSV_COLUMNS, bid_modifiers_rows, bidmodifiers_add_body
+from .holdout import audience_holdout_check
 from .models import Audience, Destination, SyncRun
 from .services import (
     SYNC_WANTED_LABELS,
@@ -327,6 +328,8 @@ AUDIENCE_UPDATABLE = (
     "sync_every_days",
     "is_active",
     "direct_retargeting_condition_id",
+    "holdout_percent",
+    "holdout_unit",
 )
 
 
@@ -359,6 +362,8 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
             "sync_every_days",
             "is_active",
             "direct_retargeting_condition_id",
+            "holdout_percent",
+            "holdout_unit",
         )
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -397,6 +402,8 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
                 sync_every_days=data["sync_every_days"],
                 is_active=data["is_active"],
                 direct_retargeting_condition_id=data.get("direct_retargeting_condition_id"),
+                holdout_percent=data.get("holdout_percent") or 0,
+                holdout_unit=data.get("holdout_unit") or Audience.HoldoutUnit.PERSON,
                 **audit,
             )
         audience = (
@@ -468,10 +475,15 @@ class AudienceAdmin(TenantScopedAdmin):
             "is_active",
             "direct_retargeting_condition_id",
         )
+        holdout = ("holdout_percent", "holdout_unit")
         if obj is None:
-            return ((None, {"fields": main}),)
+            return ((None, {"fields": main}), (_("Контрольная группа"), {"fields": holdout}))
         return (
             (None, {"fields": main}),
+            (
+                _("Контрольная группа"),
+                {"fields": (*holdout, "holdout_started_at", "holdout_check")},
+            ),
             (_("Состояние"), {"fields": self.status_fields}),
             (_("Последние синхронизации"), {"fields": ("recent_runs",)}),
         )
@@ -480,7 +492,14 @@ class AudienceAdmin(TenantScopedAdmin):
         if obj is None:
             return ()
         # The client never changes; another cabinet is another audience.
-        return ("client", "destination", *self.status_fields, "recent_runs")
+        return (
+            "client",
+            "destination",
+            *self.status_fields,
+            "recent_runs",
+            "holdout_started_at",
+            "holdout_check",
+        )
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -515,6 +534,38 @@ class AudienceAdmin(TenantScopedAdmin):
             .values_list("name", flat=True)
         )
         return ", ".join(names) or "—"
+
+    @admin.display(description=gettext_lazy("разбиение и проверка долей"))
+    def holdout_check(self, obj: Audience) -> str:
+        check = audience_holdout_check(audience=obj)
+        if not check.running:
+            return _("контрольной группы нет")
+        if check.realised_percent is None:
+            return _("ещё не было синхронизации с контрольной группой")
+        text = _(
+            "последняя синхронизация: в контрольной группе %(held)s, к выгрузке %(treatment)s "
+            "(%(realised).1f %% при плане %(planned)s %%)"
+        ) % {
+            "held": check.held_out,
+            "treatment": check.treatment,
+            "realised": check.realised_percent,
+            "planned": obj.holdout_percent,
+        }
+        if check.srm_p_value is None:
+            note = (
+                _("проверка долей не применяется к гео-тесту (регионы разного размера)")
+                if obj.holdout_unit == Audience.HoldoutUnit.REGION
+                else _("проверка долей: слишком мало людей")
+            )
+            return f"{text}; {note}"
+        if check.srm_alert:
+            return format_html(
+                '{}; <strong style="color:#ba2121">{}</strong>',
+                text,
+                _("доли не сходятся с планом (p = %(p).4f): разбиение сломано")
+                % {"p": check.srm_p_value},
+            )
+        return f"{text}; " + _("проверка долей: p = %(p).3f") % {"p": check.srm_p_value}
 
     @admin.display(description=gettext_lazy("состояние"), ordering="state")
     def state_badge(self, obj: Audience) -> str:
@@ -835,6 +886,7 @@ class SyncRunAdmin(JobAdminMixin, TenantScopedAdmin):
                     "held_back_erased",
                     "held_back_consent",
                     "suppressed",
+                    "held_out",
                     "no_identifier",
                     "exported",
                 )

@@ -385,6 +385,23 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
                 kind=Segment.Kind.SUPPRESSION
             )
         self.scope_choices()
+        for name in ("holdout_percent", "holdout_unit"):
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def _kept(self, name: str) -> Any:
+        """A holdout field left out of the POST keeps the audience's value (a form without
+        it never stops a running test)."""
+        value = self.cleaned_data.get(name)
+        if self.add_prefix(name) not in self.data or value in (None, ""):
+            return getattr(self.instance, name)
+        return value
+
+    def clean_holdout_percent(self) -> int:
+        return self._kept("holdout_percent")
+
+    def clean_holdout_unit(self) -> str:
+        return self._kept("holdout_unit")
 
     def service_call(self, **audit: Any) -> Audience:
         data = self.cleaned_data
@@ -402,8 +419,8 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
                 sync_every_days=data["sync_every_days"],
                 is_active=data["is_active"],
                 direct_retargeting_condition_id=data.get("direct_retargeting_condition_id"),
-                holdout_percent=data.get("holdout_percent") or 0,
-                holdout_unit=data.get("holdout_unit") or Audience.HoldoutUnit.PERSON,
+                holdout_percent=data["holdout_percent"],
+                holdout_unit=data["holdout_unit"],
                 **audit,
             )
         audience = (
@@ -412,6 +429,9 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
             .get(pk=self.instance.pk)
         )
         changes = {name: data[name] for name in AUDIENCE_UPDATABLE if name in self.changed_data}
+        for name in ("holdout_percent", "holdout_unit"):
+            if name in changes and changes[name] == getattr(audience, name):
+                del changes[name]
         return audience_update(
             audience=audience,
             suppression_segments=(suppression if "exclusions" in self.changed_data else None),

@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("reports.api.spend")),
     path("", include("reports.api.kpis")),
     path("", include("reports.api.feedback")),
+    path("", include("reports.api.audience_results")),
 ]

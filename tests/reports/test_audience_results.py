@@ -244,3 +244,29 @@ def test_api_other_client_404_and_bad_dates_400(api_a, api_b, measured):
     reversed_period = api_a.get(f"{url}?from=2026-02-01&to=2026-01-01")
     assert reversed_period.status_code == 400
     assert reversed_period.json()["code"] == "invalid_period"
+
+
+# -------------------------------------------------------------------------------------------
+# Portal
+
+
+def test_portal_shows_the_test_and_its_guards(client, client_a, portal_owner_a, measured):
+    from django.urls import reverse
+
+    audience, expected = measured
+    # The page's period runs from the test's start to today: the February orders count there.
+    Order.objects.for_client(client_a).filter(placed_at__gte=at(1, month=2, hour=0)).delete()
+    client.force_login(portal_owner_a)
+    page = client.get(reverse("portal:audiences", args=[client_a.slug])).content.decode()
+    assert f'id="holdout-{audience.pk}"' in page
+    assert "Тест с контрольной группой" in page
+    assert f'<td class="num">{len(expected["holdout"])}</td>' in page
+    assert "Прирост конверсии" in page  # enough data by now (the period runs to today)
+    assert "Недостаточно данных" not in page
+
+    # A fresh test: the guard, not a verdict.
+    fresh, segment = make_audience(client_a, percent=20, name="Новый тест")
+    member(client_a, segment, "fresh-1")
+    page = client.get(reverse("portal:audiences", args=[client_a.slug])).content.decode()
+    assert f'id="holdout-{fresh.pk}"' in page
+    assert "Недостаточно данных" in page

@@ -320,3 +320,54 @@ def test_api_fields_validation_and_tier(client_a, api_a):
     assert change.status_code == 400
     assert change.json()["code"] == "holdout_running"
     assert Audience.objects.for_client(client_a).count() == 1
+
+
+def test_admin_form_starts_refuses_geo_below_enterprise_and_shows_the_check(
+    client, agency_admin, client_b
+):
+    from django.urls import reverse
+
+    from segments.models import Segment
+
+    client.force_login(agency_admin)
+    segment = Segment.objects.create(client=client_b, name="Все b", kind="rule", definition={})
+    destination = yandex_destination(client_b)
+    form = {
+        "client": client_b.pk,
+        "name": "С тестом",
+        "segment": segment.pk,
+        "destination": destination.pk,
+        "purpose": "retargeting",
+        "identifiers": "email",
+        "lookalike_value": 3,
+        "sync_every_days": 7,
+        "is_active": "on",
+        "holdout_percent": 20,
+        "holdout_unit": "person",
+    }
+    add = reverse("admin:audiences_audience_add") + f"?client={client_b.pk}"
+    assert 'name="holdout_percent"' in client.get(add).content.decode()
+    geo = client.post(add, {**form, "holdout_unit": "region"})
+    assert geo.status_code == 200
+    assert "Тесты инкрементальности доступны с тарифа" in geo.content.decode()
+    assert not Audience.objects.for_client(client_b).exists()
+    too_big = client.post(add, {**form, "holdout_percent": 70})
+    assert too_big.status_code == 200
+    assert not Audience.objects.for_client(client_b).exists()
+    response = client.post(add, form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    audience = Audience.objects.for_client(client_b).get(name="С тестом")
+    assert audience.holdout_percent == 20
+    assert audience.holdout_started_at is not None
+    SyncRun.objects.create(
+        client=client_b, audience=audience, status="succeeded", held_out=30, exported=170
+    )
+    change = reverse("admin:audiences_audience_change", args=[audience.pk])
+    text = client.get(change).content.decode()
+    assert "в контрольной группе 30, к выгрузке 170 (15.0 % при плане 20 %)" in text
+    assert "проверка долей: p = 0.077" in text  # 30 of 200 against 20 %
+    SyncRun.objects.create(
+        client=client_b, audience=audience, status="succeeded", held_out=20, exported=180
+    )
+    text = client.get(change).content.decode()
+    assert "доли не сходятся с планом (p = 0.0004)" in text  # 20 of 200: the split is broken

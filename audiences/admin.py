@@ -65,6 +65,7 @@ from agency.roles import staff_clients
 from segments.models import Segment
 
 from .bidding import CSV_COLUMNS, bid_modifiers_rows, bidmodifiers_add_body
+from .holdout import audience_holdout_check
 from .models import Audience, Destination, SyncRun
 from .services import (
     SYNC_WANTED_LABELS,
@@ -327,6 +328,8 @@ AUDIENCE_UPDATABLE = (
     "sync_every_days",
     "is_active",
     "direct_retargeting_condition_id",
+    "holdout_percent",
+    "holdout_unit",
 )
 
 
@@ -359,6 +362,8 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
             "sync_every_days",
             "is_active",
             "direct_retargeting_condition_id",
+            "holdout_percent",
+            "holdout_unit",
         )
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -380,6 +385,23 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
                 kind=Segment.Kind.SUPPRESSION
             )
         self.scope_choices()
+        for name in ("holdout_percent", "holdout_unit"):
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def _kept(self, name: str) -> Any:
+        """A holdout field left out of the POST keeps the audience's value (a form without
+        it never stops a running test)."""
+        value = self.cleaned_data.get(name)
+        if self.add_prefix(name) not in self.data or value in (None, ""):
+            return getattr(self.instance, name)
+        return value
+
+    def clean_holdout_percent(self) -> int:
+        return self._kept("holdout_percent")
+
+    def clean_holdout_unit(self) -> str:
+        return self._kept("holdout_unit")
 
     def service_call(self, **audit: Any) -> Audience:
         data = self.cleaned_data
@@ -397,6 +419,8 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
                 sync_every_days=data["sync_every_days"],
                 is_active=data["is_active"],
                 direct_retargeting_condition_id=data.get("direct_retargeting_condition_id"),
+                holdout_percent=data["holdout_percent"],
+                holdout_unit=data["holdout_unit"],
                 **audit,
             )
         audience = (
@@ -405,6 +429,9 @@ class AudienceAdminForm(ClientScopedChoicesMixin, ServiceForm):
             .get(pk=self.instance.pk)
         )
         changes = {name: data[name] for name in AUDIENCE_UPDATABLE if name in self.changed_data}
+        for name in ("holdout_percent", "holdout_unit"):
+            if name in changes and changes[name] == getattr(audience, name):
+                del changes[name]
         return audience_update(
             audience=audience,
             suppression_segments=(suppression if "exclusions" in self.changed_data else None),
@@ -468,10 +495,15 @@ class AudienceAdmin(TenantScopedAdmin):
             "is_active",
             "direct_retargeting_condition_id",
         )
+        holdout = ("holdout_percent", "holdout_unit")
         if obj is None:
-            return ((None, {"fields": main}),)
+            return ((None, {"fields": main}), (_("Контрольная группа"), {"fields": holdout}))
         return (
             (None, {"fields": main}),
+            (
+                _("Контрольная группа"),
+                {"fields": (*holdout, "holdout_started_at", "holdout_check")},
+            ),
             (_("Состояние"), {"fields": self.status_fields}),
             (_("Последние синхронизации"), {"fields": ("recent_runs",)}),
         )
@@ -480,7 +512,14 @@ class AudienceAdmin(TenantScopedAdmin):
         if obj is None:
             return ()
         # The client never changes; another cabinet is another audience.
-        return ("client", "destination", *self.status_fields, "recent_runs")
+        return (
+            "client",
+            "destination",
+            *self.status_fields,
+            "recent_runs",
+            "holdout_started_at",
+            "holdout_check",
+        )
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -515,6 +554,38 @@ class AudienceAdmin(TenantScopedAdmin):
             .values_list("name", flat=True)
         )
         return ", ".join(names) or "—"
+
+    @admin.display(description=gettext_lazy("разбиение и проверка долей"))
+    def holdout_check(self, obj: Audience) -> str:
+        check = audience_holdout_check(audience=obj)
+        if not check.running:
+            return _("контрольной группы нет")
+        if check.realised_percent is None:
+            return _("ещё не было синхронизации с контрольной группой")
+        text = _(
+            "последняя синхронизация: в контрольной группе %(held)s, к выгрузке %(treatment)s "
+            "(%(realised).1f %% при плане %(planned)s %%)"
+        ) % {
+            "held": check.held_out,
+            "treatment": check.treatment,
+            "realised": check.realised_percent,
+            "planned": obj.holdout_percent,
+        }
+        if check.srm_p_value is None:
+            note = (
+                _("проверка долей не применяется к гео-тесту (регионы разного размера)")
+                if obj.holdout_unit == Audience.HoldoutUnit.REGION
+                else _("проверка долей: слишком мало людей")
+            )
+            return f"{text}; {note}"
+        if check.srm_alert:
+            return format_html(
+                '{}; <strong style="color:#ba2121">{}</strong>',
+                text,
+                _("доли не сходятся с планом (p = %(p).4f): разбиение сломано")
+                % {"p": check.srm_p_value},
+            )
+        return f"{text}; " + _("проверка долей: p = %(p).3f") % {"p": check.srm_p_value}
 
     @admin.display(description=gettext_lazy("состояние"), ordering="state")
     def state_badge(self, obj: Audience) -> str:
@@ -835,6 +906,7 @@ class SyncRunAdmin(JobAdminMixin, TenantScopedAdmin):
                     "held_back_erased",
                     "held_back_consent",
                     "suppressed",
+                    "held_out",
                     "no_identifier",
                     "exported",
                 )

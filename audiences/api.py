@@ -47,7 +47,8 @@ from clients.api import ClientAccessPermission
 from segments.models import Segment
 
 from .bidding import CSV_COLUMNS, bid_modifiers_rows, bidmodifiers_add_body
-from .models import Audience, Destination, SyncRun
+from .holdout import audience_holdout_check
+from .models import HOLDOUT_MAX_PERCENT, Audience, Destination, SyncRun
 from .services import (
     ACTIVE_RUN_STATUSES,
     audience_create,
@@ -308,6 +309,7 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "held_back_erased",
             "held_back_consent",
             "suppressed",
+            "held_out",
             "no_identifier",
             "exported",
             "uploaded",
@@ -391,6 +393,14 @@ class SyncRunViewSet(
 # Audiences
 
 
+class HoldoutCheckSerializer(serializers.Serializer):
+    held_out = serializers.IntegerField()
+    treatment = serializers.IntegerField()
+    realised_percent = serializers.FloatField(allow_null=True)
+    srm_p_value = serializers.FloatField(allow_null=True)
+    srm_alert = serializers.BooleanField()
+
+
 class AudienceSerializer(serializers.ModelSerializer):
     suppression_segments = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     next_sync_at = serializers.SerializerMethodField(
@@ -398,6 +408,12 @@ class AudienceSerializer(serializers.ModelSerializer):
         "повтор отложенной, после отзыва согласий); null — расписание выключено"
     )
     last_run = serializers.SerializerMethodField()
+    holdout_check = serializers.SerializerMethodField(
+        help_text="Контрольная группа по последней синхронизации с начала теста: held_out, "
+        "treatment (прошли все правила и не в контрольной группе), realised_percent, "
+        "srm_p_value (проверка долей, хи-квадрат; null — мало людей или гео-тест), srm_alert; "
+        "null — теста нет"
+    )
 
     class Meta:
         model = Audience
@@ -413,6 +429,10 @@ class AudienceSerializer(serializers.ModelSerializer):
             "sync_every_days",
             "is_active",
             "direct_retargeting_condition_id",
+            "holdout_percent",
+            "holdout_unit",
+            "holdout_started_at",
+            "holdout_check",
             "state",
             "state_message",
             "remote_status",
@@ -428,6 +448,13 @@ class AudienceSerializer(serializers.ModelSerializer):
     def get_next_sync_at(self, obj: Audience) -> Any:
         when = audience_next_sync(obj)
         return serializers.DateTimeField().to_representation(when) if when else None
+
+    @extend_schema_field(HoldoutCheckSerializer(allow_null=True))
+    def get_holdout_check(self, obj: Audience) -> dict | None:
+        check = audience_holdout_check(audience=obj)
+        if not check.running:
+            return None
+        return HoldoutCheckSerializer(check).data
 
     @extend_schema_field(SyncRunSummarySerializer(allow_null=True))
     def get_last_run(self, obj: Audience) -> dict | None:
@@ -458,6 +485,19 @@ class AudienceInputSerializer(serializers.Serializer):
     is_active = serializers.BooleanField(required=False)
     direct_retargeting_condition_id = serializers.IntegerField(
         required=False, allow_null=True, min_value=1
+    )
+    holdout_percent = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=HOLDOUT_MAX_PERCENT,
+        help_text="Контрольная группа, % (0–50; 0 — нет): люди (или регионы), не попадающие в "
+        "выгрузку, чтобы измерить прирост. Только у ретаргетинга; пока тест идёт, долю и "
+        "единицу не изменить — сначала 0",
+    )
+    holdout_unit = serializers.ChoiceField(
+        choices=Audience.HoldoutUnit.choices,
+        required=False,
+        help_text="person — люди; region — целые регионы (гео-тест, тариф Enterprise)",
     )
 
 

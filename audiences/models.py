@@ -93,8 +93,15 @@ PLATFORM_COUNTRY = {
 }
 
 
+HOLDOUT_MAX_PERCENT = 50
+
+
 class Audience(TenantModel):
     """A segment kept in step with a remote audience on a schedule."""
+
+    class HoldoutUnit(models.TextChoices):
+        PERSON = "person", _("человек")
+        REGION = "region", _("регион (гео-тест)")
 
     class Purpose(models.TextChoices):
         RETARGETING = "retargeting", _("ретаргетинг")
@@ -158,6 +165,28 @@ class Audience(TenantModel):
             "Условие ретаргетинга Яндекс Директа на этот сегмент: нужно для корректировок "
             "ставок (bidmodifiers.add)."
         ),
+    )
+    # A user-level holdout (a control group): people (or, Enterprise, whole regions) left out of
+    # every upload by a stable hash (audiences.holdout), so the audience's uplift is measured as
+    # a chain's (reports.audience_results). The share and unit are fixed while the test runs.
+    holdout_percent = models.PositiveSmallIntegerField(
+        _("контрольная группа, %"),
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(HOLDOUT_MAX_PERCENT)],
+        help_text=_(
+            "Доля людей (или регионов), которые не попадут в выгрузку, чтобы измерить прирост "
+            "от рекламы. 0 — без контрольной группы. Пока тест идёт, долю не изменить: "
+            "сначала остановите тест (0)."
+        ),
+    )
+    holdout_unit = models.CharField(
+        _("единица контрольной группы"),
+        max_length=10,
+        choices=HoldoutUnit.choices,
+        default=HoldoutUnit.PERSON,
+    )
+    holdout_started_at = models.DateTimeField(
+        _("контрольная группа с"), null=True, blank=True, editable=False
     )
     is_active = models.BooleanField(_("активна"), default=True)
     periodic_task = models.OneToOneField(
@@ -317,6 +346,7 @@ class SyncRun(BackgroundJob, TenantModel):
     held_back_erased = models.PositiveIntegerField(_("удалены по запросу"), default=0)
     held_back_consent = models.PositiveIntegerField(_("нет согласия"), default=0)
     suppressed = models.PositiveIntegerField(_("исключены"), default=0)
+    held_out = models.PositiveIntegerField(_("в контрольной группе"), default=0)
     no_identifier = models.PositiveIntegerField(_("нет email/телефона"), default=0)
     exported = models.PositiveIntegerField(_("выгружено людей"), default=0)
     uploaded = models.PositiveIntegerField(_("отправлено строк"), default=0)

@@ -42,7 +42,7 @@ from consent.models import DataRecipient
 from consent.purposes import AUDIENCE_PURPOSE
 from segments.models import Segment, SegmentMembership
 
-from .models import PLATFORM_COUNTRY, Audience, Destination, SyncRun
+from .models import HOLDOUT_MAX_PERCENT, PLATFORM_COUNTRY, Audience, Destination, SyncRun
 
 SCHEDULED_TASK = "audiences.tasks.audience_scheduled_sync_task"
 ACTIVE_RUN_STATUSES = ACTIVE_STATES
@@ -51,6 +51,7 @@ ACTIVE_RUN_STATUSES = ACTIVE_STATES
 NEW_SOURCE = "created"  # the first sync of a new audience
 RETRY_SOURCE = "retry"  # the retry of a deferred run
 WITHDRAWAL_SOURCE = "withdrawal"  # people who withdrew leave the platform
+HOLDOUT_SOURCE = "holdout"  # a control group started: its people leave the platform
 DEFERRED_RETRY_FIRST = timedelta(minutes=5)  # then 10, 20, 40 minutes, then every hour
 DEFERRED_RETRY_LONGEST = timedelta(hours=1)
 DEFERRED_RETRIES = 24  # about a day of retries; then the schedule takes over
@@ -60,6 +61,7 @@ SYNC_WANTED_LABELS = {
     NEW_SOURCE: "первая синхронизация новой аудитории",
     RETRY_SOURCE: "повтор отложенной синхронизации",
     WITHDRAWAL_SOURCE: "после отзыва согласий",
+    HOLDOUT_SOURCE: "начат тест с контрольной группой",
 }
 
 REQUIRED_CREDENTIALS = {
@@ -324,6 +326,7 @@ def audience_create(
         client=client, name=name, segment=segment, destination=destination, **fields
     )
     _check_audience(audience, suppression_segments)
+    _check_holdout(audience, was_percent=0, was_unit=audience.holdout_unit)
     if Audience.objects.for_client(client).filter(name=name).exists():
         raise AudienceError(
             "name_taken", _("аудитория «%(name)s» уже есть") % {"name": name}, field="name"
@@ -331,6 +334,8 @@ def audience_create(
     if audience.is_active and destination.is_active:
         # The first sync at once, not at the first tick of the schedule (days away).
         audience.sync_wanted_at, audience.sync_wanted_source = timezone.now(), NEW_SOURCE
+    if audience.holdout_percent:
+        audience.holdout_started_at = timezone.now()
     audience.save()
     _suppression_set(audience, suppression_segments or [])
     audience_schedule_sync(audience)
@@ -345,6 +350,7 @@ def audience_create(
             "destination": audience.destination_id,
             "purpose": audience.purpose,
             "suppression_segments": [s.pk for s in suppression_segments or []],
+            "holdout": [audience.holdout_percent, audience.holdout_unit],
         },
     )
     if audience.sync_wanted_at is not None:
@@ -377,6 +383,8 @@ def audience_update(
         "sync_every_days",
         "is_active",
         "direct_retargeting_condition_id",
+        "holdout_percent",
+        "holdout_unit",
     }
     unknown = set(changes) - allowed
     if unknown:
@@ -386,11 +394,13 @@ def audience_update(
         key in changes and getattr(audience, key) != changes[key]
         for key in ("segment", "identifiers", "purpose")
     )
+    was_percent, was_unit = audience.holdout_percent, audience.holdout_unit
     for key, value in changes.items():
         setattr(audience, key, value)
     try:
         _check_audience(audience, suppression_segments)
-    except AudienceError:
+        _check_holdout(audience, was_percent=was_percent, was_unit=was_unit)
+    except ServiceError:
         audience.refresh_from_db()  # the caller's instance is left as stored
         raise
     if (
@@ -406,10 +416,20 @@ def audience_update(
         audience.remote = {}
         audience.confirmed_snapshot = None
         audience.state = Audience.State.NEW
+    now = timezone.now()
+    holdout = _holdout_transition(audience, was_percent=was_percent, now=now)
+    if restart and audience.holdout_percent and not holdout:
+        # Another segment is another population: the test starts again from now.
+        audience.holdout_started_at, holdout = now, "restarted"
     audience.save()
     if suppression_segments is not None:
         _suppression_set(audience, suppression_segments)
     audience_schedule_sync(audience)
+    if holdout == "started" and audience.is_active:
+        # The held-out people leave the platform at once, not at the next scheduled sync.
+        from .tasks import audience_syncs_wanted_task
+
+        enqueue_after_commit(audience_syncs_wanted_task)
     fields = sorted(changes)
     if suppression_segments is not None:
         fields.append("suppression_segments")
@@ -419,9 +439,69 @@ def audience_update(
         actor=actor,
         source=source,
         ip=ip,
-        details={"fields": fields, "restarted": restart},
+        details={
+            "fields": fields,
+            "restarted": restart,
+            **({"holdout": holdout} if holdout else {}),
+        },
     )
     return audience
+
+
+def _check_holdout(audience: Audience, *, was_percent: int, was_unit: str) -> None:
+    """The holdout rules: a share of 0..50 %, on a retargeting audience only; the geo split
+    (unit ``region``) on a tier with incrementality tests (Enterprise); and a running test's
+    share and unit fixed: a change would mix two splits in one measurement, so the test is
+    stopped first (share 0) and started afresh."""
+    percent, unit = audience.holdout_percent, audience.holdout_unit
+    if not isinstance(percent, int) or not 0 <= percent <= HOLDOUT_MAX_PERCENT:
+        raise AudienceError(
+            "invalid_holdout_percent",
+            _("контрольная группа — от 0 до %(maximum)s %%") % {"maximum": HOLDOUT_MAX_PERCENT},
+            field="holdout_percent",
+        )
+    if unit not in Audience.HoldoutUnit.values:
+        raise AudienceError(
+            "invalid_holdout_unit",
+            _("единица контрольной группы — человек или регион"),
+            field="holdout_unit",
+        )
+    if percent and was_percent and (percent != was_percent or unit != was_unit):
+        raise AudienceError(
+            "holdout_running",
+            _(
+                "тест с контрольной группой идёт (%(percent)s %%): долю и единицу не изменить, "
+                "иначе измерение смешает два разбиения. Остановите тест (доля 0) и начните новый."
+            )
+            % {"percent": was_percent},
+            field="holdout_percent",
+        )
+    if not percent:
+        return
+    if audience.purpose != Audience.Purpose.RETARGETING:
+        raise AudienceError(
+            "invalid_holdout_purpose",
+            _("контрольная группа бывает только у аудитории ретаргетинга"),
+            field="holdout_percent",
+        )
+    if unit == Audience.HoldoutUnit.REGION:
+        tier_require(
+            client=audience.client,
+            feature="incrementality",
+            context=_("Гео-тест исключает из выгрузки целые регионы."),
+        )
+
+
+def _holdout_transition(audience: Audience, *, was_percent: int, now: datetime) -> str:
+    """Start or stop the holdout's clock; the change, for the audit ('' when none)."""
+    if audience.holdout_percent and not was_percent:
+        audience.holdout_started_at = now
+        audience.sync_wanted_at, audience.sync_wanted_source = now, HOLDOUT_SOURCE
+        return "started"
+    if was_percent and not audience.holdout_percent:
+        audience.holdout_started_at = None
+        return "stopped"
+    return ""
 
 
 def _suppression_set(audience: Audience, segments: list[Segment]) -> None:

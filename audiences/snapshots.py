@@ -4,7 +4,8 @@ Export set = open members of the audience's segment
              ∩ current consent for ``ad_audiences`` (``consent.selectors``, nothing else)
              − members of the audience's suppression segments
              − people a higher app excludes (``audiences.exclusions``: a running trigger chain)
-             − erased people;
+             − erased people
+             − the audience's holdout (``audiences.holdout``: a control group, counted apart);
 and of their identifier values, none that also belongs to a customer who withdrew
 ``ad_audiences``: when two customer records share an email, one record's withdrawal wins over the
 other's grant (the same person, most likely; and the value is what the platform sees).
@@ -43,6 +44,7 @@ from segments.models import SegmentMembership
 
 from .exclusions import exclusions_sql
 from .hashing import EMAIL, KIND_NAMES, PHONE, hashed_sql, platform_value_sql
+from .holdout import candidates_hold_out, holdout_running
 from .models import Audience, AudienceSnapshot, AudienceSnapshotChunk
 
 # Sorts of a 1M-member snapshot stay in memory instead of spilling to disk (PostgreSQL).
@@ -54,6 +56,7 @@ KINDS_BY_IDENTIFIERS = {
 }
 # What decides a member's fate, in the order the rules apply (the first that holds wins).
 ERASED, NO_CONSENT, SUPPRESSED, EXPORTABLE = "erased", "consent", "suppressed", "export"
+HELD_OUT = "holdout"  # exportable, but in the audience's control group (after the rules above)
 
 _MEMBERSHIPS = connection.ops.quote_name(SegmentMembership._meta.db_table)
 _CUSTOMERS = connection.ops.quote_name(Customer._meta.db_table)
@@ -65,6 +68,7 @@ class ExportCounts:
     held_back_erased: int = 0
     held_back_consent: int = 0
     suppressed: int = 0
+    held_out: int = 0
     no_identifier: int = 0
     exported: int = 0
     per_kind: dict[int, int] = field(default_factory=dict)
@@ -173,17 +177,21 @@ def _count_fates(cursor, candidates: str, kinds: tuple[int, ...]) -> ExportCount
         f"SUM(CASE WHEN fate = '{ERASED}' THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN fate = '{NO_CONSENT}' THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN fate = '{SUPPRESSED}' THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN fate = '{HELD_OUT}' THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN fate = '{EXPORTABLE}' AND {no_value} THEN 1 ELSE 0 END) "
         f"FROM {candidates}"
     )
-    members, erased, no_consent, suppressed, no_identifier = (v or 0 for v in cursor.fetchone())
+    members, erased, no_consent, suppressed, held_out, no_identifier = (
+        v or 0 for v in cursor.fetchone()
+    )
     return ExportCounts(
         members=members,
         held_back_erased=erased,
         held_back_consent=no_consent,
         suppressed=suppressed,
+        held_out=held_out,
         no_identifier=no_identifier,
-        exported=members - erased - no_consent - suppressed - no_identifier,
+        exported=members - erased - no_consent - suppressed - held_out - no_identifier,
     )
 
 
@@ -256,6 +264,8 @@ def snapshot_build(
         cursor.execute(f"CREATE TEMPORARY TABLE {candidates} AS {sql}", params)
         if connection.vendor == "postgresql":
             cursor.execute(f"ANALYZE {candidates}")  # a planner that knows its size sorts in memory
+        if holdout_running(audience):
+            candidates_hold_out(cursor, audience, candidates, EXPORTABLE, HELD_OUT)
         if progress:
             progress(gettext_noop("участники отобраны, согласия проверены"))
         counts = _count_fates(cursor, candidates, kinds)

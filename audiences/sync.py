@@ -64,6 +64,7 @@ COUNT_FIELDS = (
     "held_back_erased",
     "held_back_consent",
     "suppressed",
+    "held_out",
     "no_identifier",
     "exported",
 )

@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("reports.api.kpis")),
     path("", include("reports.api.feedback")),
     path("", include("reports.api.metrica")),
+    path("", include("reports.api.audience_results")),
 ]

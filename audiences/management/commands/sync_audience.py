@@ -19,6 +19,7 @@ SUMMARY_FIELDS = [
     ("held_back_erased", gettext_lazy("удалены по запросу (не выгружены)")),
     ("held_back_consent", gettext_lazy("нет согласия ad_audiences (не выгружены)")),
     ("suppressed", gettext_lazy("исключены сегментами-исключениями")),
+    ("held_out", gettext_lazy("в контрольной группе (не выгружены)")),
     ("no_identifier", gettext_lazy("без email и телефона")),
     ("exported", gettext_lazy("выгружено людей")),
     ("uploaded", gettext_lazy("отправлено строк")),

@@ -507,6 +507,7 @@ class DemoClientResult:
     scoring: object = None  # the first ScoringRun (seed_demo)
     audiences: list = field(default_factory=list)
     chains: list = field(default_factory=list)
+    reports: dict = field(default_factory=dict)  # demo.reports: spend rows, chain orders
 
 
 @dataclass

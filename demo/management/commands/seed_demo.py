@@ -18,6 +18,7 @@ from demo.audiences import demo_audiences
 from demo.campaigns import demo_campaigns
 from demo.consents import demo_consents
 from demo.customer_base import DEMO_STEPS, DemoSeedError, demo_seed
+from demo.reports import demo_reports
 from demo.segments import demo_scoring, demo_segments
 from segments.models import ScoringRun, Segment
 
@@ -89,6 +90,7 @@ class Command(BaseCommand):
             entry.scoring = self._score(entry.client)
             entry.audiences = demo_audiences(client=entry.client)
             entry.chains = demo_campaigns(client=entry.client, seed=options["seed"])
+            entry.reports = demo_reports(client=entry.client, seed=options["seed"])
 
         self.stdout.write(_("Клиенты:"))
         for entry in result.clients:

@@ -433,8 +433,6 @@ def client_month_rollup(*, client: Client, month: dt.date) -> dict[str, Any]:
     tz = client.tzinfo
     first, last = _month_bounds(month, tz)
     start, end = _day_start(first, tz), _day_start(last + dt.timedelta(days=1), tz)
-    settings = report_settings_for(client)
-
     chains = []
     incremental_total = ZERO
     chain_ids = (
@@ -467,6 +465,23 @@ def client_month_rollup(*, client: Client, month: dt.date) -> dict[str, Any]:
             }
         )
 
+    share = triggered_revenue_share(client=client, month=first)
+    return {
+        "month": first.strftime("%Y-%m"),
+        **share,
+        "incremental_revenue": _money(incremental_total),
+        "chains": chains,
+    }
+
+
+def triggered_revenue_share(*, client: Client, month: dt.date) -> dict[str, Any]:
+    """The month's revenue (paid orders placed in it, the client's zone), the part of it from
+    triggered messages (orders placed within the chain's conversion window after a message sent
+    to the person in the treatment arm; each order once) and its share, next to the benchmark."""
+    tz = client.tzinfo
+    first, last = _month_bounds(month, tz)
+    start, end = _day_start(first, tz), _day_start(last + dt.timedelta(days=1), tz)
+    settings = report_settings_for(client)
     orders = Order.objects.for_client(client).filter(
         status=Order.Status.PAID, placed_at__gte=start, placed_at__lt=end
     )
@@ -475,7 +490,7 @@ def client_month_rollup(*, client: Client, month: dt.date) -> dict[str, Any]:
         TriggerChain.objects.for_client(client).values_list("conversion_window_days", flat=True)
     )
     triggered = ZERO
-    if windows:
+    if windows and revenue:
         condition = None
         for days in sorted(windows):
             sent = Exists(
@@ -502,6 +517,4 @@ def client_month_rollup(*, client: Client, month: dt.date) -> dict[str, Any]:
         "triggered_share": share,
         "triggered_share_percent": round(share * 100, 2) if share is not None else None,
         "benchmark_percent": float(settings.triggered_revenue_benchmark),
-        "incremental_revenue": _money(incremental_total),
-        "chains": chains,
     }

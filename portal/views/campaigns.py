@@ -52,6 +52,15 @@ def _months_back(first: dt.date, count: int) -> list[dt.date]:
     return list(reversed(months))
 
 
+def _points(block: dict) -> dict:
+    """The absolute uplift and its interval in percentage points, for the table."""
+    ci = block["absolute_ci"]
+    return {
+        "absolute": None if block["absolute"] is None else block["absolute"] * 100,
+        "ci": None if ci is None else [v * 100 for v in ci],
+    }
+
+
 def _uplift_chart(results: dict) -> dict:
     """Point and 95 % interval of the absolute uplift (percentage points), overall and per
     step, for the chart; rows without an interval are left out."""
@@ -135,5 +144,6 @@ class CampaignDetailView(CampaignsMixin, TemplateView):
             date_from=date_from,
             date_to=date_to,
             uplift_chart=_uplift_chart(results),
+            uplift_pp=_points(results["uplift"]),
         )
         return context

@@ -28,6 +28,7 @@ def test_campaign_page_shows_results_and_guards(client, portal_owner_a, client_a
     assert page.context["uplift_chart"]["point"][0] == pytest.approx(25.0)
     assert page.context["uplift_chart"]["interval"][0] == pytest.approx([-3.988, 53.988], abs=1e-3)
     assert 'id="uplift-data"' in html
+    assert page.context["uplift_pp"]["absolute"] == pytest.approx(25.0)
     assert "portal/results.js" in html
     assert "<script>" not in html  # data through json_script only (CSP)
     bad = client.get(url, {"from": "2026-03-31", "to": "2026-03-01"})

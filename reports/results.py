@@ -33,16 +33,14 @@ from typing import Any
 from django.db import connection
 from django.db.models import (
     DateTimeField,
-    DecimalField,
     Exists,
     ExpressionWrapper,
     F,
     OuterRef,
-    Subquery,
     Sum,
     Value,
 )
-from django.db.models.functions import Coalesce, TruncMonth
+from django.db.models.functions import TruncMonth
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -71,62 +69,61 @@ def _day_start(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
 
 def _period_people(
     chain: TriggerChain, start: dt.datetime | None, end: dt.datetime | None, tz: dt.tzinfo
-):
-    """The period's enrolments with their conversion (bool), revenue and month of enrolment."""
+) -> tuple[str, list]:
+    """SQL and parameters of the period's people: ``id, arm, enrolled_at, month, converted
+    (0/1), revenue``. The enrolments (and the end of each one's window, the month in the
+    client's zone) are compiled by the ORM; orders and goal events are joined to them once and
+    grouped per enrolment (a hash join on the client's rows, not a look-up per person)."""
     client_id = chain.client_id
     window = dt.timedelta(days=chain.conversion_window_days)
-    people = Enrollment.objects.for_client(client_id).filter(chain=chain)
+    enrolments = Enrollment.objects.for_client(client_id).filter(chain=chain)
     if start is not None:
-        people = people.filter(enrolled_at__gte=start)
+        enrolments = enrolments.filter(enrolled_at__gte=start)
     if end is not None:
-        people = people.filter(enrolled_at__lt=end)
-    people = people.annotate(
-        until=ExpressionWrapper(F("enrolled_at") + Value(window), output_field=DateTimeField())
-    )
-    orders = Order.objects.for_client(client_id).filter(
-        customer_id=OuterRef("customer_id"),
-        status=Order.Status.PAID,
-        placed_at__gt=OuterRef("enrolled_at"),
-        placed_at__lte=OuterRef("until"),
-    )
-    revenue = Subquery(
-        orders.order_by().values("customer_id").annotate(total=Sum("amount")).values("total")[:1],
-        output_field=DecimalField(max_digits=16, decimal_places=2),
-    )
-    if chain.goal == TriggerChain.Goal.EVENT:
-        converted = Exists(
-            Event.objects.for_client(client_id).filter(
-                customer_id=OuterRef("customer_id"),
-                type=chain.goal_event_type,
-                occurred_at__gt=OuterRef("enrolled_at"),
-                occurred_at__lte=OuterRef("until"),
-            )
-        )
-    else:
-        converted = Exists(orders)
-    return people.annotate(
-        revenue=Coalesce(revenue, Value(ZERO), output_field=DecimalField()),
-        converted=converted,
+        enrolments = enrolments.filter(enrolled_at__lt=end)
+    enrolments = enrolments.annotate(
+        until=ExpressionWrapper(F("enrolled_at") + Value(window), output_field=DateTimeField()),
         month=TruncMonth("enrolled_at", tzinfo=tz),
-    ).values("id", "arm", "enrolled_at", "month", "converted", "revenue")
+    ).values("id", "arm", "customer_id", "enrolled_at", "until", "month")
+    e_sql, e_params = enrolments.query.sql_with_params()
+    params = [*e_params, client_id, Order.Status.PAID.value]
+    # Names from the models' meta, the enrolments compiled by the ORM, values as parameters.
+    if chain.goal == TriggerChain.Goal.EVENT:
+        goal = f"""
+ g AS (SELECT DISTINCT e.id FROM e JOIN {Event._meta.db_table} ev
+        ON ev.client_id = %s AND ev.customer_id = e.customer_id AND ev.type = %s
+       AND ev.occurred_at > e.enrolled_at AND ev.occurred_at <= e.until),"""  # noqa: S608
+        params += [client_id, chain.goal_event_type]
+    else:
+        goal = " g AS (SELECT r.id FROM r),"
+    sql = f"""e AS ({e_sql}),
+ r AS (SELECT e.id, SUM(o.amount) AS revenue FROM e JOIN {Order._meta.db_table} o
+        ON o.client_id = %s AND o.customer_id = e.customer_id AND o.status = %s
+       AND o.placed_at > e.enrolled_at AND o.placed_at <= e.until
+       GROUP BY e.id),{goal}
+ p AS (SELECT e.id, e.arm, e.enrolled_at, e.month,
+              CASE WHEN g.id IS NULL THEN 0 ELSE 1 END AS converted,
+              COALESCE(r.revenue, 0) AS revenue
+         FROM e LEFT JOIN r ON r.id = e.id LEFT JOIN g ON g.id = e.id)"""  # noqa: S608
+    return sql, params
 
 
 _AGGREGATE_SQL = """
-WITH p AS ({people})
+WITH {people}
 SELECT 'arm' AS kind, p.arm, CAST(NULL AS timestamp) AS month,
        CAST(NULL AS bigint) AS step_id, CAST(NULL AS varchar(10)) AS channel,
-       COUNT(*) AS n, SUM(CASE WHEN p.converted THEN 1 ELSE 0 END) AS conversions,
+       COUNT(*) AS n, SUM(p.converted) AS conversions,
        SUM(p.revenue) AS revenue, SUM(p.revenue * p.revenue) AS revenue_squares,
        MAX(p.enrolled_at) AS last_at
   FROM p GROUP BY p.arm
 UNION ALL
 SELECT 'month', p.arm, p.month, NULL, NULL,
-       COUNT(*), SUM(CASE WHEN p.converted THEN 1 ELSE 0 END),
+       COUNT(*), SUM(p.converted),
        SUM(p.revenue), SUM(p.revenue * p.revenue), NULL
   FROM p GROUP BY p.arm, p.month
 UNION ALL
 SELECT 'step', p.arm, NULL, m.step_id, NULL,
-       COUNT(*), SUM(CASE WHEN p.converted THEN 1 ELSE 0 END),
+       COUNT(*), SUM(p.converted),
        SUM(p.revenue), SUM(p.revenue * p.revenue), NULL
   FROM p JOIN {message} m ON m.enrollment_id = p.id AND m.client_id = %s AND m.chain_id = %s
  GROUP BY p.arm, m.step_id
@@ -230,10 +227,18 @@ def _figures(
     return out
 
 
-def _bootstrap(people, arms: _Arms, alpha: float, seed: int) -> uplift.RevenueUplift:
+def _bootstrap(
+    people_sql: str, people_params: list, arms: _Arms, alpha: float, seed: int
+) -> uplift.RevenueUplift:
+    """The bootstrap from the buyers' revenues only (the others are zeros)."""
     buyers: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    for arm, revenue in people.filter(revenue__gt=0).values_list("arm", "revenue").iterator():
-        buyers[arm].append(float(revenue))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {people_sql} SELECT p.arm, p.revenue FROM p WHERE p.revenue > 0",  # noqa: S608
+            people_params,
+        )
+        for arm, revenue in cursor.fetchall():
+            buyers[arm].append(float(revenue))
     return uplift.revenue_uplift_bootstrap_nonzero(
         buyers[Enrollment.Arm.TREATMENT],
         arms.get_arm(Enrollment.Arm.TREATMENT)[0],
@@ -332,8 +337,7 @@ def chain_results(
     alpha = 0.05
     start = _day_start(date_from, tz) if date_from else None
     end = _day_start(date_to + dt.timedelta(days=1), tz) if date_to else None
-    people = _period_people(chain, start, end, tz)
-    people_sql, people_params = people.query.sql_with_params()
+    people_sql, people_params = _period_people(chain, start, end, tz)
     sql = _AGGREGATE_SQL.format(people=people_sql, message=Message._meta.db_table)
     params = [
         *people_params,
@@ -366,7 +370,7 @@ def chain_results(
 
     revenue_uplift = None
     if settings.revenue_interval == ReportSettings.RevenueInterval.BOOTSTRAP:
-        revenue_uplift = _bootstrap(people, totals, alpha, seed=chain.pk)
+        revenue_uplift = _bootstrap(people_sql, people_params, totals, alpha, seed=chain.pk)
     figures = _figures(totals, alpha=alpha, revenue_uplift=revenue_uplift)
     costs = {"email": settings.cost_email, "sms": settings.cost_sms, "push": settings.cost_push}
     message_costs = sum(

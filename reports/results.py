@@ -16,12 +16,15 @@ cancelled ones are not revenue) placed within the window after enrolment, zeros 
 (and only for active enrolments of purchase goals), while a chain is meant to move all of the
 window's revenue.
 
-Everything is aggregated in the database: one query with a common table expression of the
-period's people (their arm, month, conversion and revenue via correlated look-ups on the
-``(client, customer, placed_at)`` index) and four GROUP BYs over it (arms, months, steps joined
-to the outbox, the channels of the messages sent to the treatment arm for their cost). Python
-sees a few dozen rows whatever the number of people; the bootstrap (when the client chose it in
-``ReportSettings.revenue_interval``) reads the buyers' revenues only.
+Everything is aggregated in the database, in one query: common table expressions of the
+period's enrolments (arm, end of window, month in the client's zone: compiled by the ORM), their
+window's paid orders (and goal events) joined once and grouped per enrolment (hash joins over
+the client's rows, not a look-up per person), and three GROUP BYs over the people: arms, months,
+steps (joined to the outbox, also counting the messages sent to the treatment arm for their
+cost). Python sees a few dozen rows whatever the number of people; the bootstrap (when the
+client chose it in ``ReportSettings.revenue_interval``) reads the buyers' revenues only. About
+3.5 s for a million enrolments and 750k orders on the 2-core test machine (Welch; the bootstrap
+about twice that).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from clients.services import api_key_create, client_create
 from reports.models import ChainTestPlan
 from reports.results import chain_results
 
-from .conftest import enrol, make_chain, make_people
+from .results_data import enrol, make_chain, make_people
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,5 @@
 """reports.results: a chain's results and the month roll-up from rows in the database, with the
-figures computed by hand (the data: tests/reports/conftest.py)."""
+figures computed by hand (the data: tests/reports/results_data.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from campaigns.models import Enrollment
 from reports.models import ChainTestPlan, ReportSettings
 from reports.results import chain_results, client_month_rollup
 
-from .conftest import ENROLLED, enrol, make_chain, make_people, order
+from .results_data import ENROLLED, build_results_data, enrol, make_chain, make_people, order
+
+
+@pytest.fixture
+def results_chain(client_a):
+    return build_results_data(client_a)
+
 
 MARCH = {"date_from": dt.date(2026, 3, 1), "date_to": dt.date(2026, 3, 31)}
 AFTER = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)

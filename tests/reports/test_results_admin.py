@@ -8,7 +8,7 @@ from django.urls import reverse
 from clients.models import Tier
 from reports.models import ChainTestPlan
 
-from .conftest import build_results_data, make_chain
+from .results_data import build_results_data, make_chain
 
 pytestmark = pytest.mark.django_db
 

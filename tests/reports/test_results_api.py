@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import build_results_data
+from .results_data import build_results_data
 
 pytestmark = pytest.mark.django_db
 

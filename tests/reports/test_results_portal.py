@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from campaigns.models import Enrollment
 
-from .conftest import build_results_data, enrol, make_chain, make_people
+from .results_data import build_results_data, enrol, make_chain, make_people
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-import pytest
-
 from campaigns.models import ChainStep, Enrollment, Message, MessageTemplate, TriggerChain
 from clients.models import Customer, Order
 
@@ -116,8 +114,3 @@ def build_results_data(client):
     enrol(other, stranger, Enrollment.Arm.HOLDOUT)
     order(client, stranger[0], "5000", ENROLLED + day)
     return chain
-
-
-@pytest.fixture
-def results_chain(client_a):
-    return build_results_data(client_a)

@@ -347,3 +347,47 @@ class MetricaUploadOrder(TenantModel):
             )
         ]
         indexes = [models.Index(fields=["client", "upload"], name="metricauploadorder_upload")]
+
+
+class ChainTestPlan(TenantModel):
+    """The planned horizon of a chain's holdout test, fixed up front (no peeking): the design it
+    came from (baseline, effect to detect, alpha, power, split), the people it needs per arm and
+    the date after which its result may be read. Set from the calculator (API or admin) or by
+    hand in the admin; without a plan the horizon is the conversion window after the last
+    enrolment of the period (``reports.results``)."""
+
+    chain = models.OneToOneField(
+        "campaigns.TriggerChain",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("цепочка"),
+    )
+    baseline_rate = models.FloatField(
+        _("конверсия контрольной группы"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+    )
+    mde_absolute = models.FloatField(_("минимальный эффект (абс.)"), null=True, blank=True)
+    alpha = models.FloatField(_("уровень значимости"), default=0.05)
+    power = models.FloatField(_("мощность"), default=0.8)
+    planned_treatment_n = models.PositiveIntegerField(
+        _("нужно людей в основной группе"), null=True, blank=True
+    )
+    planned_control_n = models.PositiveIntegerField(
+        _("нужно людей в контрольной группе"), null=True, blank=True
+    )
+    planned_end = models.DateField(
+        _("вывод не раньше"),
+        help_text=_("До этой даты результат теста показывается без вывода о победителе."),
+    )
+    created_at = models.DateTimeField(_("создан"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("изменён"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("план теста цепочки")
+        verbose_name_plural = _("планы тестов цепочек")
+        indexes = [models.Index(fields=["client", "chain"], name="chaintestplan_client_chain")]
+
+    def __str__(self) -> str:
+        return f"{self.chain}: {self.planned_end}"

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('clients', '0010_customer_metrica_client_id'),
-        ('reports', '0001_report_settings_ad_accounts_daily_spend'),
+        ('reports', '0002_chain_test_plans'),
     ]
 
     operations = [

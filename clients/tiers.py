@@ -87,7 +87,7 @@ FEATURES: dict[str, _Feature] = {
         _("Тесты инкрементальности доступны с тарифа %(tier)s"),
         _("Тесты инкрементальности не входят ни в один тариф агентства"),
         title=_("Incrementality tests"),
-        built=False,
+        built=True,  # #13: the test calculator, audience holdouts and the geo split
     ),
     "programmatic": _Feature(
         _("Programmatic / DMP-экспорт"),

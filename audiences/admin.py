@@ -202,46 +202,56 @@ class SecretTextarea(forms.Textarea):
         return None
 
 
-class DestinationAdminForm(ServiceForm):
-    """No address and no country: the platform's address is deployment configuration
-    (``<PROVIDER>_BASE_URL``) and the recipient's country is the platform operator's."""
+class CredentialsField(forms.CharField):
+    """Credentials typed as a JSON object, write-only (:class:`SecretTextarea`): cleans to the
+    dict, or None when left empty (an update then keeps the stored ones). Every admin form of
+    an account with secrets (ad cabinets, channels, ad and analytics accounts) uses this one."""
 
-    credentials = forms.CharField(
-        label=gettext_lazy("учётные данные"),
-        required=False,
-        strip=True,
-        widget=SecretTextarea(
-            attrs={
-                "rows": 4,
-                "cols": 80,
-                "autocomplete": "off",
-                "spellcheck": "false",
-                "style": "font-family: monospace",
-            }
-        ),
-        help_text=CREDENTIALS_HELP,
-    )
+    def __init__(self, *, help_text: Any = "", **kwargs: Any) -> None:
+        kwargs.setdefault("label", gettext_lazy("учётные данные"))
+        kwargs.setdefault("required", False)
+        attrs = {
+            "rows": 4,
+            "cols": 80,
+            "autocomplete": "off",
+            "spellcheck": "false",
+            "style": "font-family: monospace",
+        }
+        super().__init__(
+            strip=True, widget=SecretTextarea(attrs=attrs), help_text=help_text, **kwargs
+        )
 
-    class Meta:
-        model = Destination
-        fields = ("client", "name", "platform", "hashing", "is_active")
-
-    def clean_credentials(self) -> dict | None:
-        raw = self.cleaned_data.get("credentials") or ""
+    def clean(self, value: Any) -> dict | None:
+        raw = super().clean(value)
         if not raw:
-            if self.instance.pk is None:
-                raise forms.ValidationError(_("Укажите учётные данные кабинета."))
             return None
         try:
-            value = json.loads(raw)
+            parsed = json.loads(raw)
         except json.JSONDecodeError as exc:
             # The position only: the text itself is a secret.
             raise forms.ValidationError(
                 _("Это не JSON (строка %(line)s, столбец %(column)s).")
                 % {"line": exc.lineno, "column": exc.colno}
             ) from exc
-        if not isinstance(value, dict):
+        if not isinstance(parsed, dict):
             raise forms.ValidationError(_("Учётные данные — JSON-объект."))
+        return parsed
+
+
+class DestinationAdminForm(ServiceForm):
+    """No address and no country: the platform's address is deployment configuration
+    (``<PROVIDER>_BASE_URL``) and the recipient's country is the platform operator's."""
+
+    credentials = CredentialsField(help_text=CREDENTIALS_HELP)
+
+    class Meta:
+        model = Destination
+        fields = ("client", "name", "platform", "hashing", "is_active")
+
+    def clean_credentials(self) -> dict | None:
+        value = self.cleaned_data.get("credentials")
+        if value is None and self.instance.pk is None:
+            raise forms.ValidationError(_("Укажите учётные данные кабинета."))
         return value
 
     def service_call(self, **audit: Any) -> Destination:

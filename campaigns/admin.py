@@ -22,7 +22,6 @@ Agency admins and account managers write (managers only for their clients); anal
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -52,7 +51,7 @@ from agency.admin_base import (
 from agency.audit import request_ip
 from agency.errors import ServiceError
 from agency.roles import staff_clients
-from audiences.admin import SecretTextarea, ServiceForm, _adopt, service_refusal
+from audiences.admin import CredentialsField, ServiceForm, _adopt, service_refusal
 from audiences.models import Audience
 from clients.models import Customer
 from clients.selectors import customer_ids_search
@@ -893,34 +892,11 @@ CREDENTIALS_HELP = gettext_lazy(
 
 
 class ChannelSettingsAdminForm(ServiceForm):
-    credentials = forms.CharField(
-        label=gettext_lazy("учётные данные"),
-        required=False,
-        strip=True,
-        widget=SecretTextarea(
-            attrs={"rows": 4, "cols": 80, "autocomplete": "off", "style": "font-family: monospace"}
-        ),
-        help_text=CREDENTIALS_HELP,
-    )
+    credentials = CredentialsField(help_text=CREDENTIALS_HELP)
 
     class Meta:
         model = ChannelSettings
         fields = ("client", "channel", "provider", "sender", "sender_name", "is_active")
-
-    def clean_credentials(self) -> dict | None:
-        raw = self.cleaned_data.get("credentials") or ""
-        if not raw:
-            return None
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(
-                _("Это не JSON (строка %(line)s, столбец %(col)s).")
-                % {"line": exc.lineno, "col": exc.colno}
-            ) from exc
-        if not isinstance(value, dict):
-            raise forms.ValidationError(_("Учётные данные — JSON-объект."))
-        return value
 
     def service_call(self, **audit: Any) -> ChannelSettings:
         data = self.cleaned_data

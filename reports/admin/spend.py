@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -21,7 +20,7 @@ from agency.admin_base import ClientListFilter, TenantScopedAdmin
 from agency.audit import audit_log, request_ip
 from agency.errors import ServiceError
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, staff_clients
-from audiences.admin import SecretTextarea, ServiceForm, _adopt
+from audiences.admin import CredentialsField, ServiceForm, _adopt
 
 from ..accounts import ad_account_save
 from ..imports import ad_account_import
@@ -41,21 +40,7 @@ def _audited(request: HttpRequest) -> dict[str, Any]:
 
 
 class AdAccountAdminForm(ServiceForm):
-    credentials = forms.CharField(
-        label=gettext_lazy("учётные данные"),
-        required=False,
-        strip=True,
-        widget=SecretTextarea(
-            attrs={
-                "rows": 4,
-                "cols": 80,
-                "autocomplete": "off",
-                "spellcheck": "false",
-                "style": "font-family: monospace",
-            }
-        ),
-        help_text=CREDENTIALS_HELP,
-    )
+    credentials = CredentialsField(help_text=CREDENTIALS_HELP)
 
     class Meta:
         model = AdAccount
@@ -69,21 +54,6 @@ class AdAccountAdminForm(ServiceForm):
             "client_id_type",
             "is_active",
         )
-
-    def clean_credentials(self) -> dict | None:
-        raw = self.cleaned_data.get("credentials") or ""
-        if not raw:
-            return None
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(
-                _("Это не JSON (строка %(line)s, столбец %(col)s).")
-                % {"line": exc.lineno, "col": exc.colno}
-            ) from exc
-        if not isinstance(value, dict):
-            raise forms.ValidationError(_("Учётные данные — JSON-объект."))
-        return value
 
     def service_call(self, **audit: Any) -> AdAccount:
         data = self.cleaned_data

@@ -144,3 +144,13 @@ class SpendDay(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.day} {self.campaign}: {self.cost} ₽"
+
+
+class AttributionReport(ReportSettings):
+    """The admin's page comparing attribution models (``reports.admin.attribution``): a proxy,
+    no table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("атрибуция")
+        verbose_name_plural = _("атрибуция: сравнение моделей")

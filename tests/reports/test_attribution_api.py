@@ -127,7 +127,7 @@ def test_report_credits_channels_from_events(client_a, journeys):
     }
     assert first["google/cpc"] == Decimal("1000.00")
     assert first["email"] == Decimal("0.00")
-    # Time decay, half-life 7: 2^(−10/7) and 2^(−1/7) → 29.0835 % and 70.9165 % of 1000 ₽.
+    # Time decay, half-life 7: 2^(−10/7) and 2^(−1/7) → 29.0864 % and 70.9136 % of 1000 ₽.
     w = np.array([2 ** (-10 / 7), 2 ** (-1 / 7)])
     share = w / w.sum()
     assert rows["google/cpc"]["models"]["time_decay"]["revenue"] == Decimal(

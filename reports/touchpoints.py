@@ -16,8 +16,9 @@ cancellations bring no revenue); predicted CLV is ``segments.CustomerScore.predi
 
 On PostgreSQL each table is read by one query whose rows come back as a few whole-column arrays
 (``array_agg`` over binary ``COPY``, ``agency.pgcopy``): int64 ids, microsecond times, and the
-(channel, campaign) pairs as small integer codes with their dictionary, so no Python object is
-made per row. SQLite (the embedded first run) reads the same columns through the ORM in chunks.
+(channel, campaign) pair as a 64-bit hash with the dictionary of the distinct pairs, so no
+Python object is made per row. SQLite (the embedded first run) reads the same columns through
+the ORM in chunks.
 """
 
 from __future__ import annotations
@@ -71,20 +72,20 @@ _TOUCH_FILTER_SQL = """(
 
 _TOUCHES_SQL = f"""
 WITH t AS MATERIALIZED (
-    SELECT e.customer_id, (extract(epoch FROM e.occurred_at) * 1000000)::int8 AS us,
-           {_CHANNEL_SQL} AS channel, {_CAMPAIGN_SQL} AS campaign
-    FROM {Event._meta.db_table} e
-    WHERE e.client_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s
-      AND {_TOUCH_FILTER_SQL}
-),
-pairs AS (
-    SELECT channel, campaign, (row_number() OVER (ORDER BY channel, campaign) - 1)::int8 AS code
-    FROM (SELECT DISTINCT channel, campaign FROM t) d
+    SELECT customer_id, us, channel, campaign,
+           hashtextextended(channel || chr(31) || campaign, 0) AS h
+    FROM (
+        SELECT e.customer_id, (extract(epoch FROM e.occurred_at) * 1000000)::int8 AS us,
+               {_CHANNEL_SQL} AS channel, {_CAMPAIGN_SQL} AS campaign
+        FROM {Event._meta.db_table} e
+        WHERE e.client_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s
+          AND {_TOUCH_FILTER_SQL}
+    ) s
 )
-SELECT (SELECT coalesce(json_agg(json_build_array(channel, campaign) ORDER BY code), '[]')
-        FROM pairs),
-       array_agg(t.customer_id), array_agg(t.us), array_agg(p.code)
-FROM t JOIN pairs p USING (channel, campaign)
+SELECT (SELECT coalesce(json_agg(json_build_array(h, channel, campaign)), '[]')
+        FROM (SELECT DISTINCT h, channel, campaign FROM t) d),
+       array_agg(customer_id), array_agg(us), array_agg(h)
+FROM t
 """  # noqa: S608 (table names only)
 
 _ORDERS_SQL = f"""
@@ -143,11 +144,17 @@ def touchpoints_load(
     (categoricals)."""
     since = since or EARLIEST
     if connection.vendor == "postgresql":
-        ((pairs, customers, micros, codes),) = pgcopy.copy_out_binary(
+        ((pairs, customers, micros, hashes),) = pgcopy.copy_out_binary(
             _TOUCHES_SQL, [client.pk, since, until]
         )
-        pair_list = json.loads(bytes(pairs).decode()) if pairs is not None else []
-        code = pgcopy.array_values(codes, "i8")
+        # Each row carries a 64-bit hash of its (channel, campaign); the few distinct pairs come
+        # once with their hash, so no string crosses the wire per row and no join is needed.
+        pair_list = sorted(json.loads(bytes(pairs).decode()) if pairs is not None else [])
+        dictionary = np.array([p[0] for p in pair_list], dtype=np.int64)
+        if len(np.unique(dictionary)) != len(dictionary):  # a 64-bit collision: never seen
+            raise RuntimeError("two touch keys share a hash; attribution cannot tell them apart")
+        code = np.searchsorted(dictionary, pgcopy.array_values(hashes, "i8"))
+        pair_list = [p[1:] for p in pair_list]
         channels = pd.Categorical([p[0] for p in pair_list])
         campaigns = pd.Categorical([p[1] for p in pair_list])
         return pd.DataFrame(

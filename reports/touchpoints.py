@@ -248,15 +248,20 @@ def orders_load(
             .astype("datetime64[us]")
         )
         frame["amount"] = np.rint(frame["amount"].map(float).astype(np.float64) * 100) / 100
-    frame = frame.sort_values(["customer_id", "placed_at", "order_id"], kind="stable")
-    frame["in_period"] = frame["placed_at"].to_numpy() >= np.datetime64(
+    customers = frame["customer_id"].to_numpy()
+    order = np.lexsort((frame["order_id"].to_numpy(), frame["placed_at"].to_numpy(), customers))
+    frame = frame.take(order).reset_index(drop=True)
+    customers = customers[order]
+    in_period = frame["placed_at"].to_numpy() >= np.datetime64(
         start.astimezone(dt.UTC).replace(tzinfo=None), "us"
     )
-    first_loaded = ~frame["customer_id"].duplicated().to_numpy()
-    candidates = frame["customer_id"].to_numpy()[first_loaded & frame["in_period"].to_numpy()]
+    first_loaded = np.ones(len(frame), dtype=bool)
+    first_loaded[1:] = customers[1:] != customers[:-1]
+    candidates = customers[first_loaded & in_period]
     earlier = _earlier_buyers(client=client, customer_ids=candidates, before=since)
-    frame["is_first"] = first_loaded & ~frame["customer_id"].isin(earlier).to_numpy()
-    return frame.reset_index(drop=True)
+    frame["in_period"] = in_period
+    frame["is_first"] = first_loaded & ~np.isin(customers, earlier)
+    return frame
 
 
 def _earlier_buyers(*, client: Client, customer_ids: np.ndarray, before: dt.datetime) -> np.ndarray:

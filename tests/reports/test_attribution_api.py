@@ -301,3 +301,16 @@ def test_times_are_the_clients_days(client_a, journeys):
     )
     assert report["totals"]["revenue"] == Decimal("10.00")
     assert timezone.is_aware(ORDER_AT)
+
+
+def test_a_customer_who_bought_long_before_is_not_acquired_in_the_period(client_a, journeys):
+    # Anna's first order was in January, before the loaded frame (period − 30 days): her March
+    # order is a repeat one, so no channel acquired her in March; Boris still counts.
+    _order(client_a, journeys["anna"], dt.datetime(2026, 1, 5, tzinfo=MSK), "10.00")
+    report = attribution_report(
+        client=client_a, date_from=dt.date(2026, 3, 1), date_to=dt.date(2026, 3, 31)
+    )
+    clv = _by_key(report["clv"]["by_channel"])
+    assert "google/cpc" not in clv
+    assert clv["yandex/cpc"]["customers"] == 1
+    assert report["totals"]["revenue"] == Decimal("1700.00")  # January is not credited

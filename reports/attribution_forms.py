@@ -13,6 +13,9 @@ from django.utils.translation import gettext_lazy as _
 from .attribution import MODELS
 
 MAX_DAYS = 3 * 366
+#: Dates a report may ask for (a lookback before year 1 would not even be a date).
+MIN_DATE, MAX_DATE = dt.date(2000, 1, 1), dt.date(2100, 12, 31)
+OUT_OF_RANGE = _("Дата вне диапазона 2000–2100 годов.")
 MODEL_LABELS = {
     "last_click": _("последний клик"),
     "first_click": _("первый клик"),
@@ -42,6 +45,10 @@ class AttributionPeriodForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         start, end = data.get("date_from"), data.get("date_to")
+        for name, value in (("date_from", start), ("date_to", end)):
+            if value and not MIN_DATE <= value <= MAX_DATE:
+                self.add_error(name, OUT_OF_RANGE)
+                return data
         if start and end:
             if start > end:
                 self.add_error("date_to", _("Конец периода раньше его начала."))

@@ -23,11 +23,11 @@ from audiences.api import CsvRenderer
 from clients.api import ClientAccessPermission
 
 from ..attribution import MODELS
+from ..attribution_forms import MAX_DATE, MAX_DAYS, MIN_DATE, OUT_OF_RANGE
 from ..touchpoints import attribution_report
 
 TAGS = ["reports"]
 BY = ("channel", "campaign")
-MAX_DAYS = 3 * 366
 
 
 def _query_fields() -> dict[str, serializers.Field]:
@@ -57,6 +57,9 @@ class AttributionQuerySerializer(serializers.Serializer):
         return _query_fields()  # "from" is a Python keyword: declared here, not as attributes
 
     def validate(self, attrs: dict) -> dict:
+        for name in ("from", "to"):
+            if not MIN_DATE <= attrs[name] <= MAX_DATE:
+                raise serializers.ValidationError({name: [OUT_OF_RANGE]})
         if attrs["from"] > attrs["to"]:
             raise serializers.ValidationError({"to": [_("Конец периода раньше его начала.")]})
         if (attrs["to"] - attrs["from"]).days >= MAX_DAYS:

@@ -239,6 +239,8 @@ def test_api_never_counts_another_clients_events(api_b, journeys):
         ({**PERIOD, "half_life_days": "seven"}, "half_life_days"),
         ({**PERIOD, "lookback_days": "9999"}, "lookback_days"),
         ({"from": "2020-01-01", "to": "2026-03-31"}, "to"),
+        ({"from": "0001-01-01", "to": "0001-01-02"}, "from"),
+        ({"from": "2026-03-01", "to": "9999-12-31"}, "to"),
     ],
 )
 def test_api_bad_input_is_a_400_naming_the_field(api_a, params, field):

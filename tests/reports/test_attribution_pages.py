@@ -72,6 +72,17 @@ def test_admin_compare_page_shows_form_errors(client, account_manager, client_a)
     assert "date_to" in response.context["form"].errors
 
 
+@pytest.mark.usefixtures("journeys")
+def test_admin_compare_page_refuses_dates_out_of_range(client, account_manager, client_a):
+    client.force_login(account_manager)
+    response = client.get(
+        _compare(client_a.pk), {"date_from": "0001-01-01", "date_to": "0001-01-02"}
+    )
+    assert response.status_code == 200
+    assert response.context["report"] is None
+    assert "date_from" in response.context["form"].errors
+
+
 def test_admin_is_for_staff_only(client, portal_owner_a, client_a):
     client.force_login(portal_owner_a)
     response = client.get(_compare(client_a.pk))

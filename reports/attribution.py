@@ -103,8 +103,8 @@ def _group_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 
 def _order_by(key: np.ndarray) -> np.ndarray | None:
-    """The stable sorting permutation of ``key``, or None when it is already sorted (the loaders
-    read rows in (customer, time) order, so the usual case costs one pass)."""
+    """The stable sorting permutation of ``key``, or None when it is already sorted (a caller
+    that reads rows in (customer, time) order pays one pass instead of a sort)."""
     if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):
         return None
     return np.argsort(key, kind="stable")

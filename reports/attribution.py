@@ -207,8 +207,10 @@ def attribute(
             t_key, t_us = t_key[t_order], t_us[t_order]
             ch_code, ca_code = ch_code[t_order], ca_code[t_order]
         o_order = _order_by(o_key)
-        if o_order is not None or (len(o_key) > 1 and not _ties_by_id(o_key, o_id)):
-            o_order = np.lexsort((o_id, o_key))
+        ids = o_id if o_order is None else o_id[o_order]
+        if len(o_key) > 1 and not _ties_by_id(o_key if o_order is None else o_key[o_order], ids):
+            o_order = np.lexsort((o_id, o_key))  # same customer and instant: by order id
+        if o_order is not None:
             o_key, o_block = o_key[o_order], o_block[o_order]
             o_cust, o_us, o_id = o_cust[o_order], o_us[o_order], o_id[o_order]
             o_kop, in_period = o_kop[o_order], in_period[o_order]

@@ -305,3 +305,12 @@ def test_largest_remainder_keeps_the_total():
     assert largest_remainder(np.array([1 / 3, 1 / 3, 1 / 3]) * 100, 100).tolist() == [34, 33, 33]
     assert largest_remainder(np.array([0.5, 0.5]), 1).sum() == 1
     assert largest_remainder(np.array([]), 0).tolist() == []
+
+
+def test_two_orders_at_the_same_instant_the_lower_id_takes_the_journey():
+    tp = touches((1, T - days(1), "a"))
+    # Rows in reverse id order: order 5 (300 ₽) is read first, order 4 (100 ₽) second.
+    result = attribute(tp, orders((5, 1, T, 300), (4, 1, T, 100)))
+    assert revenue(result, "last_click") == {"a": 10_000, DIRECT: 30_000}
+    result = attribute(tp, orders((4, 1, T, 100), (5, 1, T, 300)))
+    assert revenue(result, "last_click") == {"a": 10_000, DIRECT: 30_000}

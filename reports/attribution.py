@@ -142,24 +142,23 @@ def _sort_keys(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """int64 keys ordering (customer, time) for touches and orders, the customers' block starts
     for orders, the lookback in key units and the unit (µs per key step)."""
-    both_cust = np.concatenate([t_cust, o_cust])
-    both_us = np.concatenate([t_us, o_us])
-    cmin, cmax = int(both_cust.min()), int(both_cust.max())
-    tmin, tmax = int(both_us.min()), int(both_us.max())
+    cmin, cmax = int(min(t_cust.min(), o_cust.min())), int(max(t_cust.max(), o_cust.max()))
+    tmin, tmax = int(min(t_us.min(), o_us.min())), int(max(t_us.max(), o_us.max()))
     ncodes = cmax - cmin + 1
     for unit in (1, 1_000, 1_000_000):
         span = (tmax - tmin) // unit + 2
         if ncodes * span < _KEY_LIMIT:
             break
     else:  # ids too sparse for an offset code: dense ranks of the customers
-        uniques = np.unique(both_cust)
+        uniques = np.unique(np.concatenate([t_cust, o_cust]))
         t_cust = np.searchsorted(uniques, t_cust)
         o_cust = np.searchsorted(uniques, o_cust)
         cmin, unit = 0, 1_000_000
         span = (tmax - tmin) // unit + 2
-    t_key = (t_cust - cmin) * span + (t_us - tmin) // unit
+    t_key = (t_cust - cmin) * span
+    t_key += t_us - tmin if unit == 1 else (t_us - tmin) // unit  # no division in the usual case
     o_block = (o_cust - cmin) * span
-    o_key = o_block + (o_us - tmin) // unit
+    o_key = o_block + (o_us - tmin if unit == 1 else (o_us - tmin) // unit)
     return t_key, o_key, o_block, -(-lookback_us // unit), unit
 
 

@@ -4,6 +4,7 @@ that client only (``portal.mixins.ClientPortalMixin``)."""
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from .views.attribution import AttributionView
 from .views.audiences import AudienceListView
 from .views.campaigns import CampaignDetailView, CampaignListView
 from .views.consent_ledger import ConsentCheckpointDigestView, ConsentLedgerView
@@ -35,6 +36,7 @@ urlpatterns = [
     path("<slug:client_slug>/audiences/", AudienceListView.as_view(), name="audiences"),
     path("<slug:client_slug>/campaigns/", CampaignListView.as_view(), name="campaigns"),
     path("<slug:client_slug>/campaigns/<int:pk>/", CampaignDetailView.as_view(), name="campaign"),
+    path("<slug:client_slug>/attribution/", AttributionView.as_view(), name="attribution"),
     path("<slug:client_slug>/consent-ledger/", ConsentLedgerView.as_view(), name="consent_ledger"),
     path(
         "<slug:client_slug>/consent-ledger/<int:pk>.json",

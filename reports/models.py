@@ -391,3 +391,13 @@ class ChainTestPlan(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.chain}: {self.planned_end}"
+
+
+class AttributionReport(ReportSettings):
+    """The admin's page comparing attribution models (``reports.admin.attribution``): a proxy,
+    no table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("атрибуция")
+        verbose_name_plural = _("атрибуция: сравнение моделей")

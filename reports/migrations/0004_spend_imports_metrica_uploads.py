@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('clients', '0010_customer_metrica_client_id'),
-        ('reports', '0002_chain_test_plans'),
+        ('reports', '0003_attribution_report_proxy'),
     ]
 
     operations = [

@@ -37,6 +37,7 @@ EXEMPT = {
     "campaigns.TrackedLink": "url_hash of a template's link, shared by all recipients",
     # A client's report settings: cost_email is the price of one letter, not an address.
     "reports.ReportSettings": "cost_email is a price, not an identifier",
+    "reports.AttributionReport": "a proxy of ReportSettings (the admin's attribution page)",
 }
 
 

@@ -1,0 +1,306 @@
+"""Customer KPIs per client per calendar month, stored for trends (``reports.models.KpiMonth``).
+
+:func:`kpis_compute` writes a client's months in one set-based statement: aggregates over the
+client's orders by customer and month, window functions over customers and over months, no
+per-customer Python. Months are calendar months of the client's time zone (an order at 23:30 in
+Moscow on 31 January is January's). The nightly beat task runs it for every active client after
+the scoring run (``reports.tasks.kpis_daily_task``); staff can recompute from the admin.
+
+Definitions (month *m*; "orders" are paid orders only: cancelled and refunded orders are not
+revenue, as in the scoring and the dashboard):
+
+- ``revenue``, ``orders``: sums over the month's paid orders; ``buyers``: distinct customers with
+  an order in the month.
+- ``new_customers``: customers whose first paid order ever is in *m*.
+- ``active_customers``: customers with a paid order in the 12 months ending with *m* (months
+  *m*-11 … *m*); ``active_at_start``: the same at the end of *m*-1.
+- ``churned_customers``: customers active at the end of *m*-1 and no longer at the end of *m*,
+  i.e. whose last order was in *m*-12 (12 full months without a purchase).
+- ``retention_rate`` = (active_at_start − churned) / active_at_start: the share of the customers
+  active at the month's start who are still active at its end (who bought again within 12
+  months of their previous purchase); ``churn_rate`` = churned / active_at_start = 1 −
+  retention. Customers won back or new during the month do not enter either rate.
+- ``repeat_purchase_rate`` = the month's buyers with ≥ 2 paid orders ever by the month's end /
+  buyers.
+- ``arpu`` = revenue / active_customers; ``aov`` = revenue / orders; ``purchase_frequency`` =
+  orders / buyers.
+- ``historical_clv`` = paid revenue to the month's end / customers with a paid order by then
+  (``customers_to_date``).
+- ``predicted_clv``: mean of the customers' predicted CLV (``segments.CustomerScore``, the latest
+  scoring run) over the customers acquired by the month's end who have one. Scores are kept only
+  as of their run: the nightly run recomputes the last :data:`NIGHTLY_MONTHS` months, so an older
+  month keeps the prediction of its time; a full recompute puts today's scores into every month.
+- ``spend``: ad spend of the month (``reports.SpendDay``, every source); null when no spend row
+  of the month was imported (unknown is not zero).
+- ``cac`` = spend / new_customers; ``ltv_cac`` = historical_clv / cac; ``roas`` = revenue /
+  spend; ``clv_roas`` = the new customers' predicted CLV summed / spend.
+- ``cohort_clv``: paid revenue to date (up to the computation) of the customers acquired in *m*
+  / new_customers.
+
+Money in RUB (2 decimals), rates as fractions (4 decimals). A figure whose denominator is zero or
+unknown is null. Tier rules are applied when reading (:func:`kpi_months`): ``predicted_clv`` and
+``clv_roas`` need ``predictive``, ``cohort_clv`` needs ``cohorts``; for a lower tier they are null
+with the reason in ``hidden``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext
+
+from clients.models import Order
+from clients.tiers import tier_has, tier_unlocking
+from segments.models import CustomerScore
+
+from .models import KpiMonth, SpendDay
+
+#: How many months the nightly run recomputes (the current one and the one before, which late
+#: orders and spend imports still change).
+NIGHTLY_MONTHS = 2
+
+#: Figures hidden below a tier feature: {feature: (figures)}.
+TIER_FIGURES: dict[str, tuple[str, ...]] = {
+    "predictive": ("predicted_clv", "clv_roas"),
+    "cohorts": ("cohort_clv",),
+}
+
+FIGURES = (
+    "revenue",
+    "orders",
+    "buyers",
+    "new_customers",
+    "active_customers",
+    "active_at_start",
+    "churned_customers",
+    "repeat_buyers",
+    "customers_to_date",
+    "spend",
+    "repeat_purchase_rate",
+    "retention_rate",
+    "churn_rate",
+    "arpu",
+    "aov",
+    "purchase_frequency",
+    "historical_clv",
+    "predicted_clv",
+    "cac",
+    "ltv_cac",
+    "roas",
+    "clv_roas",
+    "cohort_clv",
+)
+
+# One statement: per customer and month (cm), each customer's months in order (cmx: the
+# previous and next month with an order, orders to date), events per month (new, (re)activated,
+# churned 12 months after an order not followed within 12 months), cohorts by first month, then
+# a series of months with running sums over it. NULLIF makes every zero denominator a null.
+_KPI_SQL = """
+WITH o AS (
+    SELECT customer_id,
+           date_trunc('month', placed_at AT TIME ZONE %(tz)s)::date AS month,
+           amount
+    FROM {order} WHERE client_id = %(client)s AND status = %(paid)s
+),
+cm AS (
+    SELECT customer_id, month, count(*) AS n, sum(amount) AS revenue
+    FROM o GROUP BY customer_id, month
+),
+cmx AS (
+    SELECT customer_id, month, n, revenue,
+           lag(month) OVER w AS prev_month,
+           lead(month) OVER w AS next_month,
+           sum(n) OVER (w ROWS UNBOUNDED PRECEDING) AS orders_to_date
+    FROM cm
+    WINDOW w AS (PARTITION BY customer_id ORDER BY month)
+),
+per_month AS (
+    SELECT month,
+           count(*) AS buyers,
+           sum(n) AS orders,
+           sum(revenue) AS revenue,
+           count(*) FILTER (WHERE prev_month IS NULL) AS new_customers,
+           count(*) FILTER (WHERE orders_to_date >= 2) AS repeat_buyers,
+           count(*) FILTER (
+               WHERE prev_month IS NULL OR prev_month < month - interval '12 months'
+           ) AS activations
+    FROM cmx GROUP BY month
+),
+churns AS (
+    SELECT (month + interval '12 months')::date AS month, count(*) AS churned
+    FROM cmx
+    WHERE next_month IS NULL OR next_month > month + interval '12 months'
+    GROUP BY 1
+),
+customers AS (
+    SELECT cm.customer_id, min(cm.month) AS first_month, sum(cm.revenue) AS revenue,
+           max(s.predicted_clv) AS predicted_clv
+    FROM cm LEFT JOIN {score} s
+         ON s.customer_id = cm.customer_id AND s.client_id = %(client)s
+    GROUP BY cm.customer_id
+),
+cohorts AS (
+    SELECT first_month AS month,
+           sum(revenue) AS revenue_to_date,
+           sum(predicted_clv) AS predicted_sum,
+           count(predicted_clv) AS predicted_n
+    FROM customers GROUP BY first_month
+),
+spend AS (
+    SELECT date_trunc('month', day)::date AS month, sum(cost) AS spend
+    FROM {spend} WHERE client_id = %(client)s GROUP BY 1
+),
+bounds AS (
+    SELECT least((SELECT min(month) FROM cm), (SELECT min(month) FROM spend)) AS first_month
+),
+series AS (
+    SELECT g::date AS month
+    FROM bounds, generate_series(bounds.first_month, %(current)s::date, interval '1 month') g
+    WHERE bounds.first_month IS NOT NULL
+),
+running AS (
+    SELECT s.month,
+           coalesce(p.revenue, 0) AS revenue,
+           coalesce(p.orders, 0) AS orders,
+           coalesce(p.buyers, 0) AS buyers,
+           coalesce(p.new_customers, 0) AS new_customers,
+           coalesce(p.repeat_buyers, 0) AS repeat_buyers,
+           coalesce(c.churned, 0) AS churned,
+           sum(coalesce(p.activations, 0) - coalesce(c.churned, 0))
+               OVER m AS active,
+           sum(coalesce(p.revenue, 0)) OVER m AS revenue_cum,
+           sum(coalesce(p.new_customers, 0)) OVER m AS customers_cum,
+           sum(coalesce(h.predicted_sum, 0)) OVER m AS predicted_sum_cum,
+           sum(coalesce(h.predicted_n, 0)) OVER m AS predicted_n_cum,
+           h.revenue_to_date AS cohort_revenue,
+           h.predicted_sum AS new_predicted_sum,
+           sp.spend
+    FROM series s
+    LEFT JOIN per_month p ON p.month = s.month
+    LEFT JOIN churns c ON c.month = s.month
+    LEFT JOIN cohorts h ON h.month = s.month
+    LEFT JOIN spend sp ON sp.month = s.month
+    WINDOW m AS (ORDER BY s.month ROWS UNBOUNDED PRECEDING)
+),
+figures AS (
+    SELECT *, coalesce(lag(active) OVER (ORDER BY month), 0) AS active_at_start,
+           revenue_cum / NULLIF(customers_cum, 0) AS hist_clv,
+           spend / NULLIF(new_customers, 0) AS cac_raw
+    FROM running
+)
+INSERT INTO {kpi} (
+    client_id, month, revenue, orders, buyers, new_customers, active_customers,
+    active_at_start, churned_customers, repeat_buyers, customers_to_date, spend,
+    repeat_purchase_rate, retention_rate, churn_rate, arpu, aov, purchase_frequency,
+    historical_clv, predicted_clv, cac, ltv_cac, roas, clv_roas, cohort_clv, computed_at
+)
+SELECT %(client)s, month, revenue, orders, buyers, new_customers, active, active_at_start,
+       churned, repeat_buyers, customers_cum, spend,
+       round(repeat_buyers::numeric / NULLIF(buyers, 0), 4),
+       round((active_at_start - churned)::numeric / NULLIF(active_at_start, 0), 4),
+       round(churned::numeric / NULLIF(active_at_start, 0), 4),
+       round(revenue / NULLIF(active, 0), 2),
+       round(revenue / NULLIF(orders, 0), 2),
+       round(orders::numeric / NULLIF(buyers, 0), 4),
+       round(hist_clv, 2),
+       round(predicted_sum_cum / NULLIF(predicted_n_cum, 0), 2),
+       round(cac_raw, 2),
+       round(hist_clv / NULLIF(cac_raw, 0), 4),
+       round(revenue / NULLIF(spend, 0), 4),
+       round(new_predicted_sum / NULLIF(spend, 0), 4),
+       round(cohort_revenue / NULLIF(new_customers, 0), 2),
+       %(now)s
+FROM figures
+WHERE month >= %(since)s
+"""
+
+
+def _month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def _months_back(month: dt.date, count: int) -> dt.date:
+    """The first day of the month ``count`` months before ``month`` (a first day)."""
+    index = month.year * 12 + month.month - 1 - count
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def kpis_compute(*, client: Any, months: int | None = None, now: dt.datetime | None = None) -> int:
+    """Write (replace) the client's KPI months: all of them from the first order or spend
+    month up to the current month (``months=None``), or only the last ``months`` months
+    (the current one included). Returns the number of months written.
+
+    One transaction: the months in range are deleted and inserted again from one aggregate
+    statement, so a recomputation replaces (months that no longer have data disappear too).
+    """
+    if months is not None and months < 1:
+        raise ValueError("months must be at least 1")
+    now = now or timezone.now()
+    current = _month_start(timezone.localtime(now, client.tzinfo).date())
+    since = _months_back(current, months - 1) if months is not None else dt.date(1, 1, 1)
+    quote = connection.ops.quote_name
+    sql = _KPI_SQL.format(
+        order=quote(Order._meta.db_table),
+        score=quote(CustomerScore._meta.db_table),
+        spend=quote(SpendDay._meta.db_table),
+        kpi=quote(KpiMonth._meta.db_table),
+    )
+    params = {
+        "client": client.pk,
+        "tz": client.time_zone,
+        "paid": Order.Status.PAID,
+        "current": current,
+        "since": since,
+        "now": now,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        KpiMonth.objects.for_client(client).filter(month__gte=since).delete()
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def hidden_figures(*, client: Any) -> dict[str, str]:
+    """The figures the client's tier does not include: {figure: why}."""
+    hidden: dict[str, str] = {}
+    for feature, figures in TIER_FIGURES.items():
+        if tier_has(client=client, feature=feature):
+            continue
+        upgrade = tier_unlocking(feature=feature)
+        if upgrade is not None:
+            reason = gettext("Доступно с тарифа %(tier)s; у клиента тариф %(current)s.") % {
+                "tier": upgrade.name,
+                "current": client.tier.name,
+            }
+        else:
+            reason = gettext("Не входит ни в один тариф агентства.")
+        for figure in figures:
+            hidden[figure] = reason
+    return hidden
+
+
+def kpi_months(
+    *, client: Any, since: dt.date | None = None, until: dt.date | None = None
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The client's stored KPI months from ``since`` to ``until`` (first days, inclusive),
+    oldest first, as dicts of :data:`FIGURES` plus ``month`` ("YYYY-MM") and ``computed_at``;
+    the figures the tier hides are null. Returns (rows, hidden: {figure: reason})."""
+    hidden = hidden_figures(client=client)
+    queryset = KpiMonth.objects.for_client(client).order_by("month")
+    if since is not None:
+        queryset = queryset.filter(month__gte=since)
+    if until is not None:
+        queryset = queryset.filter(month__lte=until)
+    rows = []
+    for row in queryset.values("month", "computed_at", *FIGURES):
+        row["month"] = row["month"].strftime("%Y-%m")
+        for figure in hidden:
+            row[figure] = None
+        rows.append(row)
+    return rows, hidden

@@ -9,6 +9,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 
 from clients.models import Customer, Order
 from clients.services import client_create
@@ -269,3 +270,176 @@ def test_tier_hides_predictive_and_cohort_figures(db):
 def test_months_must_be_positive(shop):
     with pytest.raises(ValueError, match="months"):
         kpis_compute(client=shop, months=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The nightly task
+
+
+def test_nightly_task_recomputes_the_last_months_and_waits_for_scoring(shop, monkeypatch):
+    from agency.jobs import RUNNING
+    from reports import tasks
+    from segments.models import ScoringRun
+
+    kpis_compute(client=shop, now=NOW)
+    KpiMonth.objects.for_client(shop).update(orders=77)
+    run = ScoringRun.objects.create(client=shop, status=RUNNING)
+    later = []
+    monkeypatch.setattr(
+        tasks.kpis_client_task, "apply_async", lambda args, countdown: later.append(args)
+    )
+    assert tasks.kpis_client_task(shop.pk) is None
+    assert later == [(shop.pk, 1)]
+    assert set(KpiMonth.objects.for_client(shop).values_list("orders", flat=True)) == {77}
+
+    ScoringRun.objects.for_client(shop).filter(pk=run.pk).update(status="succeeded")
+    assert tasks.kpis_client_task(shop.pk, 1) == tasks.NIGHTLY_MONTHS
+    current = timezone.localdate(timezone=shop.tzinfo).replace(day=1)
+    fresh = KpiMonth.objects.for_client(shop).filter(month=current).get()
+    assert fresh.orders == 0  # recomputed (no orders this month)
+    assert KpiMonth.objects.for_client(shop).filter(orders=77).count() == 14
+
+
+def test_nightly_fan_out_is_on_beat(shop, monkeypatch):
+    from config.schedules import PERIODIC_TASKS
+    from reports import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.kpis_client_task, "delay", sent.append)
+    assert shop.pk in tasks.kpis_daily_task()
+    assert shop.pk in sent
+    entry = next(t for t in PERIODIC_TASKS if t["task"] == "reports.tasks.kpis_daily_task")
+    scoring = next(t for t in PERIODIC_TASKS if t["task"] == "segments.tasks.scoring_daily_task")
+    assert int(entry["crontab"]["hour"]) > int(scoring["crontab"]["hour"])
+
+
+# ---------------------------------------------------------------------------------------------
+# API
+
+
+def test_api_shape_and_hidden_figures(client_a, api_a):
+    build(client_a)
+    kpis_compute(client=client_a, now=NOW)
+    response = api_a.get("/api/v1/kpis/", {"from": "2026-01", "to": "2026-02"})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["from"], body["to"], body["currency"]) == ("2026-01", "2026-02", "RUB")
+    assert [m["month"] for m in body["months"]] == ["2026-01", "2026-02"]
+    january = body["months"][0]
+    assert january["revenue"] == "1500.00"
+    assert january["active_customers"] == 3
+    assert january["retention_rate"] == "1.0000"
+    assert january["roas"] == "0.3333"
+    assert january["predicted_clv"] is None  # Foundation: hidden
+    assert january["cohort_clv"] is None
+    assert body["months"][1]["roas"] is None  # spend 0
+    assert set(body["hidden"]) == {"predicted_clv", "clv_roas", "cohort_clv"}
+
+
+def test_api_shows_predictive_figures_on_advanced(client_b, api_b):
+    build(client_b)
+    kpis_compute(client=client_b, now=NOW)
+    body = api_b.get("/api/v1/kpis/?from=2026-01&to=2026-01").json()
+    assert body["hidden"] == {}
+    assert body["months"][0]["predicted_clv"] == "1233.33"
+    assert body["months"][0]["cohort_clv"] == "3000.00"
+
+
+def test_api_other_client_sees_nothing_of_it(client_a, client_b, api_b):
+    build(client_a)
+    kpis_compute(client=client_a, now=NOW)
+    body = api_b.get("/api/v1/kpis/?from=2025-01&to=2026-12").json()
+    assert body["months"] == []
+    assert KpiMonth.objects.for_client(client_a).count() == 14
+
+
+def test_api_default_range_ends_this_month(api_a, client_a):
+    body = api_a.get("/api/v1/kpis/").json()
+    current = timezone.localdate(timezone=client_a.tzinfo)
+    assert body["to"] == f"{current:%Y-%m}"
+    assert body["months"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "field"),
+    [
+        ({"from": "2026-13"}, "invalid_month", "from"),
+        ({"from": "2026-1"}, "invalid_month", "from"),
+        ({"to": "января"}, "invalid_month", "to"),
+        ({"from": "0000-01"}, "invalid_month", "from"),
+        ({"from": "2026-03", "to": "2026-01"}, "invalid_range", "from"),
+    ],
+)
+def test_api_bad_months_are_400(api_a, query, code, field):
+    response = api_a.get("/api/v1/kpis/", query)
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+    assert response.json()["field"] == field
+
+
+def test_api_needs_a_key(client):
+    assert client.get("/api/v1/kpis/").status_code in (401, 403)
+
+
+def test_schema_documents_the_endpoint(api_a):
+    schema = api_a.get("/api/schema/", {"format": "json"}).json()
+    assert "/api/v1/kpis/" in schema["paths"]
+    assert "months" in schema["components"]["schemas"]["KpiResponse"]["properties"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin and portal
+
+
+def test_admin_lists_read_only_and_recomputes(client, agency_admin, shop):
+    from django.urls import reverse
+
+    from agency.models import AuditLogEntry
+
+    kpis_compute(client=shop, now=NOW)
+    KpiMonth.objects.for_client(shop).update(orders=55)
+    client.force_login(agency_admin)
+    url = reverse("admin:reports_kpimonth_changelist")
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "2026" in page.content.decode()
+    row = KpiMonth.objects.for_client(shop).first()
+    assert client.get(reverse("admin:reports_kpimonth_add")).status_code == 403
+    response = client.post(url, {"action": "recompute", "_selected_action": [row.pk]})
+    assert response.status_code == 302
+    # Every month of the client again (up to this month), from the orders.
+    jan = KpiMonth.objects.for_client(shop).get(month=dt.date(2026, 1, 1))
+    assert jan.orders == 2
+    assert not KpiMonth.objects.for_client(shop).filter(orders=55).exists()
+    assert AuditLogEntry.objects.filter(action="kpis.recomputed", client=shop).exists()
+
+
+def test_analyst_cannot_recompute(client, analyst, shop):
+    from django.urls import reverse
+
+    kpis_compute(client=shop, now=NOW)
+    KpiMonth.objects.for_client(shop).update(orders=55)
+    client.force_login(analyst)
+    row = KpiMonth.objects.for_client(shop).first()
+    url = reverse("admin:reports_kpimonth_changelist")
+    client.post(url, {"action": "recompute", "_selected_action": [row.pk]})
+    assert set(KpiMonth.objects.for_client(shop).values_list("orders", flat=True)) == {55}
+
+
+def test_portal_page(client, portal_owner_a, client_a, client_b):
+    from django.urls import reverse
+
+    build(client_a)
+    kpis_compute(client=client_a, months=24)
+    client.force_login(portal_owner_a)
+    page = client.get(reverse("portal:kpis", args=[client_a.slug]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="kpi-table"' in html
+    assert 'id="kpi-data"' in html
+    assert "portal/kpis.js" in html
+    assert "<script>" not in html  # CSP: no inline script
+    assert 'id="kpi-hidden"' in html  # Foundation: predictive and cohort figures hidden
+    assert reverse("portal:kpis", args=[client_a.slug]) in html  # in the nav
+    assert page.context["rows"][-1]["predicted_clv"] is None
+    assert client.get(reverse("portal:kpis", args=[client_b.slug])).status_code == 404

@@ -37,6 +37,9 @@ revenue, as in the scoring and the dashboard):
 - ``cohort_clv``: paid revenue to date (up to the computation) of the customers acquired in *m*
   / new_customers.
 
+On a database other than PostgreSQL (SQLite, the embedded first run) the same figures come from
+``reports.kpi_frames`` (pandas) over the rows read through the ORM.
+
 Money in RUB (2 decimals), rates as fractions (4 decimals). A figure whose denominator is zero or
 unknown is null. Tier rules are applied when reading (:func:`kpi_months`): ``predicted_clv`` and
 ``clv_roas`` need ``predictive``, ``cohort_clv`` needs ``cohorts``; for a lower tier they are null
@@ -48,6 +51,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pandas as pd
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -56,11 +60,13 @@ from clients.models import Order
 from clients.tiers import tier_has, tier_unlocking
 from segments.models import CustomerScore
 
+from .kpi_frames import kpi_rows, month_index
 from .models import KpiMonth, SpendDay
 
 #: How many months the nightly run recomputes (the current one and the one before, which late
 #: orders and spend imports still change).
 NIGHTLY_MONTHS = 2
+WORK_MEM = "256MB"
 
 #: Figures hidden below a tier feature: {feature: (figures)}.
 TIER_FIGURES: dict[str, tuple[str, ...]] = {
@@ -256,10 +262,70 @@ def kpis_compute(*, client: Any, months: int | None = None, now: dt.datetime | N
         "since": since,
         "now": now,
     }
+    if connection.vendor != "postgresql":
+        return _kpis_compute_frames(client=client, current=current, since=since, now=now)
     with transaction.atomic(), connection.cursor() as cursor:
+        # The statement sorts and hashes every customer-month of the client at once.
+        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        cursor.execute("SET LOCAL jit = off")
         KpiMonth.objects.for_client(client).filter(month__gte=since).delete()
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def kpi_frames_load(*, client: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The inputs of ``reports.kpi_frames.kpi_rows`` for ``client``, read through the ORM (the
+    path where the SQL statement cannot run: SQLite, a small base)."""
+    orders = pd.DataFrame(
+        list(
+            Order.objects.for_client(client)
+            .filter(status=Order.Status.PAID)
+            .values_list("customer_id", "placed_at", "amount")
+        ),
+        columns=["customer_id", "placed_at", "amount"],
+    )
+    local = pd.to_datetime(orders["placed_at"], utc=True).dt.tz_convert(client.time_zone)
+    orders = pd.DataFrame(
+        {
+            "customer_id": orders["customer_id"].astype("int64"),
+            "month": (local.dt.year * 12 + local.dt.month - 1).astype("int64"),
+            "amount_kop": [int(a * 100) for a in orders["amount"]],
+        }
+    )
+    scores = pd.DataFrame(
+        [
+            (pk, int(clv * 100))
+            for pk, clv in CustomerScore.objects.for_client(client)
+            .exclude(predicted_clv=None)
+            .values_list("customer_id", "predicted_clv")
+        ],
+        columns=["customer_id", "predicted_kop"],
+    )
+    spend: dict[int, int] = {}
+    for day, cost in SpendDay.objects.for_client(client).values_list("day", "cost"):
+        key = month_index(day)
+        spend[key] = spend.get(key, 0) + int(cost * 100)
+    spend_frame = pd.DataFrame(
+        {"month": list(spend), "spend_kop": list(spend.values())}, dtype="int64"
+    )
+    return orders, scores, spend_frame
+
+
+def _kpis_compute_frames(*, client: Any, current: dt.date, since: dt.date, now) -> int:
+    orders, scores, spend = kpi_frames_load(client=client)
+    rows = kpi_rows(
+        orders,
+        scores,
+        spend,
+        current_month=month_index(current),
+        since_month=month_index(since) if since.year > 1 else None,
+    )
+    with transaction.atomic():
+        KpiMonth.objects.for_client(client).filter(month__gte=since).delete()
+        KpiMonth.objects.bulk_create(
+            KpiMonth(client=client, computed_at=now, **row) for row in rows
+        )
+    return len(rows)
 
 
 # --------------------------------------------------------------------------------------------

@@ -443,3 +443,55 @@ def test_portal_page(client, portal_owner_a, client_a, client_b):
     assert reverse("portal:kpis", args=[client_a.slug]) in html  # in the nav
     assert page.context["rows"][-1]["predicted_clv"] is None
     assert client.get(reverse("portal:kpis", args=[client_b.slug])).status_code == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# The pandas path (SQLite, the benchmark's check) gives the same figures
+
+
+def test_pandas_path_matches_the_sql_statement(shop):
+    from reports.kpi_frames import kpi_rows, month_index
+    from reports.kpis import FIGURES, kpi_frames_load
+
+    kpis_compute(client=shop, now=NOW)
+    stored = list(KpiMonth.objects.for_client(shop).order_by("month").values("month", *FIGURES))
+    orders, scores, spend = kpi_frames_load(client=shop)
+    rows = kpi_rows(orders, scores, spend, current_month=month_index(dt.date(2026, 3, 1)))
+    assert rows == stored
+    march = rows[-1]
+    assert {k: march[k] for k in EXPECTED["2026-03"]} == EXPECTED["2026-03"]
+
+
+def test_non_postgresql_database_takes_the_pandas_path(shop, monkeypatch):
+    from django.db import connection
+
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    assert kpis_compute(client=shop, now=NOW) == 14
+    rows = months(shop)
+    for month, expected in EXPECTED.items():
+        assert {name: getattr(rows[month], name) for name in expected} == expected, month
+    assert kpis_compute(client=shop, months=1, now=NOW) == 1
+    assert len(months(shop)) == 14
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "sqlite"])
+def test_twelve_month_window_edges(db, monkeypatch, vendor):
+    """P buys in January 2025 and January 2026 (12 months apart: active throughout); Q in
+    January 2025 and February 2026 (13 months: churned in January 2026, back in February)."""
+    from django.db import connection
+
+    monkeypatch.setattr(connection, "vendor", vendor)
+    client = client_create(name="Окно", tier_code="advanced")
+    p, q = customer(client, "P"), customer(client, "Q")
+    order(client, p, at(2025, 1, 10, 12), 100)
+    order(client, q, at(2025, 1, 11, 12), 100)
+    order(client, p, at(2026, 1, 10, 12), 100)
+    order(client, q, at(2026, 2, 11, 12), 100)
+    kpis_compute(client=client, now=NOW)
+    rows = months(client)
+    figures = ("active_at_start", "churned_customers", "active_customers", "retention_rate")
+    assert [getattr(rows["2025-12"], f) for f in figures] == [2, 0, 2, D("1.0000")]
+    assert [getattr(rows["2026-01"], f) for f in figures] == [2, 1, 1, D("0.5000")]
+    assert [getattr(rows["2026-02"], f) for f in figures] == [1, 0, 2, D("1.0000")]
+    assert [getattr(rows["2026-03"], f) for f in figures] == [2, 0, 2, D("1.0000")]
+    assert (rows["2026-02"].new_customers, rows["2026-02"].repeat_buyers) == (0, 1)

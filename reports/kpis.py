@@ -60,13 +60,15 @@ from clients.models import Order
 from clients.tiers import tier_has, tier_unlocking
 from segments.models import CustomerScore
 
-from .kpi_frames import kpi_rows, month_index
+from .kpi_frames import kpi_rows, month_date, month_index
 from .models import KpiMonth, SpendDay
 
 #: How many months the nightly run recomputes (the current one and the one before, which late
 #: orders and spend imports still change).
 NIGHTLY_MONTHS = 2
 WORK_MEM = "256MB"
+#: Months are counted from here; an order placed earlier counts in the month before it.
+FIRST_MONTH = dt.date(1970, 1, 1)
 
 #: Figures hidden below a tier feature: {feature: (figures)}.
 TIER_FIGURES: dict[str, tuple[str, ...]] = {
@@ -100,28 +102,31 @@ FIGURES = (
     "cohort_clv",
 )
 
-# One statement: per customer and month (cm), each customer's months in order (cmx: the
-# previous and next month with an order, orders to date), events per month (new, (re)activated,
-# churned 12 months after an order not followed within 12 months), cohorts by first month, then
-# a series of months with running sums over it. NULLIF makes every zero denominator a null.
+# One statement: per customer and month (cm; months as integers year * 12 + month - 1, found by
+# a binary search of the order's instant among the client's month starts, cheaper than a time
+# zone conversion per order), each customer's months in order (cmx: the previous and next month
+# with an order, orders and revenue to date, the first month; one window), events per month (new,
+# (re)activated, churned 12 months after an order not followed within 12 months), cohorts by
+# first month, then a series of months with running sums over it. NULLIF makes every zero
+# denominator a null.
 _KPI_SQL = """
-WITH o AS (
+WITH cm AS (
     SELECT customer_id,
-           date_trunc('month', placed_at AT TIME ZONE %(tz)s)::date AS month,
-           amount
+           %(base)s + width_bucket(placed_at, %(starts)s::timestamptz[]) - 1 AS month,
+           count(*) AS n,
+           sum(amount) AS revenue
     FROM {order} WHERE client_id = %(client)s AND status = %(paid)s
-),
-cm AS (
-    SELECT customer_id, month, count(*) AS n, sum(amount) AS revenue
-    FROM o GROUP BY customer_id, month
+    GROUP BY 1, 2
 ),
 cmx AS (
     SELECT customer_id, month, n, revenue,
            lag(month) OVER w AS prev_month,
            lead(month) OVER w AS next_month,
-           sum(n) OVER (w ROWS UNBOUNDED PRECEDING) AS orders_to_date
+           sum(n) OVER w AS orders_to_date,
+           sum(revenue) OVER w AS revenue_to_date,
+           first_value(month) OVER w AS first_month
     FROM cm
-    WINDOW w AS (PARTITION BY customer_id ORDER BY month)
+    WINDOW w AS (PARTITION BY customer_id ORDER BY month ROWS UNBOUNDED PRECEDING)
 ),
 per_month AS (
     SELECT month,
@@ -130,41 +135,37 @@ per_month AS (
            sum(revenue) AS revenue,
            count(*) FILTER (WHERE prev_month IS NULL) AS new_customers,
            count(*) FILTER (WHERE orders_to_date >= 2) AS repeat_buyers,
-           count(*) FILTER (
-               WHERE prev_month IS NULL OR prev_month < month - interval '12 months'
-           ) AS activations
+           count(*) FILTER (WHERE prev_month IS NULL OR prev_month < month - 12) AS activations
     FROM cmx GROUP BY month
 ),
 churns AS (
-    SELECT (month + interval '12 months')::date AS month, count(*) AS churned
+    SELECT month + 12 AS month, count(*) AS churned
     FROM cmx
-    WHERE next_month IS NULL OR next_month > month + interval '12 months'
+    WHERE next_month IS NULL OR next_month > month + 12
     GROUP BY 1
 ),
-customers AS (
-    SELECT cm.customer_id, min(cm.month) AS first_month, sum(cm.revenue) AS revenue,
-           max(s.predicted_clv) AS predicted_clv
-    FROM cm LEFT JOIN {score} s
-         ON s.customer_id = cm.customer_id AND s.client_id = %(client)s
-    GROUP BY cm.customer_id
-),
 cohorts AS (
-    SELECT first_month AS month,
-           sum(revenue) AS revenue_to_date,
-           sum(predicted_clv) AS predicted_sum,
-           count(predicted_clv) AS predicted_n
-    FROM customers GROUP BY first_month
+    SELECT l.first_month AS month,
+           sum(l.revenue_to_date) AS revenue_to_date,
+           sum(s.predicted_clv) AS predicted_sum,
+           count(s.predicted_clv) AS predicted_n
+    FROM cmx l LEFT JOIN {score} s
+         ON s.customer_id = l.customer_id AND s.client_id = %(client)s
+    WHERE l.next_month IS NULL  -- each customer's last month: revenue to date is all of it
+    GROUP BY l.first_month
 ),
 spend AS (
-    SELECT date_trunc('month', day)::date AS month, sum(cost) AS spend
+    SELECT (extract(year FROM day) * 12 + extract(month FROM day) - 1)::int AS month,
+           sum(cost) AS spend
     FROM {spend} WHERE client_id = %(client)s GROUP BY 1
 ),
 bounds AS (
-    SELECT least((SELECT min(month) FROM cm), (SELECT min(month) FROM spend)) AS first_month
+    SELECT least((SELECT min(month) FROM per_month), (SELECT min(month) FROM spend))
+           AS first_month
 ),
 series AS (
-    SELECT g::date AS month
-    FROM bounds, generate_series(bounds.first_month, %(current)s::date, interval '1 month') g
+    SELECT g AS month
+    FROM bounds, generate_series(bounds.first_month, %(current)s) g
     WHERE bounds.first_month IS NOT NULL
 ),
 running AS (
@@ -203,8 +204,8 @@ INSERT INTO {kpi} (
     repeat_purchase_rate, retention_rate, churn_rate, arpu, aov, purchase_frequency,
     historical_clv, predicted_clv, cac, ltv_cac, roas, clv_roas, cohort_clv, computed_at
 )
-SELECT %(client)s, month, revenue, orders, buyers, new_customers, active, active_at_start,
-       churned, repeat_buyers, customers_cum, spend,
+SELECT %(client)s, make_date(month / 12, month %% 12 + 1, 1), revenue, orders, buyers,
+       new_customers, active, active_at_start, churned, repeat_buyers, customers_cum, spend,
        round(repeat_buyers::numeric / NULLIF(buyers, 0), 4),
        round((active_at_start - churned)::numeric / NULLIF(active_at_start, 0), 4),
        round(churned::numeric / NULLIF(active_at_start, 0), 4),
@@ -222,6 +223,16 @@ SELECT %(client)s, month, revenue, orders, buyers, new_customers, active, active
 FROM figures
 WHERE month >= %(since)s
 """
+
+
+def month_starts(*, client: Any, until: dt.date) -> list[dt.datetime]:
+    """The instants the client's months begin, from :data:`FIRST_MONTH` to the month after
+    ``until`` (a first day), in the client's time zone."""
+    zone = client.tzinfo
+    return [
+        dt.datetime.combine(month_date(index), dt.time.min, tzinfo=zone)
+        for index in range(month_index(FIRST_MONTH), month_index(until) + 2)
+    ]
 
 
 def _month_start(day: dt.date) -> dt.date:
@@ -247,6 +258,26 @@ def kpis_compute(*, client: Any, months: int | None = None, now: dt.datetime | N
     now = now or timezone.now()
     current = _month_start(timezone.localtime(now, client.tzinfo).date())
     since = _months_back(current, months - 1) if months is not None else dt.date(1, 1, 1)
+    if connection.vendor != "postgresql":
+        return _kpis_compute_frames(client=client, current=current, since=since, now=now)
+    sql, params = kpi_statement(client=client, current=current, since=since, now=now)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The statement sorts and hashes every customer-month of the client at once.
+        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        cursor.execute("SET LOCAL jit = off")
+        # The client's orders are read whole: in the order of the (client, customer, placed_at)
+        # index the heap is read at random (2.5 s instead of 0.3 s for 1M orders).
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        KpiMonth.objects.for_client(client).filter(month__gte=since).delete()
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def kpi_statement(
+    *, client: Any, current: dt.date, since: dt.date, now: dt.datetime
+) -> tuple[str, dict[str, Any]]:
+    """The INSERT of the client's KPI months from ``since`` to ``current`` (first days) and its
+    parameters (PostgreSQL)."""
     quote = connection.ops.quote_name
     sql = _KPI_SQL.format(
         order=quote(Order._meta.db_table),
@@ -256,21 +287,14 @@ def kpis_compute(*, client: Any, months: int | None = None, now: dt.datetime | N
     )
     params = {
         "client": client.pk,
-        "tz": client.time_zone,
         "paid": Order.Status.PAID,
-        "current": current,
-        "since": since,
+        "base": month_index(FIRST_MONTH),
+        "starts": month_starts(client=client, until=current),
+        "current": month_index(current),
+        "since": month_index(since),
         "now": now,
     }
-    if connection.vendor != "postgresql":
-        return _kpis_compute_frames(client=client, current=current, since=since, now=now)
-    with transaction.atomic(), connection.cursor() as cursor:
-        # The statement sorts and hashes every customer-month of the client at once.
-        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-        cursor.execute("SET LOCAL jit = off")
-        KpiMonth.objects.for_client(client).filter(month__gte=since).delete()
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return sql, params
 
 
 def kpi_frames_load(*, client: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

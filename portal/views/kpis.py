@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.generic import TemplateView
 
 from reports.kpis import kpi_months
+from reports.models import KpiMonth
 
 from ..mixins import ClientPortalMixin
 
@@ -40,7 +41,7 @@ CHARTS = (
     ),
     (
         "kpi-rates",
-        _("Удержание и повторные покупки, %"),
+        _("Удержание и повторные покупки, в процентах"),
         [
             ("retention_rate", _("Удержание")),
             ("churn_rate", _("Отток")),
@@ -95,7 +96,10 @@ class KpiView(ClientPortalMixin, TemplateView):
             )
         context.update(
             rows=rows,
-            hidden=hidden,
+            hidden=[
+                (KpiMonth._meta.get_field(figure).verbose_name, reason)
+                for figure, reason in hidden.items()
+            ],
             periods=PERIODS,
             period=period,
             charts=charts,

@@ -440,6 +440,7 @@ def test_portal_page(client, portal_owner_a, client_a, client_b):
     assert "portal/kpis.js" in html
     assert "<script>" not in html  # CSP: no inline script
     assert 'id="kpi-hidden"' in html  # Foundation: predictive and cohort figures hidden
+    assert "Прогноз CLV, ₽: Доступно с тарифа Advanced CVM" in html
     assert reverse("portal:kpis", args=[client_a.slug]) in html  # in the nav
     assert page.context["rows"][-1]["predicted_clv"] is None
     assert client.get(reverse("portal:kpis", args=[client_b.slug])).status_code == 404

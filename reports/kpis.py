@@ -26,10 +26,10 @@ revenue, as in the scoring and the dashboard):
   orders / buyers.
 - ``historical_clv`` = paid revenue to the month's end / customers with a paid order by then
   (``customers_to_date``).
-- ``predicted_clv``: mean of the customers' predicted CLV (``segments.CustomerScore``, the latest
-  scoring run) over the customers acquired by the month's end who have one. Scores are kept only
-  as of their run: the nightly run recomputes the last :data:`NIGHTLY_MONTHS` months, so an older
-  month keeps the prediction of its time; a full recompute puts today's scores into every month.
+- ``predicted_clv``: mean of the customers' predicted CLV (``segments.CustomerScore``) over the
+  customers acquired by the month's end who have one. Scores exist only as of the latest scoring
+  run, so every month uses today's predictions for its customer base (the nightly run recomputes
+  every month: late orders, spend imported late and cohorts' revenue to date are never stale).
 - ``spend``: ad spend of the month (``reports.SpendDay``, every source); null when no spend row
   of the month was imported (unknown is not zero).
 - ``cac`` = spend / new_customers; ``ltv_cac`` = historical_clv / cac; ``roas`` = revenue /
@@ -63,9 +63,6 @@ from segments.models import CustomerScore
 from .kpi_frames import kpi_rows, month_date, month_index
 from .models import KpiMonth, SpendDay
 
-#: How many months the nightly run recomputes (the current one and the one before, which late
-#: orders and spend imports still change).
-NIGHTLY_MONTHS = 2
 WORK_MEM = "256MB"
 #: Months are counted from here; an order placed earlier counts in the month before it.
 FIRST_MONTH = dt.date(1970, 1, 1)

@@ -10,7 +10,7 @@ from agency.jobs import ACTIVE_STATES
 from clients.models import Client
 from segments.models import ScoringRun
 
-from .kpis import NIGHTLY_MONTHS, kpis_compute
+from .kpis import kpis_compute
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ def kpis_daily_task() -> list[int]:
 
 @shared_task(acks_late=True)
 def kpis_client_task(client_id: int, attempt: int = 0) -> int | None:
-    """Recompute the last ``NIGHTLY_MONTHS`` months of one client's KPIs (idempotent: the
-    months are replaced). Waits for a scoring run of the client still under way."""
+    """Recompute every month of one client's KPIs (idempotent: the months are replaced; one
+    statement over all the client's orders either way). Waits for a scoring run of the client
+    still under way."""
     client = Client.objects.filter(pk=client_id, is_active=True).select_related("tier").first()
     if client is None:
         logger.info("client %s is gone or inactive; no KPIs", client_id)
@@ -43,4 +44,4 @@ def kpis_client_task(client_id: int, attempt: int = 0) -> int | None:
     if scoring and attempt < SCORING_WAIT_ATTEMPTS:
         kpis_client_task.apply_async((client_id, attempt + 1), countdown=SCORING_WAIT_SECONDS)
         return None
-    return kpis_compute(client=client, months=NIGHTLY_MONTHS)
+    return kpis_compute(client=client)

@@ -21,7 +21,7 @@ Timed, in a fresh process (so peak RSS is the stages' own, sampled by ``bench/me
 1. ``reports.kpis.kpis_compute`` over every month of the client (one SQL statement);
 2. ``reports.attribution.attribution_report`` and 3. ``reports.results.chain_results`` when they
    are importable (else "skipped: not merged yet");
-4. the same KPIs with pandas: ``pandas.read_sql`` of the paid orders (epoch seconds, kopecks),
+4. the same KPIs with pandas: ``pandas.read_sql`` of the paid orders (epoch microseconds, kopecks),
    scores and spend, then ``reports.kpi_frames.kpi_rows`` (the same definitions in pandas);
    its figures are compared month by month with the stored ones, and its time given as a ratio.
 
@@ -438,7 +438,7 @@ def stage_pandas(client) -> str:
     connection.ensure_connection()
     con = connection.connection
     chunks = pd.read_sql(
-        "SELECT customer_id, extract(epoch FROM placed_at)::bigint AS ts, "
+        "SELECT customer_id, (extract(epoch FROM placed_at) * 1000000)::bigint AS us, "
         "(amount * 100)::bigint AS amount_kop FROM clients_order "
         "WHERE client_id = %(c)s AND status = 'paid'",
         con,
@@ -447,7 +447,7 @@ def stage_pandas(client) -> str:
     )
     frames = []
     for chunk in chunks:
-        local = pd.to_datetime(chunk["ts"], unit="s", utc=True).dt.tz_convert(client.time_zone)
+        local = pd.to_datetime(chunk["us"], unit="us", utc=True).dt.tz_convert(client.time_zone)
         frames.append(
             pd.DataFrame(
                 {

@@ -111,45 +111,60 @@ WITH cm AS (
     SELECT customer_id,
            %(base)s + width_bucket(placed_at, %(starts)s::timestamptz[]) - 1 AS month,
            count(*) AS n,
-           sum(amount) AS revenue
+           sum((amount * 100)::bigint) AS kop
     FROM {order} WHERE client_id = %(client)s AND status = %(paid)s
     GROUP BY 1, 2
 ),
 cmx AS (
-    SELECT customer_id, month, n, revenue,
+    SELECT customer_id, month, n, kop,
            lag(month) OVER w AS prev_month,
            lead(month) OVER w AS next_month,
            sum(n) OVER w AS orders_to_date,
-           sum(revenue) OVER w AS revenue_to_date,
+           sum(kop) OVER w AS kop_to_date,
            first_value(month) OVER w AS first_month
     FROM cm
     WINDOW w AS (PARTITION BY customer_id ORDER BY month ROWS UNBOUNDED PRECEDING)
 ),
-per_month AS (
-    SELECT month,
-           count(*) AS buyers,
-           sum(n) AS orders,
-           sum(revenue) AS revenue,
-           count(*) FILTER (WHERE prev_month IS NULL) AS new_customers,
-           count(*) FILTER (WHERE orders_to_date >= 2) AS repeat_buyers,
-           count(*) FILTER (WHERE prev_month IS NULL OR prev_month < month - 12) AS activations
-    FROM cmx GROUP BY month
-),
-churns AS (
-    SELECT month + 12 AS month, count(*) AS churned
-    FROM cmx
-    WHERE next_month IS NULL OR next_month > month + 12
-    GROUP BY 1
-),
-cohorts AS (
-    SELECT l.first_month AS month,
-           sum(l.revenue_to_date) AS revenue_to_date,
+grouped AS (
+    -- One pass, three groupings: by month (3), by the month of a churn (5), and each
+    -- customer's last row by first month (6: the cohort's revenue to date and predictions).
+    SELECT GROUPING(x.month, churn_month, cohort_month) AS g,
+           x.month, churn_month, cohort_month,
+           count(*) AS rows,
+           sum(x.n) AS orders,
+           sum(x.kop) AS kop,
+           count(*) FILTER (WHERE x.prev_month IS NULL) AS new_customers,
+           count(*) FILTER (WHERE x.orders_to_date >= 2) AS repeat_buyers,
+           count(*) FILTER (
+               WHERE x.prev_month IS NULL OR x.prev_month < x.month - 12
+           ) AS activations,
+           sum(x.kop_to_date) AS kop_to_date,
            sum(s.predicted_clv) AS predicted_sum,
            count(s.predicted_clv) AS predicted_n
-    FROM cmx l LEFT JOIN {score} s
-         ON s.customer_id = l.customer_id AND s.client_id = %(client)s
-    WHERE l.next_month IS NULL  -- each customer's last month: revenue to date is all of it
-    GROUP BY l.first_month
+    FROM cmx x
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN x.next_month IS NULL OR x.next_month > x.month + 12
+                    THEN x.month + 12 END AS churn_month,
+               CASE WHEN x.next_month IS NULL THEN x.first_month END AS cohort_month
+    ) k
+    LEFT JOIN {score} s
+         ON x.next_month IS NULL AND s.customer_id = x.customer_id
+            AND s.client_id = %(client)s
+    GROUP BY GROUPING SETS ((x.month), (churn_month), (cohort_month))
+),
+per_month AS (
+    SELECT month, rows AS buyers, orders, kop::numeric / 100 AS revenue, new_customers,
+           repeat_buyers, activations
+    FROM grouped WHERE g = 3
+),
+churns AS (
+    SELECT churn_month AS month, rows AS churned
+    FROM grouped WHERE g = 5 AND churn_month IS NOT NULL
+),
+cohorts AS (
+    SELECT cohort_month AS month, kop_to_date::numeric / 100 AS revenue_to_date,
+           predicted_sum, predicted_n
+    FROM grouped WHERE g = 6 AND cohort_month IS NOT NULL
 ),
 spend AS (
     SELECT (extract(year FROM day) * 12 + extract(month FROM day) - 1)::int AS month,

@@ -101,11 +101,12 @@ FIGURES = (
 
 # One statement: per customer and month (cm; months as integers year * 12 + month - 1, found by
 # a binary search of the order's instant among the client's month starts, cheaper than a time
-# zone conversion per order), each customer's months in order (cmx: the previous and next month
-# with an order, orders and revenue to date, the first month; one window), events per month (new,
-# (re)activated, churned 12 months after an order not followed within 12 months), cohorts by
-# first month, then a series of months with running sums over it. NULLIF makes every zero
-# denominator a null.
+# zone conversion per order; money as integer kopecks), each customer's months in order (cmx,
+# one window: the previous and next month with an order, orders and revenue to date, the first
+# month), then one GROUPING SETS pass for the events per month (buyers, new, (re)activated),
+# the churns (12 months after an order not followed within 12 months) and the cohorts (each
+# customer's last row by first month), and a series of months with running sums over it.
+# NULLIF makes every zero denominator a null.
 _KPI_SQL = """
 WITH cm AS (
     SELECT customer_id,

@@ -16,7 +16,7 @@ FUZZ_EXAMPLES ?= 100
 FUZZ_SECONDS  ?= 900
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test test-services test-browser fuzz lint format bench bench-ingest bench-scoring bench-audiences bench-campaigns bench-recommendations clean distclean
+.PHONY: help venv install run test test-services test-browser fuzz lint format bench bench-ingest bench-scoring bench-audiences bench-campaigns bench-recommendations bench-measurement clean distclean
 
 help:
 	@echo "make run        migrate, seed a demo client, start web + Celery worker + beat (SQLite)"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-audiences  only the audience sync bench (AUDIENCES_BENCH_ARGS=--sizes 10000,...)"
 	@echo "make bench-campaigns  trigger chains: enrolment tick and dispatch rates (CAMPAIGNS_BENCH_ARGS=--size 100000 ...)"
 	@echo "make bench-recommendations  only the recommendations bench (RECOMMENDATIONS_BENCH_ARGS=--sizes 10000,...)"
+	@echo "make bench-measurement  KPIs, attribution, chain results at 1M/10M/20M (MEASUREMENT_BENCH_ARGS=--customers 100000)"
 	@echo "make venv       create $(VENV) and install the project with dev extras"
 	@echo "make clean      remove caches and build artefacts (distclean: also $(VENV) and var/)"
 
@@ -104,7 +105,7 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: bench-ingest bench-scoring bench-audiences bench-campaigns bench-recommendations
+bench: bench-ingest bench-scoring bench-audiences bench-campaigns bench-recommendations bench-measurement
 
 bench-ingest: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=config.settings \
@@ -130,6 +131,12 @@ bench-campaigns: $(STAMP) test-services
 bench-recommendations: $(STAMP) test-services
 	DJANGO_SETTINGS_MODULE=config.settings scripts/with_test_services.sh \
 	  bash -c '$(PY) manage.py migrate -v0 && $(PY) bench/recommendations.py --db $(RECOMMENDATIONS_BENCH_ARGS)'
+
+# KPIs, attribution and chain results over 1M customers / 10M orders / 20M events, next to the
+# same KPIs with pandas (MEASUREMENT_BENCH_ARGS=--customers 100000 for a quick run).
+bench-measurement: $(STAMP) test-services
+	DJANGO_SETTINGS_MODULE=config.settings \
+	  scripts/with_test_services.sh $(PY) bench/measurement.py $(MEASUREMENT_BENCH_ARGS)
 
 clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

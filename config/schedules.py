@@ -47,6 +47,14 @@ PERIODIC_TASKS: list[dict] = [
         "timezone": "Europe/Moscow",
     },
     {
+        # Customer KPIs per month (reports.kpis), one task per active client, after the
+        # scoring run above (a client whose run is still under way waits for its scores).
+        "name": "Ежедневный пересчёт KPI клиентов",
+        "task": "reports.tasks.kpis_daily_task",
+        "crontab": {"minute": "0", "hour": "5"},
+        "timezone": "Europe/Moscow",
+    },
+    {
         # A signed checkpoint of every client's consent ledger in the audit log (consent.tasks
         # fans out one task per client); verify_consent_log holds the chain against them.
         "name": "Ежедневные контрольные точки журнала согласий",

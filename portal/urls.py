@@ -12,6 +12,7 @@ from .views.customers import CustomerDetailView, CustomerListView
 from .views.dashboard import DashboardView
 from .views.home import PortalHomeView
 from .views.imports import ImportJobErrorsView, ImportJobListView
+from .views.kpis import KpiView
 
 app_name = "portal"
 urlpatterns = [
@@ -37,6 +38,7 @@ urlpatterns = [
     path("<slug:client_slug>/campaigns/", CampaignListView.as_view(), name="campaigns"),
     path("<slug:client_slug>/campaigns/<int:pk>/", CampaignDetailView.as_view(), name="campaign"),
     path("<slug:client_slug>/attribution/", AttributionView.as_view(), name="attribution"),
+    path("<slug:client_slug>/kpis/", KpiView.as_view(), name="kpis"),
     path("<slug:client_slug>/consent-ledger/", ConsentLedgerView.as_view(), name="consent_ledger"),
     path(
         "<slug:client_slug>/consent-ledger/<int:pk>.json",

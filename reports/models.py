@@ -401,3 +401,57 @@ class AttributionReport(ReportSettings):
         proxy = True
         verbose_name = _("атрибуция")
         verbose_name_plural = _("атрибуция: сравнение моделей")
+
+
+class KpiMonth(TenantModel):
+    """A client's customer KPIs for one calendar month of the client's time zone, stored for
+    trends (written by ``reports.kpis.kpis_compute``, nightly; every figure and its definition
+    is in that module's docstring). A ratio whose denominator is zero is null, never 0."""
+
+    month = models.DateField(_("месяц"), help_text=_("Первый день месяца."))
+    revenue = models.DecimalField(_("выручка, ₽"), max_digits=18, decimal_places=2, default=0)
+    orders = models.PositiveIntegerField(_("заказы"), default=0)
+    buyers = models.PositiveIntegerField(_("покупатели месяца"), default=0)
+    new_customers = models.PositiveIntegerField(_("новые покупатели"), default=0)
+    active_customers = models.PositiveIntegerField(_("активные покупатели (12 мес.)"), default=0)
+    active_at_start = models.PositiveIntegerField(_("активные на начало месяца"), default=0)
+    churned_customers = models.PositiveIntegerField(_("ушедшие покупатели"), default=0)
+    repeat_buyers = models.PositiveIntegerField(_("покупатели с повторными заказами"), default=0)
+    customers_to_date = models.PositiveIntegerField(_("покупатели за всё время"), default=0)
+    spend = models.DecimalField(
+        _("рекламный расход, ₽"), max_digits=18, decimal_places=2, null=True, blank=True
+    )
+    repeat_purchase_rate = models.DecimalField(
+        _("доля повторных покупок"), max_digits=7, decimal_places=4, null=True
+    )
+    retention_rate = models.DecimalField(_("удержание"), max_digits=7, decimal_places=4, null=True)
+    churn_rate = models.DecimalField(_("отток"), max_digits=7, decimal_places=4, null=True)
+    arpu = models.DecimalField(_("ARPU, ₽"), max_digits=18, decimal_places=2, null=True)
+    aov = models.DecimalField(_("средний чек, ₽"), max_digits=18, decimal_places=2, null=True)
+    purchase_frequency = models.DecimalField(
+        _("частота покупок"), max_digits=10, decimal_places=4, null=True
+    )
+    historical_clv = models.DecimalField(
+        _("исторический CLV, ₽"), max_digits=18, decimal_places=2, null=True
+    )
+    predicted_clv = models.DecimalField(
+        _("прогноз CLV, ₽"), max_digits=18, decimal_places=2, null=True
+    )
+    cac = models.DecimalField(_("CAC, ₽"), max_digits=18, decimal_places=2, null=True)
+    ltv_cac = models.DecimalField(_("LTV/CAC"), max_digits=14, decimal_places=4, null=True)
+    roas = models.DecimalField(_("ROAS"), max_digits=14, decimal_places=4, null=True)
+    clv_roas = models.DecimalField(_("ROAS по CLV"), max_digits=14, decimal_places=4, null=True)
+    cohort_clv = models.DecimalField(
+        _("CLV когорты, ₽"), max_digits=18, decimal_places=2, null=True
+    )
+    computed_at = models.DateTimeField(_("рассчитано"))
+
+    class Meta:
+        verbose_name = _("KPI за месяц")
+        verbose_name_plural = _("KPI по месяцам")
+        constraints = [
+            models.UniqueConstraint(fields=["client", "month"], name="kpimonth_client_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m}"

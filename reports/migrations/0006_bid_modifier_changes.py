@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('audiences', '0006_audience_sync_wanted'),
         ('clients', '0009_importjob_attempt_number'),
-        ('reports', '0004_spend_imports_metrica_uploads'),
+        ('reports', '0005_kpi_months'),
     ]
 
     operations = [

@@ -5,6 +5,7 @@ and attribution pages on the first run.
 - A year of media spend uploaded as a CSV file through the real upload
   (``reports.spend.spend_csv_upload``): Yandex Direct search, VK Ads retargeting and myTarget,
   so CAC, ROAS and LTV/CAC have a denominator.
+- The monthly KPIs, computed at once (``reports.kpis``) rather than on the first night.
 - Purchases by the people the chains enrolled four days ago, ingested as orders through the
   clients' ingestion: a simulated behaviour in which the treatment arm buys a little more often
   than the holdout (the planted effect below), so the results page shows both arms; the engine's
@@ -24,6 +25,7 @@ from campaigns.arms import HOLDOUT
 from campaigns.models import Enrollment
 from clients.ingest import ingest_records
 from clients.models import Client
+from reports.kpis import kpis_compute
 from reports.models import ReportSettings, SpendDay
 from reports.spend import spend_csv_upload
 
@@ -81,7 +83,8 @@ def _chain_purchases(client: Client, rng: np.random.Generator) -> int:
 
 
 def demo_reports(*, client: Client, seed: int = 42) -> dict[str, int]:
-    """Create (once) the client's report settings and spend, and the chains' demo purchases."""
+    """Create (once) the client's report settings and spend, and the chains' demo purchases;
+    compute the client's monthly KPIs."""
     ReportSettings.objects.for_client(client).get_or_create(client=client)
     rng = np.random.default_rng([seed, client.pk, 13])
     result = {"spend_rows": 0, "chain_orders": 0}
@@ -91,4 +94,6 @@ def demo_reports(*, client: Client, seed: int = 42) -> dict[str, int]:
         )
         result["spend_rows"] = upload.written
         result["chain_orders"] = _chain_purchases(client, rng)
+    # The nightly run computes them too; the demo shows them before its first night.
+    result["kpi_months"] = kpis_compute(client=client)
     return result

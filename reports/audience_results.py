@@ -110,8 +110,8 @@ def audience_results(
     """The audience's treatment (uploaded) against its holdout over ``[date_from, date_to]``.
 
     Returns ``{"audience", "holdout_percent", "holdout_unit", "holdout_started_at", "from",
-    "to", "arms": {"treatment"|"holdout": {"n", "conversions", "revenue", "conversion_rate",
-    "revenue_per_person"}}, "uplift": {"absolute", "absolute_ci", "relative", "relative_ci",
+    "to", "treatment", "holdout" (each {"n", "conversions", "revenue", "conversion_rate",
+    "revenue_per_person"}), "uplift": {"absolute", "absolute_ci", "relative", "relative_ci",
     "p_value", "incremental_conversions", "incremental_revenue", "revenue_per_person",
     "revenue_per_person_ci"}, "srm_p_value", "enough_data", "clustered"}``. Raises
     :class:`AudienceResultsError` (400) for a reversed period or an audience without a running
@@ -166,7 +166,9 @@ def audience_results(
         "holdout_started_at": audience.holdout_started_at,
         "from": date_from,
         "to": date_to,
-        "arms": arms,
+        # Per arm at the top level, as in the chains' results (reports.results).
+        "treatment": arms["treatment"],
+        "holdout": arms["holdout"],
         "uplift": {
             "absolute": uplift.absolute,
             "absolute_ci": uplift.absolute_ci,

@@ -26,8 +26,8 @@ def _percentages(results: dict) -> dict:
     ci = uplift["absolute_ci"]
     relative_ci = uplift["relative_ci"]
     return {
-        "rate_treatment": _pct(results["arms"]["treatment"]["conversion_rate"]),
-        "rate_holdout": _pct(results["arms"]["holdout"]["conversion_rate"]),
+        "rate_treatment": _pct(results["treatment"]["conversion_rate"]),
+        "rate_holdout": _pct(results["holdout"]["conversion_rate"]),
         "absolute": _pct(uplift["absolute"]),
         "absolute_ci": ci and (_pct(ci[0]), _pct(ci[1])),
         "relative": _pct(uplift["relative"]),

@@ -52,17 +52,13 @@ class UpliftSerializer(serializers.Serializer):
     revenue_per_person_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True)
 
 
-class ArmsSerializer(serializers.Serializer):
-    treatment = ArmSerializer()
-    holdout = ArmSerializer()
-
-
 class AudienceResultsSerializer(serializers.Serializer):
     audience = serializers.IntegerField()
     holdout_percent = serializers.IntegerField()
     holdout_unit = serializers.CharField()
     holdout_started_at = serializers.DateTimeField()
-    arms = ArmsSerializer()
+    treatment = ArmSerializer()
+    holdout = ArmSerializer()
     uplift = UpliftSerializer()
     srm_p_value = serializers.FloatField(
         allow_null=True, help_text="Проверка долей (хи-квадрат); null — мало людей или гео-тест"

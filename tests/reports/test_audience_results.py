@@ -114,7 +114,7 @@ def test_results_on_hand_made_data(measured):
     result = audience_results(
         audience=audience, date_from=dt.date(2026, 1, 1), date_to=dt.date(2026, 1, 31)
     )
-    arms = result["arms"]
+    arms = {name: result[name] for name in ("treatment", "holdout")}
     for name in ("treatment", "holdout"):
         revenues = expected[name]
         assert arms[name]["n"] == len(revenues)
@@ -156,14 +156,14 @@ def test_period_bounds_are_the_clients_days(client_a, measured):
     result = audience_results(
         audience=audience, date_from=dt.date(2026, 1, 20), date_to=dt.date(2026, 1, 20)
     )
-    revenue = result["arms"]["treatment"]["revenue"] + result["arms"]["holdout"]["revenue"]
+    revenue = result["treatment"]["revenue"] + result["holdout"]["revenue"]
     seconds = sum(1 for arm in expected.values() for r in arm if r == Decimal("1500.00"))
     assert revenue == Decimal("499.50") * seconds + Decimal("11.00")
     # Too few conversions: the guard says so.
     small = audience_results(
         audience=audience, date_from=dt.date(2026, 1, 31), date_to=dt.date(2026, 1, 31)
     )
-    assert small["arms"]["treatment"]["conversions"] == 0
+    assert small["treatment"]["conversions"] == 0
     assert small["enough_data"] is False
 
 
@@ -194,8 +194,8 @@ def test_geo_results_split_by_whole_regions():
     result = audience_results(
         audience=audience, date_from=dt.date(2026, 1, 1), date_to=dt.date(2026, 1, 31)
     )
-    assert result["arms"]["holdout"]["n"] == 20 * len(held_cities)
-    assert result["arms"]["treatment"]["n"] == 20 * (6 - len(held_cities))
+    assert result["holdout"]["n"] == 20 * len(held_cities)
+    assert result["treatment"]["n"] == 20 * (6 - len(held_cities))
     assert result["srm_p_value"] is None
     assert result["clustered"] is True
 
@@ -209,11 +209,11 @@ def test_api_shape(api_a, measured):
     response = api_a.get(f"/api/v1/audiences/{audience.pk}/results/?from=2026-01-01&to=2026-01-31")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) >= {"arms", "uplift", "srm_p_value", "enough_data", "from", "to"}
+    assert set(body) >= {"treatment", "holdout", "uplift", "srm_p_value", "enough_data", "from", "to"}
     for name in ("treatment", "holdout"):
-        assert set(body["arms"][name]) >= {"n", "conversions", "revenue"}
-        assert body["arms"][name]["n"] == len(expected[name])
-        assert Decimal(body["arms"][name]["revenue"]) == sum(expected[name])
+        assert set(body[name]) >= {"n", "conversions", "revenue"}
+        assert body[name]["n"] == len(expected[name])
+        assert Decimal(body[name]["revenue"]) == sum(expected[name])
     assert set(body["uplift"]) >= {
         "absolute",
         "absolute_ci",

@@ -209,7 +209,15 @@ def test_api_shape(api_a, measured):
     response = api_a.get(f"/api/v1/audiences/{audience.pk}/results/?from=2026-01-01&to=2026-01-31")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) >= {"treatment", "holdout", "uplift", "srm_p_value", "enough_data", "from", "to"}
+    assert set(body) >= {
+        "treatment",
+        "holdout",
+        "uplift",
+        "srm_p_value",
+        "enough_data",
+        "from",
+        "to",
+    }
     for name in ("treatment", "holdout"):
         assert set(body[name]) >= {"n", "conversions", "revenue"}
         assert body[name]["n"] == len(expected[name])

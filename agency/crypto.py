@@ -5,6 +5,7 @@ downtime (``manage.py rotate_credentials_key``)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -47,3 +48,21 @@ def secret_rotate(token: str) -> str:
         return _fernet().rotate(token.encode()).decode()
     except InvalidToken as exc:
         raise CredentialsUnreadable(_("учётные данные не расшифровываются")) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Key rotation: every app that stores secrets registers how to re-encrypt them (in its
+# AppConfig.ready()), so `manage.py rotate_credentials_key` misses none, whatever the layer.
+
+_ROTATIONS: dict[str, tuple[Any, Callable[[], int]]] = {}
+
+
+def secrets_rotation_register(code: str, label: Any, rotate: Callable[[], int]) -> None:
+    """``rotate`` re-encrypts one kind of stored secret with the newest key and returns how
+    many rows it rewrote; ``label`` names them in the command's report."""
+    _ROTATIONS[code] = (label, rotate)
+
+
+def secrets_rotate_all() -> list[tuple[str, int]]:
+    """Re-encrypt every registered kind of secret; (label, rows) per kind."""
+    return [(str(label), rotate()) for label, rotate in _ROTATIONS.values()]

@@ -8,6 +8,13 @@ class AudiencesConfig(AppConfig):
     verbose_name = gettext_lazy("Аудитории рекламных платформ")
 
     def ready(self) -> None:
+        from agency.crypto import secrets_rotation_register
+
+        from .services import credentials_rotate
+
+        secrets_rotation_register(
+            "audiences.destinations", gettext_lazy("кабинетов"), credentials_rotate
+        )
         from . import personal_data
 
         personal_data.register()  # consent's access-archive section and erasure step

@@ -8,6 +8,13 @@ class CampaignsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from agency.crypto import secrets_rotation_register
+
+        from .authoring import channel_settings_credentials_rotate
+
+        secrets_rotation_register(
+            "campaigns.channels", _("каналов рассылок"), channel_settings_credentials_rotate
+        )
         from . import personal_data
 
         personal_data.register()  # consent's archive sections, erasure step, withdrawal hook

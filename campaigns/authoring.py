@@ -33,7 +33,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from agency.audit import audit_object as _audit
-from agency.crypto import secret_encrypt
+from agency.crypto import secret_encrypt, secret_rotate
 from agency.errors import ServiceError
 from agency.i18n import site_language
 from audiences.models import Audience
@@ -977,6 +977,17 @@ def _webpush_subscription(token: Any) -> str:
         )
     canonical = {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
     return json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+
+
+def channel_settings_credentials_rotate() -> int:
+    """Re-encrypt every channel's credentials with the newest key; returns how many."""
+    count = 0
+    for row in ChannelSettings.objects.unscoped().exclude(credentials_encrypted="").iterator():
+        ChannelSettings.objects.for_client(row.client_id).filter(pk=row.pk).update(
+            credentials_encrypted=secret_rotate(row.credentials_encrypted)
+        )
+        count += 1
+    return count
 
 
 @transaction.atomic

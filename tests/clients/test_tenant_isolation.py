@@ -132,10 +132,15 @@ def test_other_clients_key_never_sees_data(api_b, data_a, client_a):
         url = _concrete(route, data_a)
         response = api_b.get(url)
         if re.search(r"\(\?P<|<(\w+:)?\w+>", route):
-            assert response.status_code == 404, (url, response.status_code)
-            assert response.json()["code"] == "not_found"
+            # 405: an action route without GET (a POST such as rollback) reads nothing.
+            assert response.status_code in (404, 405), (url, response.status_code)
+            if response.status_code == 404:
+                assert response.json()["code"] == "not_found"
         elif response.status_code == 200:
             assert response.json().get("results", []) == [], url
+        elif response.status_code == 400:
+            # A report that needs its period (from/to) refuses before it reads anything.
+            assert response.json()["code"] in ("invalid", "invalid_date", "invalid_period"), url
         else:
             assert response.status_code in (403, 404, 405), (url, response.status_code)
         body = response.content.decode()

@@ -159,6 +159,30 @@ def _indexes_dropped(table: str):
         cursor.execute(f'ANALYZE "{table}"')
 
 
+def bench_name(args: argparse.Namespace) -> str:
+    """The bench client's name before its unique suffix: what ``--reuse`` looks for."""
+    return (
+        f"Бенчмарк измерений {args.customers}×{args.orders_per_customer}"
+        f"×{args.events_per_customer} seed {args.seed}"
+    )
+
+
+def generated(args: argparse.Namespace) -> dict | None:
+    """A complete earlier set-up of the same sizes and seed in this database (its spend, the
+    last thing written, is there), or None."""
+    from campaigns.models import TriggerChain
+    from clients.models import Client
+    from reports.models import SpendDay
+
+    for client in Client.objects.filter(name__startswith=bench_name(args)).order_by("-pk"):
+        chains = list(
+            TriggerChain.objects.for_client(client).order_by("pk").values_list("pk", flat=True)
+        )
+        if len(chains) == len(CHAINS) and SpendDay.objects.for_client(client).exists():
+            return {"client_id": client.pk, "chains": chains}
+    return None
+
+
 def generate(args: argparse.Namespace) -> dict:
     """Create the client and its rows; returns {"client_id", "seconds", "rows"}."""
     from django.db import connection, transaction
@@ -177,7 +201,7 @@ def generate(args: argparse.Namespace) -> dict:
     now = timezone.now()
     now_us = int(now.timestamp() * 1_000_000)
     start_us = now_us - HISTORY_DAYS * DAY_US
-    client = client_create(name=f"Бенчмарк измерений {n} {time.time_ns()}", tier_code="enterprise")
+    client = client_create(name=f"{bench_name(args)} · {time.time_ns()}", tier_code="enterprise")
     cid = client.pk
     timings = {}
 
@@ -404,25 +428,45 @@ def stage_kpis(client) -> str:
 
 
 def stage_attribution(client) -> str:
-    """Wired after the merge: the call of the attribution part's report over the last 90 days."""
-    try:
-        from reports.attribution import attribution_report
-    except ImportError:
-        return "skipped: not merged yet"
-    import inspect
+    """Every attribution model per channel and campaign over the last 365 days (the report the
+    API, the admin and the portal show), with the CLV-weighted view."""
+    from django.utils import timezone
 
-    return f"imported; call not wired yet ({inspect.signature(attribution_report)})"
+    from reports.touchpoints import attribution_report
+
+    today = timezone.localtime(timezone.now(), client.tzinfo).date()
+    report = attribution_report(
+        client=client, date_from=today - dt.timedelta(days=364), date_to=today
+    )
+    totals = report["totals"]
+    return (
+        f"365 days: {totals['orders']:,} orders, {totals['orders_with_touches']:,} with touches, "
+        f"{totals['touches_in_journeys']:,} touches in journeys, "
+        f"{len(report['by_channel'])} channels, {len(report['by_campaign'])} campaigns"
+    )
 
 
 def stage_chain_results(client, chains: list[int]) -> str:
-    """Wired after the merge: each chain's results (treatment vs holdout)."""
-    try:
-        from reports.results import chain_results
-    except ImportError:
-        return "skipped: not merged yet"
-    import inspect
+    """Each chain's results (treatment against holdout, every enrolment), then the client's
+    month roll-up (each chain's incremental revenue and the triggered share) of the last full
+    month."""
+    from django.utils import timezone
 
-    return f"imported; call not wired yet ({inspect.signature(chain_results)})"
+    from campaigns.models import TriggerChain
+    from reports.results import chain_results, client_month_rollup
+
+    people = 0
+    for chain in TriggerChain.objects.for_client(client).filter(pk__in=chains).order_by("pk"):
+        chain.client = client
+        result = chain_results(chain=chain)
+        people += result["treatment"]["n"] + result["holdout"]["n"]
+    today = timezone.localtime(timezone.now(), client.tzinfo).date()
+    last_month = today.replace(day=1) - dt.timedelta(days=1)
+    rollup = client_month_rollup(client=client, month=last_month)
+    return (
+        f"{len(chains)} chains, {people:,} enrolments; roll-up {rollup['month']}: "
+        f"{len(rollup['chains'])} chains, incremental {rollup['incremental_revenue']} ₽"
+    )
 
 
 def stage_pandas(client) -> str:
@@ -508,6 +552,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--orders-per-customer", type=int, default=10)
     parser.add_argument("--events-per-customer", type=int, default=20)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure the data an earlier run of the same sizes and seed left in this database "
+        "(generate it when there is none); scripts/with_test_services.sh throws its database "
+        "away at exit, so run several benches inside one: scripts/with_test_services.sh bash",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--chains", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -533,8 +584,12 @@ def main(argv: list[str]) -> int:
         f"\nSet-up: {n:,} customers, {n * args.orders_per_customer:,} orders, "
         f"{n * args.events_per_customer:,} events (numpy → binary COPY, not measured)"
     )
-    made = generate(args)
-    print(f"  set-up total: {made['seconds']:.1f} s")
+    made = generated(args) if args.reuse else None
+    if made:
+        print(f"  reused the data of client {made['client_id']} (--reuse)")
+    else:
+        made = generate(args)
+        print(f"  set-up total: {made['seconds']:.1f} s")
     connection.close()
 
     print("\nMeasured (a fresh process; peak RSS of that process):")

@@ -16,15 +16,14 @@ cancellations bring no revenue); predicted CLV is ``segments.CustomerScore.predi
 
 On PostgreSQL each table is read by one query whose rows come back as a few whole-column arrays
 (``array_agg`` over binary ``COPY``, ``agency.pgcopy``): int64 ids, microsecond times, and the
-(channel, campaign) pair as a 64-bit hash with the dictionary of the distinct pairs, so no
-Python object is made per row. SQLite (the embedded first run) reads the same columns through
+touches grouped by their (channel, campaign) pair, one row of arrays per pair, so no Python
+object is made per row. SQLite (the embedded first run) reads the same columns through
 the ORM in chunks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -70,22 +69,20 @@ _TOUCH_FILTER_SQL = """(
     OR e.utm_source <> '' OR e.utm_medium <> '' OR e.utm_campaign <> ''
 )"""
 
+# One row per distinct (channel, campaign) with its touches' customers and times as arrays: the
+# grouping is a hash of a few keys, no string per touch crosses the wire or is materialised, and
+# rows come in a fixed order of the pairs (ties in time resolve the same way on every run).
 _TOUCHES_SQL = f"""
-WITH t AS MATERIALIZED (
-    SELECT customer_id, at, channel, campaign,
-           hashtextextended(channel || chr(31) || campaign, 0) AS h
-    FROM (
-        SELECT e.customer_id, e.occurred_at AS at,
-               {_CHANNEL_SQL} AS channel, {_CAMPAIGN_SQL} AS campaign
-        FROM {Event._meta.db_table} e
-        WHERE e.client_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s
-          AND {_TOUCH_FILTER_SQL}
-    ) s
-)
-SELECT (SELECT coalesce(json_agg(json_build_array(h, channel, campaign)), '[]')
-        FROM (SELECT DISTINCT h, channel, campaign FROM t) d),
-       array_agg(customer_id), array_agg(at), array_agg(h)
-FROM t
+SELECT channel, campaign, array_agg(customer_id), array_agg(at)
+FROM (
+    SELECT e.customer_id, e.occurred_at AS at,
+           {_CHANNEL_SQL} AS channel, {_CAMPAIGN_SQL} AS campaign
+    FROM {Event._meta.db_table} e
+    WHERE e.client_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s
+      AND {_TOUCH_FILTER_SQL}
+) s
+GROUP BY channel, campaign
+ORDER BY channel COLLATE "C", campaign COLLATE "C"
 """  # noqa: S608 (table names only)
 
 # In (customer, time, id) order, as the covering index ``order_client_customer_cover`` holds
@@ -169,28 +166,24 @@ def touchpoints_load(
             cursor.execute("SET LOCAL parallel_setup_cost = 0")
             cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
             cursor.execute("SET LOCAL jit = off")
-            ((pairs, customers, micros, hashes),) = pgcopy.copy_out_binary(
-                _TOUCHES_SQL, [client.pk, since, until]
-            )
-        # Each row carries a 64-bit hash of its (channel, campaign); the few distinct pairs come
-        # once with their hash, so no string crosses the wire per row and no join is needed.
-        pair_list = sorted(json.loads(bytes(pairs).decode()) if pairs is not None else [])
-        dictionary = np.array([p[0] for p in pair_list], dtype=np.int64)
-        if len(np.unique(dictionary)) != len(dictionary):  # a 64-bit collision: never seen
-            raise RuntimeError("two touch keys share a hash; attribution cannot tell them apart")
-        code = np.searchsorted(dictionary, pgcopy.array_values(hashes, "i8"))
-        pair_list = [p[1:] for p in pair_list]
-        channels = pd.Categorical([p[0] for p in pair_list])
-        campaigns = pd.Categorical([p[1] for p in pair_list])
+            rows = pgcopy.copy_out_binary(_TOUCHES_SQL, [client.pk, since, until])
+        customers = [pgcopy.array_values(row[2], "i8") for row in rows]
+        pair = np.repeat(np.arange(len(rows)), [len(c) for c in customers])
+        channels = pd.Categorical([bytes(row[0]).decode() for row in rows])
+        campaigns = pd.Categorical([bytes(row[1]).decode() for row in rows])
         return pd.DataFrame(
             {
-                "customer_id": pgcopy.array_values(customers, "i8"),
-                "at": _utc_us(_unix_us(micros)),
+                "customer_id": np.concatenate(customers) if rows else np.empty(0, np.int64),
+                "at": _utc_us(
+                    np.concatenate([_unix_us(row[3]) for row in rows])
+                    if rows
+                    else np.empty(0, np.int64)
+                ),
                 "channel": pd.Categorical.from_codes(
-                    np.asarray(channels.codes)[code], channels.categories
+                    np.asarray(channels.codes)[pair], channels.categories
                 ),
                 "campaign": pd.Categorical.from_codes(
-                    np.asarray(campaigns.codes)[code], campaigns.categories
+                    np.asarray(campaigns.codes)[pair], campaigns.categories
                 ),
             }
         )

@@ -150,6 +150,16 @@ def event_touch(
     return f"{source_part}/{medium_part}", utm_campaign
 
 
+def _parallel_read(cursor: Any) -> None:
+    """For the rest of the transaction: parallel workers for a read of millions of rows whose
+    result is one row of arrays (PostgreSQL's default costs count every row handed over from a
+    worker, and the touches' filter is over-estimated), and no JIT (one pass: compiling costs
+    more than it saves)."""
+    cursor.execute("SET LOCAL parallel_setup_cost = 0")
+    cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
+    cursor.execute("SET LOCAL jit = off")
+
+
 def touchpoints_load(
     *, client: Client, since: dt.datetime | None, until: dt.datetime
 ) -> pd.DataFrame:
@@ -163,9 +173,7 @@ def touchpoints_load(
             # over-estimates the touches (the OR of the filter: 14.6M where 3.8M come) and so
             # judges handing them over from parallel workers too dear; it is not: 12.1 → 8.5 s
             # on 2 cores. JIT compiles longer than it saves on one pass.
-            cursor.execute("SET LOCAL parallel_setup_cost = 0")
-            cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
-            cursor.execute("SET LOCAL jit = off")
+            _parallel_read(cursor)
             rows = pgcopy.copy_out_binary(_TOUCHES_SQL, [client.pk, since, until])
         customers = [pgcopy.array_values(row[2], "i8") for row in rows]
         pair = np.repeat(np.arange(len(rows)), [len(c) for c in customers])
@@ -239,9 +247,13 @@ def orders_load(
     first paid order ever: checked against the orders before ``since`` for the candidates)."""
     since = since or EARLIEST
     if connection.vendor == "postgresql":
-        ((ids, customers, micros, kopecks),) = pgcopy.copy_out_binary(
-            _ORDERS_SQL, [client.pk, since, until]
-        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Two workers read halves of the index and a Gather Merge keeps the order (7.3 →
+            # 6.4 s for 6.6M orders on 2 cores); see touchpoints_load for the settings.
+            _parallel_read(cursor)
+            ((ids, customers, micros, kopecks),) = pgcopy.copy_out_binary(
+                _ORDERS_SQL, [client.pk, since, until]
+            )
         frame = pd.DataFrame(
             {
                 "order_id": pgcopy.array_values(ids, "i8"),

@@ -580,7 +580,8 @@ def main(argv: list[str]) -> int:
             "bench/measurement.py measures PostgreSQL: run it via scripts/with_test_services.sh"
         )
     call_command("migrate", verbosity=0)
-    print(machine())
+    host = machine()
+    print(host)
     n = args.customers
     print(
         f"\nSet-up: {n:,} customers, {n * args.orders_per_customer:,} orders, "
@@ -618,6 +619,7 @@ def main(argv: list[str]) -> int:
         f"{pandas_stage['seconds'] / max(kpis['seconds'], 1e-9):.1f}× the SQL statement's time, "
         f"peak RSS {pandas_stage['peak_mib']:,} MiB"
     )
+    print(host)
     return 0
 
 

@@ -63,10 +63,11 @@ CASE
     THEN '{CHAIN_PREFIX}' || (e.properties ->> 'chain_id')
     ELSE coalesce(nullif(btrim(e.utm_campaign), ''), '{NOT_SET}')
 END"""
+# The cheap column tests first: the JSON look-up only for the events none of them takes.
 _TOUCH_FILTER_SQL = """(
     e.type IN ('email_click', 'sms_click', 'push_open')
-    OR coalesce(e.properties ->> 'yclid', '') <> ''
     OR e.utm_source <> '' OR e.utm_medium <> '' OR e.utm_campaign <> ''
+    OR coalesce(e.properties ->> 'yclid', '') <> ''
 )"""
 
 # One row per distinct (channel, campaign) with its touches' customers and times as arrays: the

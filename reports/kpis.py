@@ -112,7 +112,7 @@ WITH cm AS (
     SELECT customer_id,
            %(base)s + width_bucket(placed_at, %(starts)s::timestamptz[]) - 1 AS month,
            count(*) AS n,
-           sum((amount * 100)::bigint) AS kop
+           (sum(amount) * 100)::bigint AS kop  -- amounts have 2 decimals: exact
     FROM {order} WHERE client_id = %(client)s AND status = %(paid)s
     GROUP BY 1, 2
 ),

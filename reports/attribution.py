@@ -116,6 +116,22 @@ def _ties_by_id(key: np.ndarray, ids: np.ndarray) -> bool:
     return bool((ids[1:][tie] > ids[:-1][tie]).all())
 
 
+def _ties_order(key: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """For rows sorted by ``key``: the permutation sorting them by (key, id), i.e.
+    ``np.lexsort((ids, key))``, computed by sorting only the runs of equal keys whose ids are
+    out of order (a few among millions when keys are coarsened to milliseconds)."""
+    n = len(key)
+    run_start = np.ones(n, dtype=bool)
+    run_start[1:] = key[1:] != key[:-1]
+    run = np.cumsum(run_start) - 1
+    unordered = np.zeros(n, dtype=bool)
+    unordered[1:] = ~run_start[1:] & (ids[1:] < ids[:-1])
+    rows = np.flatnonzero(np.isin(run, np.unique(run[unordered])))
+    order = np.arange(n)
+    order[rows] = rows[np.lexsort((ids[rows], run[rows]))]
+    return order
+
+
 def largest_remainder(values: np.ndarray, total: int) -> np.ndarray:
     """``values`` (floats summing to about ``total``) as integers summing to ``total`` exactly:
     floors, then one more to the largest fractional parts (ties to the lower index)."""
@@ -208,7 +224,8 @@ def attribute(
         o_order = _order_by(o_key)
         ids = o_id if o_order is None else o_id[o_order]
         if len(o_key) > 1 and not _ties_by_id(o_key if o_order is None else o_key[o_order], ids):
-            o_order = np.lexsort((o_id, o_key))  # same customer and instant: by order id
+            # Same customer and instant: by order id (sorted input: only those runs move).
+            o_order = np.lexsort((o_id, o_key)) if o_order is not None else _ties_order(o_key, o_id)
         if o_order is not None:
             o_key, o_block = o_key[o_order], o_block[o_order]
             o_cust, o_us, o_id = o_cust[o_order], o_us[o_order], o_id[o_order]

@@ -112,7 +112,7 @@ WITH cm AS (
     SELECT customer_id,
            %(base)s + width_bucket(placed_at, %(starts)s::timestamptz[]) - 1 AS month,
            count(*) AS n,
-           sum((amount * 100)::bigint) AS kop
+           (sum(amount) * 100)::bigint AS kop  -- amounts have 2 decimals: exact
     FROM {order} WHERE client_id = %(client)s AND status = %(paid)s
     GROUP BY 1, 2
 ),
@@ -278,9 +278,10 @@ def kpis_compute(*, client: Any, months: int | None = None, now: dt.datetime | N
         # The statement sorts and hashes every customer-month of the client at once.
         cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         cursor.execute("SET LOCAL jit = off")
-        # The client's orders are read whole: in the order of the (client, customer, placed_at)
-        # index the heap is read at random (2.5 s instead of 0.3 s for 1M orders).
-        cursor.execute("SET LOCAL enable_indexscan = off")
+        # The client's orders come in (customer, time) order from the covering index
+        # ``order_client_customer_cover`` (an index-only scan: no heap, no sort of the orders;
+        # 18.5 → 13.7 s at 10M orders). The planner keeps a sequential scan where the table's
+        # visibility map is not yet set (vacuum sets it; then the index alone is not enough).
         KpiMonth.objects.for_client(client).filter(month__gte=since).delete()
         cursor.execute(sql, params)
         return cursor.rowcount

@@ -5,7 +5,7 @@ downtime (``manage.py rotate_credentials_key``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -48,6 +48,49 @@ def secret_rotate(token: str) -> str:
         return _fernet().rotate(token.encode()).decode()
     except InvalidToken as exc:
         raise CredentialsUnreadable(_("учётные данные не расшифровываются")) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials typed by a person: one check for every provider account
+
+# An address never comes from tenant data (SSRF): a provider's base URL is deployment
+# configuration (<PROVIDER>_BASE_URL).
+FIXED_CREDENTIALS = ("base_url", "url", "host", "endpoint")
+
+
+def credentials_checked(
+    credentials: Any, *, required: Sequence[Sequence[str]], provider_label: Any
+) -> dict[str, str]:
+    """The credentials as strings, empty values dropped, or a ServiceError naming what is
+    wrong: not an object, an address among them, or none of the ``required`` alternatives
+    (each a set of keys that together suffice) complete."""
+    from .errors import ServiceError
+
+    if not isinstance(credentials, dict):
+        raise ServiceError(
+            "invalid_credentials", _("Учётные данные — объект."), field="credentials"
+        )
+    fixed = sorted(set(credentials) & set(FIXED_CREDENTIALS))
+    if fixed:
+        raise ServiceError(
+            "invalid_credentials",
+            _(
+                "Адрес API провайдера задаётся настройкой развёртывания "
+                "(<ПРОВАЙДЕР>_BASE_URL), а не в учётных данных: уберите %(fields)s."
+            )
+            % {"fields": ", ".join(fixed)},
+            field="credentials",
+        )
+    given = {k: str(v) for k, v in credentials.items() if v not in (None, "")}
+    if not any(all(key in given for key in keys) for keys in required):
+        wanted = _(" или ").join(" + ".join(keys) for keys in required)
+        raise ServiceError(
+            "invalid_credentials",
+            _("Для %(provider)s нужны учётные данные: %(keys)s.")
+            % {"provider": provider_label, "keys": wanted},
+            field="credentials",
+        )
+    return given
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from agency.audit import audit_object as _audit
-from agency.crypto import secret_encrypt, secret_rotate
+from agency.crypto import credentials_checked, secret_encrypt, secret_rotate
 from agency.errors import ServiceError
 from agency.i18n import site_language
 from audiences.models import Audience
@@ -763,34 +763,14 @@ PROVIDER_COUNTRY = {
     Provider.RUSTORE: "RU",
     Provider.WEBPUSH: "",
 }
-FIXED_CREDENTIALS = ("base_url", "url", "host", "endpoint")
 
 
 def _check_credentials(provider: str, credentials: dict[str, Any]) -> dict[str, str]:
-    if not isinstance(credentials, dict):
-        _refuse("invalid_credentials", _("Учётные данные — объект."), "credentials")
-    fixed = sorted(set(credentials) & set(FIXED_CREDENTIALS))
-    if fixed:
-        _refuse(
-            "invalid_credentials",
-            _(
-                "Адрес API провайдера задаётся настройкой развёртывания "
-                "(<ПРОВАЙДЕР>_BASE_URL), а не в учётных данных: уберите %(fields)s."
-            )
-            % {"fields": ", ".join(fixed)},
-            "credentials",
-        )
-    given = {k: str(v) for k, v in credentials.items() if v not in (None, "")}
-    alternatives = REQUIRED_CREDENTIALS[provider]
-    if not any(all(key in given for key in keys) for keys in alternatives):
-        wanted = _(" или ").join(" + ".join(keys) for keys in alternatives)
-        _refuse(
-            "invalid_credentials",
-            _("Для %(provider)s нужны учётные данные: %(keys)s.")
-            % {"provider": Provider(provider).label, "keys": wanted},
-            "credentials",
-        )
-    return given
+    return credentials_checked(
+        credentials,
+        required=REQUIRED_CREDENTIALS[provider],
+        provider_label=Provider(provider).label,
+    )
 
 
 @transaction.atomic

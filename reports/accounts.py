@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from agency.audit import audit_log
-from agency.crypto import secret_decrypt, secret_encrypt, secret_rotate
+from agency.crypto import credentials_checked, secret_decrypt, secret_encrypt, secret_rotate
 from agency.errors import ServiceError
 
 from .models import AdAccount
@@ -21,8 +21,6 @@ REQUIRED_CREDENTIALS = {
     AdAccount.Provider.ROISTAT: ("api_key",),
     AdAccount.Provider.CALLTOUCH: ("client_api_id",),
 }
-# An address never comes from tenant data (SSRF): the base URL is deployment configuration.
-FIXED_CREDENTIALS = ("base_url", "url", "host", "endpoint")
 
 
 def _refuse(code: str, message: str, field: str) -> None:
@@ -30,29 +28,11 @@ def _refuse(code: str, message: str, field: str) -> None:
 
 
 def _check_credentials(provider: str, credentials: Any) -> dict[str, str]:
-    if not isinstance(credentials, dict):
-        _refuse("invalid_credentials", _("Учётные данные — JSON-объект."), "credentials")
-    fixed = sorted(set(credentials) & set(FIXED_CREDENTIALS))
-    if fixed:
-        _refuse(
-            "invalid_credentials",
-            _(
-                "Адрес API задаётся настройкой развёртывания (<ПРОВАЙДЕР>_BASE_URL), а не в "
-                "учётных данных: уберите %(fields)s."
-            )
-            % {"fields": ", ".join(fixed)},
-            "credentials",
-        )
-    given = {k: str(v) for k, v in credentials.items() if v not in (None, "")}
-    missing = [key for key in REQUIRED_CREDENTIALS[provider] if key not in given]
-    if missing:
-        _refuse(
-            "invalid_credentials",
-            _("Для %(provider)s нужны учётные данные: %(keys)s.")
-            % {"provider": AdAccount.Provider(provider).label, "keys": ", ".join(missing)},
-            "credentials",
-        )
-    return given
+    return credentials_checked(
+        credentials,
+        required=(REQUIRED_CREDENTIALS[provider],),
+        provider_label=AdAccount.Provider(provider).label,
+    )
 
 
 def _check_remote_id(provider: str, remote_id: str, conversion_target: str) -> None:

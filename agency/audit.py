@@ -70,6 +70,12 @@ def audit_object(
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def audit_context(request: Any, *, source: str) -> dict[str, Any]:
+    """Who asks (actor, source, IP) for the audit entry a service writes: what the admin and
+    the API pass to every service call."""
+    return {"actor": request.user, "source": source, "ip": request_ip(request)}
+
+
 @functools.lru_cache(maxsize=8)
 def _networks(trusted: tuple[str, ...]) -> tuple[_Network, ...]:
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in trusted if entry)

@@ -21,6 +21,7 @@ and a refusal becomes a form error instead of a server error.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -57,7 +58,7 @@ from agency.admin_base import (
     request_staff_role,
 )
 from agency.admin_jobs import JobAdminMixin
-from agency.audit import request_ip
+from agency.audit import audit_context
 from agency.errors import ServiceError
 from agency.exports import csv_response
 from agency.i18n import client_localtime
@@ -115,9 +116,7 @@ def _progress(value: int) -> str:
     )
 
 
-def _audited(request: HttpRequest) -> dict[str, Any]:
-    """Who asks, for the audit entry the service writes."""
-    return {"actor": request.user, "source": "admin", "ip": request_ip(request)}
+_audited = functools.partial(audit_context, source="admin")
 
 
 def _adopt(target: Any, source: Any) -> None:

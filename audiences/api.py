@@ -14,6 +14,7 @@ given by id are looked up among the request's client's objects only: another cli
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.models import Model, OuterRef, Prefetch, QuerySet, Subquery
@@ -41,7 +42,7 @@ from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
 from agency.api import ApiError, ClientScopedViewSetMixin, request_client
-from agency.audit import request_ip
+from agency.audit import audit_context
 from agency.exports import csv_response
 from clients.api import ClientAccessPermission
 from segments.models import Segment
@@ -64,9 +65,7 @@ TAGS = ["audiences"]
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 
 
-def _audited(request: Request) -> dict[str, Any]:
-    """Who asks, for the audit entry the service writes."""
-    return {"actor": request.user, "source": "api", "ip": request_ip(request)}
+_audited = functools.partial(audit_context, source="api")
 
 
 ERROR_BODY = inline_serializer(

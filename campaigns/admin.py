@@ -22,6 +22,7 @@ Agency admins and account managers write (managers only for their clients); anal
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django import forms
@@ -48,7 +49,7 @@ from agency.admin_base import (
     request_staff_client_ids,
     request_staff_role,
 )
-from agency.audit import request_ip
+from agency.audit import audit_context, request_ip
 from agency.errors import ServiceError
 from agency.roles import staff_clients
 from audiences.admin import CredentialsField, ServiceForm, _adopt, service_refusal
@@ -93,8 +94,7 @@ STATUS_COLOURS = {
 }
 
 
-def _audited(request: HttpRequest) -> dict[str, Any]:
-    return {"actor": request.user, "source": "admin", "ip": request_ip(request)}
+_audited = functools.partial(audit_context, source="admin")
 
 
 def _badge(text: str, colour: str) -> str:

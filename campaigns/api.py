@@ -11,6 +11,7 @@ for a method the route does not take (a POST-only action asked with GET).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.models import Model, Prefetch, QuerySet
@@ -33,7 +34,7 @@ from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
 from agency.api import ApiError, ClientScopedViewSetMixin, request_client
-from agency.audit import request_ip
+from agency.audit import audit_context
 from agency.tenancy import get_scoped_object_or_404
 from audiences.models import Audience
 from clients.api import ClientAccessPermission
@@ -89,8 +90,7 @@ ERROR_BODY = inline_serializer(
 )
 
 
-def _audited(request: Request) -> dict[str, Any]:
-    return {"actor": request.user, "source": "api", "ip": request_ip(request)}
+_audited = functools.partial(audit_context, source="api")
 
 
 def _lookup(model: type[Model], client: Any, value: Any, code: str, field: str) -> Any:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django import forms
@@ -17,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from agency.admin_base import ClientListFilter, TenantScopedAdmin
-from agency.audit import audit_log, request_ip
+from agency.audit import audit_context, audit_log, request_ip
 from agency.errors import ServiceError
 from agency.roles import ACCOUNT_MANAGER, AGENCY_ADMIN, staff_clients
 from audiences.admin import CredentialsField, ServiceForm, _adopt
@@ -35,8 +36,7 @@ CREDENTIALS_HELP = gettext_lazy(
 )
 
 
-def _audited(request: HttpRequest) -> dict[str, Any]:
-    return {"actor": request.user, "source": "admin", "ip": request_ip(request)}
+_audited = functools.partial(audit_context, source="admin")
 
 
 class AdAccountAdminForm(ServiceForm):

@@ -11,6 +11,7 @@ The rules (tier, account, points, per-item errors) live in ``reports.bidding``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.models import Prefetch
@@ -25,7 +26,7 @@ from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
 from agency.api import ApiError, ClientScopedViewSetMixin, request_client
-from agency.audit import request_ip
+from agency.audit import audit_context
 from clients.api import ClientAccessPermission
 
 from ..bidding import bid_modifier_apply, bid_modifier_change_rollback, bid_modifier_plan
@@ -161,8 +162,7 @@ def _valid(serializer_class: type[serializers.Serializer], request: Request) -> 
     return data.validated_data
 
 
-def _audited(request: Request) -> dict[str, Any]:
-    return {"actor": request.user, "source": "api", "ip": request_ip(request)}
+_audited = functools.partial(audit_context, source="api")
 
 
 def _change_data(change: BidModifierChange | None) -> dict | None:
